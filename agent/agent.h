@@ -1,0 +1,80 @@
+/* agent: hydra-agent's configuration (DESIGN.md section 4) and subcommands. */
+#ifndef AGENT_H
+#define AGENT_H
+
+#include "common/hc.h"
+
+#define AG_DEFAULT_CONFIG "/etc/hydra-agent/agent.yaml"
+
+enum ag_discovery_mode { AG_MODE_SEQUENTIAL, AG_MODE_PARALLEL };
+
+struct ag_config {
+	char *node_id;
+	char *state_dir;
+	char *log_file;
+	struct {
+		char *ca_file;
+	} tls;
+	struct {
+		struct hc_strlist servers;
+		long long timeout_ms;
+	} dns;
+	struct {
+		char *config_url;
+		char *static_district;
+	} district;
+	struct {
+		char *origin_host;
+		char *url_pattern;
+		long long head_timeout_ms;
+		struct {
+			uint64_t bytes_per_s;
+			long long seconds;
+		} stall;
+	} mirror;
+	struct {
+		char *cluster_url;
+		char *head_id;
+		char *district;
+		char *venue;
+		long long port;
+		long long probe_timeout_ms;
+		int mode;  /* enum ag_discovery_mode */
+		long long launch_window_s;
+	} discovery;
+};
+
+/* The schema of agent.yaml, for hc_cfg_*. */
+extern const struct hc_cfg_field ag_config_schema[];
+
+/* Fills cfg with the defaults, then loads path over them. A missing file is
+ * an error only when must_exist (the user named it with --config). On error
+ * cfg is freed. Caller frees with ag_config_free. */
+int ag_config_load(struct ag_config *cfg, const char *path, int must_exist,
+                   struct hc_err *err);
+void ag_config_free(struct ag_config *cfg);
+
+/* The DNS server list as c-ares wants it: "a:p,b:p". Caller frees. NULL when
+ * out of memory. */
+char *ag_config_dns_servers(const struct ag_config *cfg);
+
+/* What every subcommand receives: the loaded config and global options. */
+struct ag_ctx {
+	struct ag_config cfg;
+	const char *config_path;
+	int config_given;
+};
+
+/* A subcommand: parses its own argv (argv[0] is its name) and returns a status;
+ * main maps it to an exit code. */
+struct ag_command {
+	const char *name;
+	const char *summary;
+	const char *usage;   /* the subcommand's --help text */
+	int (*run)(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err);
+	int needs_log;       /* open log_file before running */
+};
+
+extern const struct ag_command ag_cmd_check_config;
+
+#endif

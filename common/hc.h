@@ -1,0 +1,400 @@
+/*
+ * hc: the core shared by hydra-agent, hydra-mirror and hydra-cluster-sim.
+ *
+ * Conventions for every function here:
+ *  - a function that can fail returns 0 on success or a negative HC_E* status
+ *    and, when given an err, writes a one-line human message into it;
+ *  - only main() maps statuses to exit codes (hc_status_exit_code);
+ *  - x_free(NULL) is a no-op.
+ */
+#ifndef HC_H
+#define HC_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define HC_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------ status */
+
+enum hc_status {
+	HC_OK = 0,
+	HC_EUSAGE = -1,      /* bad command line */
+	HC_EDATA = -2,       /* bad input data (JSON, manifest, digest mismatch) */
+	HC_EUNAVAIL = -3,    /* no source or service reachable */
+	HC_ECANTCREAT = -4,  /* cannot create an output file */
+	HC_EIO = -5,         /* read or write error, disk full included */
+	HC_ECONFIG = -6,     /* bad configuration */
+	HC_ENOMEM = -7,      /* allocation failed */
+	HC_ESOFTWARE = -8,   /* internal error */
+	HC_ENOTFOUND = -9,   /* the thing asked for does not exist */
+};
+
+/* A message long enough for a URL, a path and a reason. */
+#define HC_ERR_MAX 1024
+
+struct hc_err {
+	int status;
+	char msg[HC_ERR_MAX];
+};
+
+/* Writes the formatted message into err (when non-NULL), records status and
+ * returns it, so that a failure reads `return hc_err_set(err, HC_EIO, ...)`.
+ * A message longer than HC_ERR_MAX is cut and ends with "...". */
+int hc_err_set(struct hc_err *err, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Prefixes the message already in err with "prefix: ". Returns err->status. */
+int hc_err_prefix(struct hc_err *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* sysexits.h code for a status: 0, 64, 65, 69, 70, 73, 74, 78. */
+int hc_status_exit_code(int status);
+
+/* Short name of a status ("io", "config", ...). Never NULL. */
+const char *hc_status_name(int status);
+
+/* ------------------------------------------------------------------ strings */
+
+/* snprintf that reports truncation: 0 when the whole string fit, HC_ESOFTWARE
+ * when it was cut (dst still holds a terminated prefix). */
+int hc_snprintf(char *dst, size_t size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Copies src into dst (size bytes, terminated). 0, or HC_ESOFTWARE on cut. */
+int hc_strlcpy(char *dst, const char *src, size_t size);
+
+/* Duplicate or abort-free failure: returns NULL when out of memory. Caller
+ * frees. hc_strdup(NULL) returns NULL. */
+char *hc_strdup(const char *s);
+
+/* Parses a size such as "1048576", "512K", "10G" (powers of 1024) into *out.
+ * Returns 0 or HC_EDATA on anything else, including overflow. */
+int hc_parse_size(const char *s, uint64_t *out);
+
+/* Parses a decimal integer in [min, max]. Returns 0 or HC_EDATA. */
+int hc_parse_int(const char *s, long long min, long long max, long long *out);
+
+/* 1 when s is a valid DNS label (1-63 of [a-z0-9-], not starting or ending
+ * with '-'; upper case accepted), else 0. */
+int hc_is_dns_label(const char *s);
+
+/* Milliseconds from a monotonic clock. This function cannot fail. */
+int64_t hc_now_ms(void);
+
+/* ------------------------------------------------------------------ logging */
+
+enum hc_log_level { HC_LOG_DEBUG, HC_LOG_INFO, HC_LOG_WARN, HC_LOG_ERROR };
+
+/* Longest line written; a longer message is cut and ends with "...". */
+#define HC_LOG_LINE_MAX 4096
+
+/* Opens the log. path may be NULL or "" for no file. The file is opened with
+ * O_APPEND and every line goes out in one write(2), so several processes can
+ * share it. to_stderr: also copy lines to stderr. Calling it again replaces
+ * the previous setup. */
+int hc_log_open(const char *path, enum hc_log_level level, int to_stderr,
+                struct hc_err *err);
+void hc_log_close(void);
+
+/* Parses "debug", "info", "warn", "error". 0 or HC_EDATA. */
+int hc_log_level_parse(const char *s, enum hc_log_level *out);
+
+/* Writes `2026-11-22T18:32:00.123Z INFO module: message\n`. */
+void hc_log(enum hc_log_level level, const char *module, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void hc_vlog(enum hc_log_level level, const char *module, const char *fmt,
+             va_list ap);
+
+/* Formats one log line for the given wall-clock time into buf (always
+ * terminated and ending in '\n'); returns its length. Used by hc_log and
+ * by tests. This function cannot fail. */
+size_t hc_log_format(char *buf, size_t size, int64_t epoch_ms,
+                     enum hc_log_level level, const char *module,
+                     const char *fmt, va_list ap);
+
+/* ------------------------------------------------------------------ config */
+
+/*
+ * A strict YAML loader driven by a table of fields. Each program describes its
+ * schema once; the loader fills a struct the caller owns and rejects unknown
+ * keys, duplicate keys, wrong types and out-of-range values with
+ * "file:line:col: message".
+ */
+enum hc_cfg_type {
+	HC_CFG_STRING,   /* char * (heap, freed by hc_cfg_free) */
+	HC_CFG_INT,      /* long long in [min, max] */
+	HC_CFG_BOOL,     /* int: true/false */
+	HC_CFG_SIZE,     /* uint64_t: "10G", "512M", 123; in [min, max] */
+	HC_CFG_ENUM,     /* int: index into enum_values */
+	HC_CFG_STRLIST,  /* struct hc_strlist: a sequence of strings */
+	HC_CFG_MAP,      /* a nested mapping described by children */
+	HC_CFG_SEQ,      /* struct hc_cfg_seq: a sequence of mappings */
+};
+
+struct hc_strlist {
+	char **items;
+	size_t n;
+};
+
+struct hc_cfg_seq {
+	void *items;     /* n elements of elem_size bytes */
+	size_t n;
+};
+
+struct hc_cfg_field {
+	const char *key;
+	enum hc_cfg_type type;
+	size_t offset;                       /* into the struct being filled */
+	const char *def;                     /* default as YAML scalar text; NULL: empty/0 */
+	long long min, max;                  /* INT and SIZE (max 0: no limit) */
+	const char *const *enum_values;      /* ENUM: NULL-terminated */
+	const struct hc_cfg_field *children; /* MAP: offsets into the same struct;
+	                                        SEQ: into each element; key == NULL ends */
+	size_t elem_size;                    /* SEQ */
+	int required;                        /* inside SEQ elements: must be given */
+	/* STRING and each STRLIST item: returns 0 when value is acceptable, else
+	 * writes why into what. NULL: any string. */
+	int (*check)(const char *value, char *what, size_t what_size);
+};
+
+/* Checks for hc_cfg_field.check: an http(s) URL or empty; a DNS label or
+ * empty; "ip", "ip:port" or "[ipv6]:port". */
+int hc_cfg_check_url(const char *value, char *what, size_t what_size);
+int hc_cfg_check_dns_label(const char *value, char *what, size_t what_size);
+int hc_cfg_check_host_port(const char *value, char *what, size_t what_size);
+
+/* Sets every field of obj to its default. 0 or HC_ENOMEM. */
+int hc_cfg_defaults(const struct hc_cfg_field *schema, void *obj,
+                    struct hc_err *err);
+
+/* Loads path over the defaults already in obj. On error the message is
+ * "path:line:col: what" and obj keeps what was set so far (free it with
+ * hc_cfg_free). Returns 0, HC_ECONFIG, or HC_EIO when the file cannot be read. */
+int hc_cfg_load_file(const struct hc_cfg_field *schema, void *obj,
+                     const char *path, struct hc_err *err);
+
+/* The same from a buffer; name is used in messages in place of a path. */
+int hc_cfg_load_buffer(const struct hc_cfg_field *schema, void *obj,
+                       const char *name, const char *buf, size_t len,
+                       struct hc_err *err);
+
+/* Writes obj as YAML (the effective config) to fd. 0 or HC_EIO. */
+int hc_cfg_dump(const struct hc_cfg_field *schema, const void *obj, int fd,
+                struct hc_err *err);
+
+/* Frees every string, list and sequence the loader allocated in obj. */
+void hc_cfg_free(const struct hc_cfg_field *schema, void *obj);
+
+/* ------------------------------------------------------------------ json */
+
+struct json_object;
+
+/* Field getters that name the field in their error: "missing field 'district'",
+ * "field 'vram_mb': expected integer". Strings returned point into obj and
+ * are invalidated when obj is freed. Each returns 0 or HC_EDATA. */
+int hc_json_get_string(struct json_object *obj, const char *field,
+                       const char **out, struct hc_err *err);
+int hc_json_get_int(struct json_object *obj, const char *field,
+                    long long *out, struct hc_err *err);
+int hc_json_get_bool(struct json_object *obj, const char *field, int *out,
+                     struct hc_err *err);
+int hc_json_get_array(struct json_object *obj, const char *field,
+                      struct json_object **out, struct hc_err *err);
+/* Optional variants: absent or null leaves *out unchanged and returns 0. */
+int hc_json_opt_string(struct json_object *obj, const char *field,
+                       const char **out, struct hc_err *err);
+
+/* Parses len bytes of JSON text into *out (caller puts with json_object_put).
+ * HC_EDATA with json-c's reason and offset on bad input. */
+int hc_json_parse(const char *text, size_t len, struct json_object **out,
+                  struct hc_err *err);
+
+/* ------------------------------------------------------------------ sha256 */
+
+#define HC_SHA256_LEN 32
+#define HC_SHA256_HEX_LEN 64
+
+struct hc_sha256; /* opaque streaming SHA-256 on OpenSSL EVP */
+
+/* Returns a new context or NULL when out of memory. Caller frees. */
+struct hc_sha256 *hc_sha256_new(void);
+void hc_sha256_free(struct hc_sha256 *h);
+/* Restarts the digest from zero. 0 or HC_ESOFTWARE. */
+int hc_sha256_reset(struct hc_sha256 *h);
+int hc_sha256_update(struct hc_sha256 *h, const void *data, size_t len);
+/* Writes 64 lower-case hex digits and a NUL into hex (65 bytes). The context
+ * can go on receiving data afterwards: finishing works on a copy. */
+int hc_sha256_hex(struct hc_sha256 *h, char hex[HC_SHA256_HEX_LEN + 1]);
+/* Hashes the first limit bytes of fd from offset 0 (limit < 0: all) into h. */
+int hc_sha256_fd(struct hc_sha256 *h, int fd, off_t limit, struct hc_err *err);
+/* Hashes a whole file into hex. */
+int hc_sha256_file(const char *path, char hex[HC_SHA256_HEX_LEN + 1],
+                   struct hc_err *err);
+/* 1 when s is 64 hex digits (either case). */
+int hc_sha256_hex_valid(const char *s);
+/* Decodes RFC 9530 "sha-256=:BASE64:" (among other digests) into hex.
+ * 0, or HC_EDATA when no sha-256 member is present or it is malformed. */
+int hc_sha256_from_repr_digest(const char *value, char hex[HC_SHA256_HEX_LEN + 1]);
+/* Encodes hex as RFC 9530 "sha-256=:BASE64:" into out. 0 or HC_EDATA. */
+int hc_sha256_to_repr_digest(const char *hex, char *out, size_t size);
+
+/* ------------------------------------------------------------------ files */
+
+/* Writes len bytes to path atomically: a temp file in the same directory,
+ * fsync, rename over path, fsync of the directory. On error path is
+ * unchanged and no temp file is left. mode is the new file's mode. */
+int hc_atomic_write(const char *path, const void *data, size_t len,
+                    mode_t mode, struct hc_err *err);
+
+/* fsyncs the directory holding path (or path itself when it is a dir). */
+int hc_fsync_dir(const char *path, struct hc_err *err);
+
+/* Reads a whole file of at most max bytes into *out (NUL added, caller frees).
+ * HC_ENOTFOUND when it does not exist, HC_EDATA when larger than max. */
+int hc_read_file(const char *path, size_t max, char **out, size_t *len,
+                 struct hc_err *err);
+
+/* mkdir -p with mode. 0 or HC_EIO. */
+int hc_mkdir_p(const char *path, mode_t mode, struct hc_err *err);
+
+/* Writes all of buf to fd, retrying on EINTR and short writes. 0 or HC_EIO
+ * (errno kept). */
+int hc_write_all(int fd, const void *buf, size_t len);
+
+/* ------------------------------------------------------------------ url */
+
+#define HC_HOST_MAX 256
+
+struct hc_url {
+	char scheme[8];           /* "http" or "https" */
+	char host[HC_HOST_MAX];   /* lower case, without IPv6 brackets */
+	int port;                 /* explicit or the scheme's default */
+	char *path_query;         /* "/a/b?x=1", never empty; caller frees via hc_url_free */
+};
+
+/* Parses an absolute http(s) URL. 0 or HC_EDATA naming what is wrong. */
+int hc_url_parse(const char *text, struct hc_url *out, struct hc_err *err);
+void hc_url_free(struct hc_url *u);
+
+/* ------------------------------------------------------------------ failures */
+
+/* Why a request did not give the caller what it asked for. */
+enum hc_fail {
+	HC_FAIL_NONE = 0,
+	HC_FAIL_DNS_NXDOMAIN,
+	HC_FAIL_DNS_TIMEOUT,
+	HC_FAIL_DNS_ERROR,
+	HC_FAIL_CONNECT_REFUSED,
+	HC_FAIL_CONNECT_TIMEOUT,
+	HC_FAIL_TLS,
+	HC_FAIL_TIMEOUT,
+	HC_FAIL_STALL,
+	HC_FAIL_HTTP_STATUS,
+	HC_FAIL_IO,
+	HC_FAIL_ABORTED,
+};
+
+/* ------------------------------------------------------------------ dns */
+
+#define HC_DNS_MAX_SERVERS 8
+#define HC_DNS_MAX_ADDRS 16
+
+struct hc_dns_config {
+	const char *servers; /* "127.0.0.1:5353,[::1]:53" or NULL/"" for resolv.conf */
+	int timeout_ms;      /* whole lookup budget */
+};
+
+struct hc_dns_result {
+	size_t n;
+	char addrs[HC_DNS_MAX_ADDRS][64]; /* numeric, IPv6 without brackets */
+};
+
+/* Resolves host (A and AAAA) with c-ares. An IP literal is returned as is.
+ * Errors: HC_EUNAVAIL with *fail set to one of HC_FAIL_DNS_* and a message
+ * "lookup HOST: no such host" or "lookup HOST: timeout". */
+int hc_dns_resolve(const struct hc_dns_config *cfg, const char *host,
+                   struct hc_dns_result *out, enum hc_fail *fail,
+                   struct hc_err *err);
+
+/* ------------------------------------------------------------------ http */
+
+/* "dns_nxdomain", "connect_refused", ... Never NULL. */
+const char *hc_fail_name(enum hc_fail f);
+
+/* Maps a finished libcurl transfer to a failure class. curl_code is a
+ * CURLcode, os_errno CURLINFO_OS_ERRNO, connected whether a connection was
+ * established. Pure; used by hc_http_request and unit tests. */
+enum hc_fail hc_http_classify(int curl_code, long os_errno, int connected);
+
+struct hc_http_config {
+	struct hc_dns_config dns;
+	const char *ca_file;       /* NULL or "": system store */
+	int connect_timeout_ms;    /* 0: 10000 */
+	int total_timeout_ms;      /* 0: none */
+	uint64_t stall_bytes_per_s;/* 0: no stall check */
+	int stall_seconds;
+};
+
+/* Called for each chunk of body. Return 0 to go on, non-zero to abort the
+ * transfer (the result is HC_FAIL_ABORTED, or HC_FAIL_IO when the callback
+ * set *io_failed). */
+typedef int (*hc_http_sink)(void *ctx, const void *data, size_t len);
+
+/* Called once when the response headers are complete, before any body.
+ * Return non-zero to abort. */
+struct hc_http_response;
+typedef int (*hc_http_on_headers)(void *ctx, const struct hc_http_response *r);
+
+struct hc_http_request {
+	const char *method;        /* "GET" (default) or "HEAD" */
+	const char *url;
+	int64_t range_from;        /* >0: Range: bytes=N- */
+	const char *if_range;      /* with range_from: If-Range value (an ETag) */
+	const char *const *headers;/* extra "Name: value" lines, NULL-terminated */
+	hc_http_sink sink;         /* NULL: body discarded */
+	hc_http_on_headers on_headers;
+	void *ctx;
+	volatile int *cancel;      /* set non-zero from elsewhere to abort */
+	int fail_on_http_error;    /* status >= 400 is HC_FAIL_HTTP_STATUS */
+};
+
+#define HC_HTTP_HEADER_VALUE_MAX 256
+
+struct hc_http_response {
+	long status;
+	int64_t content_length;    /* -1 when absent */
+	int64_t range_start;       /* from Content-Range, -1 when absent */
+	int64_t range_total;       /* total from Content-Range, -1 when absent */
+	char etag[HC_HTTP_HEADER_VALUE_MAX];
+	char sha256[HC_SHA256_HEX_LEN + 1]; /* X-File-SHA256 or Repr-Digest */
+	char primary_ip[64];
+	uint64_t body_bytes;       /* body bytes handed to the sink */
+	int64_t elapsed_ms;
+	enum hc_fail fail;
+};
+
+/*
+ * Runs one request: resolves the URL's host with c-ares, pins the answer with
+ * CURLOPT_RESOLVE (TLS still checks the real name), applies the limits of
+ * cfg, streams the body to req->sink. Returns 0 when the transfer finished
+ * (with fail_on_http_error, only for status < 400), else HC_EUNAVAIL (network
+ * and HTTP failures) or HC_EIO (the sink failed); resp->fail says why and err
+ * carries a message such as "lookup bxl1.example: no such host",
+ * "connect 127.0.0.1:8443: connection refused", "HTTP 404".
+ */
+int hc_http_request(const struct hc_http_config *cfg,
+                    const struct hc_http_request *req,
+                    struct hc_http_response *resp, struct hc_err *err);
+
+/* Sets every field of resp to "nothing seen yet". This function cannot fail. */
+void hc_http_response_init(struct hc_http_response *resp);
+
+/* curl_global_init and ares_library_init: once per process, before threads
+ * start and before any hc_dns_resolve or hc_http_request. 0 or HC_ESOFTWARE. */
+int hc_http_global_init(struct hc_err *err);
+void hc_http_global_cleanup(void);
+
+#endif

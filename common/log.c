@@ -1,0 +1,138 @@
+/*
+ * Logging: `2026-11-22T18:32:00.123Z INFO module: message`, UTC, one write(2)
+ * per line on an O_APPEND descriptor so that processes sharing hydrabody.log
+ * never interleave inside a line.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/hc.h"
+
+static struct {
+	int fd;
+	int to_stderr;
+	enum hc_log_level level;
+} log_state = { -1, 1, HC_LOG_INFO };
+
+static const char *const log_level_names[] = { "DEBUG", "INFO", "WARN", "ERROR" };
+
+int
+hc_log_open(const char *path, enum hc_log_level level, int to_stderr,
+            struct hc_err *err)
+{
+	int fd = -1;
+
+	if (path != NULL && *path != '\0') {
+		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0)
+			return hc_err_set(err, HC_ECANTCREAT, "log_file %s: %s", path,
+			                  strerror(errno));
+	}
+	hc_log_close();
+	log_state.fd = fd;
+	log_state.level = level;
+	log_state.to_stderr = to_stderr;
+	return 0;
+}
+
+void
+hc_log_close(void)
+{
+	if (log_state.fd >= 0)
+		close(log_state.fd);
+	log_state.fd = -1;
+}
+
+int
+hc_log_level_parse(const char *s, enum hc_log_level *out)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(log_level_names) / sizeof(log_level_names[0]); i++) {
+		if (strcasecmp(s, log_level_names[i]) == 0) {
+			*out = (enum hc_log_level)i;
+			return 0;
+		}
+	}
+	return HC_EDATA;
+}
+
+size_t
+hc_log_format(char *buf, size_t size, int64_t epoch_ms, enum hc_log_level level,
+              const char *module, const char *fmt, va_list ap)
+{
+	struct tm tm;
+	time_t secs = (time_t)(epoch_ms / 1000);
+	size_t room, len, i;
+	int cut = 0;
+	int n;
+
+	if (size < 8) {
+		if (size > 0)
+			buf[0] = '\0';
+		return 0;
+	}
+	/* Text goes into room bytes, leaving one for '\n' and one for NUL. */
+	room = size - 2;
+	gmtime_r(&secs, &tm);
+	n = snprintf(buf, room + 1, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s: ",
+	             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	             tm.tm_min, tm.tm_sec, (int)(epoch_ms % 1000),
+	             log_level_names[level], module);
+	len = n < 0 ? 0 : (size_t)n;
+	if (len < room) {
+		n = vsnprintf(buf + len, room + 1 - len, fmt, ap);
+		if (n > 0)
+			len += (size_t)n;
+	}
+	if (len > room) {
+		len = room;
+		cut = 1;
+	}
+	/* One line per record: an embedded newline would forge a log line. */
+	for (i = 0; i < len; i++) {
+		if (buf[i] == '\n' || buf[i] == '\r')
+			buf[i] = ' ';
+	}
+	if (cut)
+		memcpy(buf + len - 3, "...", 3);
+	buf[len++] = '\n';
+	buf[len] = '\0';
+	return len;
+}
+
+void
+hc_vlog(enum hc_log_level level, const char *module, const char *fmt, va_list ap)
+{
+	char line[HC_LOG_LINE_MAX];
+	struct timespec ts;
+	size_t len;
+
+	if (level < log_state.level)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	len = hc_log_format(line, sizeof(line),
+	                    (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+	                    level, module, fmt, ap);
+	/* Logging must never fail the caller: errors here have nowhere to go. */
+	if (log_state.fd >= 0)
+		(void)hc_write_all(log_state.fd, line, len);
+	if (log_state.to_stderr)
+		(void)hc_write_all(STDERR_FILENO, line, len);
+}
+
+void
+hc_log(enum hc_log_level level, const char *module, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	hc_vlog(level, module, fmt, ap);
+	va_end(ap);
+}
