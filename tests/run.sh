@@ -1,0 +1,79 @@
+#!/bin/sh
+# Runs every test program and script, then prints one closing line
+# "N passed, N failed, N skipped" counting individual test cases.
+# A program that crashes or exits non-zero without reporting a failure
+# counts as one failure. Logs: $BUILD/test-logs/.
+set -u
+BUILD=${BUILD:-build}
+LOGS="$BUILD/test-logs"
+mkdir -p "$LOGS"
+pass=0 fail=0 skip=0
+failed_names=""
+
+# Unit tests also run under valgrind when it is here and this is no ASan build.
+use_valgrind=0
+if [ "${SANITIZE:-}" != 1 ] && command -v valgrind >/dev/null 2>&1 && [ "${VALGRIND:-1}" = 1 ]; then
+	use_valgrind=1
+fi
+
+count() {  # count NAME LOG RC
+	if grep -q '^\[==========\]' "$2"; then
+		# cmocka: its summary lines carry the counts.
+		_p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$2" | awk '{s += $1} END {print s + 0}')
+		_f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$2" | awk '{s += $1} END {print s + 0}')
+		_s=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$2" | awk '{s += $1} END {print s + 0}')
+	else
+		_p=$(grep -c '^ok - ' "$2")
+		_f=$(grep -c '^not ok - ' "$2")
+		_s=$(grep -c '^skip - ' "$2")
+	fi
+	if [ "$3" -ne 0 ] && [ "$_f" -eq 0 ]; then
+		_f=1
+		echo "    $1 exited $3 without naming a failed test" >> "$2"
+	fi
+	pass=$((pass + _p)); fail=$((fail + _f)); skip=$((skip + _s))
+	if [ "$_f" -gt 0 ]; then
+		failed_names="$failed_names $1"
+		echo "FAIL $1 ($_p passed, $_f failed, $_s skipped)"
+		grep -E '^(not ok|\[  (FAILED|ERROR) \])|ERROR|error|Sanitizer|exited' "$2" | head -20 | sed 's/^/    /'
+	else
+		echo "PASS $1 ($_p passed, $_s skipped)"
+	fi
+}
+
+for t in "$BUILD"/tests/unit/test_* "$BUILD"/tests/integration/test_*; do
+	[ -x "$t" ] || continue
+	name=$(basename "$t")
+	log="$LOGS/$name.log"
+	case "$t" in
+	*/unit/*)
+		if [ "$use_valgrind" = 1 ]; then
+			valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+				"$t" > "$log" 2>&1
+		else
+			"$t" > "$log" 2>&1
+		fi
+		rc=$?;;
+	*)
+		"$t" > "$log" 2>&1; rc=$?;;
+	esac
+	count "$name" "$log" "$rc"
+done
+
+for t in tests/integration/*.sh; do
+	[ -f "$t" ] || continue
+	name=$(basename "$t" .sh)
+	log="$LOGS/$name.log"
+	BUILD="$BUILD" bash "$t" > "$log" 2>&1
+	count "$name" "$log" "$?"
+done
+
+if [ -f testbooks/run.sh ] && [ "${TESTBOOKS:-1}" = 1 ]; then
+	log="$LOGS/testbooks.log"
+	BUILD="$BUILD" sh testbooks/run.sh > "$log" 2>&1
+	count testbooks "$log" "$?"
+fi
+
+[ -n "$failed_names" ] && echo "failed:$failed_names (logs in $LOGS/)"
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]
