@@ -79,9 +79,10 @@ dns_wait(ares_channel ch, struct dns_query *q, int64_t deadline)
 		bits = ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
 		for (i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
 			short ev = 0;
-			if (ARES_GETSOCK_READABLE(bits, i))
+			/* c-ares' own macros shift a signed 1 into the sign bit. */
+			if ((unsigned)bits & (1u << i))
 				ev |= POLLIN;
-			if (ARES_GETSOCK_WRITABLE(bits, i))
+			if ((unsigned)bits & (1u << (i + ARES_GETSOCK_MAXNUM)))
 				ev |= POLLOUT;
 			if (ev == 0)
 				continue;

@@ -27,7 +27,10 @@ count() {  # count NAME LOG RC
 		_f=$(grep -c '^not ok - ' "$2")
 		_s=$(grep -c '^skip - ' "$2")
 	fi
-	if [ "$3" -ne 0 ] && [ "$_f" -eq 0 ]; then
+	if grep -qE 'runtime error:|ERROR: (Address|Leak)Sanitizer' "$2"; then
+		_f=$((_f + 1))
+		echo "    $1: sanitizer report in its log" >> "$2"
+	elif [ "$3" -ne 0 ] && [ "$_f" -eq 0 ]; then
 		_f=1
 		echo "    $1 exited $3 without naming a failed test" >> "$2"
 	fi
