@@ -1,0 +1,192 @@
+/*
+ * cluster: the fleet model, the body-selection partition policy (DESIGN.md
+ * section 9) and the HTTP API hydra-cluster-sim serves them with.
+ *
+ * Ownership: a struct clu_fleet owns its nodes and their strings. Pointers to
+ * nodes (clu_fleet_node, clu_fleet_find, struct clu_pick) stay valid until the
+ * next clu_fleet_move or clu_fleet_set_state on that node, or clu_fleet_free.
+ */
+#ifndef CLUSTER_H
+#define CLUSTER_H
+
+#include <stddef.h>
+
+#include "common/hc.h"
+
+/* ------------------------------------------------------------------ fleet */
+
+enum clu_role { CLU_ROLE_HEAD, CLU_ROLE_BODY };
+enum clu_status { CLU_STATUS_ONLINE, CLU_STATUS_OFFLINE };
+
+/* One entry of the fleet file's `nodes:` list. The types are those the
+ * strict loader fills: strings, int for enums and booleans, long long. */
+struct clu_node {
+	char *id;          /* "node-74f9fbf2", unique in the fleet */
+	char *name;        /* "boom-pickle-38" */
+	int role;          /* enum clu_role */
+	char *district;    /* DNS label: "bxl1", "bxl1-test" */
+	char *venue;       /* DNS label: "rupelmonde" */
+	char *owner;       /* organisation: "visit.flanders" */
+	char *lan_ip;      /* numeric IPv4 or IPv6 */
+	char *wg_ip;       /* numeric IPv4 or IPv6, WireGuard */
+	int status;        /* enum clu_status */
+	int drained;       /* bool: kept out of selection by an operator */
+	int idle;          /* bool: no stream running */
+	long long vram_mb;
+};
+
+struct clu_fleet; /* opaque */
+
+/* Loads a fleet file with the strict loader: unknown, missing, duplicate and
+ * mistyped keys, bad enum values, malformed ids and IPs and duplicate node
+ * ids are errors "path:line:col: what". *out is set only on success; caller
+ * frees with clu_fleet_free. 0, HC_ECONFIG, HC_ENOMEM. */
+int clu_fleet_load_file(const char *path, struct clu_fleet **out,
+                        struct hc_err *err);
+/* The same from a buffer; name stands for the path in messages. */
+int clu_fleet_load_buffer(const char *name, const char *buf, size_t len,
+                          struct clu_fleet **out, struct hc_err *err);
+void clu_fleet_free(struct clu_fleet *fleet);
+
+size_t clu_fleet_count(const struct clu_fleet *fleet);
+/* The i-th node in file order (i < clu_fleet_count). */
+const struct clu_node *clu_fleet_node(const struct clu_fleet *fleet, size_t i);
+/* The node with this id, or NULL. */
+const struct clu_node *clu_fleet_find(const struct clu_fleet *fleet,
+                                      const char *id);
+
+/* Moves node id to district and venue (venue NULL: keep the current one).
+ * HC_ENOTFOUND for an unknown id, HC_EDATA for a value that is not a DNS
+ * label, HC_ENOMEM. On error nothing is changed. */
+int clu_fleet_move(struct clu_fleet *fleet, const char *id, const char *district,
+                   const char *venue, struct hc_err *err);
+
+/* Sets status (enum clu_status, or -1 to keep) and drained (0, 1, or -1 to
+ * keep) of node id. HC_ENOTFOUND, HC_EDATA. On error nothing is changed. */
+int clu_fleet_set_state(struct clu_fleet *fleet, const char *id, int status,
+                        int drained, struct hc_err *err);
+
+/* The fleet as YAML that clu_fleet_load_buffer reads back to the same fleet
+ * (comments of the original file are not kept). Caller frees *out. */
+int clu_fleet_to_yaml(const struct clu_fleet *fleet, char **out, size_t *len,
+                      struct hc_err *err);
+/* Writes clu_fleet_to_yaml to path with hc_atomic_write (mode 0644). */
+int clu_fleet_save(const struct clu_fleet *fleet, const char *path,
+                   struct hc_err *err);
+
+/* Value rules shared by the fleet file and the HTTP API. Each returns 0 when
+ * value is acceptable, else writes why into what (the hc_cfg_field.check
+ * contract). */
+int clu_check_node_id(const char *value, char *what, size_t what_size);
+int clu_check_place(const char *value, char *what, size_t what_size); /* district, venue */
+
+const char *clu_role_name(int role);     /* "head", "body" */
+const char *clu_status_name(int status); /* "online", "offline" */
+/* "online" or "offline" into *out. 0 or HC_EDATA. */
+int clu_status_parse(const char *text, int *out);
+
+/* ------------------------------------------------------------------ policy */
+
+/* GET /api/v1/bodies/eligible. Without head_id, district and venue are
+ * required and select strictly. With head_id, the head's own district, venue
+ * and owner from the fleet decide; district and venue are not used. */
+struct clu_query {
+	const char *district;
+	const char *venue;
+	const char *head_id;   /* NULL: strict venue */
+};
+
+/* Which partition produced the list. */
+enum clu_partition {
+	CLU_PART_STRICT_VENUE, /* no head_id: bodies of the query's district and venue */
+	CLU_PART_QUICKROUTE,   /* head's district, venue and owner */
+	CLU_PART_CROSS_VENUE,  /* head's district, same owner, any venue */
+	CLU_PART_NONE,         /* head_id given and both partitions empty */
+};
+
+struct clu_pick {
+	const struct clu_node *node;
+	int same_venue;        /* body is in the head's (or the query's) venue */
+};
+
+struct clu_eligible {
+	struct clu_pick *picks; /* ranked best first; caller frees with clu_eligible_free */
+	size_t n;
+	enum clu_partition partition;
+	const char *district;   /* the district and venue the policy used */
+	const char *venue;
+};
+
+/*
+ * The partition policy: a pure function of the fleet and the query.
+ * Heads are never listed; bodies must be online and not drained. Order within
+ * a partition: idle first, vram_mb descending, then node id.
+ * Errors: HC_EDATA (district or venue missing without head_id; head_id names
+ * a body), HC_ENOTFOUND (unknown head), HC_ENOMEM. On error *out is empty.
+ */
+int clu_policy_eligible(const struct clu_fleet *fleet, const struct clu_query *q,
+                        struct clu_eligible *out, struct hc_err *err);
+void clu_eligible_free(struct clu_eligible *e);
+/* "strict_venue", "quickroute", "cross_venue", "none". */
+const char *clu_partition_name(enum clu_partition p);
+
+/* ------------------------------------------------------------------ api */
+
+/* An HTTP request reduced to what the API looks at. Query parameters are
+ * already URL-decoded; a parameter without '=' has value "". */
+struct clu_param {
+	const char *key;
+	const char *value;
+};
+
+/* Query parameters one request may carry; more is a client bug. */
+#define CLU_PARAMS_MAX 16
+/* Request bodies are two small JSON fields; anything bigger is refused. */
+#define CLU_BODY_MAX 4096
+
+struct clu_request {
+	const char *method;
+	const char *path;                 /* without the query string */
+	const struct clu_param *params;
+	size_t nparams;
+	const char *body;                 /* may be NULL when body_len is 0 */
+	size_t body_len;
+};
+
+struct clu_response {
+	int status;                       /* HTTP status */
+	char *body;                       /* JSON text; caller frees */
+	size_t body_len;
+	const char *allow;                /* 405: the Allow header value, else NULL */
+};
+
+struct clu_api; /* opaque: the fleet behind a mutex */
+
+/* Takes ownership of fleet. save_path: write the fleet there after each
+ * change (NULL: keep changes in memory). Caller frees with clu_api_free. */
+int clu_api_new(struct clu_fleet *fleet, const char *save_path,
+                struct clu_api **out, struct hc_err *err);
+void clu_api_free(struct clu_api *api);
+
+/* Answers one request; safe to call from several threads. Always fills resp
+ * (errors are JSON {"error": "..."} with a 4xx or 5xx status). Returns 0, or
+ * HC_ENOMEM when not even an error body could be built. */
+int clu_api_handle(struct clu_api *api, const struct clu_request *req,
+                   struct clu_response *resp);
+void clu_response_free(struct clu_response *resp);
+
+/* ------------------------------------------------------------------ server */
+
+struct clu_server; /* opaque: libmicrohttpd daemon serving a clu_api */
+
+/* Starts serving api on listen ("127.0.0.1:8080", "[::1]:0"; port 0 picks a
+ * free one). api must outlive the server. Caller stops with clu_server_stop.
+ * HC_EUSAGE for a bad address, HC_EUNAVAIL when it cannot bind. */
+int clu_server_start(struct clu_api *api, const char *listen,
+                     struct clu_server **out, struct hc_err *err);
+/* The bound port (useful with port 0). */
+int clu_server_port(const struct clu_server *srv);
+/* Stops accepting, finishes the requests in flight, frees srv. */
+void clu_server_stop(struct clu_server *srv);
+
+#endif
