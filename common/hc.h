@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #define HC_VERSION "0.1.0"
@@ -396,5 +397,18 @@ void hc_http_response_init(struct hc_http_response *resp);
  * start and before any hc_dns_resolve or hc_http_request. 0 or HC_ESOFTWARE. */
 int hc_http_global_init(struct hc_err *err);
 void hc_http_global_cleanup(void);
+
+/* ------------------------------------------------------------------ net */
+
+/* Parses a server listen address: "127.0.0.1:8080", "[::1]:8080", or
+ * ":8080" (every IPv4 address). Port 0 asks the kernel for a free one.
+ * 0 or HC_EDATA naming what is wrong. */
+int hc_parse_listen(const char *text, struct sockaddr_storage *ss, socklen_t *len,
+                    struct hc_err *err);
+/* Writes ss as "127.0.0.1:8080" or "[::1]:8080" into out; port >= 0
+ * replaces the port in ss (the one actually bound). 0, HC_EDATA for another
+ * family, HC_ESOFTWARE when out is too small. */
+int hc_sockaddr_format(const struct sockaddr_storage *ss, int port, char *out,
+                       size_t size);
 
 #endif
