@@ -76,5 +76,9 @@ struct ag_command {
 };
 
 extern const struct ag_command ag_cmd_check_config;
+extern const struct ag_command ag_cmd_discover;
+extern const struct ag_command ag_cmd_invalidate;
+extern const struct ag_command ag_cmd_stream;
+extern const struct ag_command ag_cmd_install;
 
 #endif

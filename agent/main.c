@@ -13,6 +13,10 @@
 
 static const struct ag_command *const commands[] = {
 	&ag_cmd_check_config,
+	&ag_cmd_discover,
+	&ag_cmd_invalidate,
+	&ag_cmd_stream,
+	&ag_cmd_install,
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

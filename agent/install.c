@@ -1,0 +1,113 @@
+/* hydra-agent install: the CLI of mirrorfetch (DESIGN.md section 5). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "mirrorfetch/mirrorfetch.h"
+
+/* Connecting to a mirror takes milliseconds; ten seconds means it is not there. */
+#define INSTALL_CONNECT_TIMEOUT_MS 10000
+
+static int
+install_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
+{
+	static const struct option opts[] = {
+		{ "url", required_argument, NULL, 'u' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "sha256", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "progress", required_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct ag_config *c = &ctx->cfg;
+	struct mf_config mf;
+	struct mf_result *res = NULL;
+	const char *url = NULL, *out = NULL, *sha = NULL, *progress = "auto";
+	enum mf_progress_mode mode = MF_PROGRESS_NONE;
+	char *servers = NULL;
+	int json = 0;
+	int rc, opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "u:o:s:jp:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'u': url = optarg; break;
+		case 'o': out = optarg; break;
+		case 's': sha = optarg; break;
+		case 'j': json = 1; break;
+		case 'p': progress = optarg; break;
+		case 'h':
+			fputs(ag_cmd_install.usage, stdout);
+			return 0;
+		default:
+			return hc_err_set(err, HC_EUSAGE, "install: see 'hydra-agent install --help'");
+		}
+	}
+	if (optind != argc)
+		return hc_err_set(err, HC_EUSAGE, "install: unexpected argument '%s'", argv[optind]);
+	if (url == NULL || out == NULL)
+		return hc_err_set(err, HC_EUSAGE, "install: --url and --out are required");
+	if (strcmp(progress, "bar") == 0)
+		mode = MF_PROGRESS_BAR;
+	else if (strcmp(progress, "auto") == 0)
+		mode = isatty(STDERR_FILENO) ? MF_PROGRESS_BAR : MF_PROGRESS_NONE;
+	else if (strcmp(progress, "none") != 0)
+		return hc_err_set(err, HC_EUSAGE, "--progress: '%s' is not auto, bar or none",
+		                  progress);
+
+	servers = ag_config_dns_servers(c);
+	res = calloc(1, sizeof(*res));
+	if (servers == NULL || res == NULL) {
+		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
+		goto done;
+	}
+	memset(&mf, 0, sizeof(mf));
+	mf.node_id = c->node_id;
+	mf.state_dir = c->state_dir;
+	mf.district_config_url = c->district.config_url;
+	mf.district_static = c->district.static_district;
+	mf.origin_host = c->mirror.origin_host;
+	mf.url_pattern = c->mirror.url_pattern;
+	mf.head_timeout_ms = (int)c->mirror.head_timeout_ms;
+	mf.http.dns.servers = servers;
+	mf.http.dns.timeout_ms = (int)c->dns.timeout_ms;
+	mf.http.ca_file = c->tls.ca_file;
+	mf.http.connect_timeout_ms = INSTALL_CONNECT_TIMEOUT_MS;
+	mf.http.stall_bytes_per_s = c->mirror.stall.bytes_per_s;
+	mf.http.stall_seconds = (int)c->mirror.stall.seconds;
+
+	rc = mf_install(&mf, url, out, sha, mode, res, err);
+	if (json)
+		mf_result_print_json(res, rc, stdout);
+done:
+	free(res);
+	free(servers);
+	return rc;
+}
+
+const struct ag_command ag_cmd_install = {
+	.name = "install",
+	.summary = "download a build through the district mirror, verified",
+	.usage =
+	"usage: hydra-agent install --url BUILD_URL --out PATH [--sha256 HEX] [--json]\n"
+	"                           [--progress auto|bar|none]\n"
+	"\n"
+	"Downloads BUILD_URL to PATH. When BUILD_URL is on mirror.origin_host and the\n"
+	"body's district is known (district.static, or district.config_url), the\n"
+	"district mirror is tried first and the origin is the fallback. Bytes go to\n"
+	"PATH.part while SHA-256 is computed; a failing source hands over to the next\n"
+	"one with a Range request. PATH only ever holds a verified file. The digest\n"
+	"checked is --sha256, else the mirror's X-File-SHA256 or Repr-Digest.\n"
+	"\n"
+	"  --json          print the result as one JSON object on stdout\n"
+	"  --progress M    progress bar on stderr: auto (when a terminal), bar, none\n"
+	"\n"
+	"Exit: 0 installed, 64 usage, 65 checksum failed everywhere, 69 no source\n"
+	"reachable, 73 cannot create PATH.part, 74 I/O error (disk full included).\n",
+	.run = install_run,
+	.needs_log = 1,
+};

@@ -1,0 +1,91 @@
+/*
+ * mirrorfetch: install a build through the body's district mirror, falling
+ * back to the origin, with streaming SHA-256 verification and resume
+ * (DESIGN.md section 5).
+ */
+#ifndef MIRRORFETCH_H
+#define MIRRORFETCH_H
+
+#include <stdio.h>
+
+#include "common/hc.h"
+
+/* A district is a DNS label: at most 63 characters. */
+#define MF_DISTRICT_MAX 64
+/* Sources tried for one install: the district mirror and the origin, plus one
+ * retry of a source whose content changed under a resumed transfer. */
+#define MF_ATTEMPTS_MAX 8
+#define MF_URL_MAX 2048
+
+struct mf_config {
+	const char *node_id;
+	const char *state_dir;           /* last known district lives here */
+	const char *district_config_url; /* "" or NULL: no API */
+	const char *district_static;     /* "" or NULL: ask the API */
+	const char *origin_host;
+	const char *url_pattern;         /* "https://{district}.hydramirror.example" */
+	int head_timeout_ms;
+	struct hc_http_config http;      /* DNS, CA, connect timeout, stall limits */
+};
+
+enum mf_progress_mode { MF_PROGRESS_NONE, MF_PROGRESS_BAR };
+
+struct mf_attempt {
+	char url[MF_URL_MAX];
+	char host[HC_HOST_MAX];
+	const char *result;   /* "ok", "sha256_mismatch", "changed", or hc_fail_name() */
+	long http_status;
+	uint64_t bytes;       /* body bytes received from this source */
+	int64_t ms;
+};
+
+struct mf_result {
+	char path[MF_URL_MAX];
+	uint64_t bytes;
+	char sha256[HC_SHA256_HEX_LEN + 1];
+	char source_url[MF_URL_MAX];
+	char source_host[HC_HOST_MAX];
+	int fallback;         /* the file did not come (only) from the first candidate */
+	int64_t elapsed_ms;
+	size_t n_attempts;
+	struct mf_attempt attempts[MF_ATTEMPTS_MAX];
+};
+
+/*
+ * The body's district: district_static when set, else the district API
+ * (remembered in state_dir), else the last remembered answer when the API is
+ * down. *out is "" when no district is known, or when the one found is not a
+ * valid DNS label (that is logged). This function only fails on a bad
+ * config_url; a failing API is logged and falls back.
+ */
+int mf_district_lookup(const struct mf_config *cfg, char out[MF_DISTRICT_MAX],
+                       struct hc_err *err);
+
+/*
+ * The candidate URLs for url, in order: when district is non-empty and url's
+ * host equals origin_host (case-insensitive), url_pattern with {district}
+ * substituted plus url's path and query, then url itself; otherwise url alone.
+ * *n is 1 or 2; each out[i] is MF_URL_MAX bytes. 0 or HC_EDATA / HC_ECONFIG.
+ */
+int mf_rewrite_url(const char *url, const char *district, const char *origin_host,
+                   const char *url_pattern, char out[2][MF_URL_MAX], size_t *n,
+                   struct hc_err *err);
+
+/* 1 when url's host is origin_host (case-insensitive). */
+int mf_is_origin_url(const char *url, const char *origin_host);
+
+/*
+ * Installs url at out_path: see DESIGN.md section 5. expect_sha256 may be NULL.
+ * out_path never holds a partial or unverified file; out_path.part holds the
+ * bytes so far and is resumed by the next run. Returns 0, HC_EUNAVAIL (no
+ * source reachable), HC_EDATA (checksum failed everywhere), HC_ECANTCREAT,
+ * HC_EIO. res is filled in every case.
+ */
+int mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
+               const char *expect_sha256, enum mf_progress_mode progress,
+               struct mf_result *res, struct hc_err *err);
+
+/* Writes res as the --json object of DESIGN.md section 5 to out. */
+void mf_result_print_json(const struct mf_result *res, int status, FILE *out);
+
+#endif
