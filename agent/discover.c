@@ -1,0 +1,295 @@
+/* hydra-agent discover, invalidate and stream (DESIGN.md section 6). */
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "discovery/discovery.h"
+
+/* Launches the stream supervisor tries when --max-attempts is not given. */
+#define AG_STREAM_DEFAULT_ATTEMPTS 5
+/* More attempts than this, with the backoff cap, is hours of retrying. */
+#define AG_STREAM_MAX_ATTEMPTS 1000
+
+/* Maps the agent config onto discovery's. *dns_owned holds the DNS server
+ * list the config points to; caller frees it. */
+static int
+disc_config_from(const struct ag_ctx *ctx, struct disc_config *dc, char **dns_owned,
+                 struct hc_err *err)
+{
+	const struct ag_config *c = &ctx->cfg;
+
+	memset(dc, 0, sizeof(*dc));
+	*dns_owned = ag_config_dns_servers(c);
+	if (*dns_owned == NULL)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	dc->cluster_url = c->discovery.cluster_url;
+	dc->head_id = c->discovery.head_id != NULL && *c->discovery.head_id != '\0' ?
+	              c->discovery.head_id : c->node_id;
+	dc->district = c->discovery.district;
+	dc->venue = c->discovery.venue;
+	dc->port = (int)c->discovery.port;
+	dc->probe_timeout_ms = (int)c->discovery.probe_timeout_ms;
+	dc->mode = c->discovery.mode == AG_MODE_PARALLEL ? DISC_MODE_PARALLEL :
+	           DISC_MODE_SEQUENTIAL;
+	dc->launch_window_s = (int)c->discovery.launch_window_s;
+	dc->state_dir = c->state_dir;
+	dc->http.dns.servers = *dns_owned;
+	dc->http.dns.timeout_ms = (int)c->dns.timeout_ms;
+	dc->http.ca_file = c->tls.ca_file;
+	return 0;
+}
+
+static int
+json_add(struct json_object *o, const char *key, struct json_object *v)
+{
+	return v == NULL ? -1 : json_object_object_add(o, key, v);
+}
+
+static int
+print_json(const struct disc_choice *ch, struct hc_err *err)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *probes = json_object_new_array();
+	int bad = o == NULL || probes == NULL;
+	size_t i;
+	int rc = 0;
+
+	if (!bad) {
+		bad |= json_add(o, "node_id", json_object_new_string(ch->body.node_id)) != 0;
+		bad |= json_add(o, "name", json_object_new_string(ch->body.name)) != 0;
+		bad |= json_add(o, "ip", json_object_new_string(ch->ip)) != 0;
+		bad |= json_add(o, "transport",
+		                json_object_new_string(disc_transport_name(ch->transport))) != 0;
+		bad |= json_add(o, "same_venue", json_object_new_boolean(ch->body.same_venue)) != 0;
+		bad |= json_add(o, "cached", json_object_new_boolean(ch->cached)) != 0;
+		bad |= json_add(o, "elapsed_ms", json_object_new_int64(ch->elapsed_ms)) != 0;
+	}
+	for (i = 0; !bad && i < ch->nprobes; i++) {
+		const struct disc_probe_record *p = &ch->probes[i];
+		struct json_object *e = json_object_new_object();
+
+		bad |= e == NULL;
+		if (bad)
+			break;
+		bad |= json_add(e, "node_id", json_object_new_string(p->node_id)) != 0;
+		bad |= json_add(e, "ip", json_object_new_string(p->ip)) != 0;
+		bad |= json_add(e, "transport",
+		                json_object_new_string(disc_transport_name(p->transport))) != 0;
+		bad |= json_add(e, "result",
+		                json_object_new_string(disc_probe_result_name(p->result))) != 0;
+		bad |= json_add(e, "ms", json_object_new_int64(p->ms)) != 0;
+		bad |= json_object_array_add(probes, e) != 0;
+	}
+	if (!bad) {
+		bad |= json_object_object_add(o, "probes", probes) != 0;
+		probes = NULL;
+	}
+	if (bad)
+		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
+	else
+		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(probes);
+	json_object_put(o);
+	return rc;
+}
+
+static int
+discover_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "no-cache", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct disc_config dc;
+	struct disc_choice *ch = NULL;
+	char *dns = NULL;
+	int as_json = 0, use_cache = 1, mode = -1;
+	int c, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			as_json = 1;
+			break;
+		case 'n':
+			use_cache = 0;
+			break;
+		case 'm':
+			if (strcmp(optarg, "sequential") == 0)
+				mode = DISC_MODE_SEQUENTIAL;
+			else if (strcmp(optarg, "parallel") == 0)
+				mode = DISC_MODE_PARALLEL;
+			else
+				return hc_err_set(err, HC_EUSAGE, "discover: --mode: '%s' is not "
+				                  "sequential or parallel", optarg);
+			break;
+		case 'h':
+			fputs(ag_cmd_discover.usage, stdout);
+			return 0;
+		default:
+			return hc_err_set(err, HC_EUSAGE, "discover: unknown option (see --help)");
+		}
+	}
+	if (optind != argc)
+		return hc_err_set(err, HC_EUSAGE, "discover: unexpected argument '%s'",
+		                  argv[optind]);
+	rc = disc_config_from(ctx, &dc, &dns, err);
+	if (rc != 0)
+		goto done;
+	if (mode >= 0)
+		dc.mode = (enum disc_mode)mode;
+	ch = malloc(sizeof(*ch));
+	if (ch == NULL) {
+		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
+		goto done;
+	}
+	rc = disc_discover(&dc, use_cache, ch, err);
+	if (rc != 0)
+		goto done;
+	if (as_json)
+		rc = print_json(ch, err);
+	else
+		printf("%s\n", ch->ip);
+done:
+	free(ch);
+	free(dns);
+	return rc;
+}
+
+static int
+invalidate_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
+{
+	static const struct option opts[] = {
+		{ "reason", required_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *reason = NULL;
+	int had = 0;
+	int c, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			reason = optarg;
+			break;
+		case 'h':
+			fputs(ag_cmd_invalidate.usage, stdout);
+			return 0;
+		default:
+			return hc_err_set(err, HC_EUSAGE, "invalidate: unknown option (see --help)");
+		}
+	}
+	if (optind != argc)
+		return hc_err_set(err, HC_EUSAGE, "invalidate: unexpected argument '%s'",
+		                  argv[optind]);
+	if (reason == NULL || *reason == '\0')
+		return hc_err_set(err, HC_EUSAGE, "invalidate: --reason TEXT is required");
+	rc = disc_cache_invalidate(ctx->cfg.state_dir, reason, &had, err);
+	if (rc == 0 && !had)
+		printf("no cached body\n");
+	return rc;
+}
+
+static int
+stream_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
+{
+	static const struct option opts[] = {
+		{ "max-attempts", required_argument, NULL, 'a' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct disc_config dc;
+	long long attempts = AG_STREAM_DEFAULT_ATTEMPTS;
+	char *dns = NULL;
+	int c, rc;
+
+	optind = 1;
+	/* '+': the command's own options are not ours. */
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			if (hc_parse_int(optarg, 1, AG_STREAM_MAX_ATTEMPTS, &attempts) != 0)
+				return hc_err_set(err, HC_EUSAGE, "stream: --max-attempts: '%s' is "
+				                  "not a number from 1 to %d", optarg,
+				                  AG_STREAM_MAX_ATTEMPTS);
+			break;
+		case 'h':
+			fputs(ag_cmd_stream.usage, stdout);
+			return 0;
+		default:
+			return hc_err_set(err, HC_EUSAGE, "stream: unknown option (see --help)");
+		}
+	}
+	if (optind >= argc)
+		return hc_err_set(err, HC_EUSAGE, "stream: no command given (stream -- CMD ARGS...)");
+	rc = disc_config_from(ctx, &dc, &dns, err);
+	if (rc == 0)
+		rc = disc_stream(&dc, (int)attempts, argc - optind, argv + optind, err);
+	free(dns);
+	return rc;
+}
+
+const struct ag_command ag_cmd_discover = {
+	.name = "discover",
+	.summary = "pick the body to stream from and print its IP",
+	.usage =
+	"usage: hydra-agent [--config FILE] discover [--json] [--mode MODE] [--no-cache]\n"
+	"\n"
+	"Uses the cached body when it answers one probe; otherwise asks the cluster\n"
+	"for the eligible bodies (discovery.cluster_url, head_id, district, venue) and\n"
+	"probes each one on discovery.port, LAN first, then WireGuard, then the next\n"
+	"body. Prints the chosen IP and caches the choice in state_dir.\n"
+	"\n"
+	"  --json        print node_id, name, ip, transport, same_venue, cached,\n"
+	"                elapsed_ms and every probe as one JSON object\n"
+	"  --mode MODE   sequential or parallel, overriding discovery.mode\n"
+	"  --no-cache    ignore the cached body (the new choice is still cached)\n"
+	"\n"
+	"Exit status: 0, 69 when no body answers or the cluster is unreachable,\n"
+	"65 when the cluster's answer is malformed, 78 on a bad config.\n",
+	.run = discover_run,
+	.needs_log = 1,
+};
+
+const struct ag_command ag_cmd_invalidate = {
+	.name = "invalidate",
+	.summary = "drop the cached body",
+	.usage =
+	"usage: hydra-agent [--config FILE] invalidate --reason TEXT\n"
+	"\n"
+	"Removes the cached body from state_dir and logs\n"
+	"'cached body <node_id> invalidated: TEXT'. The next discovery asks the\n"
+	"cluster again. Prints 'no cached body' when there was none.\n",
+	.run = invalidate_run,
+	.needs_log = 1,
+};
+
+const struct ag_command ag_cmd_stream = {
+	.name = "stream",
+	.summary = "discover a body and run the stream command against it",
+	.usage =
+	"usage: hydra-agent [--config FILE] stream [--max-attempts N] -- CMD ARGS...\n"
+	"\n"
+	"Discovers a body and runs CMD (no shell) with every '{ip}' in its arguments\n"
+	"replaced by the body's IP. An exit within discovery.launch_window_s is a\n"
+	"stream-launch failure: the cached body is invalidated, the body is demoted\n"
+	"to the end of the list, and discovery and launch run again after a backoff\n"
+	"(0.5 s, doubling, at most 30 s), up to N launches (default 5). A stream that\n"
+	"outlives the window is never restarted; its exit ends the command.\n"
+	"SIGTERM and SIGINT are forwarded to CMD (logged as stopMoonlight).\n"
+	"\n"
+	"Exit status: 0 when stopped by a signal or when CMD exits 0 after the window;\n"
+	"69 when every attempt failed or the stream ended with a non-zero status;\n"
+	"64 when CMD cannot be run.\n",
+	.run = stream_run,
+	.needs_log = 1,
+};
