@@ -4,7 +4,8 @@
 # t_done prints "N passed, N failed, N skipped" and sets the exit status.
 # Servers started with t_start run in their own process group, are stopped by
 # PID with TERM then KILL, and have their logs checked for sanitizer reports.
-# Everything lives in $T_DIR, removed at exit (kept when KEEP=1).
+# Everything lives in $T_DIR, removed at exit (kept when KEEP=1). A test
+# that creates more (a network namespace) sets T_ON_EXIT to undo it.
 
 set -u
 T_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -39,6 +40,18 @@ t_nogrep() {
 }
 
 t_free_port() { "$BIN/hydra-testkit" free-port "${1:-127.0.0.1}"; }
+
+# t_netns_usable: root, ip netns and nft all work here.
+t_netns_usable() {
+	[ "$(id -u)" -eq 0 ] || return 1
+	command -v nft >/dev/null 2>&1 || return 1
+	_probe="hydra-probe-$$"
+	ip netns add "$_probe" 2>/dev/null || return 1
+	ip netns exec "$_probe" nft list tables >/dev/null 2>&1
+	_ok=$?
+	ip netns del "$_probe" 2>/dev/null
+	return $_ok
+}
 t_wait_tcp()  { "$BIN/hydra-testkit" wait-tcp "$1" "$2" "${3:-10000}"; }
 t_wait_log()  { "$BIN/hydra-testkit" wait-log "$1" "$2" "${3:-10000}"; }
 
@@ -88,6 +101,8 @@ t_cleanup() {
 	while read -r _n _p _l; do
 		[ -n "$_n" ] && t_stop "$_n"
 	done < "$T_PROCS"
+	# A test's own teardown (network namespaces, nft tables) runs last.
+	if [ -n "${T_ON_EXIT:-}" ]; then eval "$T_ON_EXIT"; T_ON_EXIT=""; fi
 	[ "${KEEP:-0}" = 1 ] && echo "# kept $T_DIR" || rm -rf "$T_DIR"
 }
 
