@@ -1,0 +1,704 @@
+/*
+ * The cluster HTTP API of DESIGN.md section 9, independent of the HTTP
+ * server: a request in, a status and a JSON body out. Every request runs
+ * under one mutex, so a change is seen whole by the next request.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <json-c/json.h>
+
+#include "cluster/cluster.h"
+
+#define CLU_PREFIX "/api/v1/"
+/* Longest path worth routing: the prefix, "nodes/", an id and "/district". */
+#define CLU_PATH_MAX 256
+
+struct clu_api {
+	pthread_mutex_t lock;
+	struct clu_fleet *fleet;
+	char *save_path;
+};
+
+int
+clu_api_new(struct clu_fleet *fleet, const char *save_path, struct clu_api **out,
+            struct hc_err *err)
+{
+	struct clu_api *api = calloc(1, sizeof(*api));
+
+	if (api == NULL)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	if (save_path != NULL) {
+		api->save_path = hc_strdup(save_path);
+		if (api->save_path == NULL) {
+			free(api);
+			return hc_err_set(err, HC_ENOMEM, "out of memory");
+		}
+	}
+	if (pthread_mutex_init(&api->lock, NULL) != 0) {
+		free(api->save_path);
+		free(api);
+		return hc_err_set(err, HC_ESOFTWARE, "pthread_mutex_init failed");
+	}
+	api->fleet = fleet;
+	*out = api;
+	return 0;
+}
+
+void
+clu_api_free(struct clu_api *api)
+{
+	if (api == NULL)
+		return;
+	pthread_mutex_destroy(&api->lock);
+	clu_fleet_free(api->fleet);
+	free(api->save_path);
+	free(api);
+}
+
+void
+clu_response_free(struct clu_response *resp)
+{
+	if (resp == NULL)
+		return;
+	free(resp->body);
+	resp->body = NULL;
+	resp->body_len = 0;
+}
+
+/* Serialises obj into resp (and puts obj). HC_ENOMEM when it cannot. */
+static int
+clu_respond(struct clu_response *resp, int status, struct json_object *obj)
+{
+	const char *text;
+	size_t len;
+
+	if (obj == NULL)
+		return HC_ENOMEM;
+	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
+	                                           JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (text == NULL) {
+		json_object_put(obj);
+		return HC_ENOMEM;
+	}
+	len = strlen(text);
+	resp->body = malloc(len + 2);
+	if (resp->body == NULL) {
+		json_object_put(obj);
+		return HC_ENOMEM;
+	}
+	memcpy(resp->body, text, len);
+	resp->body[len] = '\n';
+	resp->body[len + 1] = '\0';
+	resp->body_len = len + 1;
+	resp->status = status;
+	json_object_put(obj);
+	return 0;
+}
+
+static int
+clu_fail(struct clu_response *resp, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Answers {"error": "..."} with status. */
+static int
+clu_fail(struct clu_response *resp, int status, const char *fmt, ...)
+{
+	char msg[HC_ERR_MAX];
+	struct json_object *obj;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	obj = json_object_new_object();
+	if (obj == NULL ||
+	    json_object_object_add(obj, "error", json_object_new_string(msg)) != 0) {
+		json_object_put(obj);
+		return HC_ENOMEM;
+	}
+	return clu_respond(resp, status, obj);
+}
+
+/* The HTTP status for an hc status from the fleet or the policy. */
+static int
+clu_http_status(int rc)
+{
+	switch (rc) {
+	case HC_ENOTFOUND: return 404;
+	case HC_EDATA:     return 400;
+	default:           return 500;
+	}
+}
+
+static int
+clu_add(struct json_object *obj, const char *key, struct json_object *val)
+{
+	if (val == NULL)
+		return HC_ENOMEM;
+	if (json_object_object_add(obj, key, val) != 0) {
+		json_object_put(val);
+		return HC_ENOMEM;
+	}
+	return 0;
+}
+
+/* The node as the API shows it; with_role for /nodes, same_venue >= 0 adds
+ * that field for /bodies/eligible. NULL when out of memory. */
+static struct json_object *
+clu_node_json(const struct clu_node *n, int with_role, int same_venue)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (o == NULL)
+		return NULL;
+	if (clu_add(o, "node_id", json_object_new_string(n->id)) != 0 ||
+	    clu_add(o, "name", json_object_new_string(n->name)) != 0 ||
+	    (with_role && clu_add(o, "role", json_object_new_string(clu_role_name(n->role))) != 0) ||
+	    clu_add(o, "district", json_object_new_string(n->district)) != 0 ||
+	    clu_add(o, "venue", json_object_new_string(n->venue)) != 0 ||
+	    clu_add(o, "owner", json_object_new_string(n->owner)) != 0 ||
+	    clu_add(o, "lan_ip", json_object_new_string(n->lan_ip)) != 0 ||
+	    clu_add(o, "wg_ip", json_object_new_string(n->wg_ip)) != 0 ||
+	    clu_add(o, "status", json_object_new_string(clu_status_name(n->status))) != 0 ||
+	    clu_add(o, "drained", json_object_new_boolean(n->drained)) != 0 ||
+	    clu_add(o, "idle", json_object_new_boolean(n->idle)) != 0 ||
+	    clu_add(o, "vram_mb", json_object_new_int64(n->vram_mb)) != 0 ||
+	    (same_venue >= 0 &&
+	     clu_add(o, "same_venue", json_object_new_boolean(same_venue)) != 0)) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* ---------------------------------------------------------------- params */
+
+/* Refuses parameters the route does not know (a typo such as head-id would
+ * otherwise silently change the policy) and parameters given twice. */
+static int
+clu_check_params(const struct clu_request *req, const char *const *allowed,
+                 struct clu_response *resp)
+{
+	size_t i, j, k;
+
+	if (req->nparams > CLU_PARAMS_MAX)
+		return clu_fail(resp, 400, "too many query parameters (at most %d)",
+		                CLU_PARAMS_MAX);
+	for (i = 0; i < req->nparams; i++) {
+		for (k = 0; allowed[k] != NULL; k++) {
+			if (strcmp(req->params[i].key, allowed[k]) == 0)
+				break;
+		}
+		if (allowed[k] == NULL)
+			return clu_fail(resp, 400, "unknown query parameter '%s'",
+			                req->params[i].key);
+		for (j = 0; j < i; j++) {
+			if (strcmp(req->params[i].key, req->params[j].key) == 0)
+				return clu_fail(resp, 400, "query parameter '%s' given twice",
+				                req->params[i].key);
+		}
+	}
+	return 0;
+}
+
+static const char *
+clu_param(const struct clu_request *req, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < req->nparams; i++) {
+		if (strcmp(req->params[i].key, key) == 0)
+			return req->params[i].value != NULL ? req->params[i].value : "";
+	}
+	return NULL;
+}
+
+/* A parameter that must be a node id (when present, or always if required).
+ * Returns 0 with *out set (NULL when absent), or a non-zero status after
+ * answering 400. */
+static int
+clu_param_id(const struct clu_request *req, const char *key, int required,
+             const char **out, struct clu_response *resp, int *answered)
+{
+	const char *v = clu_param(req, key);
+	char what[HC_ERR_MAX];
+
+	*out = v;
+	if (v == NULL && !required)
+		return 0;
+	*answered = 1;
+	if (v == NULL)
+		return clu_fail(resp, 400, "missing query parameter '%s'", key);
+	if (clu_check_node_id(v, what, sizeof(what)) != 0)
+		return clu_fail(resp, 400, "query parameter '%s': %s", key, what);
+	*answered = 0;
+	return 0;
+}
+
+static int
+clu_param_place(const struct clu_request *req, const char *key, const char **out,
+                struct clu_response *resp, int *answered)
+{
+	const char *v = clu_param(req, key);
+	char what[HC_ERR_MAX];
+
+	*out = v;
+	if (v == NULL)
+		return 0;
+	if (clu_check_place(v, what, sizeof(what)) != 0) {
+		*answered = 1;
+		return clu_fail(resp, 400, "query parameter '%s': %s", key, what);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- routes */
+
+static int
+clu_get_health(struct clu_api *api, struct clu_response *resp)
+{
+	struct json_object *o = json_object_new_object();
+	size_t i, heads = 0, bodies = 0, available = 0;
+
+	for (i = 0; i < clu_fleet_count(api->fleet); i++) {
+		const struct clu_node *n = clu_fleet_node(api->fleet, i);
+		if (n->role == CLU_ROLE_HEAD) {
+			heads++;
+			continue;
+		}
+		bodies++;
+		if (n->status == CLU_STATUS_ONLINE && !n->drained)
+			available++;
+	}
+	if (o == NULL ||
+	    clu_add(o, "status", json_object_new_string("healthy")) != 0 ||
+	    clu_add(o, "service", json_object_new_string("hydra-cluster-sim")) != 0 ||
+	    clu_add(o, "version", json_object_new_string(HC_VERSION)) != 0 ||
+	    clu_add(o, "nodes", json_object_new_int64((int64_t)clu_fleet_count(api->fleet))) != 0 ||
+	    clu_add(o, "heads", json_object_new_int64((int64_t)heads)) != 0 ||
+	    clu_add(o, "bodies", json_object_new_int64((int64_t)bodies)) != 0 ||
+	    clu_add(o, "bodies_available", json_object_new_int64((int64_t)available)) != 0 ||
+	    clu_add(o, "save", json_object_new_boolean(api->save_path != NULL)) != 0) {
+		json_object_put(o);
+		return HC_ENOMEM;
+	}
+	return clu_respond(resp, 200, o);
+}
+
+static int
+clu_get_nodes(struct clu_api *api, struct clu_response *resp)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *arr = json_object_new_array();
+	size_t i;
+
+	if (o == NULL || arr == NULL)
+		goto oom;
+	for (i = 0; i < clu_fleet_count(api->fleet); i++) {
+		struct json_object *n = clu_node_json(clu_fleet_node(api->fleet, i), 1, -1);
+		if (n == NULL || json_object_array_add(arr, n) != 0) {
+			json_object_put(n);
+			goto oom;
+		}
+	}
+	if (clu_add(o, "nodes", arr) != 0) {
+		arr = NULL;
+		goto oom;
+	}
+	return clu_respond(resp, 200, o);
+oom:
+	json_object_put(arr);
+	json_object_put(o);
+	return HC_ENOMEM;
+}
+
+static int
+clu_get_node(struct clu_api *api, const char *id, struct clu_response *resp)
+{
+	const struct clu_node *n = clu_fleet_find(api->fleet, id);
+
+	if (n == NULL)
+		return clu_fail(resp, 404, "unknown node '%s'", id);
+	return clu_respond(resp, 200, clu_node_json(n, 1, -1));
+}
+
+static int
+clu_get_body_config(struct clu_api *api, const struct clu_request *req,
+                    struct clu_response *resp)
+{
+	static const char *const allowed[] = { "node_id", NULL };
+	const struct clu_node *n;
+	struct json_object *o;
+	const char *id;
+	int answered = 0, rc;
+
+	rc = clu_check_params(req, allowed, resp);
+	if (rc != 0 || resp->body != NULL)
+		return rc;
+	rc = clu_param_id(req, "node_id", 1, &id, resp, &answered);
+	if (rc != 0 || answered)
+		return rc;
+	n = clu_fleet_find(api->fleet, id);
+	if (n == NULL)
+		return clu_fail(resp, 404, "unknown node '%s'", id);
+	o = json_object_new_object();
+	if (o == NULL ||
+	    clu_add(o, "node_id", json_object_new_string(n->id)) != 0 ||
+	    clu_add(o, "district", json_object_new_string(n->district)) != 0 ||
+	    clu_add(o, "venue", json_object_new_string(n->venue)) != 0 ||
+	    clu_add(o, "owner", json_object_new_string(n->owner)) != 0) {
+		json_object_put(o);
+		return HC_ENOMEM;
+	}
+	return clu_respond(resp, 200, o);
+}
+
+static int
+clu_get_eligible(struct clu_api *api, const struct clu_request *req,
+                 struct clu_response *resp)
+{
+	static const char *const allowed[] = { "district", "venue", "head_id", NULL };
+	struct clu_eligible e = { NULL, 0, CLU_PART_NONE, NULL, NULL };
+	struct clu_query q = { NULL, NULL, NULL };
+	struct json_object *o = NULL, *arr = NULL;
+	struct hc_err err = { 0, "" };
+	int answered = 0, rc;
+	size_t i;
+
+	rc = clu_check_params(req, allowed, resp);
+	if (rc != 0 || resp->body != NULL)
+		return rc;
+	rc = clu_param_place(req, "district", &q.district, resp, &answered);
+	if (rc == 0 && !answered)
+		rc = clu_param_place(req, "venue", &q.venue, resp, &answered);
+	if (rc == 0 && !answered)
+		rc = clu_param_id(req, "head_id", 0, &q.head_id, resp, &answered);
+	if (rc != 0 || answered)
+		return rc;
+	if (q.head_id == NULL && q.district == NULL)
+		return clu_fail(resp, 400, "missing query parameter 'district' "
+		                "(required without head_id)");
+	if (q.head_id == NULL && q.venue == NULL)
+		return clu_fail(resp, 400, "missing query parameter 'venue' "
+		                "(required without head_id)");
+	rc = clu_policy_eligible(api->fleet, &q, &e, &err);
+	if (rc == HC_ENOMEM)
+		return rc;
+	if (rc != 0)
+		return clu_fail(resp, clu_http_status(rc), "%s", err.msg);
+	if (q.head_id != NULL &&
+	    ((q.district != NULL && strcmp(q.district, e.district) != 0) ||
+	     (q.venue != NULL && strcmp(q.venue, e.venue) != 0)))
+		hc_log(HC_LOG_WARN, "cluster",
+		       "head %s asked for %s/%s but is placed in %s/%s; using its placement",
+		       q.head_id, q.district != NULL ? q.district : "-",
+		       q.venue != NULL ? q.venue : "-", e.district, e.venue);
+	hc_log(HC_LOG_INFO, "cluster", "eligible for %s%s in %s/%s: partition %s, %zu found%s%s",
+	       q.head_id != NULL ? "head " : "strict venue",
+	       q.head_id != NULL ? q.head_id : "", e.district, e.venue,
+	       clu_partition_name(e.partition), e.n, e.n > 0 ? ", first " : "",
+	       e.n > 0 ? e.picks[0].node->id : "");
+
+	o = json_object_new_object();
+	arr = json_object_new_array();
+	if (o == NULL || arr == NULL)
+		goto oom;
+	for (i = 0; i < e.n; i++) {
+		struct json_object *n = clu_node_json(e.picks[i].node, 0, e.picks[i].same_venue);
+		if (n == NULL || json_object_array_add(arr, n) != 0) {
+			json_object_put(n);
+			goto oom;
+		}
+	}
+	rc = clu_add(o, "bodies", arr);
+	arr = NULL;
+	if (rc != 0 ||
+	    clu_add(o, "partition", json_object_new_string(clu_partition_name(e.partition))) != 0 ||
+	    clu_add(o, "district", json_object_new_string(e.district)) != 0 ||
+	    clu_add(o, "venue", json_object_new_string(e.venue)) != 0 ||
+	    (q.head_id != NULL &&
+	     clu_add(o, "head_id", json_object_new_string(q.head_id)) != 0))
+		goto oom;
+	clu_eligible_free(&e);
+	return clu_respond(resp, 200, o);
+oom:
+	clu_eligible_free(&e);
+	json_object_put(arr);
+	json_object_put(o);
+	return HC_ENOMEM;
+}
+
+/* Parses a request body that must be a JSON object with only the listed
+ * fields. Returns 0 with *out set, or answers 400/413 and sets *answered. */
+static int
+clu_body_object(const struct clu_request *req, const char *const *allowed,
+                struct json_object **out, struct clu_response *resp, int *answered)
+{
+	struct json_object *obj = NULL;
+	struct hc_err err = { 0, "" };
+	size_t k;
+
+	*out = NULL;
+	*answered = 1;
+	if (req->body_len > CLU_BODY_MAX)
+		return clu_fail(resp, 413, "request body larger than %d bytes", CLU_BODY_MAX);
+	if (req->body == NULL || req->body_len == 0)
+		return clu_fail(resp, 400, "request body: expected a JSON object");
+	if (hc_json_parse(req->body, req->body_len, &obj, &err) != 0)
+		return clu_fail(resp, 400, "request body: %s", err.msg);
+	if (!json_object_is_type(obj, json_type_object)) {
+		json_object_put(obj);
+		return clu_fail(resp, 400, "request body: expected a JSON object");
+	}
+	{
+		json_object_object_foreach(obj, key, val) {
+			(void)val;
+			for (k = 0; allowed[k] != NULL; k++) {
+				if (strcmp(key, allowed[k]) == 0)
+					break;
+			}
+			if (allowed[k] == NULL) {
+				int rc = clu_fail(resp, 400, "request body: unknown field '%s'", key);
+				json_object_put(obj);
+				return rc;
+			}
+		}
+	}
+	*answered = 0;
+	*out = obj;
+	return 0;
+}
+
+/* Writes the fleet back when --save is on. 0, or the hc status with err. */
+static int
+clu_save(struct clu_api *api, struct hc_err *err)
+{
+	if (api->save_path == NULL)
+		return 0;
+	return clu_fleet_save(api->fleet, api->save_path, err);
+}
+
+static int
+clu_post_district(struct clu_api *api, const char *id, const struct clu_request *req,
+                  struct clu_response *resp)
+{
+	static const char *const allowed[] = { "district", "venue", NULL };
+	const struct clu_node *n = clu_fleet_find(api->fleet, id);
+	struct json_object *body = NULL;
+	struct hc_err err = { 0, "" };
+	const char *district = NULL, *venue = NULL;
+	char *old_district = NULL, *old_venue = NULL;
+	int answered = 0, rc;
+
+	if (n == NULL)
+		return clu_fail(resp, 404, "unknown node '%s'", id);
+	rc = clu_body_object(req, allowed, &body, resp, &answered);
+	if (rc != 0 || answered)
+		return rc;
+	if (hc_json_get_string(body, "district", &district, &err) != 0 ||
+	    hc_json_opt_string(body, "venue", &venue, &err) != 0) {
+		rc = clu_fail(resp, 400, "request body: %s", err.msg);
+		goto done;
+	}
+	old_district = hc_strdup(n->district);
+	old_venue = hc_strdup(n->venue);
+	if (old_district == NULL || old_venue == NULL) {
+		rc = HC_ENOMEM;
+		goto done;
+	}
+	rc = clu_fleet_move(api->fleet, id, district, venue, &err);
+	if (rc != 0) {
+		rc = rc == HC_ENOMEM ? rc : clu_fail(resp, clu_http_status(rc), "%s", err.msg);
+		goto done;
+	}
+	if (clu_save(api, &err) != 0) {
+		struct hc_err undo = { 0, "" };
+		/* The file and the API must agree: a change that cannot be saved is
+		 * not made. */
+		if (clu_fleet_move(api->fleet, id, old_district, old_venue, &undo) != 0)
+			hc_log(HC_LOG_ERROR, "cluster", "undo move of %s: %s", id, undo.msg);
+		hc_log(HC_LOG_ERROR, "cluster", "saving fleet: %s", err.msg);
+		rc = clu_fail(resp, 500, "saving fleet: %s", err.msg);
+		goto done;
+	}
+	n = clu_fleet_find(api->fleet, id);
+	hc_log(HC_LOG_INFO, "cluster", "node %s (%s) moved to %s/%s (was %s/%s)", n->id,
+	       n->name, n->district, n->venue, old_district, old_venue);
+	rc = clu_respond(resp, 200, clu_node_json(n, 1, -1));
+done:
+	free(old_district);
+	free(old_venue);
+	json_object_put(body);
+	return rc;
+}
+
+static int
+clu_post_status(struct clu_api *api, const char *id, const struct clu_request *req,
+                struct clu_response *resp)
+{
+	static const char *const allowed[] = { "status", "drained", NULL };
+	const struct clu_node *n = clu_fleet_find(api->fleet, id);
+	struct json_object *body = NULL, *v = NULL;
+	struct hc_err err = { 0, "" };
+	const char *status_text = NULL;
+	int status = -1, drained = -1, old_status, old_drained;
+	int answered = 0, rc;
+
+	if (n == NULL)
+		return clu_fail(resp, 404, "unknown node '%s'", id);
+	rc = clu_body_object(req, allowed, &body, resp, &answered);
+	if (rc != 0 || answered)
+		return rc;
+	if (hc_json_opt_string(body, "status", &status_text, &err) != 0) {
+		rc = clu_fail(resp, 400, "request body: %s", err.msg);
+		goto done;
+	}
+	if (status_text != NULL && clu_status_parse(status_text, &status) != 0) {
+		rc = clu_fail(resp, 400, "request body: field 'status': '%s' is not online "
+		              "or offline", status_text);
+		goto done;
+	}
+	if (json_object_object_get_ex(body, "drained", &v) && v != NULL) {
+		if (hc_json_get_bool(body, "drained", &drained, &err) != 0) {
+			rc = clu_fail(resp, 400, "request body: %s", err.msg);
+			goto done;
+		}
+	}
+	if (status == -1 && drained == -1) {
+		rc = clu_fail(resp, 400, "request body: nothing to change: give 'status', "
+		              "'drained' or both");
+		goto done;
+	}
+	old_status = n->status;
+	old_drained = n->drained;
+	rc = clu_fleet_set_state(api->fleet, id, status, drained, &err);
+	if (rc != 0) {
+		rc = clu_fail(resp, clu_http_status(rc), "%s", err.msg);
+		goto done;
+	}
+	if (clu_save(api, &err) != 0) {
+		struct hc_err undo = { 0, "" };
+		if (clu_fleet_set_state(api->fleet, id, old_status, old_drained, &undo) != 0)
+			hc_log(HC_LOG_ERROR, "cluster", "undo state of %s: %s", id, undo.msg);
+		hc_log(HC_LOG_ERROR, "cluster", "saving fleet: %s", err.msg);
+		rc = clu_fail(resp, 500, "saving fleet: %s", err.msg);
+		goto done;
+	}
+	hc_log(HC_LOG_INFO, "cluster", "node %s (%s) is %s, drained %s (was %s, drained %s)",
+	       n->id, n->name, clu_status_name(n->status), n->drained ? "true" : "false",
+	       clu_status_name(old_status), old_drained ? "true" : "false");
+	rc = clu_respond(resp, 200, clu_node_json(n, 1, -1));
+done:
+	json_object_put(body);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- routing */
+
+enum clu_route {
+	CLU_R_NONE, CLU_R_HEALTH, CLU_R_NODES, CLU_R_NODE, CLU_R_NODE_DISTRICT,
+	CLU_R_NODE_STATUS, CLU_R_BODY_CONFIG, CLU_R_ELIGIBLE,
+};
+
+/* Maps path to a route; for node routes copies the raw id into id. */
+static enum clu_route
+clu_route_of(const char *path, char *id, size_t id_size)
+{
+	const char *rest, *slash;
+	size_t len;
+
+	if (strncmp(path, CLU_PREFIX, strlen(CLU_PREFIX)) != 0)
+		return CLU_R_NONE;
+	rest = path + strlen(CLU_PREFIX);
+	if (strcmp(rest, "health") == 0)
+		return CLU_R_HEALTH;
+	if (strcmp(rest, "nodes") == 0)
+		return CLU_R_NODES;
+	if (strcmp(rest, "body/config") == 0)
+		return CLU_R_BODY_CONFIG;
+	if (strcmp(rest, "bodies/eligible") == 0)
+		return CLU_R_ELIGIBLE;
+	if (strncmp(rest, "nodes/", 6) != 0)
+		return CLU_R_NONE;
+	rest += 6;
+	slash = strchr(rest, '/');
+	len = slash != NULL ? (size_t)(slash - rest) : strlen(rest);
+	if (len >= id_size)
+		len = id_size - 1;
+	memcpy(id, rest, len);
+	id[len] = '\0';
+	if (slash == NULL)
+		return CLU_R_NODE;
+	if (strcmp(slash, "/district") == 0)
+		return CLU_R_NODE_DISTRICT;
+	if (strcmp(slash, "/status") == 0)
+		return CLU_R_NODE_STATUS;
+	return CLU_R_NONE;
+}
+
+static int
+clu_dispatch(struct clu_api *api, const struct clu_request *req,
+             struct clu_response *resp)
+{
+	static const char *const none[] = { NULL };
+	char id[CLU_PATH_MAX];
+	char what[HC_ERR_MAX];
+	enum clu_route route;
+	const char *want;
+	int rc;
+
+	if (strlen(req->path) >= CLU_PATH_MAX)
+		return clu_fail(resp, 404, "no such endpoint");
+	route = clu_route_of(req->path, id, sizeof(id));
+	if (route == CLU_R_NONE)
+		return clu_fail(resp, 404, "no such endpoint: %s", req->path);
+	want = route == CLU_R_NODE_DISTRICT || route == CLU_R_NODE_STATUS ? "POST" : "GET";
+	if (strcmp(req->method, want) != 0) {
+		resp->allow = want;
+		return clu_fail(resp, 405, "method %s not allowed on %s (allowed: %s)",
+		                req->method, req->path, want);
+	}
+	if (route == CLU_R_NODE || route == CLU_R_NODE_DISTRICT ||
+	    route == CLU_R_NODE_STATUS) {
+		if (clu_check_node_id(id, what, sizeof(what)) != 0)
+			return clu_fail(resp, 400, "node id: %s", what);
+	}
+	if (route != CLU_R_BODY_CONFIG && route != CLU_R_ELIGIBLE) {
+		rc = clu_check_params(req, none, resp);
+		if (rc != 0 || resp->body != NULL)
+			return rc;
+	}
+	switch (route) {
+	case CLU_R_HEALTH:        return clu_get_health(api, resp);
+	case CLU_R_NODES:         return clu_get_nodes(api, resp);
+	case CLU_R_NODE:          return clu_get_node(api, id, resp);
+	case CLU_R_NODE_DISTRICT: return clu_post_district(api, id, req, resp);
+	case CLU_R_NODE_STATUS:   return clu_post_status(api, id, req, resp);
+	case CLU_R_BODY_CONFIG:   return clu_get_body_config(api, req, resp);
+	case CLU_R_ELIGIBLE:      return clu_get_eligible(api, req, resp);
+	case CLU_R_NONE:          break;
+	}
+	return clu_fail(resp, 404, "no such endpoint: %s", req->path);
+}
+
+int
+clu_api_handle(struct clu_api *api, const struct clu_request *req,
+               struct clu_response *resp)
+{
+	int rc;
+
+	memset(resp, 0, sizeof(*resp));
+	pthread_mutex_lock(&api->lock);
+	rc = clu_dispatch(api, req, resp);
+	pthread_mutex_unlock(&api->lock);
+	if (rc == 0 && resp->body != NULL)
+		return 0;
+	/* Out of memory somewhere above: try a small error body once more. */
+	clu_response_free(resp);
+	resp->allow = NULL;
+	rc = clu_fail(resp, 500, "out of memory");
+	return rc == 0 ? 0 : HC_ENOMEM;
+}

@@ -1,0 +1,271 @@
+#!/bin/bash
+# hydra-cluster-sim over HTTP with curl: the seed's Test A steps 1, 2 and 7
+# (park boom-pickle in bxl1-test, peppy gets cosmic alone across venues,
+# move it back, boom-pickle first again), body config, status changes, the
+# 400/404/405/413 answers, --save round trip, bad fleet files and a clean
+# SIGTERM stop. Only 127.0.0.1 is contacted.
+. "$(dirname "$0")/../lib.sh"
+
+SIM="$BIN/hydra-cluster-sim"
+FIXTURE="$T_ROOT/tests/fixtures/fleet-bxl1.yaml"
+PEPPY=node-74adf4f8
+BOOM=node-74f9fbf2
+COSMIC=node-4c2be4b0
+
+if [ ! -x "$SIM" ] || [ ! -x "$BIN/hydra-testkit" ]; then
+	t_skip cluster_sim "build $SIM and hydra-testkit first"
+	t_done
+fi
+if ! command -v curl > /dev/null 2>&1; then
+	t_skip cluster_sim "curl is not installed"
+	t_done
+fi
+
+OUT="$T_DIR/out.json"
+CODE=""
+
+# req METHOD PATH [JSON]: the status in $CODE, the body in $OUT.
+req() {
+	if [ $# -ge 3 ]; then
+		CODE=$(curl -s -o "$OUT" -w '%{http_code}' -X "$1" \
+			-H 'Content-Type: application/json' --data-binary "$3" "$URL$2")
+	else
+		CODE=$(curl -s -o "$OUT" -w '%{http_code}' -X "$1" "$URL$2")
+	fi
+}
+
+# ids: the node_id values of $OUT in order, space separated.
+ids() { grep -o '"node_id":"[^"]*"' "$OUT" | sed 's/"node_id":"//; s/"$//' | tr '\n' ' ' | sed 's/ $//'; }
+
+# field NODE_ID KEY: the raw JSON value of KEY in NODE_ID's object of $OUT.
+field() {
+	tr '{' '\n' < "$OUT" | grep "\"node_id\":\"$1\"" | head -1 |
+		grep -o "\"$2\":[^,}]*" | sed "s/\"$2\"://"
+}
+
+# expect NAME CODE TEXT: the last answer had status CODE and contains TEXT.
+expect() {
+	if [ "$CODE" = "$2" ] && grep -qF -- "$3" "$OUT"; then
+		t_ok "$1"
+	else
+		t_fail "$1" "got $CODE $(head -c 300 "$OUT"), want $2 with '$3'"
+	fi
+}
+
+# start NAME FLEET [ARGS...]: starts a sim on a free port, sets URL.
+start() {
+	_n=$1 _f=$2
+	shift 2
+	PORT=$(t_free_port) || { t_fail "$_n free port" "hydra-testkit free-port failed"; t_done; }
+	LOG="$T_DIR/$_n.log"
+	t_start "$_n" "$LOG" "$SIM" --fleet "$_f" --listen "127.0.0.1:$PORT" "$@"
+	if t_wait_log "$LOG" "hydra-cluster-sim listening on 127.0.0.1:$PORT" 10000; then
+		t_ok "$_n logs its readiness line"
+	else
+		t_fail "$_n logs its readiness line" "$(tail -n 5 "$LOG")"
+		t_done
+	fi
+	URL="http://127.0.0.1:$PORT/api/v1"
+}
+
+cp "$FIXTURE" "$T_DIR/fleet.yaml"
+start sim "$T_DIR/fleet.yaml"
+
+req GET /health
+expect "health answers healthy" 200 '"status":"healthy"'
+expect "health counts the fixture's bodies" 200 '"bodies":6'
+
+# Before Test A: peppy's same-venue partition holds boom-pickle.
+req GET "/bodies/eligible?head_id=$PEPPY"
+t_eq "peppy starts on boom-pickle alone (quickroute)" "$(ids)" "$BOOM"
+t_eq "boom-pickle is same_venue" "$(field $BOOM same_venue)" "true"
+
+# Test A step 1: park boom-pickle in bxl1-test.
+req POST "/nodes/$BOOM/district" '{"district":"bxl1-test","venue":"rupelmonde"}'
+expect "step 1: boom-pickle moves to bxl1-test" 200 '"district":"bxl1-test"'
+t_grep "step 1: the move is logged" "$LOG" \
+	"node $BOOM (boom-pickle-38) moved to bxl1-test/rupelmonde (was bxl1/rupelmonde)"
+
+# Test A step 2: only cosmic, across venues. Another owner's body, a drained
+# and an offline one sit in cloud-seven with more VRAM and must not appear.
+req GET "/bodies/eligible?head_id=$PEPPY"
+t_eq "step 2: eligible for peppy is cosmic alone" "$(ids)" "$COSMIC"
+t_eq "step 2: cosmic is not same_venue" "$(field $COSMIC same_venue)" "false"
+t_eq "step 2: cosmic's WireGuard address" "$(field $COSMIC wg_ip)" '"127.10.100.12"'
+expect "step 2: partition is cross_venue" 200 '"partition":"cross_venue"'
+# The discovery client sends district and venue too; the answer is the same.
+req GET "/bodies/eligible?district=bxl1&venue=rupelmonde&head_id=$PEPPY"
+t_eq "step 2 with district and venue: cosmic alone" "$(ids)" "$COSMIC"
+t_grep "step 2: the choice is logged" "$LOG" \
+	"eligible for head $PEPPY in bxl1/rupelmonde: partition cross_venue, 1 found, first $COSMIC"
+
+req GET "/body/config?node_id=$BOOM"
+expect "body config follows the move" 200 \
+	"{\"node_id\":\"$BOOM\",\"district\":\"bxl1-test\",\"venue\":\"rupelmonde\",\"owner\":\"visit.flanders\"}"
+
+# Test A step 7: restore boom-pickle; it is first again, same venue.
+req POST "/nodes/$BOOM/district" '{"district":"bxl1","venue":"rupelmonde"}'
+expect "step 7: boom-pickle moves back to bxl1" 200 '"district":"bxl1"'
+req GET "/bodies/eligible?head_id=$PEPPY"
+t_eq "step 7: boom-pickle first again" "$(ids | cut -d' ' -f1)" "$BOOM"
+t_eq "step 7: boom-pickle is same_venue" "$(field $BOOM same_venue)" "true"
+expect "step 7: partition is quickroute" 200 '"partition":"quickroute"'
+
+# Without head_id: the old strict venue, every owner, never a head.
+req GET "/bodies/eligible?district=bxl1&venue=cloud-seven"
+t_eq "strict venue lists cloud-seven's available bodies" "$(ids)" "node-9a1c03e5 $COSMIC"
+req GET "/bodies/eligible?district=bxl1&venue=rupelmonde"
+t_eq "strict venue never lists the head" "$(ids)" "$BOOM"
+
+# Status changes apply to the next request.
+req POST "/nodes/$BOOM/status" '{"status":"offline"}'
+expect "status offline is accepted" 200 '"status":"offline"'
+req GET "/bodies/eligible?head_id=$PEPPY"
+t_eq "an offline boom-pickle leaves cosmic" "$(ids)" "$COSMIC"
+req POST "/nodes/$BOOM/status" '{"status":"online","drained":true}'
+expect "online and drained together" 200 '"drained":true'
+req GET "/bodies/eligible?head_id=$PEPPY"
+t_eq "a drained boom-pickle leaves cosmic" "$(ids)" "$COSMIC"
+req POST "/nodes/$BOOM/status" '{"drained":false}'
+expect "drained false alone keeps status" 200 '"status":"online","drained":false'
+req GET "/bodies/eligible?head_id=$PEPPY"
+t_eq "boom-pickle is back" "$(ids)" "$BOOM"
+req POST "/nodes/$COSMIC/status" '{"status":"offline"}'
+req POST "/nodes/$BOOM/district" '{"district":"bxl1-test"}'
+expect "a move without venue keeps the venue" 200 '"district":"bxl1-test","venue":"rupelmonde"'
+req GET "/bodies/eligible?head_id=$PEPPY"
+t_eq "no candidates is an empty list" "$(tr -d '\n' < "$OUT" | cut -c1-32)" '{"bodies":[],"partition":"none",'
+req POST "/nodes/$BOOM/district" '{"district":"bxl1","venue":"rupelmonde"}'
+req POST "/nodes/$COSMIC/status" '{"status":"online"}'
+
+req GET /nodes
+t_eq "nodes lists the whole fleet" "$(ids | wc -w)" 7
+expect "nodes shows roles" 200 '"role":"head"'
+req GET "/nodes/$PEPPY"
+expect "one node by id" 200 "\"node_id\":\"$PEPPY\",\"name\":\"peppy-dumpling-32\",\"role\":\"head\""
+
+# Bad requests name the problem.
+req GET "/bodies/eligible?head_id=node-00000000"
+expect "unknown head is 404" 404 '{"error":"unknown head '"'node-00000000'"'"}'
+req GET "/bodies/eligible?head_id=$BOOM"
+expect "a body as head is 400" 400 "node '$BOOM' is a body, not a head"
+req GET "/bodies/eligible?venue=rupelmonde"
+expect "strict venue needs district" 400 "missing query parameter 'district'"
+req GET "/bodies/eligible?district=bxl1"
+expect "strict venue needs venue" 400 "missing query parameter 'venue'"
+req GET "/bodies/eligible?district=bxl%201&venue=rupelmonde"
+expect "a district that is not a DNS label is 400" 400 \
+	"query parameter 'district': 'bxl 1' is not a DNS label"
+req GET "/bodies/eligible?head-id=$PEPPY"
+expect "an unknown query parameter is 400" 400 "unknown query parameter 'head-id'"
+req GET "/bodies/eligible?head_id=$PEPPY&head_id=$PEPPY"
+expect "a repeated query parameter is 400" 400 "query parameter 'head_id' given twice"
+req GET "/bodies/eligible?head_id=node%2F1"
+expect "a malformed head_id is 400" 400 "query parameter 'head_id': 'node/1' is not a node id"
+req GET "/body/config"
+expect "body config needs node_id" 400 "missing query parameter 'node_id'"
+req GET "/body/config?node_id=node-00000000"
+expect "body config of an unknown node is 404" 404 "unknown node 'node-00000000'"
+req POST "/nodes/node-00000000/district" '{"district":"bxl1"}'
+expect "moving an unknown node is 404" 404 "unknown node 'node-00000000'"
+req POST "/nodes/node%20x/status" '{"status":"online"}'
+expect "a malformed node id in the path is 400" 400 "node id: 'node x' is not a node id"
+req POST "/nodes/$BOOM/district" '{"district":'
+expect "invalid JSON is 400" 400 "request body: invalid JSON"
+req POST "/nodes/$BOOM/district" '["bxl1"]'
+expect "a JSON array is 400" 400 "request body: expected a JSON object"
+req POST "/nodes/$BOOM/district" ''
+expect "an empty body is 400" 400 "request body: expected a JSON object"
+req POST "/nodes/$BOOM/district" '{"district":5}'
+expect "a district of the wrong type is 400" 400 \
+	"request body: field 'district': expected a string, got an integer"
+req POST "/nodes/$BOOM/district" '{"venue":"rupelmonde"}'
+expect "a move without district is 400" 400 "request body: missing field 'district'"
+req POST "/nodes/$BOOM/district" '{"district":"BXL 1!"}'
+expect "a district of the wrong format is 400" 400 \
+	"district: 'BXL 1!' is not a DNS label"
+req POST "/nodes/$BOOM/district" '{"district":"bxl1","zone":"x"}'
+expect "an unknown body field is 400" 400 "request body: unknown field 'zone'"
+req POST "/nodes/$BOOM/status" '{"status":"sleeping"}'
+expect "an unknown status is 400" 400 "field 'status': 'sleeping' is not online or offline"
+req POST "/nodes/$BOOM/status" '{"drained":"yes"}'
+expect "drained of the wrong type is 400" 400 \
+	"field 'drained': expected a boolean, got a string"
+req POST "/nodes/$BOOM/status" '{}'
+expect "a status change of nothing is 400" 400 "nothing to change"
+head -c 5000 /dev/zero | tr '\0' ' ' > "$T_DIR/big.json"
+CODE=$(curl -s -o "$OUT" -w '%{http_code}' -X POST --data-binary @"$T_DIR/big.json" \
+	"$URL/nodes/$BOOM/status")
+expect "a body over the limit is 413" 413 "request body larger than 4096 bytes"
+req GET /nothing
+expect "an unknown path is 404" 404 "no such endpoint: /api/v1/nothing"
+CODE=$(curl -s -o "$OUT" -D "$T_DIR/headers" -w '%{http_code}' -X DELETE "$URL/nodes")
+expect "a wrong method is 405" 405 "method DELETE not allowed on /api/v1/nodes"
+t_grep "405 carries Allow" "$T_DIR/headers" "Allow: GET"
+req GET "/nodes/$BOOM/district"
+expect "GET on a POST endpoint is 405" 405 "allowed: POST"
+
+# None of the refused requests changed anything, and without --save the
+# fleet file is untouched.
+req GET "/nodes/$BOOM"
+expect "refused requests changed nothing" 200 \
+	'"district":"bxl1","venue":"rupelmonde","owner":"visit.flanders","lan_ip":"127.11.0.24","wg_ip":"127.10.100.24","status":"online","drained":false'
+if cmp -s "$FIXTURE" "$T_DIR/fleet.yaml"; then t_ok "without --save the fleet file is untouched"
+else t_fail "without --save the fleet file is untouched" "it changed"; fi
+
+t_stop sim
+t_grep "SIGTERM stops it cleanly" "$T_DIR/sim.log" "hydra-cluster-sim stopping on SIGTERM"
+
+# --save: a change is written back atomically and survives a restart.
+cp "$FIXTURE" "$T_DIR/saved.yaml"
+start saver "$T_DIR/saved.yaml" --save
+req POST "/nodes/$BOOM/district" '{"district":"bxl1-test","venue":"rupelmonde"}'
+expect "--save: the move is answered" 200 '"district":"bxl1-test"'
+req POST "/nodes/$COSMIC/status" '{"drained":false,"status":"online"}'
+t_grep "--save: the file holds the move" "$T_DIR/saved.yaml" 'district: "bxl1-test"'
+if ls "$T_DIR"/saved.yaml.tmp.* > /dev/null 2>&1; then
+	t_fail "--save leaves no temp file" "$(ls "$T_DIR")"
+else t_ok "--save leaves no temp file"; fi
+t_stop saver
+start reloaded "$T_DIR/saved.yaml"
+req GET "/bodies/eligible?head_id=$PEPPY"
+t_eq "--save: after a restart peppy still gets cosmic alone" "$(ids)" "$COSMIC"
+req GET /nodes
+t_eq "--save: the saved fleet keeps every node" "$(ids | wc -w)" 7
+t_stop reloaded
+
+# --save when the file cannot be written (its directory is gone, which
+# stops root too): 500 naming the problem, and no change in memory.
+mkdir "$T_DIR/gone"
+cp "$FIXTURE" "$T_DIR/gone/fleet.yaml"
+start unsaveable "$T_DIR/gone/fleet.yaml" --save
+rm -rf "$T_DIR/gone"
+req POST "/nodes/$BOOM/district" '{"district":"bxl1-test"}'
+expect "--save failure is 500" 500 "saving fleet: create $T_DIR/gone/fleet.yaml.tmp."
+req GET "/nodes/$BOOM"
+expect "--save failure keeps the old placement" 200 '"district":"bxl1","venue":"rupelmonde"'
+t_stop unsaveable
+
+# Bad fleet files and command lines: sysexits codes and exact messages.
+printf 'nodes:\n  - id: node-1\n    colour: green\n' > "$T_DIR/bad.yaml"
+"$SIM" --fleet "$T_DIR/bad.yaml" --listen 127.0.0.1:0 > "$T_DIR/bad.log" 2>&1
+t_eq "a bad fleet file exits 78" "$?" 78
+t_grep "a bad fleet file names file:line:col" "$T_DIR/bad.log" \
+	"$T_DIR/bad.yaml:3:5: unknown key 'colour' in nodes[0]"
+sed 's/node-4c2be4b0/node-74f9fbf2/' "$FIXTURE" > "$T_DIR/dup.yaml"
+"$SIM" --fleet "$T_DIR/dup.yaml" --listen 127.0.0.1:0 > "$T_DIR/dup.log" 2>&1
+t_eq "duplicate ids exit 78" "$?" 78
+t_grep "duplicate ids are named" "$T_DIR/dup.log" \
+	"$T_DIR/dup.yaml:32:9: nodes[2].id: duplicate id 'node-74f9fbf2' (first used by nodes[1])"
+"$SIM" --fleet "$T_DIR/nothing.yaml" --listen 127.0.0.1:0 > "$T_DIR/none.log" 2>&1
+t_eq "a missing fleet file exits 78" "$?" 78
+"$SIM" --fleet "$FIXTURE" > /dev/null 2>&1
+t_eq "a missing --listen exits 64" "$?" 64
+"$SIM" --fleet "$FIXTURE" --listen 127.0.0.1 > "$T_DIR/listen.log" 2>&1
+t_eq "a listen address without port exits 64" "$?" 64
+t_grep "the bad listen address is named" "$T_DIR/listen.log" "listen 127.0.0.1: expected ip:port"
+"$SIM" --help | grep -q -- '--fleet FILE'
+t_eq "--help describes --fleet" "$?" 0
+t_eq "--version" "$("$SIM" --version)" "hydra-cluster-sim 0.1.0"
+
+t_done
