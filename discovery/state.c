@@ -355,6 +355,8 @@ disc_apply_demotions(const char *state_dir, struct disc_list *list)
 	struct disc_list *tmp = NULL;
 	size_t i, j, o = 0;
 
+	for (i = 0; i < list->n; i++)
+		list->bodies[i].demoted = 0;
 	if (demotions_load(state_dir, &ds, &err) != 0) {
 		hc_log(HC_LOG_WARN, "discovery", "ignoring demotions: %s", err.msg);
 		return;
@@ -367,8 +369,6 @@ disc_apply_demotions(const char *state_dir, struct disc_list *list)
 		return;
 	}
 	*tmp = *list;
-	for (i = 0; i < tmp->n; i++)
-		tmp->bodies[i].demoted = 0;
 	for (j = 0; j < ds.n; j++) {
 		for (i = 0; i < tmp->n; i++) {
 			if (strcmp(tmp->bodies[i].node_id, ds.d[j].node_id) == 0)
