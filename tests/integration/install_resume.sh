@@ -58,6 +58,7 @@ conf handover "$DISTRICT_PORT"
 AGENT=$!
 if wait_part "$T_DIR/handover.out.part" $((1024 * 1024)); then
 	kill -KILL "$DISTRICT_PID"
+	wait "$DISTRICT_PID" 2>/dev/null
 	t_ok "handover: district mirror killed after 1 MiB"
 else
 	t_fail "handover: district mirror killed after 1 MiB" "the part file never grew"
