@@ -1,0 +1,107 @@
+/* mirror.yaml: the schema of DESIGN.md section 8 and the listen address. */
+#include <sys/socket.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mirror/mirror.h"
+
+#define MIR_OFF(member) offsetof(struct mir_config, member)
+/* An idle connection held longer than an hour is a leak, not a setting. */
+#define MIR_TIMEOUT_S_MAX 3600
+/* Thread per connection: beyond this many threads the box is the problem. */
+#define MIR_CONNECTIONS_MAX 16384
+
+static const char *const mir_mode_names[] = { "origin", "peer", NULL };
+static const char *const mir_level_names[] = { "debug", "info", "warn", "error", NULL };
+
+static int
+mir_check_listen(const char *value, char *what, size_t what_size)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (hc_parse_listen(value, &ss, &len, NULL) == 0)
+		return 0;
+	hc_snprintf(what, what_size,
+	            "'%s' is not a listen address such as 127.0.0.1:8080, [::1]:8080 or :8080",
+	            value);
+	return HC_ECONFIG;
+}
+
+static const struct hc_cfg_field mir_tls_schema[] = {
+	{ .key = "cert", .type = HC_CFG_STRING, .offset = MIR_OFF(tls.cert) },
+	{ .key = "key", .type = HC_CFG_STRING, .offset = MIR_OFF(tls.key) },
+	{ .key = "ca_file", .type = HC_CFG_STRING, .offset = MIR_OFF(tls.ca_file) },
+	{ .key = NULL },
+};
+
+const struct hc_cfg_field mir_config_schema[] = {
+	{ .key = "listen", .type = HC_CFG_STRING, .offset = MIR_OFF(listen),
+	  .def = "127.0.0.1:8080", .check = mir_check_listen },
+	{ .key = "root", .type = HC_CFG_STRING, .offset = MIR_OFF(root),
+	  .def = "/var/lib/hydra-mirror" },
+	{ .key = "mode", .type = HC_CFG_ENUM, .offset = MIR_OFF(mode), .def = "origin",
+	  .enum_values = mir_mode_names },
+	{ .key = "origin_url", .type = HC_CFG_STRING, .offset = MIR_OFF(origin_url),
+	  .check = hc_cfg_check_url },
+	{ .key = "district", .type = HC_CFG_STRING, .offset = MIR_OFF(district),
+	  .check = hc_cfg_check_dns_label },
+	{ .key = "max_bytes", .type = HC_CFG_SIZE, .offset = MIR_OFF(max_bytes),
+	  .def = "0", .min = 0, .max = 0 },
+	{ .key = "admin_token_file", .type = HC_CFG_STRING,
+	  .offset = MIR_OFF(admin_token_file) },
+	{ .key = "tls", .type = HC_CFG_MAP, .children = mir_tls_schema },
+	{ .key = "max_egress_bytes_per_s", .type = HC_CFG_SIZE,
+	  .offset = MIR_OFF(max_egress_bytes_per_s), .def = "0", .min = 0, .max = 0 },
+	{ .key = "connection_timeout_s", .type = HC_CFG_INT,
+	  .offset = MIR_OFF(connection_timeout_s), .def = "60", .min = 1,
+	  .max = MIR_TIMEOUT_S_MAX },
+	{ .key = "max_connections", .type = HC_CFG_INT, .offset = MIR_OFF(max_connections),
+	  .def = "1024", .min = 1, .max = MIR_CONNECTIONS_MAX },
+	{ .key = "log_level", .type = HC_CFG_ENUM, .offset = MIR_OFF(log_level),
+	  .def = "info", .enum_values = mir_level_names },
+	{ .key = NULL },
+};
+
+int
+mir_config_defaults(struct mir_config *cfg, struct hc_err *err)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	return hc_cfg_defaults(mir_config_schema, cfg, err);
+}
+
+int
+mir_config_load(struct mir_config *cfg, const char *path, struct hc_err *err)
+{
+	return hc_cfg_load_file(mir_config_schema, cfg, path, err);
+}
+
+int
+mir_config_check(const struct mir_config *cfg, struct hc_err *err)
+{
+	int has_cert = cfg->tls.cert != NULL && *cfg->tls.cert != '\0';
+	int has_key = cfg->tls.key != NULL && *cfg->tls.key != '\0';
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (cfg->root == NULL || *cfg->root == '\0')
+		return hc_err_set(err, HC_ECONFIG, "root: must not be empty");
+	if (cfg->mode == MIR_MODE_PEER &&
+	    (cfg->origin_url == NULL || *cfg->origin_url == '\0'))
+		return hc_err_set(err, HC_ECONFIG, "origin_url: required in peer mode");
+	if (has_cert != has_key)
+		return hc_err_set(err, HC_ECONFIG, "tls: cert and key go together");
+	if (hc_parse_listen(cfg->listen, &ss, &len, err) != 0)
+		return hc_err_set(err, HC_ECONFIG, "listen: '%s' is not ip:port",
+		                  cfg->listen != NULL ? cfg->listen : "");
+	return 0;
+}
+
+void
+mir_config_free(struct mir_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	hc_cfg_free(mir_config_schema, cfg);
+}

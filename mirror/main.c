@@ -1,0 +1,294 @@
+/* hydra-mirror: command line, configuration, signals. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mirror/mirror.h"
+
+#define MIR_DEFAULT_CONFIG "/etc/hydra-mirror/mirror.yaml"
+/* An admin token file is one line; anything bigger is the wrong file. */
+#define MIR_TOKEN_FILE_MAX 4096
+
+static const char mir_usage[] =
+"NAME\n"
+"    hydra-mirror - file mirror: the origin, or a district read-through cache\n"
+"\n"
+"SYNOPSIS\n"
+"    hydra-mirror [--config FILE] [OPTIONS]\n"
+"\n"
+"DESCRIPTION\n"
+"    Serves {root}/files/{path} as /api/v1/peer/files/{path} with byte ranges,\n"
+"    a strong ETag, Last-Modified, X-File-SHA256 and Repr-Digest. In origin\n"
+"    mode it accepts PUT and DELETE with the admin bearer token. In peer mode a\n"
+"    miss is filled from the origin once, streamed to every waiting client, and\n"
+"    kept under an LRU limit. See docs/mirror.md.\n"
+"\n"
+"OPTIONS\n"
+"    Each option overrides the key of the same name in the config file.\n"
+"\n"
+"    --config FILE                 YAML config (default " MIR_DEFAULT_CONFIG ",\n"
+"                                  used only when it exists)\n"
+"    --listen ADDR:PORT            listen address: 127.0.0.1:8080, [::1]:8080, :8080\n"
+"    --root DIR                    store root: files/, meta/, tmp/ below it\n"
+"    --mode origin|peer            role (default origin)\n"
+"    --origin-url URL              peer: the origin to fill misses from\n"
+"    --district NAME               district reported by /api/v1/health\n"
+"    --max-bytes SIZE              peer: LRU limit of the store, e.g. 10G (0: none)\n"
+"    --admin-token-file FILE       origin: bearer token for PUT and DELETE\n"
+"    --tls-cert FILE               PEM certificate chain: serve HTTPS\n"
+"    --tls-key FILE                PEM private key\n"
+"    --tls-ca-file FILE            peer: CA bundle to verify an https origin\n"
+"    --max-egress-bytes-per-s SIZE global egress limit, e.g. 100M (0: none)\n"
+"    --connection-timeout S        close connections idle for S seconds\n"
+"    --max-connections N           refuse connections beyond N\n"
+"    --log-level LEVEL             debug, info, warn or error\n"
+"    --help                        this text\n"
+"    --version                     print the version\n"
+"\n"
+"SIGNALS\n"
+"    SIGTERM, SIGINT    stop accepting, abort fills, persist the index, exit 0.\n"
+"\n"
+"EXIT STATUS\n"
+"    0 ok, 64 usage, 69 cannot listen, 74 I/O error, 78 bad configuration.\n";
+
+enum {
+	OPT_CONFIG = 256, OPT_LISTEN, OPT_ROOT, OPT_MODE, OPT_ORIGIN_URL, OPT_DISTRICT,
+	OPT_MAX_BYTES, OPT_TOKEN_FILE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_EGRESS,
+	OPT_TIMEOUT, OPT_MAX_CONN, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION,
+};
+
+static const struct option mir_options[] = {
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "root", required_argument, NULL, OPT_ROOT },
+	{ "mode", required_argument, NULL, OPT_MODE },
+	{ "origin-url", required_argument, NULL, OPT_ORIGIN_URL },
+	{ "district", required_argument, NULL, OPT_DISTRICT },
+	{ "max-bytes", required_argument, NULL, OPT_MAX_BYTES },
+	{ "admin-token-file", required_argument, NULL, OPT_TOKEN_FILE },
+	{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+	{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
+	{ "tls-ca-file", required_argument, NULL, OPT_TLS_CA },
+	{ "max-egress-bytes-per-s", required_argument, NULL, OPT_EGRESS },
+	{ "connection-timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "max-connections", required_argument, NULL, OPT_MAX_CONN },
+	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int
+mir_set(char **slot, const char *value, struct hc_err *err)
+{
+	char *copy = hc_strdup(value);
+
+	if (copy == NULL)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	free(*slot);
+	*slot = copy;
+	return 0;
+}
+
+/* Applies one flag over the loaded config. 0 or HC_EUSAGE. */
+static int
+mir_apply(struct mir_config *cfg, int opt, const char *v, struct hc_err *err)
+{
+	char what[256];
+	long long n;
+	uint64_t size;
+	enum hc_log_level level;
+
+	switch (opt) {
+	case OPT_LISTEN:
+		return mir_set(&cfg->listen, v, err);
+	case OPT_ROOT:
+		return mir_set(&cfg->root, v, err);
+	case OPT_MODE:
+		if (strcmp(v, "origin") == 0)
+			cfg->mode = MIR_MODE_ORIGIN;
+		else if (strcmp(v, "peer") == 0)
+			cfg->mode = MIR_MODE_PEER;
+		else
+			return hc_err_set(err, HC_EUSAGE, "--mode: expected origin or peer");
+		return 0;
+	case OPT_ORIGIN_URL:
+		if (hc_cfg_check_url(v, what, sizeof(what)) != 0)
+			return hc_err_set(err, HC_EUSAGE, "--origin-url: %s", what);
+		return mir_set(&cfg->origin_url, v, err);
+	case OPT_DISTRICT:
+		if (hc_cfg_check_dns_label(v, what, sizeof(what)) != 0)
+			return hc_err_set(err, HC_EUSAGE, "--district: %s", what);
+		return mir_set(&cfg->district, v, err);
+	case OPT_MAX_BYTES:
+		if (hc_parse_size(v, &size) != 0)
+			return hc_err_set(err, HC_EUSAGE, "--max-bytes: '%s' is not a size", v);
+		cfg->max_bytes = size;
+		return 0;
+	case OPT_TOKEN_FILE:
+		return mir_set(&cfg->admin_token_file, v, err);
+	case OPT_TLS_CERT:
+		return mir_set(&cfg->tls.cert, v, err);
+	case OPT_TLS_KEY:
+		return mir_set(&cfg->tls.key, v, err);
+	case OPT_TLS_CA:
+		return mir_set(&cfg->tls.ca_file, v, err);
+	case OPT_EGRESS:
+		if (hc_parse_size(v, &size) != 0)
+			return hc_err_set(err, HC_EUSAGE,
+			                  "--max-egress-bytes-per-s: '%s' is not a size", v);
+		cfg->max_egress_bytes_per_s = size;
+		return 0;
+	case OPT_TIMEOUT:
+		if (hc_parse_int(v, 1, 3600, &n) != 0)
+			return hc_err_set(err, HC_EUSAGE, "--connection-timeout: 1 to 3600 seconds");
+		cfg->connection_timeout_s = n;
+		return 0;
+	case OPT_MAX_CONN:
+		if (hc_parse_int(v, 1, 16384, &n) != 0)
+			return hc_err_set(err, HC_EUSAGE, "--max-connections: 1 to 16384");
+		cfg->max_connections = n;
+		return 0;
+	case OPT_LOG_LEVEL:
+		if (hc_log_level_parse(v, &level) != 0)
+			return hc_err_set(err, HC_EUSAGE, "--log-level: debug, info, warn or error");
+		cfg->log_level = (int)level;
+		return 0;
+	default:
+		return hc_err_set(err, HC_EUSAGE, "unknown option");
+	}
+}
+
+/* Reads the token file (first line, blanks trimmed) into a new buffer the
+ * caller wipes and frees. */
+static int
+mir_read_token(const char *path, char **out, struct hc_err *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	*out = NULL;
+	rc = hc_read_file(path, MIR_TOKEN_FILE_MAX, &text, &len, err);
+	if (rc != 0)
+		return hc_err_prefix(err, "admin_token_file");
+	len = strcspn(text, "\r\n");
+	while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\t'))
+		len--;
+	text[len] = '\0';
+	if (len == 0) {
+		explicit_bzero(text, len);
+		free(text);
+		return hc_err_set(err, HC_ECONFIG, "admin_token_file %s: empty", path);
+	}
+	*out = text;
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct mir_config cfg;
+	struct hc_err err = { 0, "" };
+	struct mir_server *srv = NULL;
+	const char *config_path = NULL;
+	char *token = NULL;
+	sigset_t sigs;
+	int opt, rc, sig = 0;
+
+	if (mir_config_defaults(&cfg, &err) != 0) {
+		fprintf(stderr, "hydra-mirror: %s\n", err.msg);
+		return hc_status_exit_code(HC_ENOMEM);
+	}
+	/* First pass: --help, --version and --config, before the file is read. */
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "", mir_options, NULL)) != -1) {
+		if (opt == OPT_HELP) {
+			fputs(mir_usage, stdout);
+			mir_config_free(&cfg);
+			return 0;
+		}
+		if (opt == OPT_VERSION) {
+			printf("hydra-mirror %s\n", HC_VERSION);
+			mir_config_free(&cfg);
+			return 0;
+		}
+		if (opt == OPT_CONFIG)
+			config_path = optarg;
+		if (opt == '?' || opt == ':') {
+			fprintf(stderr, "hydra-mirror: bad option %s (see --help)\n",
+			        argv[optind - 1]);
+			mir_config_free(&cfg);
+			return hc_status_exit_code(HC_EUSAGE);
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "hydra-mirror: unexpected argument %s (see --help)\n", argv[optind]);
+		mir_config_free(&cfg);
+		return hc_status_exit_code(HC_EUSAGE);
+	}
+	if (config_path != NULL || access(MIR_DEFAULT_CONFIG, F_OK) == 0) {
+		rc = mir_config_load(&cfg, config_path != NULL ? config_path : MIR_DEFAULT_CONFIG,
+		                     &err);
+		if (rc != 0)
+			goto fail;
+	}
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", mir_options, NULL)) != -1) {
+		if (opt == OPT_CONFIG)
+			continue;
+		rc = mir_apply(&cfg, opt, optarg, &err);
+		if (rc != 0)
+			goto fail;
+	}
+	rc = mir_config_check(&cfg, &err);
+	if (rc != 0)
+		goto fail;
+	rc = hc_log_open(NULL, (enum hc_log_level)cfg.log_level, 1, &err);
+	if (rc != 0)
+		goto fail;
+	if (cfg.admin_token_file != NULL && *cfg.admin_token_file != '\0') {
+		rc = mir_read_token(cfg.admin_token_file, &token, &err);
+		if (rc != 0)
+			goto fail;
+	}
+	rc = hc_http_global_init(&err);
+	if (rc != 0)
+		goto fail;
+	/* Every thread inherits this mask; only sigwait below takes the signals. */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	rc = mir_server_start(&cfg, token, &srv, &err);
+	if (token != NULL) {
+		explicit_bzero(token, strlen(token));
+		free(token);
+		token = NULL;
+	}
+	if (rc != 0) {
+		hc_http_global_cleanup();
+		goto fail;
+	}
+	sigwait(&sigs, &sig);
+	hc_log(HC_LOG_INFO, "mirror", "signal %d: shutting down", sig);
+	mir_server_stop(srv);
+	hc_http_global_cleanup();
+	hc_log(HC_LOG_INFO, "mirror", "stopped");
+	mir_config_free(&cfg);
+	hc_log_close();
+	return 0;
+fail:
+	if (token != NULL) {
+		explicit_bzero(token, strlen(token));
+		free(token);
+	}
+	fprintf(stderr, "hydra-mirror: %s\n", err.msg);
+	mir_config_free(&cfg);
+	hc_log_close();
+	return hc_status_exit_code(rc);
+}

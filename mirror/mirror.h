@@ -1,0 +1,159 @@
+/*
+ * mir: hydra-mirror, the file server that runs as the origin (mirror-a) or as
+ * a district read-through cache (peer). DESIGN.md section 8 is the contract;
+ * docs/mirror.md is the operator's reference.
+ */
+#ifndef MIRROR_H
+#define MIRROR_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "common/hc.h"
+
+/* ------------------------------------------------------------------ config */
+
+enum mir_mode { MIR_MODE_ORIGIN = 0, MIR_MODE_PEER = 1 };
+
+struct mir_config {
+	char *listen;                  /* "127.0.0.1:8080", "[::1]:8080", ":8080" */
+	char *root;                    /* {root}/files is the store */
+	int mode;                      /* enum mir_mode */
+	char *origin_url;              /* peer: where misses are filled from */
+	char *district;                /* reported by /api/v1/health */
+	uint64_t max_bytes;            /* peer: LRU bound on the store, 0: none */
+	char *admin_token_file;        /* origin: PUT and DELETE bearer token */
+	struct {
+		char *cert;            /* PEM; with key: serve HTTPS */
+		char *key;
+		char *ca_file;         /* peer: CA bundle for an https origin, "": system */
+	} tls;
+	uint64_t max_egress_bytes_per_s; /* 0: unlimited */
+	long long connection_timeout_s;  /* idle connections are closed after this */
+	long long max_connections;       /* further connections are refused */
+	int log_level;                   /* enum hc_log_level */
+};
+
+extern const struct hc_cfg_field mir_config_schema[];
+
+/* Sets the defaults. 0 or HC_ENOMEM. Free with mir_config_free. */
+int mir_config_defaults(struct mir_config *cfg, struct hc_err *err);
+/* Loads path over what is in cfg. 0, HC_ECONFIG or HC_EIO. */
+int mir_config_load(struct mir_config *cfg, const char *path, struct hc_err *err);
+/* Checks the settings together (peer needs origin_url, cert needs key...).
+ * 0 or HC_ECONFIG. */
+int mir_config_check(const struct mir_config *cfg, struct hc_err *err);
+void mir_config_free(struct mir_config *cfg);
+
+/* ------------------------------------------------------------------ paths */
+
+/* Longest store path accepted, decoded (PATH_MAX minus room for the root). */
+#define MIR_PATH_MAX 1024
+
+/*
+ * Decodes a percent-encoded request path (the part after the route prefix,
+ * without query) into a store-relative path in out. Refuses with HC_EDATA:
+ * empty paths, absolute paths, "." and ".." segments, empty segments, NUL and
+ * control characters, backslashes, bad or double percent-encoding of
+ * '.', '/', '\\', '%' and NUL, and paths longer than MIR_PATH_MAX - 1.
+ */
+int mir_path_decode(const char *raw, size_t raw_len, char *out, size_t size);
+
+/* Percent-encodes a store path for a URL (keeps '/' and unreserved bytes).
+ * 0 or HC_ESOFTWARE when out is too small. */
+int mir_path_encode(const char *path, char *out, size_t size);
+
+enum mir_range {
+	MIR_RANGE_FULL = 0,        /* no Range, or one we ignore: send all (200) */
+	MIR_RANGE_PARTIAL = 1,     /* one satisfiable range: 206 */
+	MIR_RANGE_UNSATISFIABLE = 2, /* 416 with Content-Range: bytes *\/size */
+};
+
+/* Interprets a Range header value (NULL when absent) for a representation
+ * of size bytes. Multiple ranges and malformed values are ignored (FULL),
+ * as RFC 9110 allows. On PARTIAL, *start and *len are the single range. */
+enum mir_range mir_range_parse(const char *value, uint64_t size,
+                               uint64_t *start, uint64_t *len);
+
+/* ------------------------------------------------------------------ server */
+
+struct mir_server;
+
+/* Starts serving with cfg (which must outlive the server). token is the
+ * admin token (may be NULL in peer mode); the server keeps a copy and wipes
+ * it on stop. On success logs the readiness line. */
+int mir_server_start(const struct mir_config *cfg, const char *token,
+                     struct mir_server **out, struct hc_err *err);
+
+/* Stops accepting, aborts fills, waits for connections, persists the store
+ * index and frees everything. mir_server_stop(NULL) is a no-op. */
+void mir_server_stop(struct mir_server *s);
+
+/* ------------------------------------------------------------------ store */
+
+/*
+ * The store: {root}/files holds the files, {root}/meta/index the metadata
+ * (SHA-256, size, mtime and LRU position of each file), {root}/tmp the
+ * uploads and fills in progress. Thread-safe.
+ */
+struct mir_store;
+struct mir_entry;
+
+struct mir_store_stats {
+	uint64_t bytes, files, max_bytes, evictions;
+};
+
+/* An open stored file, pinned (never evicted) until mir_store_release. */
+struct mir_file {
+	int fd;                        /* owned by the caller */
+	uint64_t size;
+	int64_t mtime_s;
+	char sha256[HC_SHA256_HEX_LEN + 1];
+	struct mir_entry *entry;       /* pin handle */
+};
+
+/* Opens the store at root: creates the folders, removes stale temp files,
+ * loads the index and hashes the files it does not describe. */
+int mir_store_open(const char *root, uint64_t max_bytes, struct mir_store **out,
+                   struct hc_err *err);
+/* Persists the index and frees. NULL is a no-op. */
+void mir_store_close(struct mir_store *st);
+
+/* Opens the stored file at the decoded path and pins it; touch: move it to
+ * the head of the LRU. HC_ENOTFOUND when absent (or not a regular file),
+ * HC_EDATA when it resolves outside the store. */
+int mir_store_get(struct mir_store *st, const char *path, int touch,
+                  struct mir_file *out, struct hc_err *err);
+/* Unpins. NULL entry is a no-op. */
+void mir_store_release(struct mir_store *st, struct mir_entry *e);
+
+/* Creates a temp file in the store's tmp folder. The name goes to tmp
+ * (size PATH_MAX). Returns the fd or a negative status. */
+int mir_store_tmp(struct mir_store *st, char *tmp, size_t size,
+                  struct hc_err *err);
+
+/* Makes the temp file visible at path with its metadata: fsync, rename,
+ * fsync of the directory. reserved: bytes earlier reserved for it. On error
+ * the temp file is removed and nothing is visible. */
+int mir_store_commit(struct mir_store *st, const char *path, const char *tmp,
+                     int fd, uint64_t size, const char *sha256,
+                     uint64_t reserved, struct hc_err *err);
+
+/* Makes room for size more bytes by evicting least recently used unpinned
+ * files. 0 when reserved (undo with mir_store_unreserve), or HC_EIO when
+ * the store cannot hold it. No limit: always 0. */
+int mir_store_reserve(struct mir_store *st, uint64_t size);
+void mir_store_unreserve(struct mir_store *st, uint64_t size);
+
+/* Removes the file at path. 0 or HC_ENOTFOUND. */
+int mir_store_delete(struct mir_store *st, const char *path, struct hc_err *err);
+
+/* Writes the index when it changed. 0 or HC_EIO. */
+int mir_store_flush(struct mir_store *st, struct hc_err *err);
+
+void mir_store_stats(struct mir_store *st, struct mir_store_stats *out);
+
+/* Bytes free for unprivileged writers on the store's file system. */
+uint64_t mir_store_free_bytes(struct mir_store *st);
+
+#endif
