@@ -1,0 +1,243 @@
+/* The cluster API without a socket: routing, answers, error statuses and
+ * messages, and --save writing the fleet back (or refusing the change). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "cluster/cluster.h"
+
+static const char fleet_text[] =
+	"nodes:\n"
+	"  - {id: node-74adf4f8, name: peppy-dumpling-32, role: head, district: bxl1,\n"
+	"     venue: rupelmonde, owner: visit.flanders, lan_ip: 127.11.0.32,\n"
+	"     wg_ip: 127.10.100.32, status: online}\n"
+	"  - {id: node-74f9fbf2, name: boom-pickle-38, role: body, district: bxl1,\n"
+	"     venue: rupelmonde, owner: visit.flanders, lan_ip: 127.11.0.24,\n"
+	"     wg_ip: 127.10.100.24, status: online, idle: true, vram_mb: 12288}\n"
+	"  - {id: node-4c2be4b0, name: cosmic-pretzel-98, role: body, district: bxl1,\n"
+	"     venue: cloud-seven, owner: visit.flanders, lan_ip: 127.11.0.12,\n"
+	"     wg_ip: 127.10.100.12, status: online, idle: true, vram_mb: 8192}\n";
+
+static struct clu_api *
+api_new(const char *save_path)
+{
+	struct clu_fleet *fleet = NULL;
+	struct clu_api *api = NULL;
+	struct hc_err err = { 0, "" };
+
+	assert_int_equal(clu_fleet_load_buffer("fleet.yaml", fleet_text,
+	                                       sizeof(fleet_text) - 1, &fleet, &err), 0);
+	assert_int_equal(clu_api_new(fleet, save_path, &api, &err), 0);
+	return api;
+}
+
+/* Runs one request; query is "k=v&k2=v2" (already decoded) or NULL. The
+ * answer's body is returned in *body (caller frees), the status returned. */
+static int
+call(struct clu_api *api, const char *method, const char *path, const char *query,
+     const char *body, char **out)
+{
+	struct clu_param params[CLU_PARAMS_MAX + 2];
+	struct clu_request req = { method, path, params, 0, body,
+	                           body != NULL ? strlen(body) : 0 };
+	struct clu_response resp;
+	char *q = query != NULL ? strdup(query) : NULL;
+	char *p = q, *amp;
+	int status;
+
+	while (p != NULL && *p != '\0' && req.nparams < CLU_PARAMS_MAX + 2) {
+		char *eq;
+		amp = strchr(p, '&');
+		if (amp != NULL)
+			*amp = '\0';
+		eq = strchr(p, '=');
+		if (eq != NULL)
+			*eq = '\0';
+		params[req.nparams].key = p;
+		params[req.nparams].value = eq != NULL ? eq + 1 : "";
+		req.nparams++;
+		p = amp != NULL ? amp + 1 : NULL;
+	}
+	assert_int_equal(clu_api_handle(api, &req, &resp), 0);
+	assert_non_null(resp.body);
+	assert_int_equal(strlen(resp.body), resp.body_len);
+	status = resp.status;
+	*out = resp.body;
+	resp.body = NULL;
+	clu_response_free(&resp);
+	free(q);
+	return status;
+}
+
+static void
+expect(struct clu_api *api, const char *method, const char *path, const char *query,
+       const char *body, int want_status, const char *want_text)
+{
+	char *out = NULL;
+	int status = call(api, method, path, query, body, &out);
+
+	if (status != want_status || strstr(out, want_text) == NULL)
+		fail_msg("%s %s?%s: got %d %s, want %d with %s", method, path,
+		         query != NULL ? query : "", status, out, want_status, want_text);
+	free(out);
+}
+
+static void
+test_eligible(void **state)
+{
+	struct clu_api *api = api_new(NULL);
+
+	(void)state;
+	expect(api, "GET", "/api/v1/bodies/eligible", "head_id=node-74adf4f8", NULL, 200,
+	       "{\"bodies\":[{\"node_id\":\"node-74f9fbf2\",\"name\":\"boom-pickle-38\","
+	       "\"district\":\"bxl1\",\"venue\":\"rupelmonde\",\"owner\":\"visit.flanders\","
+	       "\"lan_ip\":\"127.11.0.24\",\"wg_ip\":\"127.10.100.24\",\"status\":\"online\","
+	       "\"drained\":false,\"idle\":true,\"vram_mb\":12288,\"same_venue\":true}],"
+	       "\"partition\":\"quickroute\",\"district\":\"bxl1\",\"venue\":\"rupelmonde\","
+	       "\"head_id\":\"node-74adf4f8\"}\n");
+	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/district", NULL,
+	       "{\"district\":\"bxl1-test\",\"venue\":\"rupelmonde\"}", 200,
+	       "\"district\":\"bxl1-test\"");
+	expect(api, "GET", "/api/v1/bodies/eligible",
+	       "district=bxl1&venue=rupelmonde&head_id=node-74adf4f8", NULL, 200,
+	       "{\"bodies\":[{\"node_id\":\"node-4c2be4b0\"");
+	expect(api, "GET", "/api/v1/bodies/eligible", "head_id=node-74adf4f8", NULL, 200,
+	       "\"same_venue\":false}],\"partition\":\"cross_venue\"");
+	expect(api, "GET", "/api/v1/bodies/eligible", "district=bxl1&venue=rupelmonde",
+	       NULL, 200, "{\"bodies\":[],\"partition\":\"strict_venue\"");
+	expect(api, "GET", "/api/v1/body/config", "node_id=node-74f9fbf2", NULL, 200,
+	       "{\"node_id\":\"node-74f9fbf2\",\"district\":\"bxl1-test\","
+	       "\"venue\":\"rupelmonde\",\"owner\":\"visit.flanders\"}\n");
+	clu_api_free(api);
+}
+
+static void
+test_errors(void **state)
+{
+	struct clu_api *api = api_new(NULL);
+	char big[CLU_BODY_MAX + 2];
+
+	(void)state;
+	expect(api, "GET", "/api/v1/bodies/eligible", "head_id=node-0", NULL, 404,
+	       "{\"error\":\"unknown head 'node-0'\"}\n");
+	expect(api, "GET", "/api/v1/bodies/eligible", "head_id=", NULL, 400,
+	       "query parameter 'head_id': '' is not a node id");
+	expect(api, "GET", "/api/v1/bodies/eligible", "head_id=node-74f9fbf2", NULL, 400,
+	       "is a body, not a head");
+	expect(api, "GET", "/api/v1/bodies/eligible", "district=bxl1", NULL, 400,
+	       "missing query parameter 'venue' (required without head_id)");
+	expect(api, "GET", "/api/v1/bodies/eligible", "district=b_x&venue=v", NULL, 400,
+	       "query parameter 'district': 'b_x' is not a DNS label");
+	expect(api, "GET", "/api/v1/bodies/eligible", "head_id=node-74adf4f8&x=1", NULL, 400,
+	       "unknown query parameter 'x'");
+	expect(api, "GET", "/api/v1/bodies/eligible",
+	       "a=1&a=1&a=1&a=1&a=1&a=1&a=1&a=1&a=1&a=1&a=1&a=1&a=1&a=1&a=1&a=1&a=1",
+	       NULL, 400, "too many query parameters");
+	expect(api, "GET", "/api/v1/nodes", "verbose=1", NULL, 400,
+	       "unknown query parameter 'verbose'");
+	expect(api, "GET", "/api/v1/body/config", "node_id=node-0", NULL, 404,
+	       "unknown node 'node-0'");
+	expect(api, "GET", "/api/v1/nodes/node-0", NULL, NULL, 404, "unknown node 'node-0'");
+	expect(api, "GET", "/api/v1/nodes/bad%20id", NULL, NULL, 400,
+	       "node id: 'bad%20id' is not a node id");
+	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/district", NULL, "{\"district\":null}",
+	       400, "request body: missing field 'district'");
+	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/district", NULL,
+	       "{\"district\":\"bxl1\",\"venue\":7}", 400,
+	       "request body: field 'venue': expected a string, got an integer");
+	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/district", NULL,
+	       "{\"district\":\"bxl1\"} x", 400, "request body: invalid JSON at offset 20");
+	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/status", NULL,
+	       "{\"status\":\"online\",\"drained\":1}", 400,
+	       "field 'drained': expected a boolean, got an integer");
+	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/status", NULL,
+	       "{\"status\":null,\"drained\":null}", 400, "nothing to change");
+	memset(big, ' ', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/status", NULL, big, 413,
+	       "request body larger than 4096 bytes");
+	expect(api, "POST", "/api/v1/nodes", NULL, "{}", 405,
+	       "method POST not allowed on /api/v1/nodes (allowed: GET)");
+	expect(api, "GET", "/api/v1/nodes/node-74f9fbf2/venue", NULL, NULL, 404,
+	       "no such endpoint: /api/v1/nodes/node-74f9fbf2/venue");
+	expect(api, "GET", "/", NULL, NULL, 404, "no such endpoint: /");
+	/* Nothing above changed the fleet. */
+	expect(api, "GET", "/api/v1/nodes/node-74f9fbf2", NULL, NULL, 200,
+	       "\"district\":\"bxl1\",\"venue\":\"rupelmonde\",\"owner\":\"visit.flanders\","
+	       "\"lan_ip\":\"127.11.0.24\",\"wg_ip\":\"127.10.100.24\",\"status\":\"online\","
+	       "\"drained\":false");
+	expect(api, "GET", "/api/v1/health", NULL, NULL, 200,
+	       "{\"status\":\"healthy\",\"service\":\"hydra-cluster-sim\"");
+	clu_api_free(api);
+}
+
+static void
+test_405_allow(void **state)
+{
+	struct clu_api *api = api_new(NULL);
+	struct clu_request req = { "GET", "/api/v1/nodes/node-74f9fbf2/status", NULL, 0,
+	                           NULL, 0 };
+	struct clu_response resp;
+
+	(void)state;
+	assert_int_equal(clu_api_handle(api, &req, &resp), 0);
+	assert_int_equal(resp.status, 405);
+	assert_string_equal(resp.allow, "POST");
+	clu_response_free(&resp);
+	clu_api_free(api);
+}
+
+static void
+test_save(void **state)
+{
+	char dir[] = "/tmp/test_cluster_api.XXXXXX";
+	char path[256], bad[300];
+	struct clu_fleet *fleet = NULL;
+	struct clu_api *api;
+	struct hc_err err = { 0, "" };
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/fleet.yaml", dir);
+	api = api_new(path);
+	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/status", NULL,
+	       "{\"drained\":true}", 200, "\"drained\":true");
+	assert_int_equal(clu_fleet_load_file(path, &fleet, &err), 0);
+	assert_true(clu_fleet_find(fleet, "node-74f9fbf2")->drained);
+	clu_fleet_free(fleet);
+	clu_api_free(api);
+
+	/* A save that fails refuses the change. */
+	snprintf(bad, sizeof(bad), "%s/missing/fleet.yaml", dir);
+	api = api_new(bad);
+	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/district", NULL,
+	       "{\"district\":\"bxl1-test\"}", 500, "saving fleet: create ");
+	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/status", NULL,
+	       "{\"status\":\"offline\"}", 500, "saving fleet: create ");
+	expect(api, "GET", "/api/v1/nodes/node-74f9fbf2", NULL, NULL, 200,
+	       "\"district\":\"bxl1\",\"venue\":\"rupelmonde\"");
+	expect(api, "GET", "/api/v1/nodes/node-74f9fbf2", NULL, NULL, 200,
+	       "\"status\":\"online\"");
+	clu_api_free(api);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_eligible),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_405_allow),
+		cmocka_unit_test(test_save),
+	};
+	hc_log_open(NULL, HC_LOG_ERROR, 0, NULL); /* quiet: answers are asserted */
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
