@@ -481,6 +481,14 @@ clu_save(struct clu_api *api, struct hc_err *err)
 	return clu_fleet_save(api->fleet, api->save_path, err);
 }
 
+/* Answers 500 for a change that was undone because it could not be saved. */
+static int
+clu_unsaved(struct clu_response *resp, const struct hc_err *err)
+{
+	hc_log(HC_LOG_ERROR, "cluster", "saving fleet: %s; change refused", err->msg);
+	return clu_fail(resp, 500, "saving fleet: %s", err->msg);
+}
+
 static int
 clu_post_district(struct clu_api *api, const char *id, const struct clu_request *req,
                   struct clu_response *resp)
@@ -520,8 +528,7 @@ clu_post_district(struct clu_api *api, const char *id, const struct clu_request 
 		 * not made. */
 		if (clu_fleet_move(api->fleet, id, old_district, old_venue, &undo) != 0)
 			hc_log(HC_LOG_ERROR, "cluster", "undo move of %s: %s", id, undo.msg);
-		hc_log(HC_LOG_ERROR, "cluster", "saving fleet: %s", err.msg);
-		rc = clu_fail(resp, 500, "saving fleet: %s", err.msg);
+		rc = clu_unsaved(resp, &err);
 		goto done;
 	}
 	n = clu_fleet_find(api->fleet, id);
@@ -583,8 +590,7 @@ clu_post_status(struct clu_api *api, const char *id, const struct clu_request *r
 		struct hc_err undo = { 0, "" };
 		if (clu_fleet_set_state(api->fleet, id, old_status, old_drained, &undo) != 0)
 			hc_log(HC_LOG_ERROR, "cluster", "undo state of %s: %s", id, undo.msg);
-		hc_log(HC_LOG_ERROR, "cluster", "saving fleet: %s", err.msg);
-		rc = clu_fail(resp, 500, "saving fleet: %s", err.msg);
+		rc = clu_unsaved(resp, &err);
 		goto done;
 	}
 	hc_log(HC_LOG_INFO, "cluster", "node %s (%s) is %s, drained %s (was %s, drained %s)",
