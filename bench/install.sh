@@ -24,10 +24,12 @@ trap 'for p in $PIDS; do kill $p 2>/dev/null; done; wait 2>/dev/null; rm -rf "$D
 
 port() { "$BIN/hydra-testkit" free-port; }
 mirror() {  # mirror NAME ARGS...: sets PORT
+	_n=$1
+	shift
 	PORT=$(port)
-	"$BIN/hydra-mirror" --listen "127.0.0.1:$PORT" "$@" > "$DIR/$1.log" 2>&1 &
+	"$BIN/hydra-mirror" --listen "127.0.0.1:$PORT" "$@" > "$DIR/$_n.log" 2>&1 &
 	PIDS="$PIDS $!"
-	"$BIN/hydra-testkit" wait-log "$DIR/$1.log" "hydra-mirror listening on" 10000 ||
+	"$BIN/hydra-testkit" wait-log "$DIR/$_n.log" "hydra-mirror listening on" 60000 ||
 		{ echo "bench: hydra-mirror did not start" >&2; exit 1; }
 }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }

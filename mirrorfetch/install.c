@@ -32,7 +32,8 @@ struct install {
 	char meta_path[PATH_MAX];
 	int fd;
 	struct hc_sha256 *hash;
-	uint64_t have;                            /* bytes in the part file, all hashed */
+	struct mf_writer *writer;                 /* writes and hashes behind the network */
+	uint64_t have;                            /* bytes in the part file once flushed */
 	char expect[HC_SHA256_HEX_LEN + 1];       /* --sha256, or "" */
 	/* What the bytes in the part file are a prefix of. */
 	char prefix_host[HC_HOST_MAX];
@@ -112,10 +113,12 @@ install_draw(struct install *in, int final)
 		(void)hc_write_all(STDERR_FILENO, "\n", 1);
 }
 
-/* Empties the part file and the hash. On error the install cannot go on. */
+/* Empties the part file and the hash. The writer must be flushed. On error
+ * the install cannot go on. */
 static int
 install_discard(struct install *in, struct hc_err *err)
 {
+	mf_writer_rewind(in->writer, 0);
 	if (ftruncate(in->fd, 0) != 0)
 		return hc_err_set(err, HC_EIO, "truncate %s: %s", in->part_path, strerror(errno));
 	if (hc_sha256_reset(in->hash) != 0)
@@ -208,22 +211,10 @@ static int
 install_sink(void *ctx, const void *data, size_t len)
 {
 	struct install *in = ctx;
-	const char *p = data;
-	size_t left = len;
+	int rc = mf_writer_push(in->writer, data, len);
 
-	while (left > 0) {
-		ssize_t n = pwrite(in->fd, p, left, (off_t)(in->have + (len - left)));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			in->write_errno = n < 0 ? errno : EIO;
-			return -1;
-		}
-		p += n;
-		left -= (size_t)n;
-	}
-	if (hc_sha256_update(in->hash, data, len) != 0) {
-		in->write_errno = EIO;
+	if (rc != 0) {
+		in->write_errno = rc;
 		return -1;
 	}
 	in->have += len;
@@ -286,7 +277,7 @@ install_get(struct install *in, const char *url, const char *host, struct mf_att
 	struct hc_http_response resp;
 	char got[HC_SHA256_HEX_LEN + 1];
 	const char *want;
-	int rc;
+	int rc, flush_errno;
 
 	in->host = host;
 	in->range_from = in->have;
@@ -310,6 +301,10 @@ install_get(struct install *in, const char *url, const char *host, struct mf_att
 	}
 	hc_log(HC_LOG_INFO, MOD, "downloading %s", url);
 	rc = hc_http_request(&in->cfg->http, &req, &resp, why);
+	/* Everything received is in the part file and the hash from here on. */
+	flush_errno = mf_writer_flush(in->writer);
+	if (flush_errno != 0 && in->write_errno == 0)
+		in->write_errno = flush_errno;
 	a->http_status = resp.status;
 	a->bytes = resp.body_bytes;
 	a->ms = resp.elapsed_ms;
@@ -439,6 +434,9 @@ mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
 	rc = install_open_part(&in, err);
 	if (rc != 0)
 		goto done;
+	rc = mf_writer_new(in.fd, in.hash, in.have, &in.writer, err);
+	if (rc != 0)
+		goto done;
 
 	for (i = 0; i < n; i++) {
 		struct hc_url u;
@@ -523,6 +521,7 @@ done:
 		unlink(in.meta_path);
 	}
 	res->elapsed_ms = hc_now_ms() - start;
+	mf_writer_free(in.writer);
 	if (in.fd >= 0)
 		close(in.fd);
 	hc_sha256_free(in.hash);

@@ -85,6 +85,25 @@ int mf_install(const struct mf_config *cfg, const char *url, const char *out_pat
                const char *expect_sha256, enum mf_progress_mode progress,
                struct mf_result *res, struct hc_err *err);
 
+/*
+ * A pipelined writer for a part file: mf_writer_push copies bytes into a
+ * bounded ring (blocking when it is full) and a second thread writes them at
+ * the running offset and feeds them to hash, in order. The fd and hash stay
+ * the caller's and must not be touched between a push and mf_writer_flush.
+ */
+struct mf_writer;
+/* Starts the thread; writing begins at offset. 0, HC_ENOMEM or HC_ESOFTWARE. */
+int mf_writer_new(int fd, struct hc_sha256 *hash, uint64_t offset,
+                  struct mf_writer **out, struct hc_err *err);
+/* 0, or the errno of the first failed write (sticky). */
+int mf_writer_push(struct mf_writer *w, const void *data, size_t len);
+/* Waits until every pushed byte is written and hashed. 0 or the errno. */
+int mf_writer_flush(struct mf_writer *w);
+/* After a flush: the next byte goes to offset (the caller truncated). */
+void mf_writer_rewind(struct mf_writer *w, uint64_t offset);
+/* Stops the thread; pushed bytes are written first. NULL is a no-op. */
+void mf_writer_free(struct mf_writer *w);
+
 /* Writes res as the --json object of DESIGN.md section 5 to out. */
 void mf_result_print_json(const struct mf_result *res, int status, FILE *out);
 
