@@ -218,7 +218,7 @@ choose(struct disc_choice *out, const struct disc_body *b, const char *ip,
 /* The failover loop of the seed: LAN, then WireGuard, then the next body. */
 static int
 run_loop(const struct disc_list *list, result_fn get, void *ctx,
-         struct disc_choice *out, struct hc_err *err)
+         volatile sig_atomic_t *cancel, struct disc_choice *out, struct hc_err *err)
 {
 	char why[DISC_REASON_MAX];
 	size_t i, c = 0;
@@ -229,6 +229,9 @@ run_loop(const struct disc_list *list, result_fn get, void *ctx,
 		const struct disc_body *b = &list->bodies[i];
 		enum disc_probe_result r;
 
+		/* A stop request is not the bodies' fault: no failover lines. */
+		if (cancelled(cancel))
+			return hc_err_set(err, HC_EUNAVAIL, "discovery cancelled");
 		if (b->lan_ip[0] == '\0' && b->wg_ip[0] == '\0') {
 			hc_log(HC_LOG_WARN, "discovery",
 			       "body %s has no LAN or WireGuard address, trying next", b->node_id);
@@ -238,6 +241,8 @@ run_loop(const struct disc_list *list, result_fn get, void *ctx,
 			why[0] = '\0';
 			r = get(ctx, c++, b->lan_ip, why, sizeof(why), &ms);
 			record(out, b, b->lan_ip, DISC_LAN, r, ms);
+			if (r != DISC_PROBE_OK && cancelled(cancel))
+				return hc_err_set(err, HC_EUNAVAIL, "discovery cancelled");
 			if (r == DISC_PROBE_OK) {
 				choose(out, b, b->lan_ip, DISC_LAN);
 				return 0;
@@ -258,6 +263,8 @@ run_loop(const struct disc_list *list, result_fn get, void *ctx,
 			why[0] = '\0';
 			r = get(ctx, c++, b->wg_ip, why, sizeof(why), &ms);
 			record(out, b, b->wg_ip, DISC_WG, r, ms);
+			if (r != DISC_PROBE_OK && cancelled(cancel))
+				return hc_err_set(err, HC_EUNAVAIL, "discovery cancelled");
 			if (r == DISC_PROBE_OK) {
 				choose(out, b, b->wg_ip, DISC_WG);
 				return 0;
@@ -316,10 +323,8 @@ disc_choose_sequential(const struct disc_config *cfg, const struct disc_list *li
 	int rc;
 
 	choice_init(out);
-	rc = run_loop(list, seq_get, &s, out, err);
+	rc = run_loop(list, seq_get, &s, cfg->cancel, out, err);
 	out->elapsed_ms = hc_now_ms() - start;
-	if (rc != 0 && cancelled(cfg->cancel))
-		rc = hc_err_set(err, HC_EUNAVAIL, "discovery cancelled");
 	return rc;
 }
 
@@ -418,7 +423,7 @@ disc_choose_parallel(const struct disc_config *cfg, const struct disc_list *list
 		hc_log(HC_LOG_DEBUG, "discovery", "probe %s:%d: %s (%s)", cands[i].ip,
 		       cfg->port, disc_probe_result_name(p->results[i]), p->why[i]);
 	}
-	rc = run_loop(list, par_get, p, out, err);
+	rc = run_loop(list, par_get, p, NULL, out, err);
 	/* Report every probe, the abandoned ones included, not only those the
 	 * loop looked at. */
 	out->nprobes = 0;
