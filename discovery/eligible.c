@@ -223,6 +223,8 @@ disc_fetch_eligible(const struct disc_config *cfg, struct disc_list *out,
 	req.sink = body_sink;
 	req.ctx = &buf;
 	req.fail_on_http_error = 1;
+	/* sig_atomic_t is int on the platforms this runs on. */
+	req.cancel = (volatile int *)cfg->cancel;
 	hc_log(HC_LOG_DEBUG, "discovery", "GET %s", url);
 	rc = hc_http_request(&http, &req, &resp, err);
 	if (buf.too_big) {
