@@ -410,5 +410,10 @@ int hc_parse_listen(const char *text, struct sockaddr_storage *ss, socklen_t *le
  * family, HC_ESOFTWARE when out is too small. */
 int hc_sockaddr_format(const struct sockaddr_storage *ss, int port, char *out,
                        size_t size);
+/* Fills ss and *len from an IPv4 or IPv6 literal ("127.0.0.1", "::1", no
+ * brackets) and a port. 0, or HC_EDATA when ip is not an IP literal or the
+ * port is out of range; ss is zeroed either way. */
+int hc_sockaddr_from_ip(const char *ip, int port, struct sockaddr_storage *ss,
+                        socklen_t *len);
 
 #endif

@@ -1,18 +1,8 @@
 /* One discovery: the cached body if it still answers, else the eligible list. */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "discovery/discovery.h"
-
-static int64_t
-wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* 1 with out filled when the cached body answered its one probe; 0 when
  * there is no usable cache (a failed or unreadable one is invalidated and
@@ -115,7 +105,6 @@ disc_discover(const struct disc_config *cfg, int use_cache, struct disc_choice *
 	hc_strlcpy(c.ip, out->ip, sizeof(c.ip));
 	c.transport = out->transport;
 	c.same_venue = out->body.same_venue;
-	c.chosen_at_ms = wall_ms();
 	/* The choice stands even when it cannot be remembered. */
 	if (disc_cache_store(cfg->state_dir, &c, &lerr) != 0)
 		hc_log(HC_LOG_WARN, "discovery", "%s", lerr.msg);

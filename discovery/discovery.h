@@ -188,7 +188,8 @@ struct disc_cached {
 	int64_t chosen_at_ms;      /* wall clock, epoch milliseconds */
 };
 
-/* Writes the choice atomically (creating state_dir). 0, HC_ECANTCREAT or HC_EIO. */
+/* Writes the choice atomically (creating state_dir); chosen_at_ms 0 means
+ * now. 0, HC_ECANTCREAT or HC_EIO. */
 int disc_cache_store(const char *state_dir, const struct disc_cached *c,
                      struct hc_err *err);
 /* 0 with *out filled, HC_ENOTFOUND when there is none, HC_EDATA when the

@@ -56,22 +56,11 @@ static enum disc_probe_result
 connect_start(const char *ip, int port, int *fd, char *why, size_t why_size)
 {
 	struct sockaddr_storage ss;
-	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
 	socklen_t len;
 	int s;
 
 	*fd = -1;
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, ip, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)port);
-		len = sizeof(*sin);
-	} else if (inet_pton(AF_INET6, ip, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
-		len = sizeof(*sin6);
-	} else {
+	if (hc_sockaddr_from_ip(ip, port, &ss, &len) != 0) {
 		hc_snprintf(why, why_size, "not an IP address");
 		return DISC_PROBE_ERROR;
 	}

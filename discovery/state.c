@@ -87,7 +87,8 @@ disc_cache_store(const char *state_dir, const struct disc_cached *c, struct hc_e
 	bad |= add(o, "ip", json_object_new_string(c->ip));
 	bad |= add(o, "transport", json_object_new_string(disc_transport_name(c->transport)));
 	bad |= add(o, "same_venue", json_object_new_boolean(c->same_venue));
-	bad |= add(o, "chosen_at_ms", json_object_new_int64(c->chosen_at_ms));
+	bad |= add(o, "chosen_at_ms",
+	           json_object_new_int64(c->chosen_at_ms != 0 ? c->chosen_at_ms : wall_ms()));
 	if (bad != 0) {
 		json_object_put(o);
 		return hc_err_set(err, HC_ENOMEM, "out of memory");

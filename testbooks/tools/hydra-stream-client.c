@@ -38,24 +38,13 @@ static int
 client_connect(const char *ip, int port, int timeout_ms, char *why, size_t size)
 {
 	struct sockaddr_storage ss;
-	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
 	socklen_t len;
 	struct pollfd p;
 	int e = 0;
 	socklen_t elen = sizeof(e);
 	int fd;
 
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, ip, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)port);
-		len = sizeof(*sin);
-	} else if (inet_pton(AF_INET6, ip, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
-		len = sizeof(*sin6);
-	} else {
+	if (hc_sockaddr_from_ip(ip, port, &ss, &len) != 0) {
 		hc_snprintf(why, size, "not an IP address");
 		return -1;
 	}
