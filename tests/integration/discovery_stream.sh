@@ -92,11 +92,16 @@ t_start stream2 "$T_DIR/stream2.err" ip netns exec "$NS" "$BIN/hydra-agent" --co
 SPID=$T_LAST_PID
 t_wait_log "$T_DIR/stream2.err" "hydra-stream-client: streaming from" 15000 ||
 	t_fail "SIGINT: stream starts" "$(tail -n 5 "$T_DIR/stream2.err")"
+# A stable run from the start: past the window, none of the forbidden lines.
+t_wait_log "$LOG" "outlived the $WINDOW_S s launch window" 15000 ||
+	t_fail "stable run: outlives the window" "$(tail -n 5 "$LOG")"
+for line in "stream target changed" "stopMoonlight" "Moonlight subprocess exited"; do
+	t_nogrep "stable run: no '$line'" "$LOG" "$line"
+done
 kill -INT "$SPID"
 wait "$SPID"
 t_eq "SIGINT: exit 0" "$?" 0
 t_grep "SIGINT: stopMoonlight logged" "$LOG" "stopMoonlight: received SIGINT"
-t_nogrep "SIGINT: no target change in a clean start" "$LOG" "stream target changed"
 t_stop stream2
 
 # 5. Every launch fails: bounded by --max-attempts, exit 69.
@@ -108,7 +113,31 @@ t_eq "attempts: two launches" "$(count "$LOG" 'Moonlight subprocess exited')" 2
 t_grep "attempts: the reason names the count" "$T_DIR/stream3.err" "stream: 2 launch attempts failed"
 t_grep "attempts: backoff is logged" "$LOG" "stream: retrying in 500 ms (attempt 2 of 2)"
 
-# 6. A command that cannot run is a usage error, not a body's fault.
+# 6. A stop request while every body is being probed: no failover lines, no
+# wait for the probes (they would take 6 x 5 s here), exit 0.
+dn_drop $BOOM_LAN $BOOM_WG $ZESTY_LAN $ZESTY_WG 127.11.0.26 127.10.100.26
+dn_config slow sequential 5000 "$WINDOW_S"
+t_start stream5 "$T_DIR/stream5.err" ip netns exec "$NS" "$BIN/hydra-agent" \
+	--config "$T_DIR/slow.yaml" stream -- "$CLIENT" '{ip}' "$DN_STREAM_PORT"
+SPID=$T_LAST_PID
+t_wait_log "$T_DIR/slow.log" "eligible bodies for head" 15000 ||
+	t_fail "stop while probing: discovery starts" "$(tail -n 5 "$T_DIR/slow.log")"
+T0=$(date +%s%N)
+kill -TERM "$SPID"
+wait "$SPID"
+RC=$?
+MS=$(( ($(date +%s%N) - T0) / 1000000 ))
+t_eq "stop while probing: exit 0" "$RC" 0
+# The first probe alone would take 5000 ms; the stop is seen within 100 ms.
+if [ "$MS" -lt 1000 ]; then t_ok "stop while probing: prompt ($MS ms)"
+else t_fail "stop while probing: prompt" "took $MS ms"; fi
+t_grep "stop while probing: logged" "$T_DIR/slow.log" \
+	"stopMoonlight: received SIGTERM, no stream running"
+t_nogrep "stop while probing: no exhausted line" "$T_DIR/slow.log" "no reachable body"
+t_stop stream5
+dn_undrop
+
+# 7. A command that cannot run is a usage error, not a body's fault.
 nsx "$BIN/hydra-agent" --config "$CFG" stream -- /nonexistent/moonlight '{ip}' \
 	> /dev/null 2> "$T_DIR/stream4.err"
 t_eq "missing command: exit 64" "$?" 64
