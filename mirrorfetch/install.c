@@ -218,6 +218,8 @@ install_sink(void *ctx, const void *data, size_t len)
 		return -1;
 	}
 	in->have += len;
+	if (in->cfg->rx_bytes != NULL)
+		atomic_fetch_add(in->cfg->rx_bytes, (uint_least64_t)len);
 	install_draw(in, 0);
 	return 0;
 }
@@ -391,17 +393,15 @@ install_open_part(struct install *in, struct hc_err *err)
 }
 
 int
-mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
-           const char *expect_sha256, enum mf_progress_mode progress,
-           struct mf_result *res, struct hc_err *err)
+mf_fetch(const struct mf_config *cfg, char candidates[][MF_URL_MAX], size_t n,
+         const char *out_path, const char *expect_sha256, enum mf_progress_mode progress,
+         struct mf_result *res, struct hc_err *err)
 {
 	struct install in;
-	char district[MF_DISTRICT_MAX] = "";
-	char candidates[2][MF_URL_MAX];
 	struct hc_err why = { 0, "" };
 	int64_t start = hc_now_ms();
 	int mismatches = 0, source_failures = 0;
-	size_t n = 0, i;
+	size_t i;
 	int rc;
 
 	memset(res, 0, sizeof(*res));
@@ -412,6 +412,8 @@ mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
 	in.fd = -1;
 	in.progress = progress;
 	hc_strlcpy(res->path, out_path, sizeof(res->path));
+	if (n == 0)
+		return hc_err_set(err, HC_ESOFTWARE, "no candidate URL for %s", out_path);
 	if (expect_sha256 != NULL && *expect_sha256 != '\0') {
 		if (!hc_sha256_hex_valid(expect_sha256))
 			return hc_err_set(err, HC_EUSAGE, "--sha256: '%s' is not 64 hex digits",
@@ -421,16 +423,6 @@ mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
 	in.hash = hc_sha256_new();
 	if (in.hash == NULL)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
-
-	if (mf_is_origin_url(url, cfg->origin_host)) {
-		rc = mf_district_lookup(cfg, district, err);
-		if (rc != 0)
-			goto done;
-	}
-	rc = mf_rewrite_url(url, district, cfg->origin_host, cfg->url_pattern, candidates, &n,
-	                    err);
-	if (rc != 0)
-		goto done;
 	rc = install_open_part(&in, err);
 	if (rc != 0)
 		goto done;
@@ -513,7 +505,8 @@ mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
 	if (mismatches > 0 && source_failures == 0)
 		rc = hc_err_set(err, HC_EDATA, "checksum failed on every source: %s", why.msg);
 	else
-		rc = hc_err_set(err, HC_EUNAVAIL, "no source could deliver %s: %s", url, why.msg);
+		rc = hc_err_set(err, HC_EUNAVAIL, "no source could deliver %s: %s", candidates[n - 1],
+		                why.msg);
 done:
 	/* A part with bytes is kept for the next run to resume; an empty one is not. */
 	if (rc != 0 && in.fd >= 0 && in.have == 0) {
@@ -526,4 +519,31 @@ done:
 		close(in.fd);
 	hc_sha256_free(in.hash);
 	return rc;
+}
+
+int
+mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
+           const char *expect_sha256, enum mf_progress_mode progress,
+           struct mf_result *res, struct hc_err *err)
+{
+	char district[MF_DISTRICT_MAX] = "";
+	char candidates[2][MF_URL_MAX];
+	size_t n = 0;
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	hc_strlcpy(res->path, out_path, sizeof(res->path));
+	if (expect_sha256 != NULL && *expect_sha256 != '\0' && !hc_sha256_hex_valid(expect_sha256))
+		return hc_err_set(err, HC_EUSAGE, "--sha256: '%s' is not 64 hex digits",
+		                  expect_sha256);
+	if (mf_is_origin_url(url, cfg->origin_host)) {
+		rc = mf_district_lookup(cfg, district, err);
+		if (rc != 0)
+			return rc;
+	}
+	rc = mf_rewrite_url(url, district, cfg->origin_host, cfg->url_pattern, candidates, &n,
+	                    err);
+	if (rc != 0)
+		return rc;
+	return mf_fetch(cfg, candidates, n, out_path, expect_sha256, progress, res, err);
 }

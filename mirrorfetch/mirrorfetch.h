@@ -6,6 +6,7 @@
 #ifndef MIRRORFETCH_H
 #define MIRRORFETCH_H
 
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "common/hc.h"
@@ -26,6 +27,8 @@ struct mf_config {
 	const char *url_pattern;         /* "https://{district}.hydramirror.example" */
 	int head_timeout_ms;
 	struct hc_http_config http;      /* DNS, CA, connect timeout, stall limits */
+	atomic_uint_least64_t *rx_bytes; /* NULL, or a counter every body byte received
+	                                    is added to (live progress of a sync) */
 };
 
 enum mf_progress_mode { MF_PROGRESS_NONE, MF_PROGRESS_BAR };
@@ -84,6 +87,18 @@ int mf_is_origin_url(const char *url, const char *origin_host);
 int mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
                const char *expect_sha256, enum mf_progress_mode progress,
                struct mf_result *res, struct hc_err *err);
+
+/*
+ * The candidate loop of mf_install for one file, without the district lookup
+ * and rewrite: candidates[0..n-1] come from mf_rewrite_url (with n > 1 every
+ * candidate but the last is HEAD-probed first and logged as a district
+ * mirror on failure). Same contract as mf_install: out_path only ever holds
+ * a verified file, out_path.part is resumed. Safe to run on several threads
+ * at once for different out_paths.
+ */
+int mf_fetch(const struct mf_config *cfg, char candidates[][MF_URL_MAX], size_t n,
+             const char *out_path, const char *expect_sha256,
+             enum mf_progress_mode progress, struct mf_result *res, struct hc_err *err);
 
 /*
  * A pipelined writer for a part file: mf_writer_push copies bytes into a
