@@ -3,9 +3,11 @@
 # of its own with stand-in bodies on 127.x and nft dropping packets:
 # LAN reachable -> LAN; LAN dropped -> WireGuard with both exact log lines;
 # first body dead on both transports -> the next body; all dead -> exit 69
-# and the exhausted line; parallel mode makes the same choices; the seed's
-# Test A (cross-venue, peppy -> cosmic over WireGuard); the cache is used,
-# and invalidated when its body stops answering.
+# and the exhausted line; parallel mode makes the same choices and logs the
+# same lines, also over a table of 12 layouts of answering, refused and
+# dropped addresses; the seed's Test A (cross-venue, peppy -> cosmic over
+# WireGuard); the cache is used, and invalidated when its body stops
+# answering.
 . "$(dirname "$0")/../lib.sh"
 . "$T_ROOT/tests/fixtures/discovery-netns.sh"
 
@@ -129,6 +131,35 @@ for s in lan wg next dead; do
 		t_fail "$s: parallel logs the same lines as sequential" "$(diff "$T_DIR/$s-s.msgs" "$T_DIR/$s-p.msgs" | head -5)"
 	fi
 done
+
+# Sequential and parallel on a table of fleet layouts under real packet
+# filtering. Each layout gives, for boom LAN, boom WG, zesty LAN, zesty WG,
+# tidy LAN, tidy WG in failover order: o answers, r is refused (TCP reset),
+# t is dropped (the probe times out). The expected choice is the first 'o'.
+ORDER="$BOOM_LAN $BOOM_WG $ZESTY_LAN $ZESTY_WG $TIDY_LAN $TIDY_WG"
+for layout in oooooo tooooo rooooo ttoooo trtooo rrrrto tttttt rrrrrr trrtoo ttttot rtrtro ottttt; do
+	dn_undrop
+	want="" i=0
+	for ip in $ORDER; do
+		c=${layout:$i:1}
+		[ "$c" = t ] && dn_drop "$ip"
+		[ "$c" = r ] && dn_reject "$ip"
+		[ "$c" = o ] && [ -z "$want" ] && want=$ip
+		i=$((i + 1))
+	done
+	for mode in sequential parallel; do
+		run "layout-$mode" "$mode" --json
+		if [ -z "$want" ]; then
+			got="exit $RC"
+		else
+			got=$(dn_json_field "$T_DIR/layout-$mode.out" ip)
+		fi
+		eval "GOT_$mode=\$got"
+	done
+	t_eq "layout $layout: sequential chooses ${want:-nothing}" "$GOT_sequential" "${want:-exit 69}"
+	t_eq "layout $layout: parallel agrees" "$GOT_parallel" "$GOT_sequential"
+done
+dn_undrop
 
 # The seed's Test A: park the same-venue bodies in bxl1-test; peppy gets
 # cosmic across venues, whose LAN it cannot reach: WireGuard.
