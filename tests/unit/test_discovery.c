@@ -16,6 +16,14 @@
 
 #include "discovery/discovery.h"
 
+/* A fresh directory for one test, named into dir. */
+static void
+make_tmpdir(char *dir, size_t size)
+{
+	assert_int_equal(hc_strlcpy(dir, "/tmp/test_discovery.XXXXXX", size), 0);
+	assert_non_null(mkdtemp(dir));
+}
+
 /* ------------------------------------------------------------ parsing */
 
 static const char *const good_list =
@@ -468,7 +476,7 @@ log_messages(const char *path)
 static void
 test_real_sequential_vs_parallel(void **state)
 {
-	char dir[] = "/tmp/test_discovery.XXXXXX";
+	char dir[32];
 	char seq_log[64], par_log[64];
 	struct disc_list *l = malloc(sizeof(*l));
 	struct disc_candidate *cands = malloc(DISC_MAX_CANDIDATES * sizeof(*cands));
@@ -484,7 +492,7 @@ test_real_sequential_vs_parallel(void **state)
 	assert_non_null(cands);
 	assert_non_null(a);
 	assert_non_null(b);
-	assert_non_null(mkdtemp(dir));
+	make_tmpdir(dir, sizeof(dir));
 	snprintf(seq_log, sizeof(seq_log), "%s/seq.log", dir);
 	snprintf(par_log, sizeof(par_log), "%s/par.log", dir);
 	memset(&cfg, 0, sizeof(cfg));
@@ -541,7 +549,7 @@ test_real_sequential_vs_parallel(void **state)
 static void
 test_log_lines_exact(void **state)
 {
-	char dir[] = "/tmp/test_discovery.XXXXXX";
+	char dir[32];
 	char path[64];
 	struct disc_list *l = malloc(sizeof(*l));
 	struct table_prober *t = malloc(sizeof(*t));
@@ -554,7 +562,7 @@ test_log_lines_exact(void **state)
 	const struct layout ly = { "rr,ro", 1, DISC_WG };
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
+	make_tmpdir(dir, sizeof(dir));
 	snprintf(path, sizeof(path), "%s/log", dir);
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.port = 47990;
@@ -592,7 +600,7 @@ test_log_lines_exact(void **state)
 static void
 test_cache_round_trip(void **state)
 {
-	char dir[] = "/tmp/test_discovery.XXXXXX";
+	char dir[32];
 	char sub[96], path[128], logp[128];
 	struct disc_cached c, got;
 	struct hc_err err = { 0, "" };
@@ -601,7 +609,7 @@ test_cache_round_trip(void **state)
 	FILE *f;
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
+	make_tmpdir(dir, sizeof(dir));
 	/* state_dir need not exist yet. */
 	snprintf(sub, sizeof(sub), "%s/state", dir);
 	snprintf(path, sizeof(path), "%s/discovery-cache.json", sub);
@@ -656,7 +664,7 @@ test_cache_round_trip(void **state)
 static void
 test_demotions(void **state)
 {
-	char dir[] = "/tmp/test_discovery.XXXXXX";
+	char dir[32];
 	char path[96];
 	struct disc_list *l = malloc(sizeof(*l));
 	struct hc_err err = { 0, "" };
@@ -667,7 +675,7 @@ test_demotions(void **state)
 
 	(void)state;
 	assert_non_null(l);
-	assert_non_null(mkdtemp(dir));
+	make_tmpdir(dir, sizeof(dir));
 	snprintf(path, sizeof(path), "%s/discovery-demoted.json", dir);
 	memset(l, 0, sizeof(*l));
 	l->n = 4;
