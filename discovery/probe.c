@@ -5,10 +5,8 @@
  * make the same choice; they differ only in where a probe result comes from:
  * a probe made on the spot, or one of the probes started all at once.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>

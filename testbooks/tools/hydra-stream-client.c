@@ -7,9 +7,7 @@
  * 3 when the peer closes, and 1 at once (within the timeout, default 2000 ms)
  * when it cannot connect, the way Moonlight quits when pairing fails.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
