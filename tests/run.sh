@@ -10,6 +10,10 @@ mkdir -p "$LOGS"
 pass=0 fail=0 skip=0
 failed_names=""
 
+# A test that hangs is a failure, not a stuck CI run.
+TEST_TIMEOUT=${TEST_TIMEOUT:-300}
+run_bounded() { timeout -k 10 "$TEST_TIMEOUT" "$@"; }
+
 # Unit tests also run under valgrind when it is here and this is no ASan build.
 use_valgrind=0
 if [ "${SANITIZE:-}" != 1 ] && command -v valgrind >/dev/null 2>&1 && [ "${VALGRIND:-1}" = 1 ]; then
@@ -51,14 +55,14 @@ for t in "$BUILD"/tests/unit/test_* "$BUILD"/tests/integration/test_*; do
 	case "$t" in
 	*/unit/*)
 		if [ "$use_valgrind" = 1 ]; then
-			valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+			run_bounded valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 				"$t" > "$log" 2>&1
 		else
-			"$t" > "$log" 2>&1
+			run_bounded "$t" > "$log" 2>&1
 		fi
 		rc=$?;;
 	*)
-		"$t" > "$log" 2>&1; rc=$?;;
+		run_bounded "$t" > "$log" 2>&1; rc=$?;;
 	esac
 	count "$name" "$log" "$rc"
 done
@@ -67,13 +71,15 @@ for t in tests/integration/*.sh; do
 	[ -f "$t" ] || continue
 	name=$(basename "$t" .sh)
 	log="$LOGS/$name.log"
-	BUILD="$BUILD" bash "$t" > "$log" 2>&1
-	count "$name" "$log" "$?"
+	BUILD="$BUILD" run_bounded bash "$t" > "$log" 2>&1
+	rc=$?
+	[ $rc -eq 124 ] && echo "not ok - $name: still running after ${TEST_TIMEOUT}s, stopped" >> "$log"
+	count "$name" "$log" "$rc"
 done
 
 if [ -f testbooks/run.sh ] && [ "${TESTBOOKS:-1}" = 1 ]; then
 	log="$LOGS/testbooks.log"
-	BUILD="$BUILD" sh testbooks/run.sh > "$log" 2>&1
+	BUILD="$BUILD" timeout -k 10 900 sh testbooks/run.sh > "$log" 2>&1
 	count testbooks "$log" "$?"
 fi
 
