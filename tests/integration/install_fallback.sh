@@ -106,6 +106,11 @@ t_grep "district: served by the district host" "$T_DIR/district.hydrabody.log" \
 	"from bxl1.hydramirror.experiencenet.com in"
 t_grep "district: json says no fallback" "$T_DIR/district.json" '"fallback":false'
 t_nogrep "district: no fallback line" "$T_DIR/district.hydrabody.log" "falling back"
+t_eq "district: no progress bar when stderr is not a terminal" "$(cat "$T_DIR/district.stderr")" ""
+"$A" --config "$T_DIR/district.yaml" install --url "$ORIGIN_URL" --out "$T_DIR/bar.out" \
+	--progress bar > /dev/null 2> "$T_DIR/bar.stderr"
+t_grep "progress bar: reaches 100% when forced" "$T_DIR/bar.stderr" "100.0%  8.0 MiB / 8.0 MiB"
+t_grep "progress bar: names the source host" "$T_DIR/bar.stderr" "bxl1.hydramirror.experiencenet.com"
 
 falls_back nxdomain gnt9 "$P:$DISTRICT_PORT" "lookup gnt9.hydramirror.experiencenet.com: no such host"
 # The origin is an address here, so only the district name needs the silent DNS.
