@@ -77,7 +77,8 @@ mir_srv_egress_take(struct mir_server *s, size_t want)
 	pthread_mutex_lock(&s->bucket_mu);
 	for (;;) {
 		int64_t now = hc_now_ms();
-		double cap = (double)rate;
+		/* A tenth of a second of burst keeps the rate honest from the start. */
+		double cap = (double)rate / 10.0 > (double)chunk ? (double)rate / 10.0 : (double)chunk;
 		s->tokens += (double)(now - s->bucket_ms) * (double)rate / 1000.0;
 		if (s->tokens > cap)
 			s->tokens = cap;
