@@ -360,7 +360,9 @@ store_scan_one(const char *fpath, const struct stat *sb, int type, struct FTW *f
 static int
 store_scan_files(struct mir_store *st, struct store_loaded *l, struct hc_err *err)
 {
-	qsort(l->items, l->n, sizeof(*l->items), store_loaded_cmp);
+	/* qsort wants a real array even for zero items; an empty index has none. */
+	if (l->n > 1)
+		qsort(l->items, l->n, sizeof(*l->items), store_loaded_cmp);
 	store_scan.st = st;
 	store_scan.loaded = l->items;
 	store_scan.nloaded = l->n;
