@@ -17,6 +17,8 @@ static const struct ag_command *const commands[] = {
 	&ag_cmd_invalidate,
 	&ag_cmd_stream,
 	&ag_cmd_install,
+	&ag_cmd_manifest,
+	&ag_cmd_sync,
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

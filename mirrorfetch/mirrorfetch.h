@@ -122,4 +122,127 @@ void mf_writer_free(struct mf_writer *w);
 /* Writes res as the --json object of DESIGN.md section 5 to out. */
 void mf_result_print_json(const struct mf_result *res, int status, FILE *out);
 
+/* ------------------------------------------------------------------ manifests */
+
+/* What `hydra-agent manifest` writes. */
+#define MF_MANIFEST_VERSION "1.0"
+/* Bounds on hostile input: a manifest text, its file count, one path, and
+ * tool_id / tool_version. A tool of 100k files fits with room to spare. */
+#define MF_MANIFEST_MAX ((size_t)64 << 20)
+#define MF_MANIFEST_FILES_MAX 262144
+#define MF_MANIFEST_PATH_MAX 1024
+#define MF_MANIFEST_NAME_MAX 256
+
+struct mf_manifest_file {
+	char *path;                          /* relative, validated (mf_manifest_check_path) */
+	char sha256[HC_SHA256_HEX_LEN + 1];  /* lower case */
+	uint64_t size;
+	char *url;                           /* http(s) */
+	size_t index;                        /* position in the manifest's files[] */
+};
+
+struct mf_manifest {
+	char *manifest_version;
+	char *tool_id;
+	char *tool_version;
+	struct mf_manifest_file *files;      /* sorted by path, byte order */
+	size_t n;
+	char manifest_hash[HC_SHA256_HEX_LEN + 1]; /* lower case */
+};
+
+/*
+ * Parses and validates a manifest (docs/sync.md): every field, every entry
+ * (path, sha256, size, url), no duplicate path, no path under another
+ * file's path, and manifest_hash against the canonical form. On error
+ * (HC_EDATA) the message names the entry, as "files[3] path \"../x\": ...",
+ * and *out is NULL. Caller frees with mf_manifest_free.
+ */
+int mf_manifest_parse(const char *text, size_t len, struct mf_manifest **out,
+                      struct hc_err *err);
+void mf_manifest_free(struct mf_manifest *m);
+
+/* 0 when path (len bytes, may hold NUL) is a safe relative path inside a
+ * synced folder, else HC_EDATA with the reason in why. */
+int mf_manifest_check_path(const char *path, size_t len, char *why, size_t why_size);
+
+/* The canonical text manifest_hash covers (docs/sync.md); caller frees. */
+int mf_manifest_canonical(const struct mf_manifest *m, char **out, size_t *len,
+                          struct hc_err *err);
+/* SHA-256 of the canonical text, lower-case hex. */
+int mf_manifest_hash(const struct mf_manifest *m, char hex[HC_SHA256_HEX_LEN + 1],
+                     struct hc_err *err);
+
+/* Lists and hashes every regular file under dir (top-level .hydra-* skipped)
+ * into a manifest whose URLs are
+ * {base_url}/api/v1/tools/{tool_id}/{version}/files/{path}, percent-encoded.
+ * HC_EUSAGE for bad arguments, HC_EDATA for a file name no manifest may
+ * hold, HC_EIO. Caller frees. */
+int mf_manifest_from_dir(const char *dir, const char *tool_id, const char *version,
+                         const char *base_url, struct mf_manifest **out,
+                         struct hc_err *err);
+
+/* The manifest as JSON text (pretty, seed key order). Caller frees; NULL
+ * when out of memory. */
+char *mf_manifest_to_json(const struct mf_manifest *m);
+
+/* ------------------------------------------------------------------ sync */
+
+/* Transfers at once; each is a thread with its own connection. */
+#define MF_SYNC_JOBS_MAX 64
+#define MF_SYNC_JOBS_DEFAULT 4
+/* DIR/MF_SYNC_INDEX and DIR/MF_SYNC_STAGING: the sync's own state. */
+#define MF_SYNC_INDEX ".hydra-index"
+#define MF_SYNC_STAGING ".hydra-staging"
+
+struct mf_sync_options {
+	const char *manifest;   /* http(s) URL or a file */
+	const char *dir;
+	int delete_extra;       /* --delete */
+	int jobs;               /* 1..MF_SYNC_JOBS_MAX */
+	int progress;           /* redraw a summary on stderr */
+};
+
+struct mf_sync_transfer {
+	char *path;
+	uint64_t bytes;         /* body bytes received for it */
+	char host[HC_HOST_MAX]; /* who served the verified copy */
+	int fallback;
+	int64_t ms;
+};
+
+struct mf_sync_result {
+	char dir[MF_URL_MAX];
+	char tool_id[MF_MANIFEST_NAME_MAX];
+	char tool_version[MF_MANIFEST_NAME_MAX];
+	char manifest_hash[HC_SHA256_HEX_LEN + 1];
+	size_t files;           /* in the manifest */
+	size_t unchanged;       /* already right in DIR */
+	size_t from_index;      /* of those, known from the index without hashing */
+	size_t hashed;          /* files hashed to decide */
+	size_t downloaded;
+	size_t reused_staged;   /* verified copies left in staging by an earlier run */
+	size_t deleted;
+	uint64_t bytes;         /* body bytes received */
+	uint64_t total_bytes;   /* sum of the manifest's sizes */
+	int64_t elapsed_ms;
+	char failed_path[MF_MANIFEST_PATH_MAX];
+	struct mf_sync_transfer *transfers;
+	size_t n_transfers;
+};
+
+/*
+ * Brings opt->dir up to the manifest (docs/sync.md): validate the whole
+ * manifest before writing anything, decide per file with the index, fetch
+ * what is missing or changed into staging with mf_fetch on opt->jobs
+ * threads, and only when every file is verified rename them into place.
+ * Returns 0, HC_EDATA (bad manifest, checksum failed everywhere),
+ * HC_EUNAVAIL (no source), HC_ECANTCREAT, HC_EIO. res is filled in every
+ * case; free it with mf_sync_result_free.
+ */
+int mf_sync(const struct mf_config *cfg, const struct mf_sync_options *opt,
+            struct mf_sync_result *res, struct hc_err *err);
+void mf_sync_result_free(struct mf_sync_result *res);
+/* Writes res as the --json object of docs/sync.md to out. */
+void mf_sync_result_print_json(const struct mf_sync_result *res, int status, FILE *out);
+
 #endif

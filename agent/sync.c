@@ -1,0 +1,133 @@
+/* hydra-agent sync: bring a folder up to a per-file manifest (docs/sync.md). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "mirrorfetch/mirrorfetch.h"
+
+/* Connecting to a mirror takes milliseconds; ten seconds means it is not there. */
+#define SYNC_CONNECT_TIMEOUT_MS 10000
+
+int
+ag_mf_config(const struct ag_config *c, struct mf_config *mf, char **servers,
+             struct hc_err *err)
+{
+	memset(mf, 0, sizeof(*mf));
+	*servers = ag_config_dns_servers(c);
+	if (*servers == NULL)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	mf->node_id = c->node_id;
+	mf->state_dir = c->state_dir;
+	mf->district_config_url = c->district.config_url;
+	mf->district_static = c->district.static_district;
+	mf->origin_host = c->mirror.origin_host;
+	mf->url_pattern = c->mirror.url_pattern;
+	mf->head_timeout_ms = (int)c->mirror.head_timeout_ms;
+	mf->http.dns.servers = *servers;
+	mf->http.dns.timeout_ms = (int)c->dns.timeout_ms;
+	mf->http.ca_file = c->tls.ca_file;
+	mf->http.connect_timeout_ms = SYNC_CONNECT_TIMEOUT_MS;
+	mf->http.stall_bytes_per_s = c->mirror.stall.bytes_per_s;
+	mf->http.stall_seconds = (int)c->mirror.stall.seconds;
+	return 0;
+}
+
+static int
+sync_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
+{
+	static const struct option opts[] = {
+		{ "manifest", required_argument, NULL, 'm' },
+		{ "dir", required_argument, NULL, 'd' },
+		{ "delete", no_argument, NULL, 'D' },
+		{ "jobs", required_argument, NULL, 'j' },
+		{ "json", no_argument, NULL, 'J' },
+		{ "progress", required_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct mf_sync_options so;
+	struct mf_config mf;
+	struct mf_sync_result *res = NULL;
+	const char *progress = "auto";
+	char *servers = NULL;
+	long long jobs = MF_SYNC_JOBS_DEFAULT;
+	int json = 0;
+	int rc, opt;
+
+	memset(&so, 0, sizeof(so));
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "m:d:Dj:Jp:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'm': so.manifest = optarg; break;
+		case 'd': so.dir = optarg; break;
+		case 'D': so.delete_extra = 1; break;
+		case 'j':
+			if (hc_parse_int(optarg, 1, MF_SYNC_JOBS_MAX, &jobs) != 0)
+				return hc_err_set(err, HC_EUSAGE, "--jobs: '%s' is not in 1..%d", optarg,
+				                  MF_SYNC_JOBS_MAX);
+			break;
+		case 'J': json = 1; break;
+		case 'p': progress = optarg; break;
+		case 'h':
+			fputs(ag_cmd_sync.usage, stdout);
+			return 0;
+		default:
+			return hc_err_set(err, HC_EUSAGE, "sync: see 'hydra-agent sync --help'");
+		}
+	}
+	if (optind != argc)
+		return hc_err_set(err, HC_EUSAGE, "sync: unexpected argument '%s'", argv[optind]);
+	if (so.manifest == NULL || so.dir == NULL)
+		return hc_err_set(err, HC_EUSAGE, "sync: --manifest and --dir are required");
+	if (strcmp(progress, "bar") == 0)
+		so.progress = 1;
+	else if (strcmp(progress, "auto") == 0)
+		so.progress = isatty(STDERR_FILENO);
+	else if (strcmp(progress, "none") != 0)
+		return hc_err_set(err, HC_EUSAGE, "--progress: '%s' is not auto, bar or none",
+		                  progress);
+	so.jobs = (int)jobs;
+
+	res = calloc(1, sizeof(*res));
+	if (res == NULL)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	rc = ag_mf_config(&ctx->cfg, &mf, &servers, err);
+	if (rc == 0) {
+		rc = mf_sync(&mf, &so, res, err);
+		if (json)
+			mf_sync_result_print_json(res, rc, stdout);
+	}
+	mf_sync_result_free(res);
+	free(res);
+	free(servers);
+	return rc;
+}
+
+const struct ag_command ag_cmd_sync = {
+	.name = "sync",
+	.summary = "bring a folder up to a per-file manifest, downloading what changed",
+	.usage =
+	"usage: hydra-agent sync --manifest URL|FILE --dir DIR [--delete] [--jobs N]\n"
+	"                        [--json] [--progress auto|bar|none]\n"
+	"\n"
+	"Reads the manifest (hydra-agent manifest), checks manifest_hash and every\n"
+	"entry before writing anything, then downloads only the files of DIR that are\n"
+	"missing or changed. Unchanged files are known from DIR/.hydra-index (size,\n"
+	"mtime, ctime, inode) without hashing them again. Each file comes through the\n"
+	"district mirror with the origin as fallback, exactly as 'install' fetches,\n"
+	"into DIR/.hydra-staging; when every one is verified they are renamed into\n"
+	"DIR. A run killed half-way resumes what it had downloaded.\n"
+	"\n"
+	"  --delete     remove files of DIR the manifest does not list\n"
+	"  --jobs N     transfers at once, 1 to 64 (default 4)\n"
+	"  --json       print the result as one JSON object on stdout\n"
+	"  --progress M summary on stderr: auto (when a terminal), bar, none\n"
+	"\n"
+	"Exit: 0 in sync, 64 usage, 65 bad manifest or checksum failed everywhere,\n"
+	"69 no source reachable, 73 cannot create in DIR, 74 I/O error.\n",
+	.run = sync_run,
+	.needs_log = 1,
+};

@@ -1,0 +1,642 @@
+/*
+ * Per-file manifests (the seed's delta update format): parsing with every
+ * entry validated before anything is written, the canonical form that
+ * manifest_hash covers, and the generator behind `hydra-agent manifest`.
+ * docs/sync.md is the reference for the format and the canonical form.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "mirror/mirror.h"
+#include "mirrorfetch/mirrorfetch.h"
+
+#define MOD "mirrorfetch"
+/* Folders deeper than this under DIR are refused by the generator; real
+ * tool trees are a handful of levels deep. */
+#define MANIFEST_WALK_DEPTH_MAX 64
+/* A canonical line is a path, a digest, a size and a URL. */
+#define MANIFEST_LINE_MAX (MF_MANIFEST_PATH_MAX + MF_URL_MAX + HC_SHA256_HEX_LEN + 32)
+
+void
+mf_manifest_free(struct mf_manifest *m)
+{
+	size_t i;
+
+	if (m == NULL)
+		return;
+	for (i = 0; i < m->n; i++) {
+		free(m->files[i].path);
+		free(m->files[i].url);
+	}
+	free(m->files);
+	free(m->manifest_version);
+	free(m->tool_id);
+	free(m->tool_version);
+	free(m);
+}
+
+static int
+manifest_has_control(const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return 1;
+	return 0;
+}
+
+int
+mf_manifest_check_path(const char *path, size_t len, char *why, size_t why_size)
+{
+	const char *seg = path, *end = path + len;
+
+	why[0] = '\0';
+	if (len == 0)
+		return hc_snprintf(why, why_size, "empty path"), HC_EDATA;
+	if (memchr(path, '\0', len) != NULL)
+		return hc_snprintf(why, why_size, "NUL byte in path"), HC_EDATA;
+	if (len >= MF_MANIFEST_PATH_MAX)
+		return hc_snprintf(why, why_size, "path longer than %d bytes",
+		                   MF_MANIFEST_PATH_MAX - 1), HC_EDATA;
+	if (path[0] == '/')
+		return hc_snprintf(why, why_size, "absolute path"), HC_EDATA;
+	if (memchr(path, '\\', len) != NULL)
+		return hc_snprintf(why, why_size, "backslash in path"), HC_EDATA;
+	if (manifest_has_control(path, len))
+		return hc_snprintf(why, why_size, "control character in path"), HC_EDATA;
+	while (seg <= end) {
+		const char *slash = memchr(seg, '/', (size_t)(end - seg));
+		size_t slen = (size_t)((slash != NULL ? slash : end) - seg);
+
+		if (slen == 0)
+			return hc_snprintf(why, why_size, "empty path segment"), HC_EDATA;
+		if (slen == 1 && seg[0] == '.')
+			return hc_snprintf(why, why_size, "'.' segment in path"), HC_EDATA;
+		if (slen == 2 && seg[0] == '.' && seg[1] == '.')
+			return hc_snprintf(why, why_size, "path escapes the directory ('..' segment)"),
+			       HC_EDATA;
+		/* The index, the staging folder and their temp files live there. */
+		if (seg == path && slen >= 7 && strncmp(seg, ".hydra-", 7) == 0)
+			return hc_snprintf(why, why_size, "reserved name (.hydra-*) in path"), HC_EDATA;
+		if (slash == NULL)
+			break;
+		seg = slash + 1;
+	}
+	return 0;
+}
+
+/* tool_id and tool_version: one URL path segment each. */
+static int
+manifest_check_name(const char *s, size_t len, char *why, size_t why_size)
+{
+	if (len == 0)
+		return hc_snprintf(why, why_size, "empty"), HC_EDATA;
+	if (len >= MF_MANIFEST_NAME_MAX)
+		return hc_snprintf(why, why_size, "longer than %d bytes", MF_MANIFEST_NAME_MAX - 1),
+		       HC_EDATA;
+	if (memchr(s, '\0', len) != NULL || manifest_has_control(s, len))
+		return hc_snprintf(why, why_size, "control character"), HC_EDATA;
+	if (memchr(s, '/', len) != NULL || memchr(s, '\\', len) != NULL)
+		return hc_snprintf(why, why_size, "slash or backslash"), HC_EDATA;
+	if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
+		return hc_snprintf(why, why_size, "'.' or '..'"), HC_EDATA;
+	return 0;
+}
+
+static int
+manifest_cmp_files(const void *a, const void *b)
+{
+	const struct mf_manifest_file *x = a, *y = b;
+
+	return strcmp(x->path, y->path);
+}
+
+/* ------------------------------------------------------------ canonical form */
+
+struct manifest_buf {
+	char *p;
+	size_t len, cap;
+};
+
+static int
+manifest_buf_add(struct manifest_buf *b, const char *s, size_t len)
+{
+	if (len > b->cap - b->len) {
+		size_t cap = b->cap > 0 ? b->cap : 4096;
+		char *p;
+		while (cap - b->len < len)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (p == NULL)
+			return HC_ENOMEM;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, len);
+	b->len += len;
+	return 0;
+}
+
+int
+mf_manifest_canonical(const struct mf_manifest *m, char **out, size_t *len,
+                      struct hc_err *err)
+{
+	struct manifest_buf b = { NULL, 0, 0 };
+	char line[MANIFEST_LINE_MAX];
+	size_t i;
+	int rc = 0;
+
+	*out = NULL;
+	*len = 0;
+	if (hc_snprintf(line, sizeof(line), "manifest_version\t%s\ntool_id\t%s\ntool_version\t%s\n",
+	                m->manifest_version, m->tool_id, m->tool_version) != 0)
+		return hc_err_set(err, HC_EDATA, "manifest: header too long");
+	rc = manifest_buf_add(&b, line, strlen(line));
+	for (i = 0; rc == 0 && i < m->n; i++) {
+		const struct mf_manifest_file *f = &m->files[i];
+		if (hc_snprintf(line, sizeof(line), "%s\t%s\t%" PRIu64 "\t%s\n", f->path, f->sha256,
+		                f->size, f->url) != 0) {
+			free(b.p);
+			return hc_err_set(err, HC_EDATA, "manifest: entry %s too long", f->path);
+		}
+		rc = manifest_buf_add(&b, line, strlen(line));
+	}
+	if (rc != 0) {
+		free(b.p);
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	}
+	*out = b.p;
+	*len = b.len;
+	return 0;
+}
+
+int
+mf_manifest_hash(const struct mf_manifest *m, char hex[HC_SHA256_HEX_LEN + 1],
+                 struct hc_err *err)
+{
+	struct hc_sha256 *h = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	rc = mf_manifest_canonical(m, &text, &len, err);
+	if (rc != 0)
+		return rc;
+	h = hc_sha256_new();
+	if (h == NULL) {
+		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
+		goto done;
+	}
+	if (hc_sha256_update(h, text, len) != 0 || hc_sha256_hex(h, hex) != 0)
+		rc = hc_err_set(err, HC_ESOFTWARE, "sha256 failed");
+done:
+	hc_sha256_free(h);
+	free(text);
+	return rc;
+}
+
+/* ------------------------------------------------------------ parsing */
+
+/* A string field that is one name (tool_id, tool_version, manifest_version). */
+static int
+manifest_get_name(struct json_object *o, const char *field, char **out, struct hc_err *err)
+{
+	struct json_object *v = NULL;
+	char why[128];
+	const char *s;
+	size_t len;
+
+	if (!json_object_object_get_ex(o, field, &v) || v == NULL)
+		return hc_err_set(err, HC_EDATA, "manifest: missing field '%s'", field);
+	if (!json_object_is_type(v, json_type_string))
+		return hc_err_set(err, HC_EDATA, "manifest: field '%s' is not a string", field);
+	s = json_object_get_string(v);
+	len = (size_t)json_object_get_string_len(v);
+	if (manifest_check_name(s, len, why, sizeof(why)) != 0)
+		return hc_err_set(err, HC_EDATA, "manifest: field '%s': %s", field, why);
+	*out = hc_strdup(s);
+	if (*out == NULL)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	return 0;
+}
+
+/* One entry of files[]; i is its position, for messages. */
+static int
+manifest_parse_file(struct json_object *e, size_t i, struct mf_manifest_file *f,
+                    struct hc_err *err)
+{
+	struct json_object *v = NULL;
+	struct hc_err sub = { 0, "" };
+	struct hc_url u;
+	char why[128];
+	const char *path, *sha, *url;
+	long long size;
+	size_t len;
+
+	if (!json_object_is_type(e, json_type_object))
+		return hc_err_set(err, HC_EDATA, "manifest: files[%zu] is not an object", i);
+	if (!json_object_object_get_ex(e, "path", &v) || v == NULL ||
+	    !json_object_is_type(v, json_type_string))
+		return hc_err_set(err, HC_EDATA, "manifest: files[%zu]: missing or non-string "
+		                  "'path'", i);
+	path = json_object_get_string(v);
+	len = (size_t)json_object_get_string_len(v);
+	if (mf_manifest_check_path(path, len, why, sizeof(why)) != 0)
+		return hc_err_set(err, HC_EDATA, "manifest: files[%zu] path \"%.*s\": %s", i,
+		                  (int)strnlen(path, 200), path, why);
+	if (hc_json_get_string(e, "sha256", &sha, &sub) != 0)
+		return hc_err_set(err, HC_EDATA, "manifest: files[%zu] \"%s\": %s", i, path, sub.msg);
+	if (!hc_sha256_hex_valid(sha))
+		return hc_err_set(err, HC_EDATA, "manifest: files[%zu] \"%s\": sha256 '%.80s' is not "
+		                  "64 hex digits", i, path, sha);
+	if (hc_json_get_int(e, "size", &size, &sub) != 0)
+		return hc_err_set(err, HC_EDATA, "manifest: files[%zu] \"%s\": %s", i, path, sub.msg);
+	if (size < 0)
+		return hc_err_set(err, HC_EDATA, "manifest: files[%zu] \"%s\": negative size %lld", i,
+		                  path, size);
+	if (hc_json_get_string(e, "url", &url, &sub) != 0)
+		return hc_err_set(err, HC_EDATA, "manifest: files[%zu] \"%s\": %s", i, path, sub.msg);
+	if (strlen(url) >= MF_URL_MAX || manifest_has_control(url, strlen(url)) ||
+	    strchr(url, ' ') != NULL || hc_url_parse(url, &u, &sub) != 0)
+		return hc_err_set(err, HC_EDATA, "manifest: files[%zu] \"%s\": url '%.200s' is not an "
+		                  "http(s) URL", i, path, url);
+	hc_url_free(&u);
+	f->path = hc_strdup(path);
+	f->url = hc_strdup(url);
+	if (f->path == NULL || f->url == NULL)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	for (len = 0; len < HC_SHA256_HEX_LEN; len++)
+		f->sha256[len] = (char)(sha[len] | 0x20);
+	f->sha256[HC_SHA256_HEX_LEN] = '\0';
+	f->size = (uint64_t)size;
+	f->index = i;
+	return 0;
+}
+
+/* After sorting: no path twice, and no path that is a folder of another. */
+static int
+manifest_check_tree(const struct mf_manifest *m, struct hc_err *err)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < m->n; i++) {
+		if (strcmp(m->files[i].path, m->files[i + 1].path) == 0)
+			return hc_err_set(err, HC_EDATA, "manifest: files[%zu] and files[%zu] both have "
+			                  "path \"%s\"", m->files[i].index, m->files[i + 1].index,
+			                  m->files[i].path);
+	}
+	for (i = 0; i < m->n; i++) {
+		char prefix[MF_MANIFEST_PATH_MAX];
+		const char *p = m->files[i].path, *slash;
+
+		for (slash = strchr(p, '/'); slash != NULL; slash = strchr(slash + 1, '/')) {
+			struct mf_manifest_file key, *hit;
+			memcpy(prefix, p, (size_t)(slash - p));
+			prefix[slash - p] = '\0';
+			key.path = prefix;
+			hit = bsearch(&key, m->files, m->n, sizeof(*m->files), manifest_cmp_files);
+			if (hit != NULL)
+				return hc_err_set(err, HC_EDATA, "manifest: files[%zu] path \"%s\": its folder "
+				                  "\"%s\" is also listed as a file (files[%zu])",
+				                  m->files[i].index, p, prefix, hit->index);
+		}
+	}
+	return 0;
+}
+
+int
+mf_manifest_parse(const char *text, size_t len, struct mf_manifest **out, struct hc_err *err)
+{
+	struct json_object *root = NULL, *files = NULL, *v = NULL;
+	struct mf_manifest *m = NULL;
+	char got[HC_SHA256_HEX_LEN + 1];
+	const char *hash;
+	size_t n, i;
+	int rc;
+
+	*out = NULL;
+	rc = hc_json_parse(text, len, &root, err);
+	if (rc != 0)
+		return hc_err_prefix(err, "manifest");
+	if (!json_object_is_type(root, json_type_object)) {
+		rc = hc_err_set(err, HC_EDATA, "manifest: not a JSON object");
+		goto done;
+	}
+	m = calloc(1, sizeof(*m));
+	if (m == NULL) {
+		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
+		goto done;
+	}
+	rc = manifest_get_name(root, "manifest_version", &m->manifest_version, err);
+	if (rc == 0 && strcmp(m->manifest_version, "1") != 0 &&
+	    strncmp(m->manifest_version, "1.", 2) != 0)
+		rc = hc_err_set(err, HC_EDATA, "manifest: manifest_version '%s' is not 1.x",
+		                m->manifest_version);
+	if (rc == 0)
+		rc = manifest_get_name(root, "tool_id", &m->tool_id, err);
+	if (rc == 0)
+		rc = manifest_get_name(root, "tool_version", &m->tool_version, err);
+	if (rc != 0)
+		goto done;
+	if (!json_object_object_get_ex(root, "files", &files) || files == NULL ||
+	    !json_object_is_type(files, json_type_array)) {
+		rc = hc_err_set(err, HC_EDATA, "manifest: missing or non-array 'files'");
+		goto done;
+	}
+	n = json_object_array_length(files);
+	if (n > MF_MANIFEST_FILES_MAX) {
+		rc = hc_err_set(err, HC_EDATA, "manifest: %zu files, more than %d", n,
+		                MF_MANIFEST_FILES_MAX);
+		goto done;
+	}
+	m->files = calloc(n > 0 ? n : 1, sizeof(*m->files));
+	if (m->files == NULL) {
+		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
+		goto done;
+	}
+	for (i = 0; i < n; i++) {
+		rc = manifest_parse_file(json_object_array_get_idx(files, i), i, &m->files[i], err);
+		m->n = i + 1;  /* so that free sees what this entry allocated */
+		if (rc != 0)
+			goto done;
+	}
+	qsort(m->files, m->n, sizeof(*m->files), manifest_cmp_files);
+	rc = manifest_check_tree(m, err);
+	if (rc != 0)
+		goto done;
+	if (!json_object_object_get_ex(root, "manifest_hash", &v) || v == NULL ||
+	    !json_object_is_type(v, json_type_string)) {
+		rc = hc_err_set(err, HC_EDATA, "manifest: missing or non-string 'manifest_hash'");
+		goto done;
+	}
+	hash = json_object_get_string(v);
+	if (!hc_sha256_hex_valid(hash)) {
+		rc = hc_err_set(err, HC_EDATA, "manifest: manifest_hash '%.80s' is not 64 hex digits",
+		                hash);
+		goto done;
+	}
+	for (i = 0; i < HC_SHA256_HEX_LEN; i++)
+		m->manifest_hash[i] = (char)(hash[i] | 0x20);
+	rc = mf_manifest_hash(m, got, err);
+	if (rc != 0)
+		goto done;
+	if (strcmp(got, m->manifest_hash) != 0) {
+		rc = hc_err_set(err, HC_EDATA, "manifest: manifest_hash mismatch: the manifest says %s, "
+		                "its content hashes to %s", m->manifest_hash, got);
+		goto done;
+	}
+	*out = m;
+	m = NULL;
+done:
+	mf_manifest_free(m);
+	json_object_put(root);
+	return rc;
+}
+
+/* ------------------------------------------------------------ output */
+
+char *
+mf_manifest_to_json(const struct mf_manifest *m)
+{
+	struct json_object *o = json_object_new_object(), *files = json_object_new_array();
+	char *text = NULL;
+	size_t i;
+
+	if (o == NULL || files == NULL) {
+		json_object_put(o);
+		json_object_put(files);
+		return NULL;
+	}
+	json_object_object_add(o, "manifest_version", json_object_new_string(m->manifest_version));
+	json_object_object_add(o, "tool_id", json_object_new_string(m->tool_id));
+	json_object_object_add(o, "tool_version", json_object_new_string(m->tool_version));
+	for (i = 0; i < m->n; i++) {
+		const struct mf_manifest_file *f = &m->files[i];
+		struct json_object *e = json_object_new_object();
+		if (e == NULL)
+			goto done;
+		json_object_object_add(e, "path", json_object_new_string(f->path));
+		json_object_object_add(e, "sha256", json_object_new_string(f->sha256));
+		json_object_object_add(e, "size", json_object_new_int64((int64_t)f->size));
+		json_object_object_add(e, "url", json_object_new_string(f->url));
+		json_object_array_add(files, e);
+	}
+	json_object_object_add(o, "files", files);
+	files = NULL;
+	json_object_object_add(o, "manifest_hash", json_object_new_string(m->manifest_hash));
+	text = hc_strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+	                                                JSON_C_TO_STRING_SPACED |
+	                                                JSON_C_TO_STRING_NOSLASHESCAPE));
+done:
+	json_object_put(files);
+	json_object_put(o);
+	return text;
+}
+
+/* ------------------------------------------------------------ generator */
+
+struct manifest_walk {
+	const char *dir;
+	size_t dir_len;
+	struct mf_manifest_file *files;
+	size_t n, cap;
+	uint64_t bytes;
+};
+
+static int
+manifest_walk_add(struct manifest_walk *w, const char *full, const struct stat *st,
+                  struct hc_err *err)
+{
+	struct mf_manifest_file *f;
+	const char *rel = full + w->dir_len + 1;
+	char why[128];
+	int rc;
+
+	if (mf_manifest_check_path(rel, strlen(rel), why, sizeof(why)) != 0)
+		return hc_err_set(err, HC_EDATA, "%s: cannot be listed: %s", full, why);
+	if (w->n >= MF_MANIFEST_FILES_MAX)
+		return hc_err_set(err, HC_EDATA, "%s: more than %d files", w->dir,
+		                  MF_MANIFEST_FILES_MAX);
+	if (w->n == w->cap) {
+		size_t cap = w->cap > 0 ? w->cap * 2 : 64;
+		void *p = realloc(w->files, cap * sizeof(*w->files));
+		if (p == NULL)
+			return hc_err_set(err, HC_ENOMEM, "out of memory");
+		w->files = p;
+		w->cap = cap;
+	}
+	f = &w->files[w->n];
+	memset(f, 0, sizeof(*f));
+	rc = hc_sha256_file(full, f->sha256, err);
+	if (rc != 0)
+		return rc;
+	f->path = hc_strdup(rel);
+	if (f->path == NULL)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	f->size = (uint64_t)st->st_size;
+	w->bytes += f->size;
+	w->n++;
+	return 0;
+}
+
+static int
+manifest_walk_dir(struct manifest_walk *w, const char *path, int depth, struct hc_err *err)
+{
+	DIR *d = NULL;
+	struct dirent *de;
+	int rc = 0;
+
+	if (depth > MANIFEST_WALK_DEPTH_MAX)
+		return hc_err_set(err, HC_EDATA, "%s: folders nested deeper than %d", path,
+		                  MANIFEST_WALK_DEPTH_MAX);
+	d = opendir(path);
+	if (d == NULL)
+		return hc_err_set(err, HC_EIO, "open %s: %s", path, strerror(errno));
+	for (;;) {
+		char full[PATH_MAX];
+		struct stat st;
+
+		errno = 0;
+		de = readdir(d);
+		if (de == NULL) {
+			if (errno != 0)
+				rc = hc_err_set(err, HC_EIO, "read %s: %s", path, strerror(errno));
+			break;
+		}
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		/* The sync state of a synced folder is not part of the tool. */
+		if (depth == 0 && strncmp(de->d_name, ".hydra-", 7) == 0)
+			continue;
+		if (hc_snprintf(full, sizeof(full), "%s/%s", path, de->d_name) != 0) {
+			rc = hc_err_set(err, HC_EDATA, "%s/%s: path too long", path, de->d_name);
+			break;
+		}
+		if (lstat(full, &st) != 0) {
+			rc = hc_err_set(err, HC_EIO, "stat %s: %s", full, strerror(errno));
+			break;
+		}
+		if (S_ISDIR(st.st_mode))
+			rc = manifest_walk_dir(w, full, depth + 1, err);
+		else if (S_ISREG(st.st_mode))
+			rc = manifest_walk_add(w, full, &st, err);
+		else
+			hc_log(HC_LOG_WARN, MOD, "%s: not a regular file or folder, not listed", full);
+		if (rc != 0)
+			break;
+	}
+	closedir(d);
+	return rc;
+}
+
+/* {base}/api/v1/tools/{id}/{version}/files/{path}, each part percent-encoded.
+ * A base that already ends in /api/v1/tools (the seed's form) is not doubled. */
+static int
+manifest_file_url(const char *base, const char *id, const char *version, const char *path,
+                  char out[MF_URL_MAX])
+{
+	char eid[3 * MF_MANIFEST_NAME_MAX], ever[3 * MF_MANIFEST_NAME_MAX];
+	char epath[3 * MF_MANIFEST_PATH_MAX];
+	size_t blen = strlen(base);
+	static const char route[] = "/api/v1/tools";
+	const size_t rlen = sizeof(route) - 1;
+
+	while (blen > 0 && base[blen - 1] == '/')
+		blen--;
+	if (blen >= rlen && strncmp(base + blen - rlen, route, rlen) == 0)
+		blen -= rlen;
+	if (mir_path_encode(id, eid, sizeof(eid)) != 0 ||
+	    mir_path_encode(version, ever, sizeof(ever)) != 0 ||
+	    mir_path_encode(path, epath, sizeof(epath)) != 0)
+		return HC_EDATA;
+	return hc_snprintf(out, MF_URL_MAX, "%.*s%s/%s/%s/files/%s", (int)blen, base, route, eid,
+	                   ever, epath) != 0 ? HC_EDATA : 0;
+}
+
+int
+mf_manifest_from_dir(const char *dir, const char *tool_id, const char *version,
+                     const char *base_url, struct mf_manifest **out, struct hc_err *err)
+{
+	struct manifest_walk w;
+	struct mf_manifest *m = NULL;
+	char why[128], url[MF_URL_MAX];
+	struct hc_url u;
+	size_t i;
+	int rc;
+
+	*out = NULL;
+	memset(&w, 0, sizeof(w));
+	if (manifest_check_name(tool_id, strlen(tool_id), why, sizeof(why)) != 0)
+		return hc_err_set(err, HC_EUSAGE, "--tool-id '%s': %s", tool_id, why);
+	if (manifest_check_name(version, strlen(version), why, sizeof(why)) != 0)
+		return hc_err_set(err, HC_EUSAGE, "--version '%s': %s", version, why);
+	if (hc_url_parse(base_url, &u, err) != 0)
+		return hc_err_prefix(err, "--base-url '%s'", base_url);
+	hc_url_free(&u);
+	w.dir = dir;
+	w.dir_len = strlen(dir);
+	while (w.dir_len > 1 && dir[w.dir_len - 1] == '/')
+		w.dir_len--;
+	m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	{
+		char root[PATH_MAX];
+		struct stat st;
+		if (hc_snprintf(root, sizeof(root), "%.*s", (int)w.dir_len, dir) != 0) {
+			rc = hc_err_set(err, HC_EUSAGE, "--dir: path too long");
+			goto done;
+		}
+		if (stat(root, &st) != 0 || !S_ISDIR(st.st_mode)) {
+			rc = hc_err_set(err, HC_EUSAGE, "--dir %s: not a folder", dir);
+			goto done;
+		}
+		w.dir = root;
+		rc = manifest_walk_dir(&w, root, 0, err);
+		w.dir = dir;
+	}
+	m->files = w.files;
+	m->n = w.n;
+	w.files = NULL;
+	if (rc != 0)
+		goto done;
+	qsort(m->files, m->n, sizeof(*m->files), manifest_cmp_files);
+	for (i = 0; i < m->n; i++) {
+		m->files[i].index = i;
+		if (manifest_file_url(base_url, tool_id, version, m->files[i].path, url) != 0) {
+			rc = hc_err_set(err, HC_EDATA, "%s: URL longer than %d bytes", m->files[i].path,
+			                MF_URL_MAX - 1);
+			goto done;
+		}
+		m->files[i].url = hc_strdup(url);
+		if (m->files[i].url == NULL) {
+			rc = hc_err_set(err, HC_ENOMEM, "out of memory");
+			goto done;
+		}
+	}
+	m->manifest_version = hc_strdup(MF_MANIFEST_VERSION);
+	m->tool_id = hc_strdup(tool_id);
+	m->tool_version = hc_strdup(version);
+	if (m->manifest_version == NULL || m->tool_id == NULL || m->tool_version == NULL) {
+		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
+		goto done;
+	}
+	rc = mf_manifest_hash(m, m->manifest_hash, err);
+	if (rc != 0)
+		goto done;
+	hc_log(HC_LOG_INFO, MOD, "manifest: %s %s, %zu files, %" PRIu64 " bytes, manifest_hash %s",
+	       tool_id, version, m->n, w.bytes, m->manifest_hash);
+	*out = m;
+	m = NULL;
+done:
+	free(w.files);
+	mf_manifest_free(m);
+	return rc;
+}
