@@ -58,6 +58,12 @@ void ag_config_free(struct ag_config *cfg);
  * out of memory. */
 char *ag_config_dns_servers(const struct ag_config *cfg);
 
+/* Fills http with the resolver and TLS settings of cfg (dns.*, tls.ca_file),
+ * everything else zero. *servers_owned holds the server list http points
+ * to: the caller frees it after the last request. 0 or HC_ENOMEM. */
+int ag_config_http(const struct ag_config *cfg, struct hc_http_config *http,
+                   char **servers_owned, struct hc_err *err);
+
 /* What every subcommand receives: the loaded config and global options. */
 struct ag_ctx {
 	struct ag_config cfg;

@@ -136,3 +136,17 @@ ag_config_dns_servers(const struct ag_config *cfg)
 	out[pos] = '\0';
 	return out;
 }
+
+int
+ag_config_http(const struct ag_config *cfg, struct hc_http_config *http,
+               char **servers_owned, struct hc_err *err)
+{
+	memset(http, 0, sizeof(*http));
+	*servers_owned = ag_config_dns_servers(cfg);
+	if (*servers_owned == NULL)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	http->dns.servers = *servers_owned;
+	http->dns.timeout_ms = (int)cfg->dns.timeout_ms;
+	http->ca_file = cfg->tls.ca_file;
+	return 0;
+}

@@ -20,11 +20,12 @@ disc_config_from(const struct ag_ctx *ctx, struct disc_config *dc, char **dns_ow
                  struct hc_err *err)
 {
 	const struct ag_config *c = &ctx->cfg;
+	int rc;
 
 	memset(dc, 0, sizeof(*dc));
-	*dns_owned = ag_config_dns_servers(c);
-	if (*dns_owned == NULL)
-		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	rc = ag_config_http(c, &dc->http, dns_owned, err);
+	if (rc != 0)
+		return rc;
 	dc->cluster_url = c->discovery.cluster_url;
 	dc->head_id = c->discovery.head_id != NULL && *c->discovery.head_id != '\0' ?
 	              c->discovery.head_id : c->node_id;
@@ -36,9 +37,6 @@ disc_config_from(const struct ag_ctx *ctx, struct disc_config *dc, char **dns_ow
 	           DISC_MODE_SEQUENTIAL;
 	dc->launch_window_s = (int)c->discovery.launch_window_s;
 	dc->state_dir = c->state_dir;
-	dc->http.dns.servers = *dns_owned;
-	dc->http.dns.timeout_ms = (int)c->dns.timeout_ms;
-	dc->http.ca_file = c->tls.ca_file;
 	return 0;
 }
 

@@ -59,13 +59,15 @@ install_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 		return hc_err_set(err, HC_EUSAGE, "--progress: '%s' is not auto, bar or none",
 		                  progress);
 
-	servers = ag_config_dns_servers(c);
+	memset(&mf, 0, sizeof(mf));
+	rc = ag_config_http(c, &mf.http, &servers, err);
+	if (rc != 0)
+		goto done;
 	res = calloc(1, sizeof(*res));
-	if (servers == NULL || res == NULL) {
+	if (res == NULL) {
 		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
 		goto done;
 	}
-	memset(&mf, 0, sizeof(mf));
 	mf.node_id = c->node_id;
 	mf.state_dir = c->state_dir;
 	mf.district_config_url = c->district.config_url;
@@ -73,9 +75,6 @@ install_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 	mf.origin_host = c->mirror.origin_host;
 	mf.url_pattern = c->mirror.url_pattern;
 	mf.head_timeout_ms = (int)c->mirror.head_timeout_ms;
-	mf.http.dns.servers = servers;
-	mf.http.dns.timeout_ms = (int)c->dns.timeout_ms;
-	mf.http.ca_file = c->tls.ca_file;
 	mf.http.connect_timeout_ms = INSTALL_CONNECT_TIMEOUT_MS;
 	mf.http.stall_bytes_per_s = c->mirror.stall.bytes_per_s;
 	mf.http.stall_seconds = (int)c->mirror.stall.seconds;
