@@ -577,8 +577,12 @@ mf_manifest_from_dir(const char *dir, const char *tool_id, const char *version,
 		return hc_err_set(err, HC_EUSAGE, "--tool-id '%s': %s", tool_id, why);
 	if (manifest_check_name(version, strlen(version), why, sizeof(why)) != 0)
 		return hc_err_set(err, HC_EUSAGE, "--version '%s': %s", version, why);
-	if (hc_url_parse(base_url, &u, err) != 0)
-		return hc_err_prefix(err, "--base-url '%s'", base_url);
+	if (hc_url_parse(base_url, &u, err) != 0) {
+		hc_err_prefix(err, "--base-url '%s'", base_url);
+		if (err != NULL)
+			err->status = HC_EUSAGE;
+		return HC_EUSAGE;
+	}
 	hc_url_free(&u);
 	w.dir = dir;
 	w.dir_len = strlen(dir);
