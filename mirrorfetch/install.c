@@ -44,6 +44,7 @@ struct install {
 	uint64_t range_from;
 	char advertised[HC_SHA256_HEX_LEN + 1];
 	int changed;
+	int spliced;      /* this response continues bytes an earlier one wrote */
 	int bad_range;
 	int write_errno;
 	/* Progress. */
@@ -189,6 +190,7 @@ install_on_headers(void *ctx, const struct hc_http_response *r)
 			return -1;
 		}
 		in->total = r->range_total > 0 ? (uint64_t)r->range_total : 0;
+		in->spliced = in->range_from > 0;
 	} else if (r->status == 200) {
 		/* Range ignored or If-Range did not match: a whole new file. */
 		if (in->have > 0 && install_discard(in, NULL) != 0)
@@ -284,6 +286,7 @@ install_get(struct install *in, const char *url, const char *host, struct mf_att
 	in->host = host;
 	in->range_from = in->have;
 	in->changed = 0;
+	in->spliced = 0;
 	in->bad_range = 0;
 	in->write_errno = 0;
 	in->advertised[0] = '\0';
@@ -344,6 +347,13 @@ install_get(struct install *in, const char *url, const char *host, struct mf_att
 		       "--sha256 was given: %s is not verified", host, in->out_path);
 	} else if (strcmp(got, want) != 0) {
 		a->result = "sha256_mismatch";
+		if (in->spliced) {
+			/* The prefix may be what is wrong (a stale part file): this
+			 * source deserves one try from zero before it is blamed. */
+			hc_err_set(why, HC_EDATA, "sha256 mismatch after resuming at %" PRIu64
+			           " bytes from %s", in->range_from, host);
+			return GET_CHANGED;
+		}
 		hc_err_set(why, HC_EDATA, "sha256 mismatch: got %s, want %s", got, want);
 		return GET_MISMATCH;
 	}

@@ -109,7 +109,43 @@ else
 fi
 t_grep "rerun: resume logged" "$T_DIR/rerun.hydrabody.log" "resuming at $left bytes"
 
-# 3. A full disk: exit 74, a clear message, nothing left behind.
+# 3. A stale part file from some other download: the resumed file cannot
+# verify, so the source is tried once more from zero instead of being blamed.
+head -c $((1024 * 1024)) /dev/urandom > "$T_DIR/stale.out.part"
+"$A" --config "$T_DIR/rerun.yaml" install --json --out "$T_DIR/stale.out" \
+	--url "http://mirror-a.experiencenet.com:$ORIGIN_PORT/$BUILD_PATH" \
+	> "$T_DIR/stale.json" 2> "$T_DIR/stale.stderr"
+t_eq "stale part: exits 0" "$?" 0
+t_eq "stale part: the installed file verifies" "$(sha256sum < "$T_DIR/stale.out" | cut -d' ' -f1)" "$SHA"
+t_grep "stale part: retried from zero" "$T_DIR/rerun.hydrabody.log" \
+	"sha256 mismatch after resuming at 1048576 bytes from mirror-a.experiencenet.com, restarting from zero"
+t_eq "stale part: the retry fetched the whole file" "$(json_attempt_bytes "$T_DIR/stale.json" 1)" "$SIZE"
+
+# 4. A source that ignores Range (nginx with max_ranges 0) answers 200: the
+# part is restarted, never spliced.
+NGINX_PORT=$(t_free_port)
+mkdir -p "$T_DIR/nginx"
+cat > "$T_DIR/nginx/nginx.conf" <<NGINX
+daemon off; master_process off; worker_processes 1; user root;
+pid $T_DIR/nginx/nginx.pid; error_log $T_DIR/nginx/error.log;
+events { worker_connections 32; }
+http { access_log off; client_body_temp_path $T_DIR/nginx/t; max_ranges 0;
+       server { listen 127.0.0.1:$NGINX_PORT; root $T_DIR/origin/files; } }
+NGINX
+t_start nginx "$T_DIR/nginx.log" nginx -p "$T_DIR/nginx" -c "$T_DIR/nginx/nginx.conf" -e "$T_DIR/nginx/error.log"
+t_wait_tcp 127.0.0.1 "$NGINX_PORT" 10000 || t_fail "nginx starts" "no listener"
+head -c $((1024 * 1024)) "$T_DIR/origin/files/exp/build-7.zip" > "$T_DIR/norange.out.part"
+"$A" --config "$T_DIR/rerun.yaml" install --json --out "$T_DIR/norange.out" --sha256 "$SHA" \
+	--url "http://127.0.0.1:$NGINX_PORT/exp/build-7.zip" > "$T_DIR/norange.json" 2> "$T_DIR/norange.stderr"
+t_eq "range ignored: exits 0" "$?" 0
+t_eq "range ignored: the installed file verifies" \
+	"$(sha256sum < "$T_DIR/norange.out" | cut -d' ' -f1)" "$SHA"
+t_grep "range ignored: a resume was asked for" "$T_DIR/rerun.hydrabody.log" \
+	"resuming at 1048576 bytes from 127.0.0.1"
+t_eq "range ignored: the whole file came again" "$(json_attempt_bytes "$T_DIR/norange.json" 0)" "$SIZE"
+t_grep "range ignored: status 200" "$T_DIR/norange.json" '"http_status":200'
+
+# 5. A full disk: exit 74, a clear message, nothing left behind.
 if [ "$(id -u)" -eq 0 ] && unshare -m true 2>/dev/null; then
 	mkdir -p "$T_DIR/small"
 	unshare -m sh -c "mount -t tmpfs -o size=1m hydra-test '$T_DIR/small' &&
