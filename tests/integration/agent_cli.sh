@@ -41,4 +41,13 @@ t_grep "malformed YAML names file:line:col" "$T_DIR/broken.out" "broken.yaml:2:"
 "$A" --config "$T_DIR/none.yaml" check-config > "$T_DIR/none.out" 2>&1
 t_eq "a named config that is missing exits 78" "$?" 78
 
+# make install puts the programs and the man page under DESTDIR/PREFIX.
+make -s -C "$T_ROOT" BUILD="$BUILD" install DESTDIR="$T_DIR/dest" PREFIX=/usr/local > "$T_DIR/install.log" 2>&1
+t_eq "make install succeeds" "$?" 0
+if [ -x "$T_DIR/dest/usr/local/bin/hydra-agent" ] && [ -f "$T_DIR/dest/usr/local/share/man/man1/hydra-agent.1" ]; then
+	t_ok "make install places hydra-agent and its man page"
+else
+	t_fail "make install places hydra-agent and its man page" "$(find "$T_DIR/dest" | head)"
+fi
+
 t_done
