@@ -54,6 +54,8 @@ const struct hc_cfg_field mir_config_schema[] = {
 	{ .key = "tls", .type = HC_CFG_MAP, .children = mir_tls_schema },
 	{ .key = "max_egress_bytes_per_s", .type = HC_CFG_SIZE,
 	  .offset = MIR_OFF(max_egress_bytes_per_s), .def = "0", .min = 0, .max = 0 },
+	{ .key = "keep_versions", .type = HC_CFG_INT, .offset = MIR_OFF(keep_versions),
+	  .def = "0", .min = 0, .max = MIR_KEEP_VERSIONS_MAX },
 	{ .key = "connection_timeout_s", .type = HC_CFG_INT,
 	  .offset = MIR_OFF(connection_timeout_s), .def = "60", .min = 1,
 	  .max = MIR_TIMEOUT_S_MAX },

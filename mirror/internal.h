@@ -41,6 +41,7 @@ struct mir_req {
 };
 
 struct mir_fill;
+struct mir_tools;
 
 struct mir_server {
 	const struct mir_config *cfg;
@@ -77,6 +78,9 @@ struct mir_server {
 	atomic_uint_least64_t hits, misses, bytes_served, origin_bytes;
 	atomic_uint_least64_t fills_started, fills_failed;
 	atomic_int fills_in_flight;
+
+	/* the tools tree (tools.c) */
+	struct mir_tools *tools;
 };
 
 /* server.c */
@@ -114,5 +118,19 @@ void mir_fill_cancel_all(struct mir_server *s);
 /* Waits until every fill thread has ended. */
 void mir_fill_wait_all(struct mir_server *s);
 void mir_fill_cleanup(struct mir_server *s);
+
+/* tools.c: the tools tree of delta sync. Start after the store is open,
+ * stop before it closes. */
+int mir_tools_start(struct mir_server *s, struct hc_err *err);
+void mir_tools_stop(struct mir_server *s);
+/* Counts a request for the store path (only "tools/ID/..." paths count). */
+void mir_tools_count(struct mir_server *s, const char *path, int hit);
+/* Per-tool counters as Prometheus text. Caller frees; NULL when out of memory. */
+char *mir_tools_metrics(struct mir_server *s);
+/* 1 when path is "tools/ID/VERSION", a whole version. */
+int mir_tools_is_version(const char *path);
+/* The admin DELETE of a whole version (authorization already checked). */
+enum MHD_Result mir_tools_delete_version(struct mir_server *s, struct MHD_Connection *c,
+                                         struct mir_req *r, const char *path);
 
 #endif

@@ -42,6 +42,8 @@ static const char mir_usage[] =
 "    --tls-key FILE                PEM private key\n"
 "    --tls-ca-file FILE            peer: CA bundle to verify an https origin\n"
 "    --max-egress-bytes-per-s SIZE global egress limit, e.g. 100M (0: none)\n"
+"    --keep-versions K             keep the newest K versions of each tool under\n"
+"                                  /api/v1/tools/, remove older ones (0: all)\n"
 "    --connection-timeout S        close connections idle for S seconds\n"
 "    --max-connections N           refuse connections beyond N\n"
 "    --log-level LEVEL             debug, info, warn or error\n"
@@ -57,7 +59,7 @@ static const char mir_usage[] =
 enum {
 	OPT_CONFIG = 256, OPT_LISTEN, OPT_ROOT, OPT_MODE, OPT_ORIGIN_URL, OPT_DISTRICT,
 	OPT_MAX_BYTES, OPT_TOKEN_FILE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_EGRESS,
-	OPT_TIMEOUT, OPT_MAX_CONN, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION,
+	OPT_TIMEOUT, OPT_MAX_CONN, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_KEEP_VERSIONS,
 };
 
 static const struct option mir_options[] = {
@@ -76,6 +78,7 @@ static const struct option mir_options[] = {
 	{ "connection-timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "max-connections", required_argument, NULL, OPT_MAX_CONN },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "keep-versions", required_argument, NULL, OPT_KEEP_VERSIONS },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -151,6 +154,12 @@ mir_apply(struct mir_config *cfg, int opt, const char *v, struct hc_err *err)
 		if (hc_parse_int(v, 1, 16384, &n) != 0)
 			return hc_err_set(err, HC_EUSAGE, "--max-connections: 1 to 16384");
 		cfg->max_connections = n;
+		return 0;
+	case OPT_KEEP_VERSIONS:
+		if (hc_parse_int(v, 0, MIR_KEEP_VERSIONS_MAX, &n) != 0)
+			return hc_err_set(err, HC_EUSAGE, "--keep-versions: 0 to %d",
+			                  MIR_KEEP_VERSIONS_MAX);
+		cfg->keep_versions = n;
 		return 0;
 	case OPT_LOG_LEVEL:
 		if (hc_log_level_parse(v, &level) != 0)

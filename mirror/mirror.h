@@ -13,6 +13,9 @@
 
 /* ------------------------------------------------------------------ config */
 
+/* keep_versions above this is a typo, not a retention policy. */
+#define MIR_KEEP_VERSIONS_MAX 100000
+
 enum mir_mode { MIR_MODE_ORIGIN = 0, MIR_MODE_PEER = 1 };
 
 struct mir_config {
@@ -29,6 +32,7 @@ struct mir_config {
 		char *ca_file;         /* peer: CA bundle for an https origin, "": system */
 	} tls;
 	uint64_t max_egress_bytes_per_s; /* 0: unlimited */
+	long long keep_versions;         /* newest versions kept per tool, 0: all */
 	long long connection_timeout_s;  /* idle connections are closed after this */
 	long long max_connections;       /* further connections are refused */
 	int log_level;                   /* enum hc_log_level */

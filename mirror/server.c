@@ -340,6 +340,7 @@ srv_get_file(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
 	rc = mir_store_get(s->store, path, 1, &f, &err);
 	if (rc == 0) {
 		atomic_fetch_add(&s->hits, 1);
+		mir_tools_count(s, path, 1);
 		return mir_srv_send_file(s, c, r, &f, head);
 	}
 	if (rc == HC_EDATA)
@@ -349,6 +350,7 @@ srv_get_file(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
 		return mir_srv_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "store error");
 	}
 	atomic_fetch_add(&s->misses, 1);
+	mir_tools_count(s, path, 0);
 	if (s->cfg->mode == MIR_MODE_ORIGIN)
 		return mir_srv_error(s, c, r, MHD_HTTP_NOT_FOUND, "not found");
 	return head ? mir_fill_head(s, c, r, path) : mir_fill_get(s, c, r, path);
@@ -657,6 +659,12 @@ srv_metrics(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r)
 	srv_metric(&b, "hydra_mirror_store_files", "gauge", "Files in the store.", st.files);
 	srv_metric(&b, "hydra_mirror_store_max_bytes", "gauge",
 	           "Retention limit of the store (0: none).", st.max_bytes);
+	{
+		char *tools = mir_tools_metrics(s);
+		if (tools != NULL)
+			srv_bprintf(&b, "%s", tools);
+		free(tools);
+	}
 	if (b.failed) {
 		free(b.p);
 		return MHD_NO;
@@ -781,6 +789,8 @@ srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *met
 		return srv_method_not_allowed(s, c, r, "GET, HEAD, PUT, DELETE");
 	if (!srv_authorized(s, c))
 		return srv_unauthorized(s, c, r);
+	if (del && mir_tools_is_version(path))
+		return mir_tools_delete_version(s, c, r, path);
 	if (del)
 		return srv_delete(s, c, r, path);
 	return srv_put_begin(s, c, r, path);
@@ -886,6 +896,9 @@ mir_server_start(const struct mir_config *cfg, const char *token, struct mir_ser
 	                    &s->store, err);
 	if (rc != 0)
 		goto fail;
+	rc = mir_tools_start(s, err);
+	if (rc != 0)
+		goto fail;
 	if (cfg->tls.cert != NULL && *cfg->tls.cert != '\0') {
 		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
 			rc = hc_err_set(err, HC_ECONFIG, "tls: libmicrohttpd was built without TLS");
@@ -971,6 +984,7 @@ mir_server_stop(struct mir_server *s)
 		pthread_mutex_unlock(&s->flush_mu);
 		pthread_join(s->flusher, NULL);
 	}
+	mir_tools_stop(s);
 	mir_store_close(s->store);
 	mir_fill_cleanup(s);
 	explicit_bzero(s->token_digest, sizeof(s->token_digest));
