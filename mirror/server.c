@@ -917,8 +917,9 @@ mir_server_start(const struct mir_config *cfg, const char *token, struct mir_ser
 	}
 	s->flusher_started = 1;
 
+	/* poll(2), not select(2): connections beyond fd 1024 must work. */
 	flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-	        MHD_USE_ERROR_LOG;
+	        MHD_USE_POLL | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	if (s->tls)

@@ -13,12 +13,14 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "mirror/mirror.h"
@@ -51,6 +53,7 @@ struct mir_store {
 	char files_real[PATH_MAX];
 	char tmp_dir[PATH_MAX];
 	char index_path[PATH_MAX];
+	int files_fd;                /* files_dir, for openat2 beneath it */
 	struct mir_entry **buckets;
 	size_t nbuckets, n;
 	uint64_t bytes, reserved, max_bytes, evictions, next_seq;
@@ -398,6 +401,7 @@ mir_store_open(const char *root, uint64_t max_bytes, struct mir_store **out,
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_mutex_init(&st->flush_mu, NULL);
 	st->max_bytes = max_bytes;
+	st->files_fd = -1;
 	st->nbuckets = STORE_BUCKETS_MIN;
 	st->buckets = calloc(st->nbuckets, sizeof(*st->buckets));
 	if (st->buckets == NULL) {
@@ -418,6 +422,11 @@ mir_store_open(const char *root, uint64_t max_bytes, struct mir_store **out,
 		rc = hc_mkdir_p(meta, 0755, err);
 	if (rc != 0)
 		goto fail;
+	st->files_fd = open(st->files_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (st->files_fd < 0) {
+		rc = hc_err_set(err, HC_EIO, "open %s: %s", st->files_dir, strerror(errno));
+		goto fail;
+	}
 	if (realpath(st->files_dir, st->files_real) == NULL) {
 		rc = hc_err_set(err, HC_EIO, "realpath %s: %s", st->files_dir, strerror(errno));
 		goto fail;
@@ -458,6 +467,8 @@ mir_store_close(struct mir_store *st)
 		}
 	}
 	free(st->buckets);
+	if (st->files_fd >= 0)
+		close(st->files_fd);
 	pthread_mutex_destroy(&st->mu);
 	pthread_mutex_destroy(&st->flush_mu);
 	free(st);
@@ -487,6 +498,39 @@ store_resolve(struct mir_store *st, const char *path, char *real, const char **r
 	return 0;
 }
 
+/* Opens path with every step of its resolution kept beneath the store (one
+ * system call, no window between check and open). HC_ENOTFOUND, HC_EDATA
+ * for a way out, HC_ESOFTWARE when the kernel lacks openat2. */
+static int
+store_open_beneath(struct mir_store *st, const char *path, int *fd, struct hc_err *err)
+{
+	struct open_how how;
+	long r;
+
+	memset(&how, 0, sizeof(how));
+	how.flags = O_RDONLY | O_CLOEXEC;
+	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+	do {
+		r = syscall(SYS_openat2, st->files_fd, path, &how, sizeof(how));
+	} while (r < 0 && (errno == EINTR || errno == EAGAIN));
+	if (r >= 0) {
+		*fd = (int)r;
+		return 0;
+	}
+	switch (errno) {
+	case ENOSYS:
+		return HC_ESOFTWARE;
+	case ENOENT:
+	case ENOTDIR:
+		return hc_err_set(err, HC_ENOTFOUND, "not found");
+	case EXDEV:
+	case ELOOP:
+		return hc_err_set(err, HC_EDATA, "path leads outside the store");
+	default:
+		return hc_err_set(err, HC_ENOTFOUND, "open: %s", strerror(errno));
+	}
+}
+
 int
 mir_store_get(struct mir_store *st, const char *path, int touch, struct mir_file *out,
               struct hc_err *err)
@@ -500,12 +544,20 @@ mir_store_get(struct mir_store *st, const char *path, int touch, struct mir_file
 
 	out->fd = -1;
 	out->entry = NULL;
-	rc = store_resolve(st, path, real, &rel, err);
-	if (rc != 0)
+	rc = store_open_beneath(st, path, &fd, err);
+	if (rc == 0) {
+		rel = path;
+	} else if (rc == HC_ESOFTWARE) {
+		/* No openat2 in this kernel: resolve, check, then open. */
+		rc = store_resolve(st, path, real, &rel, err);
+		if (rc != 0)
+			return rc;
+		fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			return hc_err_set(err, HC_ENOTFOUND, "open: %s", strerror(errno));
+	} else {
 		return rc;
-	fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return hc_err_set(err, HC_ENOTFOUND, "open: %s", strerror(errno));
+	}
 	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
 		rc = hc_err_set(err, HC_ENOTFOUND, "not a regular file");
 		goto fail;
