@@ -1,0 +1,154 @@
+#!/bin/bash
+# bench/sync.sh: hydra-agent sync against rsync, same run, interleaved,
+# medians of RUNS.
+#
+#   A tool of 200 files (4 large, 195 small, 1 medium) in two versions that
+#   differ in one file (the medium one, rewritten: no delta helps anyone).
+#   Each measured run brings a folder from version 1 to version 2 (and an
+#   unmeasured one brings it back):
+#     hydra-agent sync   from hydra-mirror on loopback (warm index)
+#     rsync -a           from an rsync daemon on loopback (rsync --port)
+#   and, for scale, a full download into an empty folder with both.
+#   Bytes for sync are what left the mirror (its /metrics, manifest included);
+#   for rsync its --stats "Total bytes received".
+#
+# Prints a table and the last line `sync: ratio=<x> (target <= 1.5)`, the
+# time of hydra-agent sync over the time of rsync.
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN="$ROOT/${BUILD:-build}/bin"
+RUNS=${RUNS:-5}
+LARGE_MB=${LARGE_MB:-32}
+CHANGED_KB=${CHANGED_KB:-2048}
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/hydra-bench.XXXXXX")
+PIDS=""
+trap 'for p in $PIDS; do kill $p 2>/dev/null; done; wait 2>/dev/null; rm -rf "$DIR"' EXIT
+
+for t in rsync jq; do
+	command -v $t > /dev/null || { echo "bench: $t is not installed" >&2; exit 1; }
+done
+port() { "$BIN/hydra-testkit" free-port; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+
+V1="$DIR/root/files/tools/bench/1/files"
+V2="$DIR/root/files/tools/bench/2/files"
+mkdir -p "$V1/models" "$V1/lib" "$V1/share"
+for n in 1 2 3 4; do head -c $((LARGE_MB * 1024 * 1024)) /dev/urandom > "$V1/models/large$n.bin"; done
+i=0
+while [ $i -lt 195 ]; do
+	case $((i % 2)) in 0) d=lib ;; *) d=share ;; esac
+	head -c $((512 + (i * 331) % 65536)) /dev/urandom > "$V1/$d/s$i.dat"
+	i=$((i + 1))
+done
+head -c $((CHANGED_KB * 1024)) /dev/urandom > "$V1/models/medium.bin"
+mkdir -p "$V2"
+cp -a "$V1/." "$V2/"
+head -c $((CHANGED_KB * 1024)) /dev/urandom > "$V2/models/medium.bin"
+# A later mtime, so that rsync's quick check (size and whole seconds) sees it.
+touch -m -d "@$(( $(date +%s) + 3600 ))" "$V2/models/medium.bin"
+CHANGED_BYTES=$((CHANGED_KB * 1024))
+NFILES=$(find "$V1" -type f | wc -l)
+
+MPORT=$(port)
+"$BIN/hydra-mirror" --listen "127.0.0.1:$MPORT" --root "$DIR/root" --mode origin \
+	> "$DIR/mirror.log" 2>&1 &
+PIDS="$PIDS $!"
+"$BIN/hydra-testkit" wait-log "$DIR/mirror.log" "hydra-mirror listening on" 60000 ||
+	{ echo "bench: hydra-mirror did not start" >&2; exit 1; }
+BASE="http://127.0.0.1:$MPORT"
+for v in 1 2; do
+	"$BIN/hydra-agent" manifest --dir "$DIR/root/files/tools/bench/$v/files" --tool-id bench \
+		--version $v --base-url "$BASE" --out "$DIR/root/files/tools/bench/$v/manifest.json" \
+		2> /dev/null || { echo "bench: manifest failed" >&2; exit 1; }
+done
+printf 'node_id: bench\nstate_dir: %s/state\nlog_file: %s/agent.log\n' "$DIR" "$DIR" > "$DIR/agent.yaml"
+
+RPORT=$(port)
+cat > "$DIR/rsyncd.conf" <<CONF
+use chroot = no
+uid = $(id -u)
+gid = $(id -g)
+[v1]
+	path = $V1
+	read only = yes
+[v2]
+	path = $V2
+	read only = yes
+CONF
+rsync --daemon --no-detach --config="$DIR/rsyncd.conf" --address=127.0.0.1 --port="$RPORT" \
+	--log-file="$DIR/rsyncd.log" &
+PIDS="$PIDS $!"
+"$BIN/hydra-testkit" wait-tcp 127.0.0.1 "$RPORT" 10000 ||
+	{ echo "bench: rsync daemon did not start" >&2; exit 1; }
+
+served() {
+	curl -s "$BASE/metrics" | awk '$1 == "hydra_mirror_bytes_served_total" { print $2 }'
+}
+agent_sync() {  # agent_sync VERSION DEST
+	"$BIN/hydra-agent" --config "$DIR/agent.yaml" sync --progress none --jobs 4 \
+		--manifest "$BASE/api/v1/tools/bench/$1/manifest.json" --dir "$2"
+}
+rsync_from() {  # rsync_from MODULE DEST: prints the bytes received
+	rsync -a --delete --stats "rsync://127.0.0.1:$RPORT/$1/" "$2/" |
+		awk -F': ' '/^Total bytes received/ { gsub(/,/, "", $2); print $2 }'
+}
+# timed NAME CMD...: appends the ms of one run to $DIR/NAME.ms
+timed() {
+	_n=$1
+	shift
+	sync
+	_t=$(now_ms)
+	"$@" > "$DIR/last.out" 2> "$DIR/last.err" || echo "bench: $_n failed: $(tail -n1 "$DIR/last.err")" >&2
+	echo $(( $(now_ms) - _t )) >> "$DIR/$_n.ms"
+}
+
+# Both folders start at version 1.
+agent_sync 1 "$DIR/agent" > /dev/null 2>&1 || { echo "bench: first sync failed" >&2; exit 1; }
+rsync_from v1 "$DIR/rsync" > /dev/null
+
+r=0
+while [ $r -lt "$RUNS" ]; do
+	b=$(served)
+	timed agent agent_sync 2 "$DIR/agent"
+	echo $(( $(served) - b )) >> "$DIR/agent.bytes"
+	cmp -s "$V2/models/medium.bin" "$DIR/agent/models/medium.bin" ||
+		echo "bench: hydra-agent did not bring the changed file" >&2
+	agent_sync 1 "$DIR/agent" > /dev/null 2>&1
+	timed rsync rsync_from v2 "$DIR/rsync"
+	cat "$DIR/last.out" >> "$DIR/rsync.bytes"
+	cmp -s "$V2/models/medium.bin" "$DIR/rsync/models/medium.bin" ||
+		echo "bench: rsync did not bring the changed file" >&2
+	rsync_from v1 "$DIR/rsync" > /dev/null
+	# Full downloads into empty folders.
+	rm -rf "$DIR/full-agent" "$DIR/full-rsync"
+	b=$(served)
+	timed agent_full agent_sync 2 "$DIR/full-agent"
+	echo $(( $(served) - b )) >> "$DIR/agent_full.bytes"
+	timed rsync_full rsync_from v2 "$DIR/full-rsync"
+	cat "$DIR/last.out" >> "$DIR/rsync_full.bytes"
+	r=$((r + 1))
+done
+
+diff -r --exclude=.hydra-index "$V2" "$DIR/full-agent" > /dev/null ||
+	echo "bench: the synced folder differs from version 2" >&2
+
+A_MS=$(median < "$DIR/agent.ms")
+R_MS=$(median < "$DIR/rsync.ms")
+printf '\n%d files (%d x %d MiB, one %d KiB file changed), %d runs, medians\n\n' \
+	"$NFILES" 4 "$LARGE_MB" "$CHANGED_KB" "$RUNS"
+printf '%-34s %10s %14s %12s\n' "" "ms" "bytes" "x changed"
+row() {
+	_b=$(median < "$DIR/$2.bytes")
+	printf '%-34s %10s %14s %12s\n' "$1" "$(median < "$DIR/$2.ms")" "$_b" \
+		"$(awk -v b="$_b" -v c="$CHANGED_BYTES" 'BEGIN { printf "%.3f", b / c }')"
+}
+row "hydra-agent sync, 1 changed" agent
+row "rsync daemon, 1 changed" rsync
+row "hydra-agent sync, full download" agent_full
+row "rsync daemon, full download" rsync_full
+echo
+echo "bytes: hydra-agent sent $(median < "$DIR/agent.bytes") for a $CHANGED_BYTES-byte change" \
+	"(target <= 1.05x: $(awk -v b="$(median < "$DIR/agent.bytes")" -v c="$CHANGED_BYTES" \
+	'BEGIN { printf "%.3f", b / c }')x, manifest included)"
+awk -v a="$A_MS" -v r="$R_MS" 'BEGIN { printf "sync: ratio=%.2f (target <= 1.5)\n", (r > 0 ? a / r : 0) }'
