@@ -15,7 +15,10 @@ check_config_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	for (;;) {
+		c = getopt_long(argc, argv, "h", opts, NULL);
+		if (c == -1)
+			break;
 		if (c == 'h') {
 			fputs(ag_cmd_check_config.usage, stdout);
 			return 0;

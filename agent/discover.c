@@ -111,7 +111,10 @@ discover_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 	int c, rc;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	for (;;) {
+		c = getopt_long(argc, argv, "h", opts, NULL);
+		if (c == -1)
+			break;
 		switch (c) {
 		case 'j':
 			as_json = 1;
@@ -174,7 +177,10 @@ invalidate_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 	int c, rc;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	for (;;) {
+		c = getopt_long(argc, argv, "h", opts, NULL);
+		if (c == -1)
+			break;
 		switch (c) {
 		case 'r':
 			reason = optarg;
@@ -212,7 +218,10 @@ stream_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 
 	optind = 1;
 	/* '+': the command's own options are not ours. */
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	for (;;) {
+		c = getopt_long(argc, argv, "+h", opts, NULL);
+		if (c == -1)
+			break;
 		switch (c) {
 		case 'a':
 			if (hc_parse_int(optarg, 1, AG_STREAM_MAX_ATTEMPTS, &attempts) != 0)

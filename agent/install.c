@@ -33,7 +33,10 @@ install_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 	int rc, opt;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "u:o:s:jp:h", opts, NULL)) != -1) {
+	for (;;) {
+		opt = getopt_long(argc, argv, "u:o:s:jp:h", opts, NULL);
+		if (opt == -1)
+			break;
 		switch (opt) {
 		case 'u': url = optarg; break;
 		case 'o': out = optarg; break;

@@ -68,7 +68,10 @@ main(int argc, char **argv)
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.config_path = AG_DEFAULT_CONFIG;
 	/* '+': stop at the subcommand; its options are its own. */
-	while ((c = getopt_long(argc, argv, "+c:l:ehV", opts, NULL)) != -1) {
+	for (;;) {
+		c = getopt_long(argc, argv, "+c:l:ehV", opts, NULL);
+		if (c == -1)
+			break;
 		switch (c) {
 		case 'c':
 			ctx.config_path = optarg;

@@ -59,7 +59,10 @@ main(int argc, char **argv)
 	sigset_t stop;
 	int save = 0, opt, sig = 0, rc;
 
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	for (;;) {
+		opt = getopt_long(argc, argv, "", opts, NULL);
+		if (opt == -1)
+			break;
 		switch (opt) {
 		case 'f': fleet_path = optarg; break;
 		case 'L': listen = optarg; break;
