@@ -11,6 +11,7 @@ mkdir -p "$OROOT/files/b"
 for f in big1 big2 big3; do head -c 4000000 /dev/urandom > "$OROOT/files/b/$f.zip"; done
 for f in a b c d; do head -c 100000 /dev/urandom > "$OROOT/files/b/$f.bin"; done
 head -c 60000 /dev/urandom > "$OROOT/files/b/small.bin"
+head -c 300000 /dev/urandom > "$OROOT/files/b/tamper.bin"
 sha() { sha256sum < "$1" | cut -d' ' -f1; }
 
 # metric URL NAME: the value of an unlabelled metric (0 when absent).
@@ -164,6 +165,23 @@ t_stop lru
 start_lru 2
 get d > /dev/null
 t_eq "restart kept the LRU order (c evicted, not a)" "$(ls "$L/files/b" | tr '\n' ' ')" "a.bin d.bin "
+# A file larger than max_bytes streams through without being cached.
+curl -s -o "$T_DIR/through" "$P3/b/big1.zip"
+t_eq "too big for the store: streamed through" "$(sha "$T_DIR/through")" "$(sha "$OROOT/files/b/big1.zip")"
+t_eq "too big for the store: not cached" "$(ls "$L/files/b" | tr '\n' ' ')" "a.bin d.bin "
+t_grep "stream-through logged" "$T_DIR/lru2.log" "streaming it through without caching"
+
+# The origin's digest is checked before an entry becomes visible: change the
+# origin's bytes behind its back (same size and mtime, so it keeps serving
+# the old digest) and the fill must fail, cut the client, and keep nothing.
+cp -p "$OROOT/files/b/tamper.bin" "$T_DIR/tamper.ref"
+head -c 300000 /dev/urandom > "$OROOT/files/b/tamper.bin"
+touch -r "$T_DIR/tamper.ref" "$OROOT/files/b/tamper.bin"
+curl -s -o "$T_DIR/tampered" "$P3/b/tamper.bin"
+rc=$?
+t_eq "digest mismatch: client transfer cut" "$([ "$rc" -ne 0 ] && [ "$(stat -c %s "$T_DIR/tampered")" -lt 300000 ] && echo cut)" "cut"
+t_grep "digest mismatch logged" "$T_DIR/lru2.log" "fill b/tamper.bin failed: digest mismatch"
+t_eq "digest mismatch: nothing cached" "$(ls "$L/files/b" | tr '\n' ' ')$(ls -A "$L/tmp")" "a.bin d.bin "
 t_stop lru
 
 # Pinned: a file being read is not evicted even when it is the oldest.
