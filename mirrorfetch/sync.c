@@ -615,6 +615,7 @@ sync_worker(void *arg)
 	return NULL;
 }
 
+/* Called with s->mu held: the counters are read under the lock. */
 static void
 sync_draw(struct sync *s, int64_t start, int final)
 {
@@ -633,6 +634,14 @@ sync_draw(struct sync *s, int64_t start, int final)
 		                   sizeof(line) - 1);
 	if (final)
 		(void)hc_write_all(STDERR_FILENO, "\n", 1);
+}
+
+static int
+sync_cmp_transfer(const void *a, const void *b)
+{
+	const struct mf_sync_transfer *x = a, *y = b;
+
+	return strcmp(x->path != NULL ? x->path : "", y->path != NULL ? y->path : "");
 }
 
 static void
@@ -688,18 +697,17 @@ sync_fetch_all(struct sync *s, struct hc_err *err)
 		return hc_err_set(err, HC_ESOFTWARE, "cannot start a transfer thread");
 	}
 	while (s->running > 0) {
-		if (s->opt->progress) {
-			pthread_mutex_unlock(&s->mu);
+		if (s->opt->progress)
 			sync_draw(s, start, 0);
-			pthread_mutex_lock(&s->mu);
-		}
 		sync_wait_ms(&s->cv, &s->mu, PROGRESS_PERIOD_MS);
 	}
+	if (s->opt->progress)
+		sync_draw(s, start, 1);
 	pthread_mutex_unlock(&s->mu);
 	for (i = 0; i < started; i++)
 		pthread_join(threads[i], NULL);
-	if (s->opt->progress)
-		sync_draw(s, start, 1);
+	qsort(s->res->transfers, s->res->n_transfers, sizeof(*s->res->transfers),
+	      sync_cmp_transfer);
 	if (s->stop)
 		return hc_err_set(err, s->fail_status, "%s", s->fail_msg);
 	return 0;
@@ -735,6 +743,12 @@ sync_clear_way(struct sync *s, const char *path, struct hc_err *err)
 		}
 		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
 			return hc_err_set(err, HC_ECANTCREAT, "mkdir %s: %s", buf, strerror(errno));
+		/* The new folder's entry must survive a crash with the files in it. */
+		if (strrchr(buf, '/') != NULL) {
+			*strrchr(buf, '/') = '\0';
+			if (hc_fsync_dir(buf, err) != 0)
+				return HC_EIO;
+		}
 	}
 	if (sync_join(buf, sizeof(buf), s->dir, path) != 0)
 		return hc_err_set(err, HC_ECANTCREAT, "%s/%s: path too long", s->dir, path);
@@ -761,6 +775,7 @@ sync_swap(struct sync *s, struct hc_err *err)
 	for (i = 0; i < s->m->n; i++) {
 		struct sync_item *it = &s->items[i];
 		char from[PATH_MAX], to[PATH_MAX], parent[PATH_MAX];
+		struct stat old;
 		char *slash;
 
 		if (it->action == SYNC_KEEP || (it->action == SYNC_FETCH && !it->done))
@@ -771,6 +786,11 @@ sync_swap(struct sync *s, struct hc_err *err)
 		if (sync_join(from, sizeof(from), s->staging, it->f->path) != 0 ||
 		    sync_join(to, sizeof(to), s->dir, it->f->path) != 0)
 			return hc_err_set(err, HC_ECANTCREAT, "%s: path too long", it->f->path);
+		/* The manifest carries no mode: a replaced file keeps its own (a tool's
+		 * executables stay executable). */
+		if (lstat(to, &old) == 0 && S_ISREG(old.st_mode) &&
+		    chmod(from, old.st_mode & 07777) != 0)
+			return hc_err_set(err, HC_EIO, "chmod %s: %s", from, strerror(errno));
 		if (rename(from, to) != 0)
 			return hc_err_set(err, HC_EIO, "rename %s to %s: %s", from, to, strerror(errno));
 		if (lstat(to, &it->st) == 0)
@@ -954,6 +974,16 @@ mf_sync(const struct mf_config *cfg, const struct mf_sync_options *opt,
 	if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
 		rc = hc_err_set(err, HC_EIO, "%s: another sync holds the folder", s.dir);
 		goto done;
+	}
+	{
+		struct stat st;
+		/* Our reserved name: anything but a real folder there is replaced, so
+		 * that no download is written through a symlink. */
+		if (lstat(s.staging, &st) == 0 && !S_ISDIR(st.st_mode)) {
+			rc = sync_rmtree(s.staging, err);
+			if (rc != 0)
+				goto done;
+		}
 	}
 	sync_index_load(&s);
 	rc = sync_plan(&s, err);

@@ -129,6 +129,7 @@ t_eq "unchanged: no byte left the mirror" "$(($(served) - before))" 0
 t_grep "unchanged: final line" "$T_DIR/again.log" "sync complete: $D 100 files, 0 downloaded, 0 bytes in"
 
 # Without the index the same run hashes every file (what the index saves).
+chmod 755 "$D/$CHANGED"  # (a new ctime: indexed again below)
 mv "$D/.hydra-index" "$T_DIR/index.saved"
 run noindex sync --manifest "$T_DIR/m1.json" --dir "$D" --json
 t_grep "no index: every file hashed" "$T_DIR/noindex.log" "100 files unchanged (0 from the index, 100 hashed)"
@@ -146,13 +147,19 @@ t_eq "delta: the mirror sent exactly the changed file's bytes" \
 t_eq "delta: the folder equals version 2.0" "$(same_tree "$V2" "$D" && echo same)" same
 t_grep "delta: downloading line" "$T_DIR/delta.log" \
 	"downloading $BASE/api/v1/tools/demo/2.0/files/share/data%20files/f10.dat"
+t_eq "delta: the replaced file keeps its mode" "$(stat -c %a "$D/$CHANGED")" 755
 
 # 5. A corrupted local file is fetched again, even with its mtime put back.
 printf 'XX' | dd of="$D/lib/f5.dat" bs=1 seek=100 conv=notrunc 2>/dev/null
-run corrupt sync --manifest "$T_DIR/m2.json" --dir "$D" --json
+# A planted staging symlink is not written through.
+mkdir -p "$T_DIR/elsewhere"
+ln -s "$T_DIR/elsewhere" "$D/.hydra-staging"
+run corrupt sync --manifest "$T_DIR/m2.json" --dir "$D" --json --progress bar
 t_eq "corrupt: exits 0" "$RC" 0
 t_eq "corrupt: that file downloaded again" "$(jget corrupt '[.downloaded, .transfers[0].path] | join(" ")')" "1 lib/f5.dat"
 t_eq "corrupt: repaired" "$(cmp -s "$V2/lib/f5.dat" "$D/lib/f5.dat" && echo same)" same
+t_eq "corrupt: nothing written through a staging symlink" "$(ls -A "$T_DIR/elsewhere")" ""
+t_grep "corrupt: --progress bar draws a summary" "$T_DIR/corrupt.stderr" "sync: 1/1 files to fetch"
 cp -p "$D/bin/f3.dat" "$T_DIR/f3.keep"
 printf 'YY' | dd of="$D/bin/f3.dat" bs=1 seek=10 conv=notrunc 2>/dev/null
 touch -r "$T_DIR/f3.keep" "$D/bin/f3.dat"
@@ -196,9 +203,16 @@ echo z > "$D/lib/old/f"
 ln -s /etc/hostname "$D/link"
 run keep sync --manifest "$T_DIR/m2.json" --dir "$D" --json
 t_eq "no --delete: extra files stay" "$(ls "$D/extra.txt" "$D/extra dir/deeper/z" 2>/dev/null | wc -l)" 2
+# A folder where the manifest has a file: only --delete may remove it.
+rm "$D/lib/f5.dat"
+mkdir -p "$D/lib/f5.dat"
+echo w > "$D/lib/f5.dat/w"
+run conflict sync --manifest "$T_DIR/m2.json" --dir "$D" --json
+t_eq "folder in the way: exit 73" "$RC" 73
+t_grep "folder in the way: says so" "$T_DIR/conflict.stderr" "lib/f5.dat is a folder where the manifest has a file"
 run delete sync --manifest "$T_DIR/m2.json" --dir "$D" --delete --json
 t_eq "--delete: exits 0" "$RC" 0
-t_eq "--delete: 4 removed" "$(jget delete .deleted)" 4
+t_eq "--delete: 5 removed (4 extras and the folder in the way)" "$(jget delete .deleted)" 5
 t_eq "--delete: extra files and their folders gone" \
 	"$(ls -d "$D/extra.txt" "$D/extra dir" "$D/lib/old" "$D/link" 2>/dev/null)" ""
 t_eq "--delete: the folder equals version 2.0" "$(same_tree "$V2" "$D" && echo same)" same
