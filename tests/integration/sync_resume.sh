@@ -49,6 +49,11 @@ while { [ "$(staged_count)" -lt 1 ] || [ "$(part_bytes)" -lt 1 ]; } && [ $i -lt 
 	sleep 0.025
 	i=$((i + 1))
 done
+# A second sync of the same folder meanwhile is refused at once.
+"$A" --config "$T_DIR/agent.yaml" sync --manifest "$T_DIR/m.json" --dir "$D" \
+	> /dev/null 2> "$T_DIR/second-concurrent.stderr"
+t_eq "concurrent sync of the same DIR: exit 74" "$?" 74
+t_grep "concurrent sync: says why" "$T_DIR/second-concurrent.stderr" "another sync holds the folder"
 if [ "$(staged_count)" -ge 1 ] && [ "$(part_bytes)" -ge 1 ]; then
 	kill -KILL $AGENT
 	wait $AGENT 2>/dev/null
