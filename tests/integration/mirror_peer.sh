@@ -121,6 +121,7 @@ P2="http://127.0.0.1:$PPORT2"
 curl -s -o "$T_DIR/killed" "$P2/api/v1/peer/files/b/big3.zip" &
 CURL_PID=$!
 if wait_metric "$P2" hydra_mirror_origin_bytes_total 1 10000; then
+	kill -KILL "$(t_pid_of origin)"
 	t_stop origin
 	wait "$CURL_PID"
 	rc=$?
