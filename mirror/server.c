@@ -3,9 +3,10 @@
  * (sendfile over plain HTTP), PUT and DELETE on the origin, health, metrics,
  * the egress token bucket. Peer fills live in fill.c.
  *
- * Thread per connection: measured against the epoll thread pool (see
- * bench/mirror.sh), it keeps up with nginx on large files, and it lets a
- * response wait for a fill in progress by blocking instead of polling.
+ * Thread per connection, chosen by measurement (bench/mirror.sh, 2 vCPU):
+ * the epoll thread pool was ahead on 64 KiB files but further behind nginx
+ * on 1 MiB files (libmicrohttpd sends 128 KiB per loop turn there), and only
+ * a thread of its own lets a response wait for a fill by blocking.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -32,8 +33,6 @@
 #define SRV_STACK_SIZE ((size_t)1 << 20)
 /* Largest PEM file accepted for the certificate or the key. */
 #define SRV_PEM_MAX ((size_t)1 << 20)
-/* Longest admin token file. */
-#define SRV_TOKEN_MAX 4096
 /* The index is written at most this often while files are being read. */
 #define SRV_FLUSH_PERIOD_MS 1000
 /* Blocks read per call when a response is paced or read from a fill. */
@@ -41,8 +40,8 @@
 
 /* ------------------------------------------------------------ helpers */
 
-static void
-srv_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int ms)
+void
+mir_srv_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int ms)
 {
 	struct timespec ts;
 
@@ -54,12 +53,6 @@ srv_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int ms)
 		ts.tv_nsec -= 1000000000L;
 	}
 	pthread_cond_timedwait(cv, mu, &ts);
-}
-
-void
-mir_srv_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int ms)
-{
-	srv_wait_ms(cv, mu, ms);
 }
 
 size_t
@@ -820,7 +813,7 @@ srv_flusher(void *arg)
 
 	pthread_mutex_lock(&s->flush_mu);
 	while (!s->flush_stop) {
-		srv_wait_ms(&s->flush_cv, &s->flush_mu, SRV_FLUSH_PERIOD_MS);
+		mir_srv_wait(&s->flush_cv, &s->flush_mu, SRV_FLUSH_PERIOD_MS);
 		pthread_mutex_unlock(&s->flush_mu);
 		if (mir_store_flush(s->store, &err) != 0)
 			hc_log(HC_LOG_WARN, "mirror", "index: %s", err.msg);
