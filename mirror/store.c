@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -54,6 +55,7 @@ struct mir_store {
 	char tmp_dir[PATH_MAX];
 	char index_path[PATH_MAX];
 	int files_fd;                /* files_dir, for openat2 beneath it */
+	int lock_fd;                 /* meta/lock, held while the store is open */
 	struct mir_entry **buckets;
 	size_t nbuckets, n;
 	uint64_t bytes, reserved, max_bytes, evictions, next_seq;
@@ -209,6 +211,34 @@ store_clean_tmp(struct mir_store *st, struct hc_err *err)
 	if (removed > 0)
 		hc_log(HC_LOG_INFO, "mirror", "removed %d stale temp files from %s", removed,
 		       st->tmp_dir);
+	return 0;
+}
+
+/* Two servers on one root would delete each other's temp files and
+ * overwrite each other's index: the second one is refused. Also removes
+ * index temp files a crash left in meta/. */
+static int
+store_lock(struct mir_store *st, const char *meta, struct hc_err *err)
+{
+	char path[PATH_MAX];
+	DIR *d;
+	struct dirent *de;
+
+	if (hc_snprintf(path, sizeof(path), "%s/lock", meta) != 0)
+		return hc_err_set(err, HC_ECONFIG, "root too long");
+	st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (st->lock_fd < 0)
+		return hc_err_set(err, HC_EIO, "open %s: %s", path, strerror(errno));
+	if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0)
+		return hc_err_set(err, HC_EUNAVAIL, "%s: another hydra-mirror uses this root",
+		                  path);
+	d = opendir(meta);
+	if (d == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, "index.tmp.", 10) == 0)
+			(void)unlinkat(dirfd(d), de->d_name, 0);
+	closedir(d);
 	return 0;
 }
 
@@ -402,6 +432,7 @@ mir_store_open(const char *root, uint64_t max_bytes, struct mir_store **out,
 	pthread_mutex_init(&st->flush_mu, NULL);
 	st->max_bytes = max_bytes;
 	st->files_fd = -1;
+	st->lock_fd = -1;
 	st->nbuckets = STORE_BUCKETS_MIN;
 	st->buckets = calloc(st->nbuckets, sizeof(*st->buckets));
 	if (st->buckets == NULL) {
@@ -431,6 +462,9 @@ mir_store_open(const char *root, uint64_t max_bytes, struct mir_store **out,
 		rc = hc_err_set(err, HC_EIO, "realpath %s: %s", st->files_dir, strerror(errno));
 		goto fail;
 	}
+	rc = store_lock(st, meta, err);
+	if (rc != 0)
+		goto fail;
 	rc = store_clean_tmp(st, err);
 	if (rc == 0)
 		rc = store_load_index(st, &loaded, err);
@@ -469,6 +503,8 @@ mir_store_close(struct mir_store *st)
 	free(st->buckets);
 	if (st->files_fd >= 0)
 		close(st->files_fd);
+	if (st->lock_fd >= 0)
+		close(st->lock_fd);
 	pthread_mutex_destroy(&st->mu);
 	pthread_mutex_destroy(&st->flush_mu);
 	free(st);
