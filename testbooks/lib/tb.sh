@@ -291,11 +291,19 @@ tb_stream_start() {
 	TB_STREAM_PID=$T_LAST_PID
 }
 
-# tb_stream_stop NAME: the operator ends the stream (SIGTERM, as a kiosk
-# shutdown does); the supervisor must exit 0.
+# tb_stream_stop STEP NAME LOG: the operator ends the stream (SIGTERM, as a
+# kiosk shutdown does): the supervisor must still be running, log
+# stopMoonlight, and exit 0.
 tb_stream_stop() {
-	_pid=$(t_pid_of "$1")
+	_pid=$(t_pid_of "$2")
 	[ -n "$_pid" ] || return 0
+	_since=$(tb_lines "$3")
+	if ! kill -0 "$_pid" 2> /dev/null || [ "$(ps -o stat= -p "$_pid" 2> /dev/null | cut -c1)" = Z ]; then
+		wait "$_pid" 2> /dev/null
+		tb_fail "$1: the stream stops on SIGTERM" "there was no stream to stop: it had ended with exit $?"
+		t_stop "$2"
+		return 1
+	fi
 	kill -TERM "$_pid" 2> /dev/null
 	_i=0
 	while kill -0 "$_pid" 2> /dev/null && [ $_i -lt 200 ]; do
@@ -304,8 +312,14 @@ tb_stream_stop() {
 		_i=$((_i + 1))
 	done
 	wait "$_pid" 2> /dev/null
-	TB_STREAM_RC=$?
-	t_stop "$1"
+	_rc=$?
+	t_stop "$2"
+	if [ "$_rc" -ne 0 ]; then
+		tb_fail "$1: the stream stops on SIGTERM" "the supervisor exited $_rc"
+	else
+		tb_expect "$1: the stream stops on SIGTERM (exit 0)" "$3" "$_since" \
+			"INFO discovery: stopMoonlight: received SIGTERM"
+	fi
 }
 
 # tb_client_pid SUPERVISOR_PID: the stream client the supervisor runs.
