@@ -28,6 +28,7 @@ enum mir_put_state {
 struct mir_req {
 	char *uri;                      /* raw, still percent-encoded */
 	int seen;                       /* the handler has been called once */
+	int cork_fd;                    /* socket corked for this response, or -1 */
 	unsigned status;
 	uint64_t body_len;              /* counted as served when it completes */
 	struct mir_entry *pin;          /* stored file being sent */
