@@ -19,6 +19,7 @@ while [ $i -lt $N ]; do
 done
 TOTAL=$((N * SIZE))
 # 1 MiB/s for everyone: 5 s for the whole tool, so a kill lands half-way.
+# (The manifest is a local file: no downloading line before the files'.)
 env_mirror origin --root "$T_DIR/origin" --mode origin --max-egress-bytes-per-s 1M || t_done
 BASE="http://127.0.0.1:$MIRROR_PORT"
 "$A" manifest --dir "$SRC" --tool-id big --version 1.0 --base-url "$BASE" --out "$T_DIR/m.json" \
@@ -41,7 +42,7 @@ part_bytes() {
 	find "$STAGING" -type f -name '*.part' -size +0 2>/dev/null | wc -l
 }
 
-"$A" --config "$T_DIR/agent.yaml" sync --manifest "$T_DIR/m.json" --dir "$D" --jobs 2 \
+"$A" --config "$T_DIR/agent.yaml" sync --manifest "$T_DIR/m.json" --dir "$D" --jobs 4 \
 	> /dev/null 2> "$T_DIR/first.stderr" &
 AGENT=$!
 i=0
@@ -69,6 +70,12 @@ t_eq "after the kill: no file of the tool in DIR" \
 	"$(cd "$D" && find . -path ./.hydra-staging -prune -o -type f -print | wc -l)" 0
 t_nogrep "after the kill: no sync complete line" "$T_DIR/agent.log" "sync complete"
 
+# --jobs 4: four transfers were under way before the first one ended (at
+# 1 MiB/s shared, a file takes about 2 s; starting one takes milliseconds).
+t_eq "--jobs 4: four downloads started before the first completed" \
+	"$(grep -E 'downloading|download complete' "$T_DIR/agent.log" | sed -n '1,5p' |
+	   awk '/download complete/ { exit } /downloading/ { n++ } END { print n + 0 }')" 4
+cp "$T_DIR/agent.log" "$T_DIR/first.log"
 : > "$T_DIR/agent.log"
 "$A" --config "$T_DIR/agent.yaml" sync --manifest "$T_DIR/m.json" --dir "$D" --jobs 2 --json \
 	> "$T_DIR/second.json" 2> "$T_DIR/second.stderr"
