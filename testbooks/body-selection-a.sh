@@ -80,7 +80,7 @@ if [ "$(tb_json_field "$cache" node_id)" = "$COSMIC" ] &&
 		"$(basename "$cache") $(tr -d ' \n' < "$cache")"
 else
 	tb_fail "step 6: the kiosk's record of its body is cosmic at $COSMIC_WG" \
-		"$cache: $(cat "$cache" 2> /dev/null || echo missing)"
+		"$(basename "$cache"): $(tr -d ' \n' < "$cache" 2> /dev/null || echo missing)"
 fi
 
 # The operator ends the Test A stream.

@@ -18,7 +18,7 @@ BIN="$T_ROOT/$BUILD/bin"
 . "$T_ROOT/tests/support/fleet_env.sh"
 
 # The stability window: 6 minutes in the field (the seeds' "stable for 6
-# minutes"), 20 s by default here so the whole set stays near 3 minutes.
+# minutes"), 20 s by default here so the whole set stays near 1.5 minutes.
 STABLE_S=${STABLE_S:-20}
 NS=""
 TB_NFT=hydra_tb
@@ -229,7 +229,7 @@ tb_agent() {
 # tb_finish: stops everything, looks for sanitizer reports in the stderr of
 # every hydra-agent run and tool, prints the closing line and exits.
 tb_finish() {
-	t_cleanup_procs
+	tb_stop_all
 	_bad=$(grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T_DIR"/*.err "$T_DIR"/*.log 2> /dev/null)
 	if [ -n "$_bad" ]; then
 		tb_fail "every program ran without sanitizer reports" "$_bad"
@@ -238,9 +238,9 @@ tb_finish() {
 	t_done
 }
 
-# t_cleanup_procs: t_stop for everything still running (t_stop checks each
+# tb_stop_all: t_stop for everything still running (t_stop checks each
 # log for sanitizer reports), before the namespace goes.
-t_cleanup_procs() {
+tb_stop_all() {
 	while read -r _n _p _l; do
 		[ -n "$_n" ] && t_stop "$_n"
 	done < "$T_PROCS"
