@@ -326,17 +326,19 @@ tb_stream_stop() {
 tb_client_pid() { pgrep -P "$1" 2> /dev/null | head -1; }
 
 # tb_stable STEP LOG SINCE PID IP PORT: the stability window. Waits STABLE_S
-# seconds (the one deliberate wait of a testbook), looking every second, and
-# fails as soon as the supervisor or its client dies, the client loses its
-# connection to IP:PORT, or a forbidden line appears in LOG after SINCE.
+# seconds by the clock (the one deliberate wait of a testbook), looking
+# about every second, and fails as soon as the supervisor or the client it
+# ran at the start of the window dies, the client loses its connection to
+# IP:PORT, or a forbidden line appears in LOG after SINCE.
 tb_stable() {
 	_step=$1 _log=$2 _since=$3 _spid=$4 _ip=$5 _port=$6
 	_cpid=$(tb_client_pid "$_spid")
 	_why=""
+	_start=$(date +%s)
 	_t=0
 	while [ "$_t" -lt "$STABLE_S" ]; do
 		sleep 1
-		_t=$((_t + 1))
+		_t=$(( $(date +%s) - _start ))
 		if ! kill -0 "$_spid" 2> /dev/null; then _why="the supervisor (pid $_spid) exited after ${_t}s"
 		elif [ -z "$_cpid" ] || ! kill -0 "$_cpid" 2> /dev/null; then _why="the stream client (pid ${_cpid:-none}) is gone after ${_t}s"
 		elif [ -z "$(tb_established "$_ip" "$_port")" ]; then _why="no established connection to $_ip:$_port after ${_t}s"
