@@ -89,10 +89,4 @@ extern const struct ag_command ag_cmd_install;
 extern const struct ag_command ag_cmd_manifest;
 extern const struct ag_command ag_cmd_sync;
 
-struct mf_config;
-/* Maps the agent config onto mirrorfetch's. *servers is the DNS list mf
- * points into: caller frees it after the last use of mf. 0 or HC_ENOMEM. */
-int ag_mf_config(const struct ag_config *c, struct mf_config *mf, char **servers,
-                 struct hc_err *err);
-
 #endif

@@ -11,9 +11,11 @@
 /* Connecting to a mirror takes milliseconds; ten seconds means it is not there. */
 #define SYNC_CONNECT_TIMEOUT_MS 10000
 
-int
-ag_mf_config(const struct ag_config *c, struct mf_config *mf, char **servers,
-             struct hc_err *err)
+/* Maps the agent config onto mirrorfetch's. *servers is the DNS list mf
+ * points into: caller frees it after the last use of mf. */
+static int
+sync_mf_config(const struct ag_config *c, struct mf_config *mf, char **servers,
+               struct hc_err *err)
 {
 	memset(mf, 0, sizeof(*mf));
 	*servers = ag_config_dns_servers(c);
@@ -94,7 +96,7 @@ sync_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 	res = calloc(1, sizeof(*res));
 	if (res == NULL)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
-	rc = ag_mf_config(&ctx->cfg, &mf, &servers, err);
+	rc = sync_mf_config(&ctx->cfg, &mf, &servers, err);
 	if (rc == 0) {
 		rc = mf_sync(&mf, &so, res, err);
 		if (json)

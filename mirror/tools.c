@@ -359,7 +359,10 @@ tools_purge_tool(struct mir_server *s, const char *id, long long keep)
 	d = opendir(full);
 	if (d == NULL)
 		return;
-	while (n < TOOLS_VERSIONS_MAX && (de = readdir(d)) != NULL) {
+	while (n < TOOLS_VERSIONS_MAX) {
+		de = readdir(d);
+		if (de == NULL)
+			break;
 		if (!tools_is_dir(full, de))
 			continue;
 		names[n] = hc_strdup(de->d_name);
@@ -397,7 +400,10 @@ tools_purge(struct mir_server *s)
 	d = opendir(full);
 	if (d == NULL)
 		return;
-	while ((de = readdir(d)) != NULL) {
+	for (;;) {
+		de = readdir(d);
+		if (de == NULL)
+			break;
 		if (!tools_is_dir(full, de))
 			continue;
 		tools_purge_tool(s, de->d_name, s->cfg->keep_versions);

@@ -66,8 +66,8 @@ install_set_digest(char dst[HC_SHA256_HEX_LEN + 1], const char *src)
 	dst[i] = '\0';
 }
 
-static void
-install_human(double v, char *out, size_t size)
+void
+mf_format_bytes(double v, char *out, size_t size)
 {
 	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
 	size_t u = 0;
@@ -96,9 +96,9 @@ install_draw(struct install *in, int final)
 		return;
 	in->last_draw_ms = now;
 	bps = ms > 0 ? (double)(in->have - in->attempt_start_bytes) * 1000.0 / (double)ms : 0;
-	install_human((double)in->have, done, sizeof(done));
-	install_human((double)in->total, total, sizeof(total));
-	install_human(bps, rate, sizeof(rate));
+	mf_format_bytes((double)in->have, done, sizeof(done));
+	mf_format_bytes((double)in->total, total, sizeof(total));
+	mf_format_bytes(bps, rate, sizeof(rate));
 	if (bps > 0 && in->total > in->have)
 		eta = (long)((double)(in->total - in->have) / bps);
 	if (in->total > 0)

@@ -119,6 +119,10 @@ void mf_writer_rewind(struct mf_writer *w, uint64_t offset);
 /* Stops the thread; pushed bytes are written first. NULL is a no-op. */
 void mf_writer_free(struct mf_writer *w);
 
+/* "512 B", "1.5 MiB": v bytes for a progress line (powers of 1024). out is
+ * "" when too small. This function cannot fail. */
+void mf_format_bytes(double v, char *out, size_t size);
+
 /* Writes res as the --json object of DESIGN.md section 5 to out. */
 void mf_result_print_json(const struct mf_result *res, int status, FILE *out);
 

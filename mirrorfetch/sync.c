@@ -105,20 +105,6 @@ sync_join(char *out, size_t size, const char *a, const char *b)
 	return hc_snprintf(out, size, "%s/%s", a, b);
 }
 
-static void
-sync_human(double v, char *out, size_t size)
-{
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	size_t u = 0;
-
-	while (v >= 1024.0 && u < sizeof(units) / sizeof(units[0]) - 1) {
-		v /= 1024.0;
-		u++;
-	}
-	if (hc_snprintf(out, size, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]) != 0)
-		out[0] = '\0';
-}
-
 static int
 sync_rmtree_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -624,9 +610,9 @@ sync_draw(struct sync *s, int64_t start, int final)
 	int64_t ms = hc_now_ms() - start;
 	int n;
 
-	sync_human((double)rx, got, sizeof(got));
-	sync_human((double)s->res->total_bytes, total, sizeof(total));
-	sync_human(ms > 0 ? (double)rx * 1000.0 / (double)ms : 0, rate, sizeof(rate));
+	mf_format_bytes((double)rx, got, sizeof(got));
+	mf_format_bytes((double)s->res->total_bytes, total, sizeof(total));
+	mf_format_bytes(ms > 0 ? (double)rx * 1000.0 / (double)ms : 0, rate, sizeof(rate));
 	n = snprintf(line, sizeof(line), "\rsync: %zu/%zu files to fetch, %s received (manifest %s), "
 	             "%s/s  ", s->done_files, s->n_fetch, got, total, rate);
 	if (n > 0)
