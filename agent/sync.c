@@ -42,6 +42,7 @@ sync_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 {
 	static const struct option opts[] = {
 		{ "manifest", required_argument, NULL, 'm' },
+		{ "manifest-hash", required_argument, NULL, 'H' },
 		{ "dir", required_argument, NULL, 'd' },
 		{ "delete", no_argument, NULL, 'D' },
 		{ "jobs", required_argument, NULL, 'j' },
@@ -61,9 +62,15 @@ sync_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 
 	memset(&so, 0, sizeof(so));
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "m:d:Dj:Jp:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "m:H:d:Dj:Jp:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'm': so.manifest = optarg; break;
+		case 'H':
+			if (!hc_sha256_hex_valid(optarg))
+				return hc_err_set(err, HC_EUSAGE, "--manifest-hash: '%s' is not 64 hex "
+				                  "digits", optarg);
+			so.manifest_hash = optarg;
+			break;
 		case 'd': so.dir = optarg; break;
 		case 'D': so.delete_extra = 1; break;
 		case 'j':
@@ -113,7 +120,7 @@ const struct ag_command ag_cmd_sync = {
 	.summary = "bring a folder up to a per-file manifest, downloading what changed",
 	.usage =
 	"usage: hydra-agent sync --manifest URL|FILE --dir DIR [--delete] [--jobs N]\n"
-	"                        [--json] [--progress auto|bar|none]\n"
+	"                        [--manifest-hash HEX] [--json] [--progress auto|bar|none]\n"
 	"\n"
 	"Reads the manifest (hydra-agent manifest), checks manifest_hash and every\n"
 	"entry before writing anything, then downloads only the files of DIR that are\n"
@@ -124,6 +131,7 @@ const struct ag_command ag_cmd_sync = {
 	"DIR. A run killed half-way resumes what it had downloaded.\n"
 	"\n"
 	"  --delete     remove files of DIR the manifest does not list\n"
+	"  --manifest-hash HEX  refuse a manifest whose manifest_hash is not HEX\n"
 	"  --jobs N     transfers at once, 1 to 64 (default 4)\n"
 	"  --json       print the result as one JSON object on stdout\n"
 	"  --progress M summary on stderr: auto (when a terminal), bar, none\n"

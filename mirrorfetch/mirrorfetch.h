@@ -200,6 +200,8 @@ char *mf_manifest_to_json(const struct mf_manifest *m);
 
 struct mf_sync_options {
 	const char *manifest;   /* http(s) URL or a file */
+	const char *manifest_hash; /* NULL, or the manifest_hash the manifest must have
+	                              (pins it: a mirror cannot serve another one) */
 	const char *dir;
 	int delete_extra;       /* --delete */
 	int jobs;               /* 1..MF_SYNC_JOBS_MAX */

@@ -424,6 +424,10 @@ sync_load_manifest(struct sync *s, struct hc_err *err)
 		return rc;
 	rc = mf_manifest_parse(text, len, &s->m, err);
 	free(text);
+	if (rc == 0 && s->opt->manifest_hash != NULL &&
+	    strcasecmp(s->opt->manifest_hash, s->m->manifest_hash) != 0)
+		rc = hc_err_set(err, HC_EDATA, "manifest: manifest_hash %s is not the expected %s",
+		                s->m->manifest_hash, s->opt->manifest_hash);
 	return rc;
 }
 

@@ -193,6 +193,15 @@ bad duplicate '.files[7].path = .files[8].path' 1 "both have path"
 bad negative '.files[2].size = -1' 1 'negative size -1'
 bad badsha '.files[5].sha256 = "1234"' 1 "sha256 '1234' is not 64 hex digits"
 bad hash '.files[0].size = .files[0].size + 1' 0 "manifest_hash mismatch"
+# A pinned manifest_hash: the right one syncs, another is refused.
+run pinned sync --manifest "$T_DIR/m2.json" --dir "$D" --manifest-hash "$(jq -r .manifest_hash "$T_DIR/m2.json")"
+t_eq "--manifest-hash: the right hash syncs" "$RC" 0
+snapshot "$D" > "$T_DIR/pin.before"
+run pinned-bad sync --manifest "$T_DIR/m1.json" --dir "$D" --manifest-hash "$(jq -r .manifest_hash "$T_DIR/m2.json")"
+t_eq "--manifest-hash: another manifest is refused (65)" "$RC" 65
+t_grep "--manifest-hash: says so" "$T_DIR/pinned-bad.stderr" "is not the expected"
+snapshot "$D" > "$T_DIR/pin.after"
+t_eq "--manifest-hash: nothing written" "$(cmp -s "$T_DIR/pin.before" "$T_DIR/pin.after" && echo same)" same
 t_eq "escape: nothing outside DIR" "$(ls "$T_DIR/escaped" "$T_DIR/dest/../escaped" 2>/dev/null)" ""
 
 # 7. --delete removes what the manifest does not list, never the sync state.
