@@ -48,11 +48,20 @@ enum sync_action {
 	SYNC_FETCH,     /* download into staging */
 };
 
+/* What planning still has to hash for an item. */
+enum sync_check {
+	CHECK_NONE,
+	CHECK_DIR,      /* DIR/path has the right size but no index entry says so */
+	CHECK_STAGED,   /* a copy of the right size waits in staging */
+};
+
 struct sync_item {
 	const struct mf_manifest_file *f;
 	enum sync_action action;
 	int indexed;             /* st is valid for the index */
 	struct stat st;
+	enum sync_check check;
+	int matched;             /* the hash of the checked copy is the manifest's */
 	int done;                /* fetched and verified */
 };
 
@@ -453,22 +462,83 @@ sync_parents_real(const char *root, const char *path)
 	return 1;
 }
 
-/* 1 when the file at full is a regular file of the manifest's size whose
- * content hashes to its sha256. Counts the hash. */
-static int
-sync_hash_matches(struct sync *s, const char *full, const struct mf_manifest_file *f)
-{
-	char hex[HC_SHA256_HEX_LEN + 1];
-	struct hc_err err = { 0, "" };
+struct sync_hash_pool {
+	struct sync *s;
+	enum sync_check check;
+	size_t next;
+};
 
-	s->res->hashed++;
-	if (hc_sha256_file(full, hex, &err) != 0) {
-		hc_log(HC_LOG_WARN, MOD, "%s", err.msg);
-		return 0;
+/* Hashes the copies planning asked for (DIR or staging), several at once. */
+static void *
+sync_hash_worker(void *arg)
+{
+	struct sync_hash_pool *pool = arg;
+	struct sync *s = pool->s;
+
+	for (;;) {
+		struct sync_item *it = NULL;
+		char full[PATH_MAX], hex[HC_SHA256_HEX_LEN + 1];
+		struct hc_err err = { 0, "" };
+
+		pthread_mutex_lock(&s->mu);
+		while (pool->next < s->m->n && s->items[pool->next].check != pool->check)
+			pool->next++;
+		if (pool->next < s->m->n) {
+			it = &s->items[pool->next++];
+			s->res->hashed++;
+		}
+		pthread_mutex_unlock(&s->mu);
+		if (it == NULL)
+			break;
+		if (sync_join(full, sizeof(full), pool->check == CHECK_DIR ? s->dir : s->staging,
+		              it->f->path) != 0)
+			continue;
+		if (hc_sha256_file(full, hex, &err) != 0)
+			hc_log(HC_LOG_WARN, MOD, "%s", err.msg);
+		else
+			it->matched = strcmp(hex, it->f->sha256) == 0;
 	}
-	return strcmp(hex, f->sha256) == 0;
+	return NULL;
 }
 
+/* Runs the hashes of one kind on up to opt->jobs threads. */
+static void
+sync_hash_all(struct sync *s, enum sync_check check)
+{
+	struct sync_hash_pool pool = { s, check, 0 };
+	pthread_t threads[MF_SYNC_JOBS_MAX];
+	size_t want = 0, started = 0, i;
+
+	for (i = 0; i < s->m->n; i++)
+		if (s->items[i].check == check)
+			want++;
+	if (want == 0)
+		return;
+	if (want > (size_t)s->opt->jobs)
+		want = (size_t)s->opt->jobs;
+	for (i = 0; i + 1 < want; i++) {
+		if (pthread_create(&threads[i], NULL, sync_hash_worker, &pool) != 0)
+			break;
+		started++;
+	}
+	/* This thread hashes too, so a failed thread start only costs speed. */
+	sync_hash_worker(&pool);
+	for (i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+}
+
+/* 1 when full is a regular file of size bytes; its stat in *st. */
+static int
+sync_regular_of_size(const char *full, uint64_t size, struct stat *st)
+{
+	return lstat(full, st) == 0 && S_ISREG(st->st_mode) && (uint64_t)st->st_size == size;
+}
+
+/*
+ * Decides every item: KEEP when DIR holds it (index, else hash), STAGED when
+ * a verified copy waits in staging, else FETCH. Hashing, the slow part of a
+ * first sync over an existing folder, runs on opt->jobs threads.
+ */
 static int
 sync_plan(struct sync *s, struct hc_err *err)
 {
@@ -490,33 +560,54 @@ sync_plan(struct sync *s, struct hc_err *err)
 		if (sync_join(full, sizeof(full), s->dir, f->path) != 0 ||
 		    sync_join(staged, sizeof(staged), s->staging, f->path) != 0)
 			return hc_err_set(err, HC_ECANTCREAT, "%s/%s: path too long", s->dir, f->path);
-		if (sync_parents_real(s->dir, f->path) && lstat(full, &st) == 0 &&
-		    S_ISREG(st.st_mode) && (uint64_t)st.st_size == f->size) {
-			e = sync_index_find(s, f->path);
-			if (e != NULL && sync_same_stat(e, &st)) {
-				if (strcmp(e->sha256, f->sha256) == 0) {
-					it->action = SYNC_KEEP;
-					s->res->from_index++;
-				}
-			} else if (sync_hash_matches(s, full, f)) {
-				it->action = SYNC_KEEP;
-			}
-			if (it->action == SYNC_KEEP) {
-				it->indexed = 1;
-				it->st = st;
-				s->res->unchanged++;
-				continue;
-			}
+		if (!sync_parents_real(s->dir, f->path) || !sync_regular_of_size(full, f->size, &st))
+			continue;
+		e = sync_index_find(s, f->path);
+		if (e == NULL || !sync_same_stat(e, &st)) {
+			it->check = CHECK_DIR;
+			it->st = st;
+		} else if (strcmp(e->sha256, f->sha256) == 0) {
+			it->action = SYNC_KEEP;
+			it->indexed = 1;
+			it->st = st;
+			s->res->from_index++;
+			s->res->unchanged++;
 		}
-		/* A verified copy an interrupted run left in staging. */
-		if (sync_parents_real(s->staging, f->path) && lstat(staged, &st) == 0 &&
-		    S_ISREG(st.st_mode) && (uint64_t)st.st_size == f->size &&
-		    sync_hash_matches(s, staged, f)) {
-			it->action = SYNC_STAGED;
-			s->res->reused_staged++;
+	}
+	sync_hash_all(s, CHECK_DIR);
+	for (i = 0; i < s->m->n; i++) {
+		struct sync_item *it = &s->items[i];
+		char staged[PATH_MAX];
+		struct stat st;
+
+		if (it->check == CHECK_DIR && it->matched) {
+			it->action = SYNC_KEEP;
+			it->indexed = 1;
+			s->res->unchanged++;
 			continue;
 		}
-		s->n_fetch++;
+		it->check = CHECK_NONE;
+		it->matched = 0;
+		if (it->action == SYNC_KEEP)
+			continue;
+		/* A verified copy an interrupted run left in staging. */
+		if (sync_join(staged, sizeof(staged), s->staging, it->f->path) == 0 &&
+		    sync_parents_real(s->staging, it->f->path) &&
+		    sync_regular_of_size(staged, it->f->size, &st))
+			it->check = CHECK_STAGED;
+	}
+	sync_hash_all(s, CHECK_STAGED);
+	for (i = 0; i < s->m->n; i++) {
+		struct sync_item *it = &s->items[i];
+
+		if (it->action == SYNC_KEEP)
+			continue;
+		if (it->check == CHECK_STAGED && it->matched) {
+			it->action = SYNC_STAGED;
+			s->res->reused_staged++;
+		} else {
+			s->n_fetch++;
+		}
 	}
 	return 0;
 }
