@@ -117,9 +117,11 @@ struct mir_file {
 };
 
 /* Opens the store at root: creates the folders, removes stale temp files,
- * loads the index and hashes the files it does not describe. */
-int mir_store_open(const char *root, uint64_t max_bytes, struct mir_store **out,
-                   struct hc_err *err);
+ * loads the index and hashes the files it does not describe. exclusive
+ * (peers): refuse a root another server uses; otherwise (origins) share it
+ * with other origins. HC_EUNAVAIL when the root is taken. */
+int mir_store_open(const char *root, uint64_t max_bytes, int exclusive,
+                   struct mir_store **out, struct hc_err *err);
 /* Persists the index and frees. NULL is a no-op. */
 void mir_store_close(struct mir_store *st);
 

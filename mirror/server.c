@@ -911,7 +911,7 @@ mir_server_start(const struct mir_config *cfg, const char *token, struct mir_ser
 	if (rc != 0)
 		goto fail;
 	rc = mir_store_open(cfg->root, cfg->mode == MIR_MODE_PEER ? cfg->max_bytes : 0,
-	                    &s->store, err);
+	                    cfg->mode == MIR_MODE_PEER, &s->store, err);
 	if (rc != 0)
 		goto fail;
 	rc = mir_tools_start(s, err);

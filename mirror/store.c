@@ -214,24 +214,35 @@ store_clean_tmp(struct mir_store *st, struct hc_err *err)
 	return 0;
 }
 
-/* Two servers on one root would delete each other's temp files and
- * overwrite each other's index: the second one is refused. Also removes
- * index temp files a crash left in meta/. */
+/* A peer owns its root: a second server there would delete its temp files,
+ * evict behind its back and overwrite its index, so it locks exclusively.
+ * Origins may share a read-mostly root (two ports on one store); only the
+ * first one removes stale temp files (*alone). Also removes index temp
+ * files a crash left in meta/. */
 static int
-store_lock(struct mir_store *st, const char *meta, struct hc_err *err)
+store_lock(struct mir_store *st, const char *meta, int exclusive, int *alone,
+           struct hc_err *err)
 {
 	char path[PATH_MAX];
 	DIR *d;
 	struct dirent *de;
 
+	*alone = 0;
 	if (hc_snprintf(path, sizeof(path), "%s/lock", meta) != 0)
 		return hc_err_set(err, HC_ECONFIG, "root too long");
 	st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (st->lock_fd < 0)
 		return hc_err_set(err, HC_EIO, "open %s: %s", path, strerror(errno));
-	if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0)
-		return hc_err_set(err, HC_EUNAVAIL, "%s: another hydra-mirror uses this root",
-		                  path);
+	if (flock(st->lock_fd, LOCK_EX | LOCK_NB) == 0) {
+		*alone = 1;
+		if (!exclusive)
+			(void)flock(st->lock_fd, LOCK_SH | LOCK_NB);
+	} else if (exclusive || flock(st->lock_fd, LOCK_SH | LOCK_NB) != 0) {
+		return hc_err_set(err, HC_EUNAVAIL, "%s: another hydra-mirror uses this root%s",
+		                  path, exclusive ? "" : " as a peer");
+	}
+	if (!*alone)
+		return 0;
 	d = opendir(meta);
 	if (d == NULL)
 		return 0;
@@ -416,9 +427,10 @@ store_scan_files(struct mir_store *st, struct store_loaded *l, struct hc_err *er
 }
 
 int
-mir_store_open(const char *root, uint64_t max_bytes, struct mir_store **out,
-               struct hc_err *err)
+mir_store_open(const char *root, uint64_t max_bytes, int exclusive,
+               struct mir_store **out, struct hc_err *err)
 {
+	int alone = 0;
 	struct mir_store *st = NULL;
 	struct store_loaded loaded = { NULL, 0, 0 };
 	char meta[PATH_MAX];
@@ -462,10 +474,11 @@ mir_store_open(const char *root, uint64_t max_bytes, struct mir_store **out,
 		rc = hc_err_set(err, HC_EIO, "realpath %s: %s", st->files_dir, strerror(errno));
 		goto fail;
 	}
-	rc = store_lock(st, meta, err);
+	rc = store_lock(st, meta, exclusive, &alone, err);
 	if (rc != 0)
 		goto fail;
-	rc = store_clean_tmp(st, err);
+	if (alone)
+		rc = store_clean_tmp(st, err);
 	if (rc == 0)
 		rc = store_load_index(st, &loaded, err);
 	if (rc == 0)

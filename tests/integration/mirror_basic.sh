@@ -45,8 +45,9 @@ else
 	t_fail "readiness line" "see log"; cat "$T_DIR/origin.log"; t_done
 fi
 U="http://127.0.0.1:$PORT/api/v1/peer/files"
-"$M" --listen "127.0.0.1:$(t_free_port)" --root "$ROOT" > "$T_DIR/second.out" 2>&1
-t_eq "a second server on the same root exits 69" "$?" "69"
+"$M" --mode peer --origin-url "http://127.0.0.1:$PORT" --listen "127.0.0.1:$(t_free_port)" \
+	--root "$ROOT" > "$T_DIR/second.out" 2>&1
+t_eq "a peer on an origin's root exits 69" "$?" "69"
 t_grep "and says why" "$T_DIR/second.out" "another hydra-mirror uses this root"
 
 # Full GET and its headers.
