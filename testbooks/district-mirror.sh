@@ -24,8 +24,13 @@ DISTRICT=bxl1.hydramirror.experiencenet.com DISTRICT_IP=127.20.1.1
 tb_netns "$MIRROR_A_IP" "$DISTRICT_IP" "$BOOM_LAN" 127.11.0.32
 # The namespace's own resolver: ip netns exec bind-mounts this file over
 # /etc/resolv.conf for everything we run in it.
-mkdir -p "/etc/netns/$NS"
-echo "nameserver 127.0.0.1" > "/etc/netns/$NS/resolv.conf"
+# Another testbook's teardown may remove an empty /etc/netns at any moment.
+for _try in 1 2 3; do
+	mkdir -p "/etc/netns/$NS" 2> /dev/null &&
+		echo "nameserver 127.0.0.1" 2> /dev/null > "/etc/netns/$NS/resolv.conf" && break
+done
+[ -f "/etc/netns/$NS/resolv.conf" ] ||
+	{ tb_fail "the namespace's resolv.conf" "cannot write /etc/netns/$NS/resolv.conf"; tb_finish; }
 t_start dns "$T_DIR/dns.log" ip netns exec "$NS" dnsmasq -k -C /dev/null --no-resolv \
 	--no-hosts --pid-file --user=root --listen-address=127.0.0.1 --bind-interfaces --port=53 \
 	--local=/experiencenet.com/ --log-queries --log-facility=- \

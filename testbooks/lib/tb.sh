@@ -427,3 +427,6 @@ tb_kiosk_reset() {
 	fi
 	rm -rf "$HEAD_STATE"
 }
+
+# A signal cleans up once (tests/lib.sh's EXIT trap would run it again).
+trap 't_cleanup; trap - EXIT; exit 130' INT TERM
