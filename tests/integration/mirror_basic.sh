@@ -192,6 +192,21 @@ if openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=Test CA" \
 	t_eq "HTTPS range" "$(cmp -s "$T_DIR/tr" <(tail -c +6 "$FILE" | head -c 10) && echo same)" "same"
 	t_eq "HTTPS refused without the CA" "$(curl -s -o /dev/null -w '%{http_code}' \
 		--resolve "localhost:$TPORT:127.0.0.1" "https://localhost:$TPORT/api/v1/health")" "000"
+	# A peer fills from the HTTPS origin, verified with tls.ca_file.
+	PPORT=$(t_free_port)
+	t_start tlspeer "$T_DIR/tlspeer.log" "$M" --mode peer --listen "127.0.0.1:$PPORT" \
+		--root "$T_DIR/tlspeer" --origin-url "https://127.0.0.1:$TPORT" --tls-ca-file "$T_DIR/ca.pem"
+	t_wait_log "$T_DIR/tlspeer.log" "listening on" 10000
+	curl -s -o "$T_DIR/pgot" "http://127.0.0.1:$PPORT/api/v1/peer/files/builds/exp1/build.zip"
+	t_eq "peer fills from an HTTPS origin" "$(sha256sum < "$T_DIR/pgot" | cut -d' ' -f1)" "$WANT_SHA"
+	t_stop tlspeer
+	PPORT=$(t_free_port)
+	t_start tlspeer2 "$T_DIR/tlspeer2.log" "$M" --mode peer --listen "127.0.0.1:$PPORT" \
+		--root "$T_DIR/tlspeer2" --origin-url "https://127.0.0.1:$TPORT"
+	t_wait_log "$T_DIR/tlspeer2.log" "listening on" 10000
+	t_eq "peer refuses an origin its CAs do not trust (502)" "$(curl -s -o /dev/null -w '%{http_code}' \
+		"http://127.0.0.1:$PPORT/api/v1/peer/files/builds/exp1/build.zip")" "502"
+	t_stop tlspeer2
 	t_stop tls
 else
 	t_skip "HTTPS" "openssl could not make a test CA"
