@@ -62,6 +62,12 @@ if awk -v a="$ttfb" -v b="$total" 'BEGIN { exit !(a * 5 < b) }'; then
 else
 	t_fail "first byte before the fill ends" "ttfb ${ttfb}s, total ${total}s"
 fi
+# 4 MB at 2 MB/s: about 2 s; unpaced, loopback takes milliseconds.
+if awk -v b="$total" 'BEGIN { exit !(b > 0.4) }'; then
+	t_ok "origin egress is paced by max_egress_bytes_per_s (${total}s for 4 MB at 2 MB/s)"
+else
+	t_fail "origin egress is paced by max_egress_bytes_per_s" "${total}s for 4 MB"
+fi
 t_eq "peer stored the verified file" "$(sha "$PROOT/files/b/big1.zip")" "$(sha "$OROOT/files/b/big1.zip")"
 hits0=$(metric "$O" hydra_mirror_hits_total)
 curl -s -o "$T_DIR/big1b" "$PU/b/big1.zip"
