@@ -34,7 +34,8 @@ YAML
 D="$T_DIR/dest"
 STAGING="$D/.hydra-staging"
 
-# staged_count: verified files waiting in staging (no .part or .meta).
+# staged_count: verified files waiting in staging (no .part or .meta). The
+# polls below give up after 30 s, 15x what a normal build needs.
 staged_count() {
 	find "$STAGING" -type f ! -name '*.part' ! -name '*.meta' 2>/dev/null | wc -l
 }
@@ -46,7 +47,7 @@ part_bytes() {
 	> /dev/null 2> "$T_DIR/first.stderr" &
 AGENT=$!
 i=0
-while { [ "$(staged_count)" -lt 1 ] || [ "$(part_bytes)" -lt 1 ]; } && [ $i -lt 400 ]; do
+while { [ "$(staged_count)" -lt 1 ] || [ "$(part_bytes)" -lt 1 ]; } && [ $i -lt 1200 ]; do
 	sleep 0.025
 	i=$((i + 1))
 done
