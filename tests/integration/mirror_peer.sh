@@ -8,7 +8,7 @@
 M="$BIN/hydra-mirror"
 OROOT="$T_DIR/origin"
 mkdir -p "$OROOT/files/b"
-for f in big1 big2 big3; do head -c 4000000 /dev/urandom > "$OROOT/files/b/$f.zip"; done
+for f in big1 big2 big3 big4; do head -c 4000000 /dev/urandom > "$OROOT/files/b/$f.zip"; done
 for f in a b c d; do head -c 100000 /dev/urandom > "$OROOT/files/b/$f.bin"; done
 head -c 60000 /dev/urandom > "$OROOT/files/b/small.bin"
 head -c 40000 /dev/urandom > "$OROOT/files/b/tamper.bin"
@@ -90,6 +90,19 @@ done
 t_eq "16 concurrent clients got the file" "$ok" "16"
 t_eq "16 concurrent cold GETs made one origin transfer" \
 	"$(( $(metric "$O" hydra_mirror_hits_total) - hits0 ))" "1"
+
+# aria2c with four segmented ranges on a cold miss: every range is served
+# from the one fill.
+if command -v aria2c > /dev/null; then
+	hits0=$(metric "$O" hydra_mirror_hits_total)
+	aria2c -q -x4 -s4 -k1M --min-split-size=1M --allow-overwrite=true -d "$T_DIR" \
+		-o aria4.zip "$PU/b/big4.zip" > "$T_DIR/aria.log" 2>&1
+	t_eq "aria2c -x4 -s4 on a cold miss" "$(sha "$T_DIR/aria4.zip")" "$(sha "$OROOT/files/b/big4.zip")"
+	t_eq "aria2c ranges shared one origin transfer" \
+		"$(( $(metric "$O" hydra_mirror_hits_total) - hits0 ))" "1"
+else
+	t_skip "aria2c -x4 -s4 on a cold miss" "aria2c not installed"
+fi
 
 # HEAD on a miss asks the origin with HEAD and fetches no body.
 obytes=$(metric "$P" hydra_mirror_origin_bytes_total)
