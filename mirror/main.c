@@ -214,7 +214,10 @@ main(int argc, char **argv)
 	}
 	/* First pass: --help, --version and --config, before the file is read. */
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "", mir_options, NULL)) != -1) {
+	for (;;) {
+		opt = getopt_long(argc, argv, "", mir_options, NULL);
+		if (opt == -1)
+			break;
 		if (opt == OPT_HELP) {
 			fputs(mir_usage, stdout);
 			mir_config_free(&cfg);
@@ -246,7 +249,10 @@ main(int argc, char **argv)
 			goto fail;
 	}
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", mir_options, NULL)) != -1) {
+	for (;;) {
+		opt = getopt_long(argc, argv, "", mir_options, NULL);
+		if (opt == -1)
+			break;
 		if (opt == OPT_CONFIG)
 			continue;
 		rc = mir_apply(&cfg, opt, optarg, &err);

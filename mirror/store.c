@@ -198,7 +198,10 @@ store_clean_tmp(struct mir_store *st, struct hc_err *err)
 
 	if (d == NULL)
 		return hc_err_set(err, HC_EIO, "open %s: %s", st->tmp_dir, strerror(errno));
-	while ((de = readdir(d)) != NULL) {
+	for (;;) {
+		de = readdir(d);
+		if (de == NULL)
+			break;
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
 		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
@@ -246,9 +249,13 @@ store_lock(struct mir_store *st, const char *meta, int exclusive, int *alone,
 	d = opendir(meta);
 	if (d == NULL)
 		return 0;
-	while ((de = readdir(d)) != NULL)
+	for (;;) {
+		de = readdir(d);
+		if (de == NULL)
+			break;
 		if (strncmp(de->d_name, "index.tmp.", 10) == 0)
 			(void)unlinkat(dirfd(d), de->d_name, 0);
+	}
 	closedir(d);
 	return 0;
 }
@@ -315,7 +322,9 @@ store_load_index(struct mir_store *st, struct store_loaded *out, struct hc_err *
 			out->cap = cap;
 		}
 		e = calloc(1, sizeof(*e));
-		if (e == NULL || (e->path = hc_strdup(line + used)) == NULL) {
+		if (e != NULL)
+			e->path = hc_strdup(line + used);
+		if (e == NULL || e->path == NULL) {
 			free(e);
 			free(text);
 			return hc_err_set(err, HC_ENOMEM, "out of memory");
