@@ -1,0 +1,209 @@
+/* hydra-mirror store: digests computed once, LRU eviction, pins, the index
+ * across a reopen, stale temp files, confinement. */
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "mirror/mirror.h"
+
+#define SHA_ABC "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+struct fixture {
+	char root[PATH_MAX];
+};
+
+static int
+setup(void **state)
+{
+	struct fixture *fx = calloc(1, sizeof(*fx));
+
+	assert_non_null(fx);
+	snprintf(fx->root, sizeof(fx->root), "%s/mir-store-XXXXXX",
+	         getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
+	assert_non_null(mkdtemp(fx->root));
+	*state = fx;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *fx = *state;
+	char cmd[PATH_MAX + 16];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->root);
+	assert_int_equal(system(cmd), 0);
+	free(fx);
+	return 0;
+}
+
+/* Stores size bytes of 'x' at path through a temp file, as PUT and fills do. */
+static void
+put(struct mir_store *st, const char *path, size_t size, uint64_t reserved)
+{
+	char tmp[PATH_MAX], *buf = malloc(size + 1);
+	struct hc_err err = { 0, "" };
+	int fd;
+
+	assert_non_null(buf);
+	memset(buf, 'x', size);
+	fd = mir_store_tmp(st, tmp, sizeof(tmp), &err);
+	assert_true(fd >= 0);
+	assert_int_equal(hc_write_all(fd, buf, size), 0);
+	assert_int_equal(mir_store_commit(st, path, tmp, fd, size, SHA_ABC, reserved, &err), 0);
+	close(fd);
+	free(buf);
+}
+
+static int
+exists(const struct fixture *fx, const char *path)
+{
+	char full[PATH_MAX * 2];
+
+	snprintf(full, sizeof(full), "%s/files/%s", fx->root, path);
+	return access(full, F_OK) == 0;
+}
+
+static void
+touch(struct mir_store *st, const char *path)
+{
+	struct mir_file f;
+	struct hc_err err = { 0, "" };
+
+	assert_int_equal(mir_store_get(st, path, 1, &f, &err), 0);
+	close(f.fd);
+	mir_store_release(st, f.entry);
+}
+
+static void
+test_digest_once_and_on_change(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct mir_file f;
+	struct hc_err err = { 0, "" };
+	char path[PATH_MAX * 2];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/files/a", fx->root);
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("abc", fp);
+	fclose(fp);
+	/* Not in the index yet: hashed on the first request. */
+	assert_int_equal(mir_store_get(st, "a", 1, &f, &err), 0);
+	assert_string_equal(f.sha256, SHA_ABC);
+	assert_true(f.size == 3);
+	close(f.fd);
+	mir_store_release(st, f.entry);
+	/* Changed behind the store's back: hashed again. */
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("abcd", fp);
+	fclose(fp);
+	assert_int_equal(mir_store_get(st, "a", 1, &f, &err), 0);
+	assert_string_equal(f.sha256,
+	                    "88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589");
+	close(f.fd);
+	mir_store_release(st, f.entry);
+	mir_store_close(st);
+}
+
+static void
+test_lru_pins_and_restart(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct mir_store_stats stats;
+	struct mir_file pinned;
+	struct hc_err err = { 0, "" };
+
+	assert_int_equal(mir_store_open(fx->root, 300, 1, &st, &err), 0);
+	put(st, "d/a", 100, 0);
+	put(st, "d/b", 100, 0);
+	put(st, "d/c", 100, 0);
+	touch(st, "d/a");                       /* order: b, c, a */
+	assert_int_equal(mir_store_reserve(st, 100), 0);
+	put(st, "d/e", 100, 100);               /* evicts b */
+	assert_false(exists(fx, "d/b"));
+	assert_true(exists(fx, "d/a") && exists(fx, "d/c") && exists(fx, "d/e"));
+	mir_store_stats(st, &stats);
+	assert_true(stats.bytes == 300 && stats.files == 3 && stats.evictions == 1);
+
+	/* c is the oldest, but pinned: a goes instead. */
+	assert_int_equal(mir_store_get(st, "d/c", 0, &pinned, &err), 0);
+	assert_int_equal(mir_store_reserve(st, 100), 0);
+	assert_false(exists(fx, "d/a"));
+	assert_true(exists(fx, "d/c"));
+	mir_store_unreserve(st, 100);
+	/* Larger than the limit: refused, nothing evicted. */
+	assert_int_equal(mir_store_reserve(st, 301), HC_EIO);
+	assert_true(exists(fx, "d/c") && exists(fx, "d/e"));
+	close(pinned.fd);
+	mir_store_release(st, pinned.entry);
+	touch(st, "d/c");                       /* order: e, c */
+	mir_store_close(st);
+
+	/* The order survives a reopen, and a stale temp file does not. */
+	{
+		char stale[PATH_MAX * 2];
+		int fd;
+		snprintf(stale, sizeof(stale), "%s/tmp/part.stale", fx->root);
+		fd = open(stale, O_CREAT | O_WRONLY, 0644);
+		assert_true(fd >= 0);
+		close(fd);
+		st = NULL;
+		assert_int_equal(mir_store_open(fx->root, 300, 1, &st, &err), 0);
+		assert_int_equal(access(stale, F_OK), -1);
+	}
+	assert_int_equal(mir_store_reserve(st, 200), 0);  /* evicts e only */
+	assert_false(exists(fx, "d/e"));
+	assert_true(exists(fx, "d/c"));
+	mir_store_unreserve(st, 200);
+	mir_store_close(st);
+}
+
+static void
+test_confinement(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL, *second = NULL;
+	struct mir_file f;
+	struct hc_err err = { 0, "" };
+	char link[PATH_MAX * 2];
+
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	snprintf(link, sizeof(link), "%s/files/out", fx->root);
+	assert_int_equal(symlink("/etc/hostname", link), 0);
+	snprintf(link, sizeof(link), "%s/files/up", fx->root);
+	assert_int_equal(symlink("../meta", link), 0);
+	assert_int_equal(mir_store_get(st, "out", 1, &f, &err), HC_EDATA);
+	assert_int_equal(mir_store_get(st, "up/index", 1, &f, &err), HC_EDATA);
+	assert_int_equal(mir_store_get(st, "none", 1, &f, &err), HC_ENOTFOUND);
+	assert_int_equal(mir_store_get(st, "up", 1, &f, &err), HC_EDATA);
+	/* A peer holds its root alone. */
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &second, &err), HC_EUNAVAIL);
+	assert_null(second);
+	mir_store_close(st);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_digest_once_and_on_change, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lru_pins_and_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_confinement, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
