@@ -109,6 +109,8 @@ clean:
 	rm -rf build build-asan
 
 .PHONY: all tests deps check testbooks demo bench install clean
-.SECONDARY:
+# Objects reached through pattern rules (tests, tools) are kept, not deleted
+# as intermediates; lib objects are named prerequisites and always rebuilt.
+.PRECIOUS: $(BUILD)/obj/%.o
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
