@@ -183,8 +183,12 @@ test_confinement(void **state)
 	char link[PATH_MAX * 2];
 
 	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
-	snprintf(link, sizeof(link), "%s/files/out", fx->root);
-	assert_int_equal(symlink("/etc/hostname", link), 0);
+	{
+		char target[PATH_MAX * 2];
+		snprintf(target, sizeof(target), "%s/meta/lock", fx->root);
+		snprintf(link, sizeof(link), "%s/files/out", fx->root);
+		assert_int_equal(symlink(target, link), 0);
+	}
 	snprintf(link, sizeof(link), "%s/files/up", fx->root);
 	assert_int_equal(symlink("../meta", link), 0);
 	assert_int_equal(mir_store_get(st, "out", 1, &f, &err), HC_EDATA);
