@@ -192,7 +192,7 @@ test_confinement(void **state)
 	snprintf(link, sizeof(link), "%s/files/up", fx->root);
 	assert_int_equal(symlink("../meta", link), 0);
 	assert_int_equal(mir_store_get(st, "out", 1, &f, &err), HC_EDATA);
-	assert_int_equal(mir_store_get(st, "up/index", 1, &f, &err), HC_EDATA);
+	assert_int_equal(mir_store_get(st, "up/lock", 1, &f, &err), HC_EDATA);
 	assert_int_equal(mir_store_get(st, "none", 1, &f, &err), HC_ENOTFOUND);
 	assert_int_equal(mir_store_get(st, "up", 1, &f, &err), HC_EDATA);
 	/* A peer holds its root alone. */
