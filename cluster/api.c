@@ -255,6 +255,44 @@ clu_param_place(const struct clu_request *req, const char *key, const char **out
 	return 0;
 }
 
+/* exclude=ID,ID,...: the bodies a head found unreachable. Splits a copy of
+ * the value into buf; ids point into it. Answers 400 on a bad id, an empty
+ * item or too many ids. */
+static int
+clu_param_exclude(const struct clu_request *req, char *buf, size_t size,
+                  const char **ids, size_t *n, struct clu_response *resp,
+                  int *answered)
+{
+	const char *v = clu_param(req, "exclude");
+	char what[HC_ERR_MAX];
+	char *p;
+
+	*n = 0;
+	if (v == NULL)
+		return 0;
+	*answered = 1;
+	if (hc_strlcpy(buf, v, size) != 0)
+		return clu_fail(resp, 400, "query parameter 'exclude': too long");
+	p = buf;
+	for (;;) {
+		char *comma = strchr(p, ',');
+
+		if (comma != NULL)
+			*comma = '\0';
+		if (*n == CLU_EXCLUDE_MAX)
+			return clu_fail(resp, 400, "query parameter 'exclude': more than %d ids",
+			                CLU_EXCLUDE_MAX);
+		if (clu_check_node_id(p, what, sizeof(what)) != 0)
+			return clu_fail(resp, 400, "query parameter 'exclude': %s", what);
+		ids[(*n)++] = p;
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+	}
+	*answered = 0;
+	return 0;
+}
+
 /* ---------------------------------------------------------------- routes */
 
 static int
@@ -360,9 +398,12 @@ static int
 clu_get_eligible(struct clu_api *api, const struct clu_request *req,
                  struct clu_response *resp)
 {
-	static const char *const allowed[] = { "district", "venue", "head_id", NULL };
+	static const char *const allowed[] = { "district", "venue", "head_id", "exclude",
+	                                       NULL };
 	struct clu_eligible e = { NULL, 0, CLU_PART_NONE, NULL, NULL };
-	struct clu_query q = { NULL, NULL, NULL };
+	struct clu_query q = { NULL, NULL, NULL, NULL, 0 };
+	const char *exclude[CLU_EXCLUDE_MAX];
+	char exclude_buf[CLU_EXCLUDE_BUF];
 	struct json_object *o = NULL, *arr = NULL;
 	struct hc_err err = { 0, "" };
 	int answered = 0, rc;
@@ -376,8 +417,12 @@ clu_get_eligible(struct clu_api *api, const struct clu_request *req,
 		rc = clu_param_place(req, "venue", &q.venue, resp, &answered);
 	if (rc == 0 && !answered)
 		rc = clu_param_id(req, "head_id", 0, &q.head_id, resp, &answered);
+	if (rc == 0 && !answered)
+		rc = clu_param_exclude(req, exclude_buf, sizeof(exclude_buf), exclude,
+		                       &q.nexclude, resp, &answered);
 	if (rc != 0 || answered)
 		return rc;
+	q.exclude = exclude;
 	if (q.head_id == NULL && q.district == NULL)
 		return clu_fail(resp, 400, "missing query parameter 'district' "
 		                "(required without head_id)");
@@ -396,11 +441,12 @@ clu_get_eligible(struct clu_api *api, const struct clu_request *req,
 		       "head %s asked for %s/%s but is placed in %s/%s; using its placement",
 		       q.head_id, q.district != NULL ? q.district : "-",
 		       q.venue != NULL ? q.venue : "-", e.district, e.venue);
-	hc_log(HC_LOG_INFO, "cluster", "eligible for %s%s in %s/%s: partition %s, %zu found%s%s",
+	hc_log(HC_LOG_INFO, "cluster", "eligible for %s%s in %s/%s: partition %s, %zu found%s%s%s",
 	       q.head_id != NULL ? "head " : "strict venue",
 	       q.head_id != NULL ? q.head_id : "", e.district, e.venue,
 	       clu_partition_name(e.partition), e.n, e.n > 0 ? ", first " : "",
-	       e.n > 0 ? e.picks[0].node->id : "");
+	       e.n > 0 ? e.picks[0].node->id : "",
+	       q.nexclude > 0 ? " (excluding unreachable bodies)" : "");
 
 	o = json_object_new_object();
 	arr = json_object_new_array();

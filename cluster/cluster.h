@@ -94,7 +94,16 @@ struct clu_query {
 	const char *district;
 	const char *venue;
 	const char *head_id;   /* NULL: strict venue */
+	/* Bodies the head could not reach: left out of every partition, so a
+	 * quickroute that is all unreachable gives way to cross-venue. */
+	const char *const *exclude;
+	size_t nexclude;
 };
+
+/* Ids one query may exclude: as many bodies as a head looks at, each at most
+ * a node id long (64) plus its comma. */
+#define CLU_EXCLUDE_MAX 64
+#define CLU_EXCLUDE_BUF (CLU_EXCLUDE_MAX * 65)
 
 /* Which partition produced the list. */
 enum clu_partition {

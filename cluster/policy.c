@@ -12,8 +12,9 @@
  *    allowed_orgs test; clu_key_cost_tier joins clu_cross_venue_keys.
  *  - Phase 5 (marketplace): clu_filter_may_serve also accepts a marketplace
  *    agreement; the cost tier ranks it last.
- *  - Phase 4 (mid-stream re-discovery) is client side; an "exclude" query
- *    parameter would be one more filter in both partitions.
+ *  - Phase 4 (mid-stream re-discovery) is client side; it reuses the
+ *    exclude filter that Phase 1 clients already send after a quickroute
+ *    list turned out unreachable.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,8 @@ struct clu_ctx {
 	const struct clu_node *head; /* NULL in strict venue */
 	const char *district;
 	const char *venue;
+	const char *const *exclude;
+	size_t nexclude;
 };
 
 /* 1 when body belongs in the partition. */
@@ -39,6 +42,20 @@ clu_filter_available(const struct clu_node *body, const struct clu_ctx *ctx)
 	(void)ctx;
 	return body->role == CLU_ROLE_BODY && body->status == CLU_STATUS_ONLINE &&
 	       !body->drained;
+}
+
+/* Every partition: not a body the head already found unreachable. The gate
+ * stays a gate: a quickroute body that answers is never passed over. */
+static int
+clu_filter_not_excluded(const struct clu_node *body, const struct clu_ctx *ctx)
+{
+	size_t i;
+
+	for (i = 0; i < ctx->nexclude; i++) {
+		if (strcmp(body->id, ctx->exclude[i]) == 0)
+			return 0;
+	}
+	return 1;
 }
 
 static int
@@ -70,16 +87,18 @@ clu_filter_may_serve(const struct clu_node *body, const struct clu_ctx *ctx)
 }
 
 static const clu_filter clu_strict_venue_filters[] = {
-	clu_filter_available, clu_filter_district, clu_filter_venue, NULL,
+	clu_filter_available, clu_filter_not_excluded, clu_filter_district,
+	clu_filter_venue, NULL,
 };
 
 static const clu_filter clu_quickroute_filters[] = {
-	clu_filter_available, clu_filter_district, clu_filter_venue,
-	clu_filter_same_owner, NULL,
+	clu_filter_available, clu_filter_not_excluded, clu_filter_district,
+	clu_filter_venue, clu_filter_same_owner, NULL,
 };
 
 static const clu_filter clu_cross_venue_filters[] = {
-	clu_filter_available, clu_filter_district, clu_filter_may_serve, NULL,
+	clu_filter_available, clu_filter_not_excluded, clu_filter_district,
+	clu_filter_may_serve, NULL,
 };
 
 static int
@@ -171,7 +190,7 @@ int
 clu_policy_eligible(const struct clu_fleet *fleet, const struct clu_query *q,
                     struct clu_eligible *out, struct hc_err *err)
 {
-	struct clu_ctx ctx = { NULL, NULL, NULL };
+	struct clu_ctx ctx = { NULL, NULL, NULL, q->exclude, q->nexclude };
 	int rc;
 
 	memset(out, 0, sizeof(*out));

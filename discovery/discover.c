@@ -63,6 +63,76 @@ try_cache(const struct disc_config *cfg, struct disc_choice *out,
 	return 0;
 }
 
+/* The failover loop over list in the configured mode. */
+static int
+discover_choose(const struct disc_config *cfg, const struct disc_list *list,
+                struct disc_choice *out, struct hc_err *err)
+{
+	if (cfg->mode == DISC_MODE_PARALLEL)
+		return disc_choose_parallel(cfg, list, out, err);
+	return disc_choose_sequential(cfg, list, NULL, NULL, out, err);
+}
+
+/* Puts n earlier probe records in front of out's, as many as fit. */
+static void
+discover_prepend_probes(struct disc_choice *out, const struct disc_probe_record *recs,
+                        size_t n)
+{
+	size_t cap = sizeof(out->probes) / sizeof(out->probes[0]);
+	size_t keep;
+
+	if (n > cap)
+		n = cap;
+	keep = out->nprobes + n > cap ? cap - n : out->nprobes;
+	memmove(&out->probes[n], &out->probes[0], keep * sizeof(out->probes[0]));
+	memcpy(&out->probes[0], recs, n * sizeof(out->probes[0]));
+	out->nprobes = keep + n;
+}
+
+/*
+ * Every body of a quickroute list was unreachable: quickroute is a gate, so
+ * the cluster never looked at other venues. Ask once more, excluding the
+ * bodies just tried; the answer is the cross-venue partition (or nothing).
+ * out keeps the probes of both rounds.
+ */
+static int
+discover_past_quickroute(const struct disc_config *cfg, const struct disc_list *tried,
+                         struct disc_choice *out, struct hc_err *err)
+{
+	struct disc_list *rest = NULL;
+	struct disc_probe_record *earlier = NULL;
+	size_t nearlier = out->nprobes;
+	struct hc_err ferr = { 0, "" };
+	int rc;
+
+	rest = malloc(sizeof(*rest));
+	earlier = malloc(sizeof(out->probes));
+	if (rest == NULL || earlier == NULL) {
+		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
+		goto done;
+	}
+	memcpy(earlier, out->probes, nearlier * sizeof(out->probes[0]));
+	rc = disc_fetch_eligible(cfg, tried, rest, &ferr);
+	if (rc != 0 || rest->n == 0) {
+		if (rc != 0)
+			hc_log(HC_LOG_WARN, "discovery", "%s", ferr.msg);
+		hc_log(HC_LOG_ERROR, "discovery", "no reachable body among %zu eligible",
+		       tried->n);
+		rc = hc_err_set(err, HC_EUNAVAIL, "no reachable body among %zu eligible",
+		                tried->n);
+		goto done;
+	}
+	hc_log(HC_LOG_INFO, "discovery", "%zu eligible bodies in other venues", rest->n);
+	rest->tried_before = tried->n;
+	disc_apply_demotions(cfg->state_dir, rest);
+	rc = discover_choose(cfg, rest, out, err);
+	discover_prepend_probes(out, earlier, nearlier);
+done:
+	free(earlier);
+	free(rest);
+	return rc;
+}
+
 int
 disc_discover(const struct disc_config *cfg, int use_cache, struct disc_choice *out,
               struct hc_err *err)
@@ -82,21 +152,18 @@ disc_discover(const struct disc_config *cfg, int use_cache, struct disc_choice *
 	list = malloc(sizeof(*list));
 	if (list == NULL)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
-	rc = disc_fetch_eligible(cfg, list, err);
+	rc = disc_fetch_eligible(cfg, NULL, list, err);
 	if (rc != 0)
 		goto done;
 	hc_log(HC_LOG_INFO, "discovery", "%zu eligible bodies for head %s", list->n,
 	       cfg->head_id != NULL && *cfg->head_id != '\0' ? cfg->head_id : "(none)");
 	disc_apply_demotions(cfg->state_dir, list);
-	if (cfg->mode == DISC_MODE_PARALLEL)
-		rc = disc_choose_parallel(cfg, list, out, err);
-	else
-		rc = disc_choose_sequential(cfg, list, NULL, NULL, out, err);
-	if (probed && out->nprobes < sizeof(out->probes) / sizeof(out->probes[0])) {
-		memmove(&out->probes[1], &out->probes[0], out->nprobes * sizeof(out->probes[0]));
-		out->probes[0] = cache_probe;
-		out->nprobes++;
-	}
+	rc = discover_choose(cfg, list, out, err);
+	if (rc == HC_EUNAVAIL && list->gated &&
+	    !(cfg->cancel != NULL && *cfg->cancel))
+		rc = discover_past_quickroute(cfg, list, out, err);
+	if (probed)
+		discover_prepend_probes(out, &cache_probe, 1);
 	if (rc != 0)
 		goto done;
 	memset(&c, 0, sizeof(c));

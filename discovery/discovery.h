@@ -68,6 +68,11 @@ struct disc_body {
 struct disc_list {
 	size_t n;
 	size_t total;              /* bodies the server sent (may exceed n) */
+	int gated;                 /* the quickroute partition: other venues were not
+	                              considered, and are worth asking for when every
+	                              body here is unreachable */
+	size_t tried_before;       /* bodies of an earlier list of this discovery,
+	                              counted in the exhausted line */
 	struct disc_body bodies[DISC_MAX_BODIES];
 };
 
@@ -83,14 +88,15 @@ int disc_parse_eligible(const char *text, size_t len, struct disc_list *out,
                         struct hc_err *err);
 
 /* GET {cluster_url}/api/v1/bodies/eligible?district=&venue=&head_id= and
- * parse it. HC_EUNAVAIL when the cluster cannot be reached or answers an
- * HTTP error, HC_EDATA on a bad body. */
-int disc_fetch_eligible(const struct disc_config *cfg, struct disc_list *out,
-                        struct hc_err *err);
+ * parse it. exclude (NULL: none) lists bodies found unreachable, sent as
+ * &exclude=ID,ID so the cluster looks past them. HC_EUNAVAIL when the cluster
+ * cannot be reached or answers an HTTP error, HC_EDATA on a bad body. */
+int disc_fetch_eligible(const struct disc_config *cfg, const struct disc_list *exclude,
+                        struct disc_list *out, struct hc_err *err);
 
 /* Builds the query URL into url. 0 or HC_EDATA when it does not fit. */
-int disc_eligible_url(const struct disc_config *cfg, char *url, size_t size,
-                      struct hc_err *err);
+int disc_eligible_url(const struct disc_config *cfg, const struct disc_list *exclude,
+                      char *url, size_t size, struct hc_err *err);
 
 /* ------------------------------------------------------------ probes */
 

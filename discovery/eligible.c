@@ -7,7 +7,8 @@
 #include "discovery/discovery.h"
 
 /* Longest eligible-list URL: cluster URL plus three escaped labels. */
-#define ELIGIBLE_URL_MAX 2048
+/* Room for the base, three parameters and DISC_MAX_BODIES excluded ids. */
+#define ELIGIBLE_URL_MAX 16384
 /* The GET is one small JSON answer; a cluster slower than this is down. */
 #define ELIGIBLE_TIMEOUT_MS 10000
 
@@ -88,21 +89,27 @@ disc_parse_eligible(const char *text, size_t len, struct disc_list *out,
                     struct hc_err *err)
 {
 	struct json_object *root = NULL, *arr = NULL;
+	const char *partition = "";
 	size_t i, n;
 	int rc;
 
 	out->n = 0;
 	out->total = 0;
+	out->gated = 0;
+	out->tried_before = 0;
 	rc = hc_json_parse(text, len, &root, err);
 	if (rc != 0) {
 		hc_err_prefix(err, "eligible list");
 		return rc;
 	}
 	rc = hc_json_get_array(root, "bodies", &arr, err);
+	if (rc == 0)
+		rc = hc_json_opt_string(root, "partition", &partition, err);
 	if (rc != 0) {
 		hc_err_prefix(err, "eligible list");
 		goto done;
 	}
+	out->gated = strcmp(partition, "quickroute") == 0;
 	n = json_object_array_length(arr);
 	out->total = n;
 	for (i = 0; i < n && i < DISC_MAX_BODIES; i++) {
@@ -145,8 +152,8 @@ query_escape(const char *s, char *dst, size_t size)
 }
 
 int
-disc_eligible_url(const struct disc_config *cfg, char *url, size_t size,
-                  struct hc_err *err)
+disc_eligible_url(const struct disc_config *cfg, const struct disc_list *exclude,
+                  char *url, size_t size, struct hc_err *err)
 {
 	const char *names[3] = { "district", "venue", "head_id" };
 	const char *values[3] = { cfg->district, cfg->venue, cfg->head_id };
@@ -171,6 +178,14 @@ disc_eligible_url(const struct disc_config *cfg, char *url, size_t size,
 		if (hc_snprintf(url + used, size - used, "%c%s=%s", sep, names[i], esc) != 0)
 			return hc_err_set(err, HC_EDATA, "eligible-list URL too long");
 		sep = '&';
+	}
+	for (i = 0; exclude != NULL && i < exclude->n; i++) {
+		if (query_escape(exclude->bodies[i].node_id, esc, sizeof(esc)) != 0)
+			return hc_err_set(err, HC_EDATA, "node id too long");
+		used = strlen(url);
+		if (hc_snprintf(url + used, size - used, "%s%s", i == 0 ?
+		                (sep == '?' ? "?exclude=" : "&exclude=") : ",", esc) != 0)
+			return hc_err_set(err, HC_EDATA, "eligible-list URL too long");
 	}
 	return 0;
 }
@@ -202,8 +217,8 @@ body_sink(void *ctx, const void *data, size_t len)
 }
 
 int
-disc_fetch_eligible(const struct disc_config *cfg, struct disc_list *out,
-                    struct hc_err *err)
+disc_fetch_eligible(const struct disc_config *cfg, const struct disc_list *exclude,
+                    struct disc_list *out, struct hc_err *err)
 {
 	char url[ELIGIBLE_URL_MAX];
 	struct hc_http_config http = cfg->http;
@@ -212,7 +227,7 @@ disc_fetch_eligible(const struct disc_config *cfg, struct disc_list *out,
 	struct body_buf buf = { NULL, 0, 0 };
 	int rc;
 
-	rc = disc_eligible_url(cfg, url, sizeof(url), err);
+	rc = disc_eligible_url(cfg, exclude, url, sizeof(url), err);
 	if (rc != 0)
 		return rc;
 	if (http.total_timeout_ms == 0)

@@ -260,8 +260,17 @@ run_loop(const struct disc_list *list, result_fn get, void *ctx,
 		hc_log(HC_LOG_INFO, "discovery",
 		       "body %s unreachable on LAN and WireGuard, trying next", b->node_id);
 	}
-	hc_log(HC_LOG_ERROR, "discovery", "no reachable body among %zu eligible", list->n);
-	return hc_err_set(err, HC_EUNAVAIL, "no reachable body among %zu eligible", list->n);
+	if (list->gated) {
+		/* Not the end: the cluster only gave the head's own venue. */
+		hc_log(HC_LOG_INFO, "discovery", "no reachable body among %zu in the head's "
+		       "venue, asking the cluster for the rest of the district", list->n);
+		return hc_err_set(err, HC_EUNAVAIL, "no reachable body among %zu eligible",
+		                  list->n);
+	}
+	hc_log(HC_LOG_ERROR, "discovery", "no reachable body among %zu eligible",
+	       list->n + list->tried_before);
+	return hc_err_set(err, HC_EUNAVAIL, "no reachable body among %zu eligible",
+	                  list->n + list->tried_before);
 }
 
 struct seq_ctx {

@@ -16,8 +16,9 @@ tb_need hydra-agent hydra-cluster-sim hydra-testkit hydra-stream-client -- curl 
 tb_fleet
 
 # Step 1: boom-pickle stays in bxl1/rupelmonde and cosmic stays available
-# to peppy across venues: the list peppy gets must offer boom-pickle first
-# and cosmic after it, or the loop has nothing to fail over to.
+# to peppy across venues. Quickroute is a gate (DESIGN.md 9): while
+# boom-pickle is eligible the list is boom-pickle alone; a head that cannot
+# reach it asks again with exclude=, and then cosmic is what it gets.
 tb_sim GET "/bodies/eligible?district=bxl1&venue=rupelmonde&head_id=$PEPPY"
 ids=$(grep -o '"node_id":"[^"]*"' "$T_DIR/sim.out" | sed 's/.*:"//; s/"$//' | tr '\n' ' ')
 part=$(tb_json_field "$T_DIR/sim.out" partition)
@@ -25,10 +26,13 @@ case "$HTTP $ids" in
 "200 $BOOM "*) tb_ok "step 1: boom-pickle in bxl1/rupelmonde, first for peppy" "bodies [$ids] partition $part";;
 *) tb_fail "step 1: boom-pickle in bxl1/rupelmonde, first for peppy" "HTTP $HTTP: $(head -c 300 "$T_DIR/sim.out")";;
 esac
+tb_sim GET "/bodies/eligible?district=bxl1&venue=rupelmonde&head_id=$PEPPY&exclude=$BOOM"
+ids=$(grep -o '"node_id":"[^"]*"' "$T_DIR/sim.out" | sed 's/.*:"//; s/"$//' | tr '\n' ' ')
+part=$(tb_json_field "$T_DIR/sim.out" partition)
 case " $ids" in
-*" $COSMIC "*) tb_ok "step 1: cosmic is available to peppy after boom-pickle" "bodies [$ids] partition $part";;
-*) tb_fail "step 1: cosmic is available to peppy after boom-pickle" \
-	"eligible for peppy is [$ids] (partition $part): with boom-pickle in peppy's venue the quickroute gate (DESIGN.md 9) never lists cross-venue cosmic, so the failover loop has no next body";;
+*" $COSMIC "*) tb_ok "step 1: cosmic is available to peppy once boom-pickle is excluded" "bodies [$ids] partition $part";;
+*) tb_fail "step 1: cosmic is available to peppy once boom-pickle is excluded" \
+	"eligible for peppy excluding boom-pickle is [$ids] (partition $part)";;
 esac
 # Before the block, peppy streams from boom-pickle on LAN (and caches it).
 mark=$(tb_lines "$HEAD_LOG")
@@ -63,13 +67,15 @@ tb_order "step 5: boom-pickle fails on both transports, then routing via cosmic'
 	"$HEAD_LOG" "$mark" \
 	"INFO discovery: LAN host $BOOM_LAN not reachable, falling back to WireGuard" \
 	"INFO discovery: body $BOOM unreachable on LAN and WireGuard, trying next" \
+	"INFO discovery: no reachable body among 1 in the head's venue, asking the cluster for the rest of the district" \
 	"INFO discovery: routing via WireGuard: $COSMIC_WG"
 tb_absent "step 5: boom-pickle was never chosen" "$HEAD_LOG" "$mark" \
 	"routing via LAN: $BOOM_LAN" "routing via WireGuard: $BOOM_WG"
-# The cluster was asked (no stale cache short-cut), and cross-venue was not
-# needed: cosmic came from the loop moving on, not from the server.
+# The cluster was asked (no stale cache short-cut), twice: the second time
+# without the unreachable boom-pickle, which gave cross-venue cosmic.
 tb_expect "step 5: the eligible list came from the cluster" "$HEAD_LOG" "$mark" \
 	"eligible bodies for head $PEPPY"
+tb_absent "step 5: no exhausted line" "$HEAD_LOG" "$mark" "ERROR discovery: no reachable body"
 
 # Step 6: stable for STABLE_S.
 tb_stable "step 6" "$HEAD_LOG" "$mark" "$SPID" "$COSMIC_WG" "$PORT"

@@ -111,6 +111,19 @@ t_eq "step 7: boom-pickle first again" "$(ids | cut -d' ' -f1)" "$BOOM"
 t_eq "step 7: boom-pickle is same_venue" "$(field $BOOM same_venue)" "true"
 expect "step 7: partition is quickroute" 200 '"partition":"quickroute"'
 
+# Test B: peppy could not reach boom-pickle and asks again excluding it:
+# quickroute is empty, so cross-venue gives cosmic.
+req GET "/bodies/eligible?district=bxl1&venue=rupelmonde&head_id=$PEPPY&exclude=$BOOM"
+t_eq "exclude: unreachable boom-pickle gives way to cosmic" "$(ids)" "$COSMIC"
+expect "exclude: partition is cross_venue" 200 '"partition":"cross_venue"'
+t_grep "exclude: logged" "$LOG" "partition cross_venue, 1 found, first $COSMIC (excluding unreachable bodies)"
+req GET "/bodies/eligible?head_id=$PEPPY&exclude=$BOOM,$COSMIC"
+t_eq "exclude: several ids, nothing left" "$(ids)" ""
+req GET "/bodies/eligible?head_id=$PEPPY&exclude=$BOOM,,x"
+expect "exclude: an empty id is refused" 400 "query parameter 'exclude'"
+req GET "/bodies/eligible?head_id=$PEPPY&exclude=bad%20id"
+expect "exclude: a malformed id is refused" 400 "query parameter 'exclude'"
+
 # Without head_id: the old strict venue, every owner, never a head.
 req GET "/bodies/eligible?district=bxl1&venue=cloud-seven"
 t_eq "strict venue lists cloud-seven's available bodies" "$(ids)" "node-9a1c03e5 $COSMIC"

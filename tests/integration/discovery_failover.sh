@@ -98,15 +98,33 @@ for mode in sequential parallel; do
 	ms=$(dn_json_field "$T_DIR/third-$mode.out" elapsed_ms)
 	eval "ELAPSED_$mode=\${ms:-0}"
 
-	# 5. All dead: 69 and the exhausted line.
+	# 5. Every body of the head's venue dead: quickroute is a gate, so the
+	# client asks again excluding them and gets cosmic across venues (Test B).
 	dn_undrop
 	dn_drop "$BOOM_LAN" "$BOOM_WG" "$ZESTY_LAN" "$ZESTY_WG" "$TIDY_LAN" "$TIDY_WG"
+	run "past-$mode" "$mode" --json
+	t_eq "$mode: venue dead -> exit 0" "$RC" 0
+	t_eq "$mode: venue dead -> cosmic across venues" \
+		"$(dn_json_field "$T_DIR/past-$mode.out" node_id)" "$COSMIC"
+	t_eq "$mode: venue dead -> cosmic is not same_venue" \
+		"$(dn_json_field "$T_DIR/past-$mode.out" same_venue)" false
+	in_order "$mode: venue dead -> the last body, the second question, the choice" \
+		"$T_DIR/past-$mode.log" "body $TIDY unreachable on LAN and WireGuard, trying next" \
+		"no reachable body among 3 in the head's venue, asking the cluster for the rest of the district" \
+		"routing via LAN: $COSMIC_LAN"
+	t_nogrep "$mode: venue dead -> no exhausted line" "$T_DIR/past-$mode.log" \
+		"ERROR discovery: no reachable body"
+	t_grep "$mode: venue dead -> the cluster was asked to exclude them" "$T_DIR/sim.log" \
+		"partition cross_venue, 1 found, first $COSMIC (excluding unreachable bodies)"
+
+	# 6. All dead, cosmic too: 69 and the exhausted line over both lists.
+	dn_drop "$COSMIC_LAN" "$COSMIC_WG"
 	run "dead-$mode" "$mode"
 	t_eq "$mode: all dead -> exit 69" "$RC" 69
 	t_grep "$mode: all dead -> the exhausted line" "$T_DIR/dead-$mode.log" \
-		"ERROR discovery: no reachable body among 3 eligible"
+		"ERROR discovery: no reachable body among 4 eligible"
 	t_grep "$mode: all dead -> the last body is reported too" "$T_DIR/dead-$mode.log" \
-		"body $TIDY unreachable on LAN and WireGuard, trying next"
+		"body $COSMIC unreachable on LAN and WireGuard, trying next"
 	t_eq "$mode: all dead -> nothing on stdout" "$(cat "$T_DIR/dead-$mode.out")" ""
 done
 
@@ -122,7 +140,7 @@ if [ -n "${ELAPSED_parallel:-}" ] && [ "$ELAPSED_parallel" -lt $((5 * PROBE_MS))
 else
 	t_fail "parallel waits about one probe timeout" "took ${ELAPSED_parallel:-?} ms"
 fi
-for s in lan wg next dead; do
+for s in lan wg next past dead; do
 	sed 's/^[^ ]* //' "$T_DIR/$s-sequential.log" | grep -v 'eligible bodies for head' > "$T_DIR/$s-s.msgs"
 	sed 's/^[^ ]* //' "$T_DIR/$s-parallel.log" | grep -v 'eligible bodies for head' > "$T_DIR/$s-p.msgs"
 	if cmp -s "$T_DIR/$s-s.msgs" "$T_DIR/$s-p.msgs"; then
@@ -135,7 +153,8 @@ done
 # Sequential and parallel on a table of fleet layouts under real packet
 # filtering. Each layout gives, for boom LAN, boom WG, zesty LAN, zesty WG,
 # tidy LAN, tidy WG in failover order: o answers, r is refused (TCP reset),
-# t is dropped (the probe times out). The expected choice is the first 'o'.
+# t is dropped (the probe times out). The expected choice is the first 'o';
+# with none, cosmic's LAN across venues, after the second question.
 ORDER="$BOOM_LAN $BOOM_WG $ZESTY_LAN $ZESTY_WG $TIDY_LAN $TIDY_WG"
 for layout in oooooo tooooo rooooo ttoooo trtooo rrrrto tttttt rrrrrr trrtoo ttttot rtrtro ottttt; do
 	dn_undrop
@@ -148,15 +167,14 @@ for layout in oooooo tooooo rooooo ttoooo trtooo rrrrto tttttt rrrrrr trrtoo ttt
 		i=$((i + 1))
 	done
 	for mode in sequential parallel; do
+		# A fresh state: the previous layout's cached body must not decide.
+		rm -rf "$T_DIR/state-layout-$mode"
 		run "layout-$mode" "$mode" --json
-		if [ -z "$want" ]; then
-			got="exit $RC"
-		else
-			got=$(dn_json_field "$T_DIR/layout-$mode.out" ip)
-		fi
+		got=$(dn_json_field "$T_DIR/layout-$mode.out" ip)
+		[ -n "$got" ] || got="exit $RC"
 		eval "GOT_$mode=\$got"
 	done
-	t_eq "layout $layout: sequential chooses ${want:-nothing}" "$GOT_sequential" "${want:-exit 69}"
+	t_eq "layout $layout: sequential chooses ${want:-cosmic}" "$GOT_sequential" "${want:-$COSMIC_LAN}"
 	t_eq "layout $layout: parallel agrees" "$GOT_parallel" "$GOT_sequential"
 done
 dn_undrop

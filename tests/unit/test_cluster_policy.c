@@ -92,7 +92,7 @@ static void
 eligible(const struct clu_fleet *fleet, const char *district, const char *venue,
          const char *head_id, struct clu_eligible *e)
 {
-	struct clu_query q = { district, venue, head_id };
+	struct clu_query q = { district, venue, head_id, NULL, 0 };
 	struct hc_err err = { 0, "" };
 
 	if (clu_policy_eligible(fleet, &q, e, &err) != 0)
@@ -170,6 +170,46 @@ test_quickroute_empty_cross_venue(void **state)
 	clu_fleet_free(fleet);
 }
 
+/* Test B: the head could not reach boom-pickle, so it asks again excluding
+ * it; quickroute is then empty and cross-venue gives cosmic. Excluding a
+ * body never adds one of another owner, and excluding everything is empty. */
+static void
+test_exclude_unreachable(void **state)
+{
+	struct clu_fleet *fleet = fleet_of(seed_fleet);
+	struct hc_err err = { 0, "" };
+	struct clu_eligible e;
+	static const char *const boom_only[] = { BOOM };
+	static const char *const both[] = { BOOM, COSMIC };
+	static const char *const cosmic[] = { COSMIC, NULL };
+	struct clu_query q = { NULL, NULL, HEAD, boom_only, 1 };
+
+	(void)state;
+	assert_int_equal(clu_policy_eligible(fleet, &q, &e, &err), 0);
+	expect_ids(&e, cosmic);
+	assert_int_equal(e.partition, CLU_PART_CROSS_VENUE);
+	assert_false(e.picks[0].same_venue);
+	clu_eligible_free(&e);
+
+	q.exclude = both;
+	q.nexclude = 2;
+	assert_int_equal(clu_policy_eligible(fleet, &q, &e, &err), 0);
+	assert_int_equal(e.n, 0);
+	assert_int_equal(e.partition, CLU_PART_NONE);
+	clu_eligible_free(&e);
+
+	/* Strict venue honours it too. */
+	q.head_id = NULL;
+	q.district = "bxl1";
+	q.venue = "rupelmonde";
+	q.exclude = boom_only;
+	q.nexclude = 1;
+	assert_int_equal(clu_policy_eligible(fleet, &q, &e, &err), 0);
+	assert_int_equal(e.n, 0);
+	clu_eligible_free(&e);
+	clu_fleet_free(fleet);
+}
+
 /* Seed 3: no candidate anywhere is an empty list, not an error. */
 static void
 test_no_candidates(void **state)
@@ -209,7 +249,7 @@ test_missing_head_id_strict_venue(void **state)
 		{ NULL },
 	};
 	struct clu_fleet *fleet = fleet_of(specs);
-	struct clu_query q = { "bxl1", NULL, NULL };
+	struct clu_query q = { "bxl1", NULL, NULL, NULL, 0 };
 	struct hc_err err = { 0, "" };
 	struct clu_eligible e;
 	static const char *const want[] = { BOOM, "node-r-other", NULL };
@@ -389,7 +429,7 @@ static void
 test_unknown_head(void **state)
 {
 	struct clu_fleet *fleet = fleet_of(seed_fleet);
-	struct clu_query q = { "bxl1", "rupelmonde", "node-nope" };
+	struct clu_query q = { "bxl1", "rupelmonde", "node-nope", NULL, 0 };
 	struct hc_err err = { 0, "" };
 	struct clu_eligible e;
 
@@ -604,6 +644,7 @@ main(void)
 		cmocka_unit_test(test_quickroute_hit),
 		cmocka_unit_test(test_quickroute_is_a_gate),
 		cmocka_unit_test(test_quickroute_empty_cross_venue),
+		cmocka_unit_test(test_exclude_unreachable),
 		cmocka_unit_test(test_no_candidates),
 		cmocka_unit_test(test_missing_head_id_strict_venue),
 		cmocka_unit_test(test_drained_offline_excluded),

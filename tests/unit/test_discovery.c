@@ -61,6 +61,30 @@ test_parse_ok_extra_fields(void **state)
 	assert_int_equal(l->bodies[1].same_venue, 0);
 	assert_string_equal(l->bodies[2].lan_ip, "::1");
 	assert_string_equal(l->bodies[2].wg_ip, "");
+	/* No partition field: nothing says other venues were left out. */
+	assert_int_equal(l->gated, 0);
+	free(l);
+}
+
+/* The quickroute partition is a gate: the client learns it from the answer. */
+static void
+test_parse_partition(void **state)
+{
+	static const char q[] = "{\"bodies\": [], \"partition\": \"quickroute\"}";
+	static const char x[] = "{\"bodies\": [], \"partition\": \"cross_venue\"}";
+	static const char bad[] = "{\"bodies\": [], \"partition\": 3}";
+	struct disc_list *l = malloc(sizeof(*l));
+	struct hc_err err = { 0, "" };
+
+	(void)state;
+	assert_non_null(l);
+	assert_int_equal(disc_parse_eligible(q, strlen(q), l, &err), 0);
+	assert_int_equal(l->gated, 1);
+	assert_int_equal(disc_parse_eligible(x, strlen(x), l, &err), 0);
+	assert_int_equal(l->gated, 0);
+	assert_int_equal(disc_parse_eligible(bad, strlen(bad), l, &err), HC_EDATA);
+	assert_string_equal(err.msg,
+	                    "eligible list: field 'partition': expected a string, got an integer");
 	free(l);
 }
 
@@ -147,14 +171,30 @@ test_eligible_url(void **state)
 	cfg.district = "bxl1";
 	cfg.venue = "cloud seven";
 	cfg.head_id = "node-74adf4f8";
-	assert_int_equal(disc_eligible_url(&cfg, url, sizeof(url), &err), 0);
+	assert_int_equal(disc_eligible_url(&cfg, NULL, url, sizeof(url), &err), 0);
 	assert_string_equal(url, "http://127.0.0.1:8080/api/v1/bodies/eligible?district=bxl1"
 	                    "&venue=cloud%20seven&head_id=node-74adf4f8");
 	cfg.district = "";
 	cfg.venue = NULL;
-	assert_int_equal(disc_eligible_url(&cfg, url, sizeof(url), &err), 0);
+	assert_int_equal(disc_eligible_url(&cfg, NULL, url, sizeof(url), &err), 0);
 	assert_string_equal(url, "http://127.0.0.1:8080/api/v1/bodies/eligible?head_id=node-74adf4f8");
-	assert_int_equal(disc_eligible_url(&cfg, url, 20, &err), HC_EDATA);
+	assert_int_equal(disc_eligible_url(&cfg, NULL, url, 20, &err), HC_EDATA);
+	{
+		/* Bodies found unreachable go back as one comma-separated list. */
+		struct disc_list *tried = calloc(1, sizeof(*tried));
+		assert_non_null(tried);
+		tried->n = 2;
+		hc_strlcpy(tried->bodies[0].node_id, "node-74f9fbf2", DISC_LABEL_MAX);
+		hc_strlcpy(tried->bodies[1].node_id, "node 2", DISC_LABEL_MAX);
+		assert_int_equal(disc_eligible_url(&cfg, tried, url, sizeof(url), &err), 0);
+		assert_string_equal(url, "http://127.0.0.1:8080/api/v1/bodies/eligible?"
+		                    "head_id=node-74adf4f8&exclude=node-74f9fbf2,node%202");
+		cfg.head_id = NULL;
+		assert_int_equal(disc_eligible_url(&cfg, tried, url, sizeof(url), &err), 0);
+		assert_string_equal(url, "http://127.0.0.1:8080/api/v1/bodies/eligible?"
+		                    "exclude=node-74f9fbf2,node%202");
+		free(tried);
+	}
 }
 
 /* ------------------------------------------------------------ layouts */
@@ -748,6 +788,7 @@ main(void)
 		cmocka_unit_test(test_parse_missing_fields_named),
 		cmocka_unit_test(test_parse_bounded),
 		cmocka_unit_test(test_eligible_url),
+		cmocka_unit_test(test_parse_partition),
 		cmocka_unit_test(test_sequential_table),
 		cmocka_unit_test(test_parallel_decision_table),
 		cmocka_unit_test(test_probe_tcp),
