@@ -64,6 +64,19 @@ char *ag_config_dns_servers(const struct ag_config *cfg);
 int ag_config_http(const struct ag_config *cfg, struct hc_http_config *http,
                    char **servers_owned, struct hc_err *err);
 
+struct mf_config;
+
+/* Fills mf with everything install and sync take from cfg: district, mirror
+ * rewrite, resolver, TLS, connect and stall limits. *servers_owned is the DNS
+ * list mf points to: the caller frees it after the last use of mf.
+ * 0 or HC_ENOMEM. */
+int ag_config_mirrorfetch(const struct ag_config *cfg, struct mf_config *mf,
+                          char **servers_owned, struct hc_err *err);
+
+/* --progress auto|bar|none: *bar is 1 for a progress bar (auto: when stderr
+ * is a terminal). 0 or HC_EUSAGE naming the bad value. */
+int ag_progress_arg(const char *arg, int *bar, struct hc_err *err);
+
 /* What every subcommand receives: the loaded config and global options. */
 struct ag_ctx {
 	struct ag_config cfg;

@@ -5,8 +5,11 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "mirrorfetch/mirrorfetch.h"
 
 #define AG_OFF(member) offsetof(struct ag_config, member)
+/* Connecting to a mirror takes milliseconds; ten seconds means it is not there. */
+#define AG_CONNECT_TIMEOUT_MS 10000
 /* Timeouts above ten minutes are typos, not settings. */
 #define AG_TIMEOUT_MS_MAX 600000
 
@@ -148,5 +151,42 @@ ag_config_http(const struct ag_config *cfg, struct hc_http_config *http,
 	http->dns.servers = *servers_owned;
 	http->dns.timeout_ms = (int)cfg->dns.timeout_ms;
 	http->ca_file = cfg->tls.ca_file;
+	return 0;
+}
+
+int
+ag_config_mirrorfetch(const struct ag_config *cfg, struct mf_config *mf,
+                      char **servers_owned, struct hc_err *err)
+{
+	int rc;
+
+	memset(mf, 0, sizeof(*mf));
+	rc = ag_config_http(cfg, &mf->http, servers_owned, err);
+	if (rc != 0)
+		return rc;
+	mf->node_id = cfg->node_id;
+	mf->state_dir = cfg->state_dir;
+	mf->district_config_url = cfg->district.config_url;
+	mf->district_static = cfg->district.static_district;
+	mf->origin_host = cfg->mirror.origin_host;
+	mf->url_pattern = cfg->mirror.url_pattern;
+	mf->head_timeout_ms = (int)cfg->mirror.head_timeout_ms;
+	mf->http.connect_timeout_ms = AG_CONNECT_TIMEOUT_MS;
+	mf->http.stall_bytes_per_s = cfg->mirror.stall.bytes_per_s;
+	mf->http.stall_seconds = (int)cfg->mirror.stall.seconds;
+	return 0;
+}
+
+int
+ag_progress_arg(const char *arg, int *bar, struct hc_err *err)
+{
+	if (strcmp(arg, "bar") == 0)
+		*bar = 1;
+	else if (strcmp(arg, "auto") == 0)
+		*bar = isatty(STDERR_FILENO);
+	else if (strcmp(arg, "none") == 0)
+		*bar = 0;
+	else
+		return hc_err_set(err, HC_EUSAGE, "--progress: '%s' is not auto, bar or none", arg);
 	return 0;
 }

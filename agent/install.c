@@ -3,13 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "agent/agent.h"
 #include "mirrorfetch/mirrorfetch.h"
-
-/* Connecting to a mirror takes milliseconds; ten seconds means it is not there. */
-#define INSTALL_CONNECT_TIMEOUT_MS 10000
 
 static int
 install_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
@@ -29,7 +25,7 @@ install_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 	const char *url = NULL, *out = NULL, *sha = NULL, *progress = "auto";
 	enum mf_progress_mode mode = MF_PROGRESS_NONE;
 	char *servers = NULL;
-	int json = 0;
+	int json = 0, bar = 0;
 	int rc, opt;
 
 	optind = 1;
@@ -54,16 +50,11 @@ install_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 		return hc_err_set(err, HC_EUSAGE, "install: unexpected argument '%s'", argv[optind]);
 	if (url == NULL || out == NULL)
 		return hc_err_set(err, HC_EUSAGE, "install: --url and --out are required");
-	if (strcmp(progress, "bar") == 0)
-		mode = MF_PROGRESS_BAR;
-	else if (strcmp(progress, "auto") == 0)
-		mode = isatty(STDERR_FILENO) ? MF_PROGRESS_BAR : MF_PROGRESS_NONE;
-	else if (strcmp(progress, "none") != 0)
-		return hc_err_set(err, HC_EUSAGE, "--progress: '%s' is not auto, bar or none",
-		                  progress);
-
-	memset(&mf, 0, sizeof(mf));
-	rc = ag_config_http(c, &mf.http, &servers, err);
+	rc = ag_progress_arg(progress, &bar, err);
+	if (rc != 0)
+		return rc;
+	mode = bar ? MF_PROGRESS_BAR : MF_PROGRESS_NONE;
+	rc = ag_config_mirrorfetch(c, &mf, &servers, err);
 	if (rc != 0)
 		goto done;
 	res = calloc(1, sizeof(*res));
@@ -71,16 +62,6 @@ install_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
 		goto done;
 	}
-	mf.node_id = c->node_id;
-	mf.state_dir = c->state_dir;
-	mf.district_config_url = c->district.config_url;
-	mf.district_static = c->district.static_district;
-	mf.origin_host = c->mirror.origin_host;
-	mf.url_pattern = c->mirror.url_pattern;
-	mf.head_timeout_ms = (int)c->mirror.head_timeout_ms;
-	mf.http.connect_timeout_ms = INSTALL_CONNECT_TIMEOUT_MS;
-	mf.http.stall_bytes_per_s = c->mirror.stall.bytes_per_s;
-	mf.http.stall_seconds = (int)c->mirror.stall.seconds;
 
 	rc = mf_install(&mf, url, out, sha, mode, res, err);
 	if (json)

@@ -3,39 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "agent/agent.h"
 #include "mirrorfetch/mirrorfetch.h"
-
-/* Connecting to a mirror takes milliseconds; ten seconds means it is not there. */
-#define SYNC_CONNECT_TIMEOUT_MS 10000
-
-/* Maps the agent config onto mirrorfetch's. *servers is the DNS list mf
- * points into: caller frees it after the last use of mf. */
-static int
-sync_mf_config(const struct ag_config *c, struct mf_config *mf, char **servers,
-               struct hc_err *err)
-{
-	memset(mf, 0, sizeof(*mf));
-	*servers = ag_config_dns_servers(c);
-	if (*servers == NULL)
-		return hc_err_set(err, HC_ENOMEM, "out of memory");
-	mf->node_id = c->node_id;
-	mf->state_dir = c->state_dir;
-	mf->district_config_url = c->district.config_url;
-	mf->district_static = c->district.static_district;
-	mf->origin_host = c->mirror.origin_host;
-	mf->url_pattern = c->mirror.url_pattern;
-	mf->head_timeout_ms = (int)c->mirror.head_timeout_ms;
-	mf->http.dns.servers = *servers;
-	mf->http.dns.timeout_ms = (int)c->dns.timeout_ms;
-	mf->http.ca_file = c->tls.ca_file;
-	mf->http.connect_timeout_ms = SYNC_CONNECT_TIMEOUT_MS;
-	mf->http.stall_bytes_per_s = c->mirror.stall.bytes_per_s;
-	mf->http.stall_seconds = (int)c->mirror.stall.seconds;
-	return 0;
-}
 
 static int
 sync_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
@@ -91,19 +61,15 @@ sync_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 		return hc_err_set(err, HC_EUSAGE, "sync: unexpected argument '%s'", argv[optind]);
 	if (so.manifest == NULL || so.dir == NULL)
 		return hc_err_set(err, HC_EUSAGE, "sync: --manifest and --dir are required");
-	if (strcmp(progress, "bar") == 0)
-		so.progress = 1;
-	else if (strcmp(progress, "auto") == 0)
-		so.progress = isatty(STDERR_FILENO);
-	else if (strcmp(progress, "none") != 0)
-		return hc_err_set(err, HC_EUSAGE, "--progress: '%s' is not auto, bar or none",
-		                  progress);
+	rc = ag_progress_arg(progress, &so.progress, err);
+	if (rc != 0)
+		return rc;
 	so.jobs = (int)jobs;
 
 	res = calloc(1, sizeof(*res));
 	if (res == NULL)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
-	rc = sync_mf_config(&ctx->cfg, &mf, &servers, err);
+	rc = ag_config_mirrorfetch(&ctx->cfg, &mf, &servers, err);
 	if (rc == 0) {
 		rc = mf_sync(&mf, &so, res, err);
 		if (json)
