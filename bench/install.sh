@@ -5,6 +5,8 @@
 #   1 GiB from a local hydra-mirror (loopback, no throttle):
 #     hydra-agent install            (download + streaming SHA-256 + verify)
 #     curl -o f && openssl dgst      (the strong baseline)
+#     curl -o f && openssl dgst && sync f   (the same, durable like the agent,
+#                                    which fsyncs before it renames)
 #     curl -o f && sha256sum         (Debian's sha256sum, no SHA instructions)
 #     aria2c --checksum=sha-256=...
 #   With the origin throttled (RATE, default 100 MB/s), SMALL bytes:
@@ -63,12 +65,14 @@ agent() {
 	return $_rc
 }
 curl_openssl() { curl -sf -o "$DIR/out/f" "$URL" && openssl dgst -sha256 "$DIR/out/f"; }
+curl_openssl_sync() { curl_openssl && sync "$DIR/out/f"; }
 curl_sha256sum() { curl -sf -o "$DIR/out/f" "$URL" && sha256sum "$DIR/out/f"; }
 aria() { aria2c -q -d "$DIR/out" -o f --allow-overwrite=true --checksum="sha-256=$SHA" "$URL"; }
 
 for i in $(seq "$RUNS"); do
 	run agent agent
 	run curl_openssl curl_openssl
+	run curl_openssl_sync curl_openssl_sync
 	run curl_sha256sum curl_sha256sum
 	command -v aria2c > /dev/null && run aria2c aria
 done
@@ -104,7 +108,7 @@ YAML
 done
 
 m() { median < "$DIR/$1.ms"; }
-A=$(m agent); CO=$(m curl_openssl); CS=$(m curl_sha256sum)
+A=$(m agent); CO=$(m curl_openssl); COS=$(m curl_openssl_sync); CS=$(m curl_sha256sum)
 AR=$( [ -f "$DIR/aria2c.ms" ] && m aria2c || echo 0)
 RSS=$(sort -n "$DIR/agent.rss" | tail -n 1)
 D=$(m direct); C=$(m cold); W=$(m warm)
@@ -112,12 +116,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 
 printf '\n%s MiB from a local hydra-mirror, median of %s runs\n' "$SIZE_MB" "$RUNS"
 printf '%-36s %8s ms\n' "hydra-agent install" "$A" "curl -o && openssl dgst" "$CO" \
-	"curl -o && sha256sum" "$CS" "aria2c --checksum" "$AR"
+	"curl -o && openssl dgst && sync f" "$COS" "curl -o && sha256sum" "$CS" \
+	"aria2c --checksum" "$AR"
 printf '%-36s %8s KiB\n' "hydra-agent peak RSS" "$RSS"
 printf '\n%s MiB, origin throttled to %s bytes/s, median of %s runs\n' "$SMALL_MB" "$RATE" "$RUNS"
 printf '%-36s %8s ms\n' "direct origin install" "$D" "cold district install" "$C" \
 	"warm district install" "$W"
 printf '\n%-36s %s (target <= 0.6, stretch 0.4)\n' "vs curl && openssl dgst" "$(ratio "$A" "$CO")"
+printf '%-36s %s\n' "vs the same made durable (sync f)" "$(ratio "$A" "$COS")"
 printf '%-36s %s\n' "vs curl && sha256sum" "$(ratio "$A" "$CS")"
 printf '%-36s %s (target <= 0.5)\n' "vs aria2c" "$(ratio "$A" "$AR")"
 printf '%-36s %s (target <= 1.25)\n' "cold district / direct" "$(ratio "$C" "$D")"
