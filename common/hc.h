@@ -82,6 +82,9 @@ int hc_parse_int(const char *s, long long min, long long max, long long *out);
  * with '-'; upper case accepted), else 0. */
 int hc_is_dns_label(const char *s);
 
+/* The value of one hex digit (either case), or -1. This function cannot fail. */
+int hc_hex_value(int c);
+
 /* Milliseconds from a monotonic clock. This function cannot fail. */
 int64_t hc_now_ms(void);
 

@@ -216,18 +216,6 @@ hc_sha256_from_repr_digest(const char *value, char hex[HC_SHA256_HEX_LEN + 1])
 	return 0;
 }
 
-static int
-sha256_hex_nibble(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int
 hc_sha256_to_repr_digest(const char *hex, char *out, size_t size)
 {
@@ -238,8 +226,8 @@ hc_sha256_to_repr_digest(const char *hex, char *out, size_t size)
 	if (!hc_sha256_hex_valid(hex))
 		return HC_EDATA;
 	for (i = 0; i < HC_SHA256_LEN; i++)
-		md[i] = (unsigned char)(sha256_hex_nibble(hex[2 * i]) << 4 |
-		                        sha256_hex_nibble(hex[2 * i + 1]));
+		md[i] = (unsigned char)(hc_hex_value(hex[2 * i]) << 4 |
+		                        hc_hex_value(hex[2 * i + 1]));
 	if (EVP_EncodeBlock(b64, md, HC_SHA256_LEN) != 44)
 		return HC_ESOFTWARE;
 	return hc_snprintf(out, size, "sha-256=:%s:", (const char *)b64) == 0 ? 0 : HC_EDATA;

@@ -126,6 +126,18 @@ hc_is_dns_label(const char *s)
 	return 1;
 }
 
+int
+hc_hex_value(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 int64_t
 hc_now_ms(void)
 {

@@ -5,18 +5,6 @@
 
 #include "mirror/mirror.h"
 
-static int
-path_hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* After one decoding, "%2e", "%2f", "%5c", "%25" or "%00" left in a path is a
  * second layer of encoding aimed at whoever decodes again: refuse it. */
 static int
@@ -49,8 +37,8 @@ mir_path_decode(const char *raw, size_t raw_len, char *out, size_t size)
 			int hi, lo;
 			if (i + 2 >= raw_len)
 				return HC_EDATA;
-			hi = path_hex((unsigned char)raw[i + 1]);
-			lo = path_hex((unsigned char)raw[i + 2]);
+			hi = hc_hex_value((unsigned char)raw[i + 1]);
+			lo = hc_hex_value((unsigned char)raw[i + 2]);
 			if (hi < 0 || lo < 0)
 				return HC_EDATA;
 			c = (unsigned char)(hi * 16 + lo);
