@@ -51,11 +51,15 @@ TEST_SUPPORT_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SUPPORT_SRCS))
 
 all: $(PROGS) $(TOOLS)
 
+# A library is rebuilt when an object changes or when the list of its
+# sources does (a removed file must not linger in the archive).
 define module_rules
 $(1)_OBJS := $$(patsubst %.c,$(BUILD)/obj/%.o,$$(filter-out $(1)/main.c,$$(wildcard $(1)/*.c)))
-$(BUILD)/lib/lib$(1).a: $$($(1)_OBJS)
+$(BUILD)/lib/lib$(1).list: FORCE
 	@mkdir -p $$(@D)
-	rm -f $$@ && ar rcs $$@ $$^
+	@echo '$$($(1)_OBJS)' | cmp -s - $$@ || echo '$$($(1)_OBJS)' > $$@
+$(BUILD)/lib/lib$(1).a: $$($(1)_OBJS) $(BUILD)/lib/lib$(1).list
+	rm -f $$@ && ar rcs $$@ $$($(1)_OBJS)
 endef
 $(foreach m,$(MODULES),$(eval $(call module_rules,$(m))))
 
@@ -108,7 +112,7 @@ install: all
 clean:
 	rm -rf build build-asan
 
-.PHONY: all tests deps check testbooks demo bench install clean
+.PHONY: all tests deps check testbooks demo bench install clean FORCE
 # Objects reached through pattern rules (tests, tools) are kept, not deleted
 # as intermediates; lib objects are named prerequisites and always rebuilt.
 .PRECIOUS: $(BUILD)/obj/%.o
