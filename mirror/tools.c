@@ -9,12 +9,17 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mirror/internal.h"
 
@@ -201,80 +206,170 @@ mir_tools_metrics(struct mir_server *s)
 
 /* ------------------------------------------------------------ removing a version */
 
-/* Removes every file under the store folder rel (through the store, so the
- * index follows) and then the folders. Counts the files in *files. */
+/* Removes every file under the folder open at dfd (store path rel) through
+ * the store, so the index follows, then the folders below it. Never follows
+ * a symlink: a link is removed as a link. A file the store refuses (it
+ * resolves outside) stops the walk with that status. Takes dfd. */
 static int
-tools_remove_tree(struct mir_server *s, const char *rel, int depth, uint64_t *files,
+tools_remove_tree(struct mir_server *s, int dfd, const char *rel, int depth, uint64_t *files,
                   struct hc_err *err)
 {
-	char full[PATH_MAX];
 	DIR *d = NULL;
 	struct dirent *de;
 	int rc = 0;
 
-	if (depth > TOOLS_DEPTH_MAX)
+	if (depth > TOOLS_DEPTH_MAX) {
+		close(dfd);
 		return hc_err_set(err, HC_EIO, "%s: nested deeper than %d", rel, TOOLS_DEPTH_MAX);
-	if (hc_snprintf(full, sizeof(full), "%s/files/%s", s->cfg->root, rel) != 0)
-		return hc_err_set(err, HC_EIO, "%s: path too long", rel);
-	d = opendir(full);
-	if (d == NULL)
-		return hc_err_set(err, errno == ENOENT ? HC_ENOTFOUND : HC_EIO, "open %s: %s", full,
-		                  strerror(errno));
+	}
+	d = fdopendir(dfd);
+	if (d == NULL) {
+		rc = hc_err_set(err, HC_EIO, "open %s: %s", rel, strerror(errno));
+		close(dfd);
+		return rc;
+	}
 	for (;;) {
-		char child[MIR_PATH_MAX], child_full[PATH_MAX];
+		char child[MIR_PATH_MAX];
 		struct stat st;
+		int cfd;
 
 		errno = 0;
 		de = readdir(d);
 		if (de == NULL) {
 			if (errno != 0)
-				rc = hc_err_set(err, HC_EIO, "read %s: %s", full, strerror(errno));
+				rc = hc_err_set(err, HC_EIO, "read %s: %s", rel, strerror(errno));
 			break;
 		}
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		if (hc_snprintf(child, sizeof(child), "%s/%s", rel, de->d_name) != 0 ||
-		    hc_snprintf(child_full, sizeof(child_full), "%s/%s", full, de->d_name) != 0) {
+		if (hc_snprintf(child, sizeof(child), "%s/%s", rel, de->d_name) != 0) {
 			rc = hc_err_set(err, HC_EIO, "%s/%s: path too long", rel, de->d_name);
 			break;
 		}
-		if (lstat(child_full, &st) != 0)
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 			continue;
-		if (S_ISDIR(st.st_mode))
-			rc = tools_remove_tree(s, child, depth + 1, files, err);
-		else if (S_ISREG(st.st_mode) && mir_store_delete(s->store, child, err) == 0)
-			(*files)++;
-		else if (unlink(child_full) != 0)
-			rc = hc_err_set(err, HC_EIO, "remove %s: %s", child_full, strerror(errno));
+		if (S_ISDIR(st.st_mode)) {
+			cfd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (cfd < 0)
+				rc = hc_err_set(err, HC_EIO, "open %s: %s", child, strerror(errno));
+			else
+				rc = tools_remove_tree(s, cfd, child, depth + 1, files, err);
+			if (rc == 0 && unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) != 0 &&
+			    errno != ENOENT)
+				rc = hc_err_set(err, HC_EIO, "rmdir %s: %s", child, strerror(errno));
+		} else if (S_ISREG(st.st_mode)) {
+			rc = mir_store_delete(s->store, child, err);
+			if (rc == 0)
+				(*files)++;
+			else if (rc == HC_ENOTFOUND)
+				rc = 0;  /* gone meanwhile */
+		} else if (unlinkat(dirfd(d), de->d_name, 0) != 0 && errno != ENOENT) {
+			rc = hc_err_set(err, HC_EIO, "remove %s: %s", child, strerror(errno));
+		}
 		if (rc != 0)
 			break;
 	}
 	closedir(d);
-	if (rc == 0 && rmdir(full) != 0 && errno != ENOENT)
-		rc = hc_err_set(err, HC_EIO, "rmdir %s: %s", full, strerror(errno));
 	return rc;
 }
 
-/* Removes tools/ID/VERSION. HC_ENOTFOUND when it is not a folder. */
+/* Opens the folder rel of the store with no symlink on the way and every
+ * step beneath files/ (dfd: the files folder). Returns the fd, or
+ * HC_ENOTFOUND, or HC_EDATA for a link or a way out. */
+static int
+tools_open_beneath(struct mir_server *s, int dfd, const char *rel, struct hc_err *err)
+{
+	struct open_how how;
+	char full[PATH_MAX], real[PATH_MAX], want[PATH_MAX];
+	long r;
+	int fd;
+
+	memset(&how, 0, sizeof(how));
+	how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+	do {
+		r = syscall(SYS_openat2, dfd, rel, &how, sizeof(how));
+	} while (r < 0 && (errno == EINTR || errno == EAGAIN));
+	if (r >= 0)
+		return (int)r;
+	if (errno == ENOENT || errno == ENOTDIR)
+		return hc_err_set(err, HC_ENOTFOUND, "%s: no such version", rel);
+	if (errno != ENOSYS)
+		return hc_err_set(err, HC_EDATA, "%s: %s", rel, strerror(errno));
+	/* No openat2 in this kernel: the real path must be the path itself. */
+	if (hc_snprintf(full, sizeof(full), "%s/files/%s", s->cfg->root, rel) != 0 ||
+	    hc_snprintf(want, sizeof(want), "%s/files", s->cfg->root) != 0 ||
+	    realpath(want, real) == NULL ||
+	    hc_snprintf(want, sizeof(want), "%s/%s", real, rel) != 0)
+		return hc_err_set(err, HC_EIO, "%s: path too long", rel);
+	if (realpath(full, real) == NULL)
+		return hc_err_set(err, HC_ENOTFOUND, "%s: no such version", rel);
+	if (strcmp(real, want) != 0)
+		return hc_err_set(err, HC_EDATA, "%s: leads through a link", rel);
+	fd = open(real, how.flags | O_NOFOLLOW);
+	if (fd < 0)
+		return hc_err_set(err, errno == ENOTDIR ? HC_ENOTFOUND : HC_EDATA, "%s: %s", rel,
+		                  strerror(errno));
+	return fd;
+}
+
+/* Removes tools/ID/VERSION. HC_ENOTFOUND when it is not a folder, HC_EDATA
+ * when it (or tools/ID) is a link or a file in it resolves outside. */
 static int
 tools_remove_version(struct mir_server *s, const char *rel, uint64_t *files,
                      struct hc_err *err)
 {
-	char full[PATH_MAX];
+	char files_dir[PATH_MAX], parent[MIR_PATH_MAX];
 	struct stat st;
-	int rc;
+	char *slash;
+	int files_fd = -1, pfd = -1, vfd = -1, rc;
 
 	*files = 0;
-	if (hc_snprintf(full, sizeof(full), "%s/files/%s", s->cfg->root, rel) != 0)
-		return hc_err_set(err, HC_EIO, "%s: path too long", rel);
-	if (lstat(full, &st) != 0 || !S_ISDIR(st.st_mode))
+	hc_strlcpy(parent, rel, sizeof(parent));
+	slash = strrchr(parent, '/');
+	if (slash == NULL)
 		return hc_err_set(err, HC_ENOTFOUND, "%s: no such version", rel);
-	rc = tools_remove_tree(s, rel, 0, files, err);
+	*slash = '\0';
+	if (hc_snprintf(files_dir, sizeof(files_dir), "%s/files", s->cfg->root) != 0)
+		return hc_err_set(err, HC_EIO, "%s: path too long", rel);
+	files_fd = open(files_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (files_fd < 0) {
+		rc = hc_err_set(err, HC_EIO, "open %s: %s", files_dir, strerror(errno));
+		goto done;
+	}
+	rc = tools_open_beneath(s, files_fd, parent, err);
+	if (rc < 0)
+		goto done;
+	pfd = rc;
+	if (fstatat(pfd, slash + 1, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		st.st_mode = 0;
+	if (!S_ISDIR(st.st_mode)) {
+		if (S_ISLNK(st.st_mode))
+			rc = hc_err_set(err, HC_EDATA, "%s: a link", rel);
+		else
+			rc = hc_err_set(err, HC_ENOTFOUND, "%s: no such version", rel);
+		goto done;
+	}
+	/* O_NOFOLLOW: a folder swapped for a link since fstatat is refused. */
+	vfd = openat(pfd, slash + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (vfd < 0) {
+		rc = hc_err_set(err, HC_EDATA, "%s: %s", rel, strerror(errno));
+		goto done;
+	}
+	rc = tools_remove_tree(s, vfd, rel, 0, files, err);
+	vfd = -1;
+	if (rc == 0 && unlinkat(pfd, slash + 1, AT_REMOVEDIR) != 0 && errno != ENOENT)
+		rc = hc_err_set(err, HC_EIO, "rmdir %s: %s", rel, strerror(errno));
 	if (s->tools != NULL) {
 		pthread_mutex_lock(&s->tools->mu);
 		s->tools->purged_versions++;
 		pthread_mutex_unlock(&s->tools->mu);
 	}
+done:
+	if (pfd >= 0)
+		close(pfd);
+	if (files_fd >= 0)
+		close(files_fd);
 	return rc;
 }
 
@@ -304,6 +399,10 @@ mir_tools_delete_version(struct mir_server *s, struct MHD_Connection *c, struct 
 
 	if (rc == HC_ENOTFOUND)
 		return mir_srv_error(s, c, r, MHD_HTTP_NOT_FOUND, "not found");
+	if (rc == HC_EDATA) {
+		hc_log(HC_LOG_WARN, MOD, "DELETE %s: %s", path, err.msg);
+		return mir_srv_error(s, c, r, MHD_HTTP_BAD_REQUEST, "bad path");
+	}
 	if (rc != 0) {
 		hc_log(HC_LOG_WARN, MOD, "DELETE %s: %s", path, err.msg);
 		return mir_srv_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "store error");

@@ -143,6 +143,27 @@ echo '{"files": []}' > "$ROOT/files/tools/t1/1.0/manifest.json"
 echo tool > "$ROOT/files/tools/t1/1.0/files/bin/tool"
 t_eq "tools manifest" "$(curl -s "http://127.0.0.1:$PORT/api/v1/tools/t1/1.0/manifest.json")" '{"files": []}'
 t_eq "tools file" "$(curl -s "http://127.0.0.1:$PORT/api/v1/tools/t1/1.0/files/bin/tool")" "tool"
+# DELETE of a version never leaves the store through a link: 400, the
+# outside files stay.
+mkdir -p "$T_DIR/evil/v1"
+echo keep > "$T_DIR/evil/v1/keep.txt"
+ln -s "$T_DIR/evil" "$ROOT/files/tools/evil"
+t_eq "DELETE of a version through a linked tool folder 400" "$(curl -s -o /dev/null -w '%{http_code}' \
+	-H "Authorization: Bearer $TOKEN" -X DELETE "http://127.0.0.1:$PORT/api/v1/tools/evil/v1")" "400"
+t_eq "the file outside the store stays" "$(cat "$T_DIR/evil/v1/keep.txt" 2>&1)" "keep"
+mkdir -p "$ROOT/files/tools/t2"
+ln -s "$T_DIR/evil/v1" "$ROOT/files/tools/t2/v1"
+t_eq "DELETE of a linked version folder 400" "$(curl -s -o /dev/null -w '%{http_code}' \
+	-H "Authorization: Bearer $TOKEN" -X DELETE "http://127.0.0.1:$PORT/api/v1/tools/t2/v1")" "400"
+mkdir -p "$ROOT/files/tools/t2/v2"
+echo a > "$ROOT/files/tools/t2/v2/a.txt"
+ln -s "$T_DIR/evil/v1/keep.txt" "$ROOT/files/tools/t2/v2/link.txt"
+t_eq "DELETE of a version holding a link 200" "$(curl -s -o /dev/null -w '%{http_code}' \
+	-H "Authorization: Bearer $TOKEN" -X DELETE "http://127.0.0.1:$PORT/api/v1/tools/t2/v2")" "200"
+t_eq "the version is gone, the link's target stays" \
+	"$(ls -A "$ROOT/files/tools/t2"; cat "$T_DIR/evil/v1/keep.txt")" "v1
+keep"
+rm "$ROOT/files/tools/evil" "$ROOT/files/tools/t2/v1"
 
 # Health and metrics.
 curl -s "http://127.0.0.1:$PORT/api/v1/health" > "$T_DIR/health"
