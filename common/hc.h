@@ -371,7 +371,8 @@ struct hc_http_response {
 	long status;
 	int64_t content_length;    /* -1 when absent */
 	int64_t range_start;       /* from Content-Range, -1 when absent */
-	int64_t range_total;       /* total from Content-Range, -1 when absent */
+	int64_t range_total;       /* total from Content-Range (also on a 416),
+	                              -1 when absent */
 	char etag[HC_HTTP_HEADER_VALUE_MAX];
 	char sha256[HC_SHA256_HEX_LEN + 1]; /* X-File-SHA256 or Repr-Digest */
 	char primary_ip[64];

@@ -140,7 +140,8 @@ http_header_value(const char *v, size_t len, char *out, size_t size)
 	out[len] = '\0';
 }
 
-/* "bytes 100-199/1000" gives start and total; an unsatisfied range has no start. */
+/* "bytes 100-199/1000" gives start and total; a 416 (star, then the total)
+ * gives only the total. */
 static void
 http_parse_content_range(const char *v, struct hc_http_response *resp)
 {
@@ -149,6 +150,9 @@ http_parse_content_range(const char *v, struct hc_http_response *resp)
 	if (sscanf(v, "bytes %lld-%lld/%lld", &start, &end, &total) == 3 &&
 	    start >= 0 && end >= start && total > end) {
 		resp->range_start = start;
+		resp->range_total = total;
+	} else if (sscanf(v, "bytes */%lld", &total) == 1 && total >= 0) {
+		/* A 416 says how long the representation is. */
 		resp->range_total = total;
 	}
 }

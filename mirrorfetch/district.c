@@ -152,12 +152,14 @@ mf_district_lookup(const struct mf_config *cfg, char out[MF_DISTRICT_MAX],
 			return 0;
 		}
 		hc_strlcpy(out, cfg->district_static, MF_DISTRICT_MAX);
-		hc_log(HC_LOG_INFO, MOD, "district %s from static config", out);
+		/* The contract line of DESIGN.md 7 first, so one grep finds every
+		 * install that knew its district; the source follows. */
+		hc_log(HC_LOG_INFO, MOD, "district %s from body config (district.static)", out);
 		return 0;
 	}
 	if (cfg->district_config_url == NULL || *cfg->district_config_url == '\0') {
 		if (district_recall(cfg, out) == 0)
-			hc_log(HC_LOG_INFO, MOD, "district %s from last known body config", out);
+			hc_log(HC_LOG_INFO, MOD, "district %s from body config (last known, no config_url)", out);
 		return 0;
 	}
 	rc = district_ask_api(cfg, out, &api_err);
@@ -175,8 +177,8 @@ mf_district_lookup(const struct mf_config *cfg, char out[MF_DISTRICT_MAX],
 	}
 	if (district_recall(cfg, out) == 0) {
 		hc_log(HC_LOG_WARN, MOD,
-		       "body config unavailable (%s), district %s from last known body config",
-		       api_err.msg, out);
+		       "district %s from body config (last known; API unavailable: %s)",
+		       out, api_err.msg);
 		return 0;
 	}
 	if (rc == HC_EDATA)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,6 +46,7 @@ struct install {
 	char advertised[HC_SHA256_HEX_LEN + 1];
 	int changed;
 	int spliced;      /* this response continues bytes an earlier one wrote */
+	int64_t unsatisfied_total; /* a 416's total, -1 when no 416 came */
 	int bad_range;
 	int write_errno;
 	/* Progress. */
@@ -119,11 +121,16 @@ install_draw(struct install *in, int final)
 static int
 install_discard(struct install *in, struct hc_err *err)
 {
-	mf_writer_rewind(in->writer, 0);
-	if (ftruncate(in->fd, 0) != 0)
+	/* Truncate first: on failure the part, the hash and have still agree. */
+	if (ftruncate(in->fd, 0) != 0) {
+		in->write_errno = errno;
 		return hc_err_set(err, HC_EIO, "truncate %s: %s", in->part_path, strerror(errno));
-	if (hc_sha256_reset(in->hash) != 0)
+	}
+	if (hc_sha256_reset(in->hash) != 0) {
+		in->write_errno = EIO;
 		return hc_err_set(err, HC_ESOFTWARE, "sha256 reset failed");
+	}
+	mf_writer_rewind(in->writer, 0);
 	in->have = 0;
 	in->prefix_host[0] = '\0';
 	in->prefix_etag[0] = '\0';
@@ -197,6 +204,11 @@ install_on_headers(void *ctx, const struct hc_http_response *r)
 			return -1;
 		in->total = r->content_length > 0 ? (uint64_t)r->content_length : 0;
 	} else {
+		/* 416 to a resume: the part already holds the whole file (a crash
+		 * between the last byte and the rename), or more than the file
+		 * now has. Either way nothing more comes from this response. */
+		if (r->status == 416 && in->range_from > 0)
+			in->unsatisfied_total = r->range_total;
 		return -1;
 	}
 	if (in->have == 0) {
@@ -287,6 +299,7 @@ install_get(struct install *in, const char *url, const char *host, struct mf_att
 	in->range_from = in->have;
 	in->changed = 0;
 	in->spliced = 0;
+	in->unsatisfied_total = -1;
 	in->bad_range = 0;
 	in->write_errno = 0;
 	in->advertised[0] = '\0';
@@ -332,8 +345,27 @@ install_get(struct install *in, const char *url, const char *host, struct mf_att
 		           host, in->range_from);
 		return GET_SOURCE_FAILED;
 	}
-	if (rc != 0) {
+	if (in->unsatisfied_total >= 0) {
+		if ((uint64_t)in->unsatisfied_total != in->have) {
+			a->result = "changed";
+			hc_err_set(why, HC_EDATA, "%s has %" PRId64 " bytes, the partial download "
+			           "%" PRIu64, host, in->unsatisfied_total, in->have);
+			return GET_CHANGED;
+		}
+		/* The part is whole: only its digest is left to check. */
+		hc_log(HC_LOG_INFO, MOD, "%s already holds all %" PRIu64 " bytes",
+		       in->part_path, in->have);
+		in->spliced = 1;
+		a->result = "ok";
+	} else if (rc != 0) {
 		a->result = hc_fail_name(resp.fail);
+		return GET_SOURCE_FAILED;
+	} else if (in->total > 0 && in->have != in->total) {
+		/* A 206 that stops short of the end is not the file. The bytes
+		 * are good as far as they go: the next source resumes them. */
+		a->result = "short";
+		hc_err_set(why, HC_EUNAVAIL, "%s sent %" PRIu64 " of %" PRIu64 " bytes", host,
+		           in->have, in->total);
 		return GET_SOURCE_FAILED;
 	}
 	if (hc_sha256_hex(in->hash, got) != 0) {
@@ -378,16 +410,24 @@ static int
 install_open_part(struct install *in, struct hc_err *err)
 {
 	struct stat st;
-	int rc;
+	int fd, rc;
 
 	if (hc_snprintf(in->part_path, sizeof(in->part_path), "%s.part", in->out_path) != 0 ||
 	    hc_snprintf(in->meta_path, sizeof(in->meta_path), "%s.part" PART_META_SUFFIX,
 	                in->out_path) != 0)
 		return hc_err_set(err, HC_ECANTCREAT, "path too long: %s", in->out_path);
-	in->fd = open(in->part_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (in->fd < 0)
+	fd = open(in->part_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
 		return hc_err_set(err, HC_ECANTCREAT, "cannot create %s: %s", in->part_path,
 		                  strerror(errno));
+	/* Two installs to one PATH would truncate each other's bytes. The loser
+	 * leaves the part alone: in->fd stays -1, so nothing is cleaned up. */
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		close(fd);
+		return hc_err_set(err, HC_EIO, "%s is being written by another install",
+		                  in->part_path);
+	}
+	in->fd = fd;
 	if (fstat(in->fd, &st) != 0)
 		return hc_err_set(err, HC_EIO, "stat %s: %s", in->part_path, strerror(errno));
 	if (st.st_size == 0)

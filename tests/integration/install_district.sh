@@ -53,7 +53,7 @@ t_stop cluster
 run api-down
 t_eq "api down: exits 0" "$RC" 0
 t_grep "api down: last known district used" "$T_DIR/api-down.log" \
-	"district bxl1 from last known body config"
+	"district bxl1 from body config (last known; API unavailable: "
 t_grep "api down: still the district host" "$T_DIR/api-down.log" \
 	"from bxl1.hydramirror.experiencenet.com in"
 

@@ -99,7 +99,7 @@ conf district bxl1 "$P:$DISTRICT_PORT"
 install district --url "$ORIGIN_URL"
 t_eq "district: install exits 0" "$RC" 0
 t_eq "district: the installed file verifies" "$(sha256sum < "$T_DIR/district.out" | cut -d' ' -f1)" "$SHA"
-t_grep "district: district logged" "$T_DIR/district.hydrabody.log" "district bxl1 from static config"
+t_grep "district: district logged" "$T_DIR/district.hydrabody.log" "district bxl1 from body config (district.static)"
 t_grep "district: downloads from the district host" "$T_DIR/district.hydrabody.log" \
 	"downloading http://bxl1.hydramirror.experiencenet.com:$DISTRICT_PORT/$BUILD_PATH"
 t_grep "district: served by the district host" "$T_DIR/district.hydrabody.log" \

@@ -109,6 +109,21 @@ else
 fi
 t_grep "rerun: resume logged" "$T_DIR/rerun.hydrabody.log" "resuming at $left bytes"
 
+# 2b. A second install to the same PATH while the first runs: refused, and
+# the first one's bytes untouched.
+"$A" --config "$T_DIR/rerun.yaml" install --out "$T_DIR/twice.out" --url "$URL" \
+	> /dev/null 2>&1 &
+FIRST=$!
+wait_part "$T_DIR/twice.out.part" $((512 * 1024))
+"$A" --config "$T_DIR/rerun.yaml" install --out "$T_DIR/twice.out" --url "$URL" \
+	> /dev/null 2> "$T_DIR/twice.stderr"
+t_eq "same PATH twice: the second install exits 74" "$?" 74
+t_grep "same PATH twice: says why" "$T_DIR/twice.stderr" \
+	"$T_DIR/twice.out.part is being written by another install"
+wait $FIRST
+t_eq "same PATH twice: the first install completes" "$?" 0
+t_eq "same PATH twice: and verifies" "$(sha256sum < "$T_DIR/twice.out" | cut -d' ' -f1)" "$SHA"
+
 # 3. A stale part file from some other download: the resumed file cannot
 # verify, so the source is tried once more from zero instead of being blamed.
 head -c $((1024 * 1024)) /dev/urandom > "$T_DIR/stale.out.part"
@@ -145,7 +160,44 @@ t_grep "range ignored: a resume was asked for" "$T_DIR/rerun.hydrabody.log" \
 t_eq "range ignored: the whole file came again" "$(json_attempt_bytes "$T_DIR/norange.json" 0)" "$SIZE"
 t_grep "range ignored: status 200" "$T_DIR/norange.json" '"http_status":200'
 
-# 5. A full disk: exit 74, a clear message, nothing left behind.
+# 5. A crash between the last byte and the rename leaves a whole part: the
+# resume gets 416 and the part is checked and installed, not refused forever.
+cp "$T_DIR/origin/files/exp/build-7.zip" "$T_DIR/whole.out.part"
+"$A" --config "$T_DIR/rerun.yaml" install --json --out "$T_DIR/whole.out" \
+	--url "http://mirror-a.experiencenet.com:$ORIGIN_PORT/$BUILD_PATH" \
+	> "$T_DIR/whole.json" 2> "$T_DIR/whole.stderr"
+t_eq "whole part: exits 0" "$?" 0
+t_eq "whole part: the installed file verifies" "$(sha256sum < "$T_DIR/whole.out" | cut -d' ' -f1)" "$SHA"
+t_grep "whole part: recognised" "$T_DIR/rerun.hydrabody.log" \
+	"$T_DIR/whole.out.part already holds all $SIZE bytes"
+# A part longer than the file (a shorter version was published): from zero.
+cp "$T_DIR/origin/files/exp/build-7.zip" "$T_DIR/long.out.part"
+head -c 1024 /dev/urandom >> "$T_DIR/long.out.part"
+"$A" --config "$T_DIR/rerun.yaml" install --json --out "$T_DIR/long.out" \
+	--url "http://mirror-a.experiencenet.com:$ORIGIN_PORT/$BUILD_PATH" \
+	> "$T_DIR/long.json" 2> "$T_DIR/long.stderr"
+t_eq "long part: exits 0" "$?" 0
+t_eq "long part: the installed file verifies" "$(sha256sum < "$T_DIR/long.out" | cut -d' ' -f1)" "$SHA"
+t_grep "long part: restarted from zero" "$T_DIR/rerun.hydrabody.log" \
+	"mirror-a.experiencenet.com has $SIZE bytes, the partial download $((SIZE + 1024)), restarting from zero"
+
+# 6. A server whose 206 stops short of the end: never installed as the file.
+SHORT_PORT=$(t_free_port)
+head -c 1000 /dev/urandom > "$T_DIR/short.body"
+printf 'HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-999/300000\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n' > "$T_DIR/short.head"
+cat "$T_DIR/short.head" "$T_DIR/short.body" > "$T_DIR/short.reply"
+t_start short "$T_DIR/short.log" socat "TCP-LISTEN:$SHORT_PORT,bind=127.0.0.1,reuseaddr,fork" \
+	"SYSTEM:cat $T_DIR/short.reply; cat > /dev/null"
+t_wait_tcp 127.0.0.1 "$SHORT_PORT" 10000 || t_fail "short server starts" "no listener"
+"$A" --config "$T_DIR/rerun.yaml" install --json --out "$T_DIR/short.out" \
+	--url "http://127.0.0.1:$SHORT_PORT/b.zip" > "$T_DIR/short.json" 2> "$T_DIR/short.stderr"
+t_eq "short 206: exit 69" "$?" 69
+t_eq "short 206: nothing at PATH" "$(ls "$T_DIR/short.out" 2>/dev/null)" ""
+t_grep "short 206: the reason" "$T_DIR/short.stderr" "127.0.0.1 sent 1000 of 300000 bytes"
+t_grep "short 206: attempt result" "$T_DIR/short.json" '"result":"short"'
+t_eq "short 206: the good bytes are kept for a resume" "$(stat -c %s "$T_DIR/short.out.part" 2>/dev/null)" 1000
+
+# 7. A full disk: exit 74, a clear message, nothing left behind.
 if [ "$(id -u)" -eq 0 ] && unshare -m true 2>/dev/null; then
 	mkdir -p "$T_DIR/small"
 	unshare -m sh -c "mount -t tmpfs -o size=1m hydra-test '$T_DIR/small' &&

@@ -72,7 +72,7 @@ conf district bxl1 "$P:$DISTRICT_PORT"
 sync_as district
 t_eq "district: exits 0" "$RC" 0
 t_eq "district: the folder equals the tool" "$(same_tree "$T_DIR/district.out")" same
-t_grep "district: district logged" "$T_DIR/district.log" "district bxl1 from static config"
+t_grep "district: district logged" "$T_DIR/district.log" "district bxl1 from body config (district.static)"
 t_grep "district: manifest from the district host" "$T_DIR/district.log" \
 	"downloading http://bxl1.hydramirror.experiencenet.com:$DISTRICT_PORT/api/v1/tools/demo/3.1/manifest.json"
 t_grep "district: files from the district host" "$T_DIR/district.log" \
