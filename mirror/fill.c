@@ -1,8 +1,9 @@
 /*
  * Peer fills: a miss starts one transfer from the origin per path. It writes
  * a temp file in the store while every waiting client reads that file as it
- * grows, so the first byte goes out as soon as it arrives. The last byte is
- * held back until the origin's digest has been checked: a client never sees
+ * grows, so the first byte goes out as soon as it arrives. The last byte of
+ * each response (of a range too) is held back until the origin's digest has
+ * been checked, and an empty body waits for it: a client never sees
  * a clean end of a body that turned out wrong or short, since its response
  * carries Content-Length and the connection is aborted instead. Only a
  * verified file becomes visible in the store.
@@ -324,10 +325,11 @@ fill_read(void *cls, uint64_t pos, char *buf, size_t max)
 			pthread_mutex_unlock(&f->mu);
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		}
-		avail = f->written;
-		/* Hold the last byte back until the digest is checked. */
-		if (f->state != FILL_DONE && avail > 0 && avail >= f->size)
-			avail = f->size - 1;
+		avail = f->written < end ? f->written : end;
+		/* Hold the last byte of the response back until the digest is
+		 * checked: a range ending before the end of the file too. */
+		if (f->state != FILL_DONE && avail >= end)
+			avail = end - 1;
 		if (at < avail)
 			break;
 		if (f->state == FILL_DONE) {
@@ -381,6 +383,21 @@ fill_respond(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
 		if (f != NULL)
 			fill_unref(f);
 		return mir_srv_416(s, c, r, size);
+	}
+	if (f != NULL && !head && len == 0) {
+		/* No last byte to hold back: answer once the digest is checked. */
+		enum fill_state state;
+
+		pthread_mutex_lock(&f->mu);
+		while (f->state != FILL_DONE && f->state != FILL_FAILED &&
+		       !atomic_load(&s->stopping))
+			mir_srv_wait(&f->cv, &f->mu, FILL_POLL_MS);
+		state = f->state;
+		pthread_mutex_unlock(&f->mu);
+		fill_unref(f);
+		if (state != FILL_DONE)
+			return MHD_NO;
+		f = NULL;
 	}
 	if (f != NULL && !head) {
 		struct fill_reader *rd = malloc(sizeof(*rd));

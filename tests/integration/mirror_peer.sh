@@ -12,6 +12,7 @@ for f in big1 big2 big3 big4; do head -c 4000000 /dev/urandom > "$OROOT/files/b/
 for f in a b c d; do head -c 100000 /dev/urandom > "$OROOT/files/b/$f.bin"; done
 head -c 60000 /dev/urandom > "$OROOT/files/b/small.bin"
 head -c 40000 /dev/urandom > "$OROOT/files/b/tamper.bin"
+head -c 40000 /dev/urandom > "$OROOT/files/b/tamper2.bin"
 sha() { sha256sum < "$1" | cut -d' ' -f1; }
 
 # metric URL NAME: the value of an unlabelled metric (0 when absent).
@@ -208,6 +209,18 @@ else
 fi
 t_grep "digest mismatch logged" "$T_DIR/lru2.log" "fill b/tamper.bin failed: digest mismatch"
 t_eq "digest mismatch: nothing cached" "$(ls "$L/files/b" | tr '\n' ' ')$(ls -A "$L/tmp")" "a.bin d.bin "
+# The same for a range that ends before the end of the file.
+cp -p "$OROOT/files/b/tamper2.bin" "$T_DIR/tamper2.ref"
+head -c 40000 /dev/urandom > "$OROOT/files/b/tamper2.bin"
+touch -r "$T_DIR/tamper2.ref" "$OROOT/files/b/tamper2.bin"
+code=$(curl -s -r 0-999 -o "$T_DIR/tampered2" -w '%{http_code}' "$P3/b/tamper2.bin")
+rc=$?
+if [ "$rc" -ne 0 ] || [ "$code" = 502 ]; then
+	t_ok "digest mismatch: a range never ends cleanly (curl $rc, HTTP $code)"
+else
+	t_fail "digest mismatch: a range never ends cleanly" "curl $rc, HTTP $code"
+fi
+t_wait_log "$T_DIR/lru2.log" "fill b/tamper2.bin failed: digest mismatch" 10000
 t_stop lru
 
 # Pinned: a file being read is not evicted even when it is the oldest.
