@@ -7,8 +7,8 @@ set -eu
 PKGS="build-essential pkg-config
 libcurl4-openssl-dev libc-ares-dev libssl-dev libjson-c-dev libyaml-dev
 libcmocka-dev libmicrohttpd-dev
-dnsmasq-base nftables iproute2 openssl curl socat procps
-nginx-light aria2 wrk valgrind rsync"
+dnsmasq-base nftables iproute2 openssl curl socat procps jq util-linux
+nginx-light aria2 wrk valgrind rsync time"
 
 missing=""
 for p in $PKGS; do
