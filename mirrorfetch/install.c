@@ -405,16 +405,19 @@ install_commit(struct install *in, struct hc_err *err)
 	return hc_fsync_dir(in->out_path, err);
 }
 
-/* Opens PATH.part, re-hashing what an earlier run left in it. */
+/* Opens the part file (part_path, or PATH.part), re-hashing what an earlier
+ * run left in it. */
 static int
-install_open_part(struct install *in, struct hc_err *err)
+install_open_part(struct install *in, const char *part_path, struct hc_err *err)
 {
 	struct stat st;
 	int fd, rc;
 
-	if (hc_snprintf(in->part_path, sizeof(in->part_path), "%s.part", in->out_path) != 0 ||
-	    hc_snprintf(in->meta_path, sizeof(in->meta_path), "%s.part" PART_META_SUFFIX,
-	                in->out_path) != 0)
+	if ((part_path != NULL ?
+	     hc_snprintf(in->part_path, sizeof(in->part_path), "%s", part_path) :
+	     hc_snprintf(in->part_path, sizeof(in->part_path), "%s.part", in->out_path)) != 0 ||
+	    hc_snprintf(in->meta_path, sizeof(in->meta_path), "%s" PART_META_SUFFIX,
+	                in->part_path) != 0)
 		return hc_err_set(err, HC_ECANTCREAT, "path too long: %s", in->out_path);
 	fd = open(in->part_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -444,8 +447,8 @@ install_open_part(struct install *in, struct hc_err *err)
 
 int
 mf_fetch(const struct mf_config *cfg, char candidates[][MF_URL_MAX], size_t n,
-         const char *out_path, const char *expect_sha256, enum mf_progress_mode progress,
-         struct mf_result *res, struct hc_err *err)
+         const char *out_path, const char *part_path, const char *expect_sha256,
+         enum mf_progress_mode progress, struct mf_result *res, struct hc_err *err)
 {
 	struct install in;
 	struct hc_err why = { 0, "" };
@@ -473,7 +476,7 @@ mf_fetch(const struct mf_config *cfg, char candidates[][MF_URL_MAX], size_t n,
 	in.hash = hc_sha256_new();
 	if (in.hash == NULL)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
-	rc = install_open_part(&in, err);
+	rc = install_open_part(&in, part_path, err);
 	if (rc != 0)
 		goto done;
 	rc = mf_writer_new(in.fd, in.hash, in.have, &in.writer, err);
@@ -595,5 +598,5 @@ mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
 	                    err);
 	if (rc != 0)
 		return rc;
-	return mf_fetch(cfg, candidates, n, out_path, expect_sha256, progress, res, err);
+	return mf_fetch(cfg, candidates, n, out_path, NULL, expect_sha256, progress, res, err);
 }

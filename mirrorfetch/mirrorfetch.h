@@ -93,11 +93,12 @@ int mf_install(const struct mf_config *cfg, const char *url, const char *out_pat
  * and rewrite: candidates[0..n-1] come from mf_rewrite_url (with n > 1 every
  * candidate but the last is HEAD-probed first and logged as a district
  * mirror on failure). Same contract as mf_install: out_path only ever holds
- * a verified file, out_path.part is resumed. Safe to run on several threads
- * at once for different out_paths.
+ * a verified file; the bytes so far live in part_path (NULL: out_path.part,
+ * with part_path.meta beside it) and are resumed. Safe to run on several
+ * threads at once for different out_paths and part_paths.
  */
 int mf_fetch(const struct mf_config *cfg, char candidates[][MF_URL_MAX], size_t n,
-             const char *out_path, const char *expect_sha256,
+             const char *out_path, const char *part_path, const char *expect_sha256,
              enum mf_progress_mode progress, struct mf_result *res, struct hc_err *err);
 
 /*

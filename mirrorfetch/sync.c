@@ -31,6 +31,8 @@
 
 #include "mirrorfetch/mirrorfetch.h"
 
+/* Under staging: the part files of downloads in progress. */
+#define SYNC_PARTS_DIR ".hydra-parts"
 #define MOD "mirrorfetch"
 #define INDEX_MAGIC "hydra-index 1\n"
 /* An index line: digest, four numbers and a path. */
@@ -646,8 +648,9 @@ sync_worker(void *arg)
 	for (;;) {
 		struct sync_item *it = NULL;
 		char candidates[2][MF_URL_MAX], staged[PATH_MAX], parent[PATH_MAX];
+		char part[PATH_MAX];
 		struct hc_err err = { 0, "" };
-		size_t n = 0;
+		size_t n = 0, d;
 		char *slash;
 		int rc;
 
@@ -659,10 +662,14 @@ sync_worker(void *arg)
 		pthread_mutex_unlock(&s->mu);
 
 		rc = sync_candidates(s, it->f->url, candidates, &n, &err);
-		if (rc == 0 && sync_join(staged, sizeof(staged), s->staging, it->f->path) != 0)
+		/* Part files live in a tree of their own: staged "x.part" must never
+		 * be the part file of "x". Manifest paths cannot start with .hydra-. */
+		if (rc == 0 && (sync_join(staged, sizeof(staged), s->staging, it->f->path) != 0 ||
+		                hc_snprintf(part, sizeof(part), "%s/" SYNC_PARTS_DIR "/%s.part",
+		                            s->staging, it->f->path) != 0))
 			rc = hc_err_set(&err, HC_ECANTCREAT, "%s: path too long", it->f->path);
-		if (rc == 0) {
-			hc_strlcpy(parent, staged, sizeof(parent));
+		for (d = 0; rc == 0 && d < 2; d++) {
+			hc_strlcpy(parent, d == 0 ? staged : part, sizeof(parent));
 			slash = strrchr(parent, '/');
 			*slash = '\0';
 			rc = hc_mkdir_p(parent, 0755, &err);
@@ -670,8 +677,8 @@ sync_worker(void *arg)
 				rc = HC_ECANTCREAT;
 		}
 		if (rc == 0)
-			rc = mf_fetch(s->cfg, candidates, n, staged, it->f->sha256, MF_PROGRESS_NONE, r,
-			              &err);
+			rc = mf_fetch(s->cfg, candidates, n, staged, part, it->f->sha256,
+			              MF_PROGRESS_NONE, r, &err);
 
 		pthread_mutex_lock(&s->mu);
 		if (rc == 0) {
