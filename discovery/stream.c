@@ -155,7 +155,10 @@ launch(int argc, char *const *argv, const char *ip, pid_t *pid, struct hc_err *e
 		got = read(ep[0], &child_errno, sizeof(child_errno));
 	} while (got < 0 && errno == EINTR);
 	if (got == (ssize_t)sizeof(child_errno)) {
-		waitpid(*pid, NULL, 0);
+		/* Our signal handlers do not restart calls: a SIGTERM here must not
+		 * leave the child unreaped. */
+		while (waitpid(*pid, NULL, 0) < 0 && errno == EINTR)
+			continue;
 		*pid = -1;
 		rc = hc_err_set(err, HC_EUSAGE, "stream: cannot run '%s': %s", v[0],
 		                strerror(child_errno));
