@@ -704,28 +704,88 @@ mir_store_tmp(struct mir_store *st, char *tmp, size_t size, struct hc_err *err)
 	return fd;
 }
 
-/* mkdir -p of the parent of full, refusing one that resolves outside. */
+/* Opens the folder rel (a prefix of a store path) with every step of its
+ * resolution kept beneath files/. Without openat2, opens it level by level
+ * from dfd (the folder of its parent) following no link at all. Returns the
+ * fd, HC_ENOTFOUND, HC_EDATA (a way out) or HC_EIO. */
 static int
-store_make_parent(struct mir_store *st, const char *full, struct hc_err *err)
+store_open_dir_beneath(struct mir_store *st, int dfd, const char *rel, const char *name,
+                       struct hc_err *err)
 {
-	char dir[PATH_MAX], real[PATH_MAX];
-	char *slash;
-	size_t n = strlen(st->files_real);
-	int rc;
+	struct open_how how;
+	long r;
 
-	hc_strlcpy(dir, full, sizeof(dir));
-	slash = strrchr(dir, '/');
-	if (slash == NULL)
-		return hc_err_set(err, HC_ESOFTWARE, "bad store path");
-	*slash = '\0';
-	rc = hc_mkdir_p(dir, 0755, err);
-	if (rc != 0)
-		return rc;
-	if (realpath(dir, real) == NULL)
-		return hc_err_set(err, HC_EIO, "realpath: %s", strerror(errno));
-	if (strncmp(real, st->files_real, n) != 0 || (real[n] != '/' && real[n] != '\0'))
+	memset(&how, 0, sizeof(how));
+	how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+	do {
+		r = syscall(SYS_openat2, st->files_fd, rel, &how, sizeof(how));
+	} while (r < 0 && (errno == EINTR || errno == EAGAIN));
+	if (r < 0 && errno == ENOSYS)
+		r = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (r >= 0)
+		return (int)r;
+	switch (errno) {
+	case ENOENT:
+		return hc_err_set(err, HC_ENOTFOUND, "%s: not found", rel);
+	case EXDEV:
+	case ELOOP:
+	case ENOTDIR:
 		return hc_err_set(err, HC_EDATA, "path leads outside the store");
-	return 0;
+	default:
+		return hc_err_set(err, HC_EIO, "open %s: %s", rel, strerror(errno));
+	}
+}
+
+/* mkdir -p of the folder of path inside the store, one level at a time
+ * from a folder already known to be beneath files/, so nothing is created
+ * outside. Returns an fd of the folder, or HC_EDATA when a level resolves
+ * outside, or HC_EIO (errno kept). */
+static int
+store_open_parent(struct mir_store *st, const char *path, struct hc_err *err)
+{
+	char prefix[MIR_PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	size_t i, n, name;
+	int dfd, next;
+
+	dfd = fcntl(st->files_fd, F_DUPFD_CLOEXEC, 0);
+	if (dfd < 0)
+		return hc_err_set(err, HC_EIO, "dup: %s", strerror(errno));
+	if (slash == NULL)
+		return dfd;
+	n = (size_t)(slash - path);
+	if (n >= sizeof(prefix)) {
+		close(dfd);
+		return hc_err_set(err, HC_EDATA, "path too long");
+	}
+	memcpy(prefix, path, n);
+	prefix[n] = '\0';
+	name = 0;
+	for (i = 0; i <= n; i++) {
+		char c = prefix[i];
+
+		if (c != '/' && c != '\0')
+			continue;
+		prefix[i] = '\0';
+		next = store_open_dir_beneath(st, dfd, prefix, prefix + name, err);
+		if (next == HC_ENOTFOUND) {
+			if (mkdirat(dfd, prefix + name, 0755) != 0 && errno != EEXIST) {
+				int e = errno;
+				next = hc_err_set(err, HC_EIO, "mkdir %s: %s", prefix, strerror(e));
+				errno = e;
+			} else {
+				next = store_open_dir_beneath(st, dfd, prefix, prefix + name, err);
+			}
+		}
+		prefix[i] = c;
+		close(dfd);
+		if (next < 0)
+			return next;
+		dfd = next;
+		name = i + 1;
+	}
+	return dfd;
 }
 
 int
@@ -736,7 +796,8 @@ mir_store_commit(struct mir_store *st, const char *path, const char *tmp, int fd
 	char full[PATH_MAX];
 	struct stat sb;
 	struct mir_entry *e, *old;
-	int rc;
+	const char *base;
+	int pfd = -1, rc;
 
 	if (hc_snprintf(full, sizeof(full), "%s/%s", st->files_dir, path) != 0) {
 		rc = hc_err_set(err, HC_EDATA, "path too long");
@@ -750,20 +811,25 @@ mir_store_commit(struct mir_store *st, const char *path, const char *tmp, int fd
 		rc = hc_err_set(err, HC_EIO, "temp file is not %" PRIu64 " bytes", size);
 		goto fail;
 	}
-	rc = store_make_parent(st, full, err);
-	if (rc != 0)
+	rc = store_open_parent(st, path, err);
+	if (rc < 0)
 		goto fail;
+	pfd = rc;
+	rc = 0;
 	e = store_entry_new(path, &sb, sha256);
 	if (e == NULL) {
 		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
 		goto fail;
 	}
-	if (rename(tmp, full) != 0) {
+	base = strrchr(path, '/');
+	base = base != NULL ? base + 1 : path;
+	if (renameat(AT_FDCWD, tmp, pfd, base) != 0) {
 		rc = hc_err_set(err, HC_EIO, "rename to %s: %s", full, strerror(errno));
 		store_entry_free(e);
 		goto fail;
 	}
-	(void)hc_fsync_dir(full, NULL);
+	(void)fsync(pfd);
+	close(pfd);
 	pthread_mutex_lock(&st->mu);
 	old = store_find(st, path);
 	if (old != NULL)
@@ -775,6 +841,8 @@ mir_store_commit(struct mir_store *st, const char *path, const char *tmp, int fd
 	pthread_mutex_unlock(&st->mu);
 	return 0;
 fail:
+	if (pfd >= 0)
+		close(pfd);
 	unlink(tmp);
 	mir_store_unreserve(st, reserved);
 	return rc;

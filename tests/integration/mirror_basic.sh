@@ -131,6 +131,12 @@ t_eq "PUT replaces" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization:
 	--data-binary 'v3' -X PUT "$U/up/plain.txt") $(curl -s "$U/up/plain.txt")" "201 v3"
 t_eq "PUT traversal 400" "$(curl -s --path-as-is -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
 	--data-binary x -X PUT "$U/../evil.txt")" "400"
+# A PUT through a link out of the store is refused before any folder is made.
+t_eq "PUT through a linked folder 400" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
+	--data-binary x -X PUT "$U/outdir/newdir/x")" "400"
+t_eq "no folder made outside the store" "$(ls -A "$T_DIR/outside")" "secret.txt"
+t_eq "PUT into new folders 201" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
+	--data-binary deep -X PUT "$U/up/d1/d2/deep.txt") $(cat "$ROOT/files/up/d1/d2/deep.txt")" "201 deep"
 t_eq "DELETE without token 401" "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$U/up/plain.txt")" "401"
 t_eq "DELETE 204" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" -X DELETE "$U/up/plain.txt")" "204"
 t_eq "deleted file 404" "$(curl -s -o /dev/null -w '%{http_code}' "$U/up/plain.txt")" "404"
