@@ -15,6 +15,8 @@
 #define DNS_DEFAULT_TIMEOUT_MS 1000
 /* c-ares retries within the budget; two tries survive one lost UDP packet. */
 #define DNS_TRIES 2
+/* How often a waiting lookup looks at its cancel flag. */
+#define DNS_CANCEL_SLICE_MS 100
 
 struct dns_query {
 	int done;
@@ -63,7 +65,7 @@ dns_is_literal(const char *host)
 
 /* Drives the channel until the query is done or the deadline passes. */
 static void
-dns_wait(ares_channel ch, struct dns_query *q, int64_t deadline)
+dns_wait(ares_channel ch, struct dns_query *q, int64_t deadline, volatile int *cancel)
 {
 	while (!q->done) {
 		ares_socket_t socks[ARES_GETSOCK_MAXNUM];
@@ -72,10 +74,12 @@ dns_wait(ares_channel ch, struct dns_query *q, int64_t deadline)
 		int64_t left = deadline - hc_now_ms();
 		int bits, n = 0, i, wait_ms;
 
-		if (left <= 0) {
+		if (left <= 0 || (cancel != NULL && *cancel)) {
 			ares_cancel(ch);  /* calls dns_on_result with ARES_ECANCELLED */
 			break;
 		}
+		if (cancel != NULL && left > DNS_CANCEL_SLICE_MS)
+			left = DNS_CANCEL_SLICE_MS;
 		bits = ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
 		for (i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
 			short ev = 0;
@@ -153,7 +157,7 @@ hc_dns_resolve(const struct hc_dns_config *cfg, const char *host,
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	ares_getaddrinfo(ch, host, NULL, &hints, dns_on_result, &q);
-	dns_wait(ch, &q, deadline);
+	dns_wait(ch, &q, deadline, cfg != NULL ? cfg->cancel : NULL);
 
 	switch (q.status) {
 	case ARES_SUCCESS:

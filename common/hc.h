@@ -309,6 +309,7 @@ enum hc_fail {
 struct hc_dns_config {
 	const char *servers; /* "127.0.0.1:5353,[::1]:53" or NULL/"" for resolv.conf */
 	int timeout_ms;      /* whole lookup budget */
+	volatile int *cancel;/* non-zero from elsewhere ends the lookup (a timeout) */
 };
 
 struct hc_dns_result {

@@ -350,6 +350,7 @@ hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *
 	struct http_xfer x;
 	struct hc_url u = { .path_query = NULL };
 	struct hc_dns_result dns;
+	struct hc_dns_config dns_cfg;
 	struct curl_slist *resolve = NULL, *headers = NULL, *tmp;
 	char entry[HTTP_RESOLVE_MAX];
 	char line[HTTP_HEADER_LINE_MAX];
@@ -370,7 +371,9 @@ hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *
 	rc = hc_url_parse(req->url, &u, err);
 	if (rc != 0)
 		return rc;
-	rc = hc_dns_resolve(&cfg->dns, u.host, &dns, &resp->fail, err);
+	dns_cfg = cfg->dns;
+	dns_cfg.cancel = req->cancel;
+	rc = hc_dns_resolve(&dns_cfg, u.host, &dns, &resp->fail, err);
 	if (rc != 0)
 		goto done;
 	if (http_resolve_entry(&u, &dns, entry, sizeof(entry)) != 0) {

@@ -225,7 +225,7 @@ http_config(struct hc_http_config *cfg)
 static void
 test_dns_resolves_through_dnsmasq(void **state)
 {
-	struct hc_dns_config dns = { E.dns_servers, 2000 };
+	struct hc_dns_config dns = { E.dns_servers, 2000, NULL };
 	struct hc_dns_result res;
 	enum hc_fail fail;
 	struct hc_err err;
@@ -240,7 +240,7 @@ test_dns_resolves_through_dnsmasq(void **state)
 static void
 test_dns_nxdomain(void **state)
 {
-	struct hc_dns_config dns = { E.dns_servers, 2000 };
+	struct hc_dns_config dns = { E.dns_servers, 2000, NULL };
 	struct hc_dns_result res;
 	enum hc_fail fail;
 	struct hc_err err;
@@ -255,7 +255,7 @@ test_dns_nxdomain(void **state)
 static void
 test_dns_timeout(void **state)
 {
-	struct hc_dns_config dns = { E.silent_dns, DNS_TIMEOUT_BUDGET_MS };
+	struct hc_dns_config dns = { E.silent_dns, DNS_TIMEOUT_BUDGET_MS, NULL };
 	struct hc_dns_result res;
 	enum hc_fail fail;
 	struct hc_err err;
@@ -269,6 +269,25 @@ test_dns_timeout(void **state)
 	assert_string_equal(err.msg, "lookup mirror.experiencenet.com: timeout");
 	/* The budget holds: not a c-ares default of seconds per try. */
 	assert_true(took < 5 * DNS_TIMEOUT_BUDGET_MS);
+}
+
+/* A stop request ends a lookup at once instead of after its whole budget. */
+static void
+test_dns_cancel(void **state)
+{
+	volatile int stop = 1;
+	struct hc_dns_config dns = { E.silent_dns, 20000, &stop };
+	struct hc_dns_result res;
+	enum hc_fail fail;
+	struct hc_err err;
+	int64_t start = hc_now_ms();
+
+	(void)state;
+	assert_int_equal(hc_dns_resolve(&dns, "mirror.experiencenet.com", &res, &fail, &err),
+	                 HC_EUNAVAIL);
+	assert_int_equal(fail, HC_FAIL_DNS_TIMEOUT);
+	/* 20 s budget; a cancelled lookup returns within a slice. */
+	assert_true(hc_now_ms() - start < 2000);
 }
 
 static void
@@ -497,6 +516,7 @@ main(void)
 		cmocka_unit_test(test_dns_resolves_through_dnsmasq),
 		cmocka_unit_test(test_dns_nxdomain),
 		cmocka_unit_test(test_dns_timeout),
+		cmocka_unit_test(test_dns_cancel),
 		cmocka_unit_test(test_http_get_head_range),
 		cmocka_unit_test(test_http_status_and_user_agent),
 		cmocka_unit_test(test_https_with_test_ca),
