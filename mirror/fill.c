@@ -46,6 +46,8 @@ struct mir_fill {
 	char etag[HC_HTTP_HEADER_VALUE_MAX];
 	int fd;
 	char tmp[PATH_MAX];
+	/* The committed entry, pinned while a reader may still send it. */
+	struct mir_entry *pin;
 	struct hc_sha256 *h;
 	volatile int cancel;
 };
@@ -95,6 +97,7 @@ fill_unref(struct mir_fill *f)
 	pthread_mutex_unlock(&f->mu);
 	if (!last)
 		return;
+	mir_store_release(f->s->store, f->pin);
 	if (f->fd >= 0)
 		close(f->fd);
 	hc_sha256_free(f->h);
@@ -222,7 +225,7 @@ end:
 	if (ok && f->cache) {
 		/* Visible in the store and gone from the fills in one step. */
 		if (mir_store_commit(s->store, f->path, f->tmp, f->fd, f->size, hex, f->reserved,
-		                     &cerr) != 0)
+		                     &f->pin, &cerr) != 0)
 			hc_log(HC_LOG_WARN, "mirror", "cannot cache %s: %s", f->path, cerr.msg);
 	} else {
 		unlink(f->tmp);

@@ -139,11 +139,14 @@ int mir_store_tmp(struct mir_store *st, char *tmp, size_t size,
                   struct hc_err *err);
 
 /* Makes the temp file visible at path with its metadata: fsync, rename,
- * fsync of the directory. reserved: bytes earlier reserved for it. On error
- * the temp file is removed and nothing is visible. */
+ * fsync of the directory. reserved: bytes earlier reserved for it. pin:
+ * when not NULL, receives the new entry pinned (release it with
+ * mir_store_release), NULL on error. On error the temp file is removed and
+ * nothing is visible. */
 int mir_store_commit(struct mir_store *st, const char *path, const char *tmp,
                      int fd, uint64_t size, const char *sha256,
-                     uint64_t reserved, struct hc_err *err);
+                     uint64_t reserved, struct mir_entry **pin,
+                     struct hc_err *err);
 
 /* Makes room for size more bytes by evicting least recently used unpinned
  * files. 0 when reserved (undo with mir_store_unreserve), or HC_EIO when

@@ -493,7 +493,7 @@ srv_put_data(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
 		return mir_srv_error(s, c, r, MHD_HTTP_UNPROCESSABLE_CONTENT, "sha256 mismatch");
 	}
 	rc = mir_store_commit(s->store, r->put_path, r->put_tmp, r->put_fd, r->put_bytes,
-	                      hex, 0, &err);
+	                      hex, 0, NULL, &err);
 	r->put_tmp[0] = '\0';  /* renamed, or removed by the commit */
 	close(r->put_fd);
 	r->put_fd = -1;

@@ -791,7 +791,7 @@ store_open_parent(struct mir_store *st, const char *path, struct hc_err *err)
 int
 mir_store_commit(struct mir_store *st, const char *path, const char *tmp, int fd,
                  uint64_t size, const char *sha256, uint64_t reserved,
-                 struct hc_err *err)
+                 struct mir_entry **pin, struct hc_err *err)
 {
 	char full[PATH_MAX];
 	struct stat sb;
@@ -799,6 +799,8 @@ mir_store_commit(struct mir_store *st, const char *path, const char *tmp, int fd
 	const char *base;
 	int pfd = -1, rc;
 
+	if (pin != NULL)
+		*pin = NULL;
 	if (hc_snprintf(full, sizeof(full), "%s/%s", st->files_dir, path) != 0) {
 		rc = hc_err_set(err, HC_EDATA, "path too long");
 		goto fail;
@@ -836,6 +838,10 @@ mir_store_commit(struct mir_store *st, const char *path, const char *tmp, int fd
 		store_detach(st, old);
 	e->seq = ++st->next_seq;
 	store_insert(st, e);
+	if (pin != NULL) {
+		e->pins++;
+		*pin = e;
+	}
 	st->reserved -= reserved <= st->reserved ? reserved : st->reserved;
 	st->dirty = 1;
 	pthread_mutex_unlock(&st->mu);

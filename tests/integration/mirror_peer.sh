@@ -13,6 +13,8 @@ for f in a b c d; do head -c 100000 /dev/urandom > "$OROOT/files/b/$f.bin"; done
 head -c 60000 /dev/urandom > "$OROOT/files/b/small.bin"
 head -c 40000 /dev/urandom > "$OROOT/files/b/tamper.bin"
 head -c 40000 /dev/urandom > "$OROOT/files/b/tamper2.bin"
+head -c 100000 /dev/urandom > "$OROOT/files/b/p1.bin"
+for f in p2 p3; do head -c 20000 /dev/urandom > "$OROOT/files/b/$f.bin"; done
 sha() { sha256sum < "$1" | cut -d' ' -f1; }
 
 # metric URL NAME: the value of an unlabelled metric (0 when absent).
@@ -212,6 +214,8 @@ t_eq "digest mismatch: nothing cached" "$(ls "$L/files/b" | tr '\n' ' ')$(ls -A 
 # The same for a range that ends before the end of the file.
 cp -p "$OROOT/files/b/tamper2.bin" "$T_DIR/tamper2.ref"
 head -c 40000 /dev/urandom > "$OROOT/files/b/tamper2.bin"
+head -c 100000 /dev/urandom > "$OROOT/files/b/p1.bin"
+for f in p2 p3; do head -c 20000 /dev/urandom > "$OROOT/files/b/$f.bin"; done
 touch -r "$T_DIR/tamper2.ref" "$OROOT/files/b/tamper2.bin"
 code=$(curl -s -r 0-999 -o "$T_DIR/tampered2" -w '%{http_code}' "$P3/b/tamper2.bin")
 rc=$?
@@ -247,5 +251,23 @@ wait "$SLOW"
 t_eq "pinned reader got its file" "$(sha "$T_DIR/slow")" "$(sha "$OROOT/files/b/a.bin")"
 wait "$SMALL"
 t_stop pin
+
+# A file just filled stays pinned while the clients of its fill still read it.
+PPORT5=$(t_free_port)
+t_start pin2 "$T_DIR/pin2.log" "$M" --mode peer --listen "127.0.0.1:$PPORT5" --root "$T_DIR/pin2" \
+	--origin-url "$O" --max-bytes 130000 --max-egress-bytes-per-s 20K
+t_wait_log "$T_DIR/pin2.log" "listening on" 10000
+P5="http://127.0.0.1:$PPORT5/api/v1/peer/files"
+# p1 fills at once but is sent in about 5 s.
+curl -s -o "$T_DIR/slowfill" "$P5/b/p1.bin" &
+SLOW=$!
+t_wait_log "$T_DIR/pin2.log" "filled b/p1.bin" 10000
+curl -s -o /dev/null --max-time 30 "$P5/b/p2.bin"
+curl -s -o /dev/null --max-time 30 "$P5/b/p3.bin"
+t_nogrep "a file its fill's client still reads is not evicted" "$T_DIR/pin2.log" "evicted b/p1.bin"
+t_eq "the next oldest goes instead" "$(ls "$T_DIR/pin2/files/b" | tr '\n' ' ')" "p1.bin p3.bin "
+wait "$SLOW"
+t_eq "the fill's client got its file" "$(sha "$T_DIR/slowfill")" "$(sha "$OROOT/files/b/p1.bin")"
+t_stop pin2
 
 t_done

@@ -59,7 +59,7 @@ put(struct mir_store *st, const char *path, size_t size, uint64_t reserved)
 	fd = mir_store_tmp(st, tmp, sizeof(tmp), &err);
 	assert_true(fd >= 0);
 	assert_int_equal(hc_write_all(fd, buf, size), 0);
-	assert_int_equal(mir_store_commit(st, path, tmp, fd, size, SHA_ABC, reserved, &err), 0);
+	assert_int_equal(mir_store_commit(st, path, tmp, fd, size, SHA_ABC, reserved, NULL, &err), 0);
 	close(fd);
 	free(buf);
 }
@@ -173,6 +173,38 @@ test_lru_pins_and_restart(void **state)
 	mir_store_close(st);
 }
 
+/* A commit can hand back its entry pinned (a fill's readers): eviction
+ * passes it over until it is released. */
+static void
+test_commit_pins(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct mir_entry *pin = NULL;
+	struct hc_err err = { 0, "" };
+	char tmp[PATH_MAX];
+	int fd;
+
+	assert_int_equal(mir_store_open(fx->root, 300, 1, &st, &err), 0);
+	fd = mir_store_tmp(st, tmp, sizeof(tmp), &err);
+	assert_true(fd >= 0);
+	assert_int_equal(hc_write_all(fd, "0123456789", 10), 0);
+	assert_int_equal(mir_store_commit(st, "d/a", tmp, fd, 10, SHA_ABC, 0, &pin, &err), 0);
+	close(fd);
+	assert_non_null(pin);
+	put(st, "d/b", 100, 0);
+	put(st, "d/c", 100, 0);
+	assert_int_equal(mir_store_reserve(st, 100), 0);  /* a is oldest but pinned: b goes */
+	assert_true(exists(fx, "d/a") && exists(fx, "d/c"));
+	assert_false(exists(fx, "d/b"));
+	mir_store_unreserve(st, 100);
+	mir_store_release(st, pin);
+	assert_int_equal(mir_store_reserve(st, 195), 0);  /* now a goes */
+	assert_false(exists(fx, "d/a"));
+	mir_store_unreserve(st, 195);
+	mir_store_close(st);
+}
+
 static void
 test_confinement(void **state)
 {
@@ -207,6 +239,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_digest_once_and_on_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lru_pins_and_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_pins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_confinement, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
