@@ -128,8 +128,9 @@ void mir_tools_stop(struct mir_server *s);
 void mir_tools_count(struct mir_server *s, const char *path, int hit);
 /* Per-tool counters as Prometheus text. Caller frees; NULL when out of memory. */
 char *mir_tools_metrics(struct mir_server *s);
-/* 1 when path is "tools/ID/VERSION", a whole version. */
-int mir_tools_is_version(const char *path);
+/* 1 when path is "tools/ID/VERSION", a whole version: anything but a
+ * regular file there (a file is deleted as a file). */
+int mir_tools_is_version(struct mir_server *s, const char *path);
 /* The admin DELETE of a whole version (authorization already checked). */
 enum MHD_Result mir_tools_delete_version(struct mir_server *s, struct MHD_Connection *c,
                                          struct mir_req *r, const char *path);

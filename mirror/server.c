@@ -807,7 +807,7 @@ srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *met
 		return srv_method_not_allowed(s, c, r, "GET, HEAD, PUT, DELETE");
 	if (!srv_authorized(s, c))
 		return srv_unauthorized(s, c, r);
-	if (del && mir_tools_is_version(path))
+	if (del && mir_tools_is_version(s, path))
 		return mir_tools_delete_version(s, c, r, path);
 	if (del)
 		return srv_delete(s, c, r, path);

@@ -374,8 +374,10 @@ done:
 }
 
 int
-mir_tools_is_version(const char *path)
+mir_tools_is_version(struct mir_server *s, const char *path)
 {
+	char full[PATH_MAX];
+	struct stat st;
 	const char *p;
 	int slashes = 0;
 
@@ -384,7 +386,12 @@ mir_tools_is_version(const char *path)
 	for (p = path; *p != '\0'; p++)
 		if (*p == '/')
 			slashes++;
-	return slashes == 2;
+	if (slashes != 2)
+		return 0;
+	if (hc_snprintf(full, sizeof(full), "%s/files/%s", s->cfg->root, path) == 0 &&
+	    lstat(full, &st) == 0 && S_ISREG(st.st_mode))
+		return 0;
+	return 1;
 }
 
 enum MHD_Result

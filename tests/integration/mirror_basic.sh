@@ -170,6 +170,11 @@ t_eq "the version is gone, the link's target stays" \
 	"$(ls -A "$ROOT/files/tools/t2"; cat "$T_DIR/evil/v1/keep.txt")" "v1
 keep"
 rm "$ROOT/files/tools/evil" "$ROOT/files/tools/t2/v1"
+# tools/ID/NAME that is a file is deleted as a file.
+echo f > "$ROOT/files/tools/t2/notes.txt"
+t_eq "DELETE of a file at version depth 204" "$(curl -s -o /dev/null -w '%{http_code}' \
+	-H "Authorization: Bearer $TOKEN" -X DELETE "http://127.0.0.1:$PORT/api/v1/tools/t2/notes.txt")" "204"
+t_eq "the file is gone" "$(ls -A "$ROOT/files/tools/t2")" ""
 
 # Health and metrics.
 curl -s "http://127.0.0.1:$PORT/api/v1/health" > "$T_DIR/health"
