@@ -32,6 +32,9 @@
 /* The index of a store of a million files stays well under this. */
 #define STORE_INDEX_MAX ((size_t)1 << 30)
 #define STORE_BUCKETS_MIN 1024
+/* openat2 answers EAGAIN when a rename races the resolution; a few tries
+ * get past a race, a steady stream of renames is an error. */
+#define STORE_OPEN_TRIES 8
 /* nftw: folders held open while walking the store. */
 #define STORE_WALK_FDS 32
 
@@ -556,37 +559,50 @@ store_resolve(struct mir_store *st, const char *path, char *real, const char **r
 	return 0;
 }
 
-/* Opens path with every step of its resolution kept beneath the store (one
- * system call, no window between check and open). HC_ENOTFOUND, HC_EDATA
- * for a way out, HC_ESOFTWARE when the kernel lacks openat2. */
+/* The status of a failed open of a stored file: absent, a way out, or a
+ * server fault (out of fds, no permission) that must not read as absent, or
+ * a peer would fill again what it has. */
 static int
-store_open_beneath(struct mir_store *st, const char *path, int *fd, struct hc_err *err)
+store_open_status(int e, struct hc_err *err)
 {
-	struct open_how how;
-	long r;
-
-	memset(&how, 0, sizeof(how));
-	how.flags = O_RDONLY | O_CLOEXEC;
-	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-	do {
-		r = syscall(SYS_openat2, st->files_fd, path, &how, sizeof(how));
-	} while (r < 0 && (errno == EINTR || errno == EAGAIN));
-	if (r >= 0) {
-		*fd = (int)r;
-		return 0;
-	}
-	switch (errno) {
-	case ENOSYS:
-		return HC_ESOFTWARE;
+	switch (e) {
 	case ENOENT:
 	case ENOTDIR:
+	case ENAMETOOLONG:
+	case ENXIO:  /* a socket */
 		return hc_err_set(err, HC_ENOTFOUND, "not found");
 	case EXDEV:
 	case ELOOP:
 		return hc_err_set(err, HC_EDATA, "path leads outside the store");
 	default:
-		return hc_err_set(err, HC_ENOTFOUND, "open: %s", strerror(errno));
+		return hc_err_set(err, HC_EIO, "open: %s", strerror(e));
 	}
+}
+
+/* Opens path with every step of its resolution kept beneath the store (one
+ * system call, no window between check and open). O_NONBLOCK: a FIFO must
+ * not hold the request thread. HC_ENOTFOUND, HC_EDATA for a way out,
+ * HC_EIO, HC_ESOFTWARE when the kernel lacks openat2. */
+static int
+store_open_beneath(struct mir_store *st, const char *path, int *fd, struct hc_err *err)
+{
+	struct open_how how;
+	long r;
+	int tries = 0;
+
+	memset(&how, 0, sizeof(how));
+	how.flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC;
+	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+	do {
+		r = syscall(SYS_openat2, st->files_fd, path, &how, sizeof(how));
+	} while (r < 0 && (errno == EINTR || (errno == EAGAIN && ++tries < STORE_OPEN_TRIES)));
+	if (r >= 0) {
+		*fd = (int)r;
+		return 0;
+	}
+	if (errno == ENOSYS)
+		return HC_ESOFTWARE;
+	return store_open_status(errno, err);
 }
 
 int
@@ -610,9 +626,9 @@ mir_store_get(struct mir_store *st, const char *path, int touch, struct mir_file
 		rc = store_resolve(st, path, real, &rel, err);
 		if (rc != 0)
 			return rc;
-		fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		fd = open(real, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
 		if (fd < 0)
-			return hc_err_set(err, HC_ENOTFOUND, "open: %s", strerror(errno));
+			return store_open_status(errno, err);
 	} else {
 		return rc;
 	}

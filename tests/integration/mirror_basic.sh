@@ -111,6 +111,12 @@ for p in '../../etc/passwd' '..%2f..%2fetc%2fpasswd' '%2e%2e/%2e%2e/etc/passwd' 
 	fi
 done
 
+# A FIFO in the store is not a file: answered at once, no thread held.
+mkfifo "$ROOT/files/builds/fifo"
+t_eq "GET of a FIFO answers 404 at once" "$(curl -s -o /dev/null --max-time 5 -w '%{http_code}' "$U/builds/fifo")" "404"
+t_eq "and the server still answers" "$(curl -s -o /dev/null --max-time 5 -w '%{http_code}' "$U/builds/small.txt")" "200"
+rm "$ROOT/files/builds/fifo"
+
 # PUT and DELETE.
 head -c 200000 /dev/urandom > "$T_DIR/up.bin"
 UP_SHA=$(sha256sum "$T_DIR/up.bin" | cut -d' ' -f1)

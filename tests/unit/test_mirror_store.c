@@ -226,6 +226,19 @@ test_confinement(void **state)
 	assert_int_equal(mir_store_get(st, "out", 1, &f, &err), HC_EDATA);
 	assert_int_equal(mir_store_get(st, "up/lock", 1, &f, &err), HC_EDATA);
 	assert_int_equal(mir_store_get(st, "none", 1, &f, &err), HC_ENOTFOUND);
+	/* A FIFO is not a file, and opening it does not block. */
+	snprintf(link, sizeof(link), "%s/files/fifo", fx->root);
+	assert_int_equal(mkfifo(link, 0644), 0);
+	assert_int_equal(mir_store_get(st, "fifo", 1, &f, &err), HC_ENOTFOUND);
+	/* A file we may not read is a fault, not an absent file. */
+	if (geteuid() != 0) {
+		int fd;
+		snprintf(link, sizeof(link), "%s/files/locked", fx->root);
+		fd = open(link, O_CREAT | O_WRONLY, 0);
+		assert_true(fd >= 0);
+		close(fd);
+		assert_int_equal(mir_store_get(st, "locked", 1, &f, &err), HC_EIO);
+	}
 	assert_int_equal(mir_store_get(st, "up", 1, &f, &err), HC_EDATA);
 	/* A peer holds its root alone. */
 	assert_int_equal(mir_store_open(fx->root, 0, 1, &second, &err), HC_EUNAVAIL);
