@@ -841,14 +841,16 @@ mir_store_commit(struct mir_store *st, const char *path, const char *tmp, int fd
 	}
 	base = strrchr(path, '/');
 	base = base != NULL ? base + 1 : path;
+	/* The rename and the index change in one section: two commits to one
+	 * path cannot leave the index with the digest of the file that lost,
+	 * and an eviction of the old entry cannot unlink the new file. */
+	pthread_mutex_lock(&st->mu);
 	if (renameat(AT_FDCWD, tmp, pfd, base) != 0) {
 		rc = hc_err_set(err, HC_EIO, "rename to %s: %s", full, strerror(errno));
+		pthread_mutex_unlock(&st->mu);
 		store_entry_free(e);
 		goto fail;
 	}
-	(void)fsync(pfd);
-	close(pfd);
-	pthread_mutex_lock(&st->mu);
 	old = store_find(st, path);
 	if (old != NULL)
 		store_detach(st, old);
@@ -861,6 +863,8 @@ mir_store_commit(struct mir_store *st, const char *path, const char *tmp, int fd
 	st->reserved -= reserved <= st->reserved ? reserved : st->reserved;
 	st->dirty = 1;
 	pthread_mutex_unlock(&st->mu);
+	(void)fsync(pfd);
+	close(pfd);
 	return 0;
 fail:
 	if (pfd >= 0)
