@@ -10,10 +10,12 @@
 #ifndef HC_H
 #define HC_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #define HC_VERSION "0.1.0"
@@ -87,6 +89,105 @@ int hc_hex_value(int c);
 
 /* Milliseconds from a monotonic clock. This function cannot fail. */
 int64_t hc_now_ms(void);
+
+/* Copies len characters of src into dst lower-casing ASCII letters, then a
+ * NUL (dst holds len + 1 bytes). For hex digests already checked by
+ * hc_sha256_hex_valid, so that every digest compares as lower case. This
+ * function cannot fail. */
+void hc_hex_lower(char *dst, const char *src, size_t len);
+
+/* Waits on cv (mu held) for at most ms milliseconds of wall-clock time;
+ * returns when signalled, on timeout or spuriously, so callers re-check
+ * their condition in a loop. This function cannot fail. */
+void hc_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int ms);
+
+/* ------------------------------------------------------------------ buffers */
+
+/*
+ * A growable byte buffer with a hard cap (in the spirit of curl's dynbuf).
+ * Always NUL-terminated after its len bytes once anything was added, so text
+ * can be read as a string. Start with hc_buf_init; release with hc_buf_free.
+ */
+struct hc_buf {
+	char *p;       /* NULL until the first add */
+	size_t len;    /* bytes held, not counting the NUL */
+	size_t cap;    /* bytes allocated */
+	size_t max;    /* len may never exceed this */
+};
+
+/* Sets b empty with the cap max (> 0). This function cannot fail. */
+void hc_buf_init(struct hc_buf *b, size_t max);
+/* Appends len bytes. 0, HC_EDATA when the result would pass the cap, or
+ * HC_ENOMEM; on error b is unchanged. */
+int hc_buf_add(struct hc_buf *b, const void *data, size_t len);
+/* Appends formatted text; the same results as hc_buf_add. */
+int hc_buf_printf(struct hc_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Empties b and keeps its memory. This function cannot fail. */
+void hc_buf_reset(struct hc_buf *b);
+/* The contents as a string ("" when nothing was added); invalidated by the
+ * next add or free. */
+const char *hc_buf_str(const struct hc_buf *b);
+/* Hands the memory to the caller (caller frees; NULL when nothing was added)
+ * and leaves b empty. */
+char *hc_buf_take(struct hc_buf *b);
+/* Releases the memory and leaves b empty. hc_buf_free on an empty b is a
+ * no-op. */
+void hc_buf_free(struct hc_buf *b);
+
+/* Makes room for need elements of elem_size bytes in *items (capacity *cap),
+ * doubling, never past max elements. 0, HC_EDATA past max, HC_ENOMEM
+ * (overflow included); on error *items and *cap are unchanged. */
+int hc_array_reserve(void **items, size_t *cap, size_t need, size_t elem_size,
+                     size_t max);
+
+/* ------------------------------------------------------------------ paths */
+
+/* Longest relative path (bytes, NUL included) the store and its clients
+ * accept: far beyond any build or tool layout, and short enough to live on
+ * the stack. */
+#define HC_PATH_MAX 1024
+
+/* Decodes a percent-encoded relative path into out (size bytes) and checks
+ * it stays below its root: no empty, "." or ".." segment, no leading '/',
+ * no control byte, backslash or NUL, no second layer of encoding ("%2e",
+ * "%2f", "%5c", "%25", "%00" after decoding), shorter than HC_PATH_MAX.
+ * 0, or HC_EDATA for any of these. */
+int hc_path_decode(const char *raw, size_t raw_len, char *out, size_t size);
+
+/* Percent-encodes path for a URL: unreserved characters and '/' stay, every
+ * other byte becomes %XX. 0, or HC_ESOFTWARE when out is too small. */
+int hc_path_encode(const char *path, char *out, size_t size);
+
+/* The same for one query value or path segment: '/' is encoded too. */
+int hc_query_encode(const char *value, char *out, size_t size);
+
+/* ------------------------------------------------------------------ walk */
+
+/* One entry met by hc_walk. Pointers are valid during the callback only. */
+struct hc_walk_entry {
+	int dirfd;              /* the open folder holding the entry */
+	const char *name;       /* the entry's name within dirfd */
+	const char *rel;        /* its path from the walk's root, "a/b/c" */
+	const struct stat *st;  /* from fstatat without following a link */
+	int depth;              /* 0 for entries directly in the root */
+	int post;               /* 1 on a folder's second visit, after its contents */
+};
+
+/* A callback returns 0 to go on, HC_WALK_SKIP on a folder's first visit to
+ * leave its contents out, or a negative status to stop the walk with it. */
+#define HC_WALK_SKIP 1
+typedef int (*hc_walk_fn)(void *ctx, const struct hc_walk_entry *e,
+                          struct hc_err *err);
+
+/* Walks the tree below root_fd (not closed), depth first in directory order.
+ * Folders are entered with O_NOFOLLOW, so a link is reported as an entry
+ * and never followed. Each folder is visited before its contents and, with
+ * post set, once more after them. A tree deeper than max_depth stops the
+ * walk with HC_EDATA; an unreadable folder with HC_EIO. Returns 0 or the
+ * first error. */
+int hc_walk(int root_fd, const char *root_name, int max_depth, int post,
+            hc_walk_fn fn, void *ctx, struct hc_err *err);
 
 /* ------------------------------------------------------------------ logging */
 

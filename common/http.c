@@ -210,12 +210,8 @@ http_on_header(char *buf, size_t size, size_t nitems, void *arg)
 	} else if (name_len == 4 && strncasecmp(buf, "ETag", 4) == 0) {
 		hc_strlcpy(resp->etag, value, sizeof(resp->etag));
 	} else if (name_len == 13 && strncasecmp(buf, "X-File-SHA256", 13) == 0) {
-		if (hc_sha256_hex_valid(value)) {
-			size_t i;
-			for (i = 0; i < HC_SHA256_HEX_LEN; i++)
-				resp->sha256[i] = (char)(value[i] | 0x20);
-			resp->sha256[HC_SHA256_HEX_LEN] = '\0';
-		}
+		if (hc_sha256_hex_valid(value))
+			hc_hex_lower(resp->sha256, value, HC_SHA256_HEX_LEN);
 	} else if (name_len == 11 && strncasecmp(buf, "Repr-Digest", 11) == 0) {
 		/* X-File-SHA256 wins when both are present. */
 		if (resp->sha256[0] == '\0')

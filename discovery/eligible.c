@@ -125,32 +125,6 @@ done:
 	return rc;
 }
 
-/* Percent-encodes a query value (RFC 3986 unreserved characters pass). */
-static int
-query_escape(const char *s, char *dst, size_t size)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t o = 0;
-
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-		int plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-		            c == '~';
-		if (o + (plain ? 1 : 3) >= size)
-			return HC_EDATA;
-		if (plain) {
-			dst[o++] = (char)c;
-		} else {
-			dst[o++] = '%';
-			dst[o++] = hex[c >> 4];
-			dst[o++] = hex[c & 15];
-		}
-	}
-	dst[o] = '\0';
-	return 0;
-}
-
 int
 disc_eligible_url(const struct disc_config *cfg, const struct disc_list *exclude,
                   char *url, size_t size, struct hc_err *err)
@@ -172,7 +146,7 @@ disc_eligible_url(const struct disc_config *cfg, const struct disc_list *exclude
 	for (i = 0; i < 3; i++) {
 		if (values[i] == NULL || *values[i] == '\0')
 			continue;
-		if (query_escape(values[i], esc, sizeof(esc)) != 0)
+		if (hc_query_encode(values[i], esc, sizeof(esc)) != 0)
 			return hc_err_set(err, HC_EDATA, "%s too long", names[i]);
 		used = strlen(url);
 		if (hc_snprintf(url + used, size - used, "%c%s=%s", sep, names[i], esc) != 0)
@@ -180,7 +154,7 @@ disc_eligible_url(const struct disc_config *cfg, const struct disc_list *exclude
 		sep = '&';
 	}
 	for (i = 0; exclude != NULL && i < exclude->n; i++) {
-		if (query_escape(exclude->bodies[i].node_id, esc, sizeof(esc)) != 0)
+		if (hc_query_encode(exclude->bodies[i].node_id, esc, sizeof(esc)) != 0)
 			return hc_err_set(err, HC_EDATA, "node id too long");
 		used = strlen(url);
 		if (hc_snprintf(url + used, size - used, "%s%s", i == 0 ?

@@ -119,7 +119,7 @@ fill_url(struct mir_server *s, const char *path)
 	if (url == NULL)
 		return NULL;
 	n = (size_t)snprintf(url, size, "%s/api/v1/peer/files/", s->origin_base);
-	if (mir_path_encode(path, url + n, size - n) != 0) {
+	if (hc_path_encode(path, url + n, size - n) != 0) {
 		free(url);
 		return NULL;
 	}
@@ -343,7 +343,7 @@ fill_read(void *cls, uint64_t pos, char *buf, size_t max)
 			pthread_mutex_unlock(&f->mu);
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		}
-		mir_srv_wait(&f->cv, &f->mu, FILL_POLL_MS);
+		hc_cond_wait_ms(&f->cv, &f->mu, FILL_POLL_MS);
 	}
 	pthread_mutex_unlock(&f->mu);
 	n = max;
@@ -398,7 +398,7 @@ fill_respond(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
 		pthread_mutex_lock(&f->mu);
 		while (f->state != FILL_DONE && f->state != FILL_FAILED &&
 		       !atomic_load(&s->stopping))
-			mir_srv_wait(&f->cv, &f->mu, FILL_POLL_MS);
+			hc_cond_wait_ms(&f->cv, &f->mu, FILL_POLL_MS);
 		state = f->state;
 		pthread_mutex_unlock(&f->mu);
 		fill_unref(f);
@@ -487,7 +487,7 @@ mir_fill_get(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
 	}
 	pthread_mutex_lock(&f->mu);
 	while (f->state == FILL_WAIT_HEADERS && !atomic_load(&s->stopping))
-		mir_srv_wait(&f->cv, &f->mu, FILL_POLL_MS);
+		hc_cond_wait_ms(&f->cv, &f->mu, FILL_POLL_MS);
 	state = f->state;
 	status = f->origin_status;
 	size = f->size;
@@ -572,6 +572,6 @@ mir_fill_wait_all(struct mir_server *s)
 {
 	pthread_mutex_lock(&s->fill_mu);
 	while (s->fill_threads > 0)
-		mir_srv_wait(&s->fill_cv, &s->fill_mu, FILL_POLL_MS);
+		hc_cond_wait_ms(&s->fill_cv, &s->fill_mu, FILL_POLL_MS);
 	pthread_mutex_unlock(&s->fill_mu);
 }

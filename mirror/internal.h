@@ -106,7 +106,6 @@ enum MHD_Result mir_srv_send_file(struct mir_server *s, struct MHD_Connection *c
 ssize_t mir_srv_no_body(void *cls, uint64_t pos, char *buf, size_t max);
 /* Blocks until the egress bucket grants up to want bytes; returns the grant. */
 size_t mir_srv_egress_take(struct mir_server *s, size_t want);
-void mir_srv_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int ms);
 
 /* fill.c */
 int mir_fill_init(struct mir_server *s, struct hc_err *err);

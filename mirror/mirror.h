@@ -51,21 +51,9 @@ void mir_config_free(struct mir_config *cfg);
 
 /* ------------------------------------------------------------------ paths */
 
-/* Longest store path accepted, decoded (PATH_MAX minus room for the root). */
-#define MIR_PATH_MAX 1024
-
-/*
- * Decodes a percent-encoded request path (the part after the route prefix,
- * without query) into a store-relative path in out. Refuses with HC_EDATA:
- * empty paths, absolute paths, "." and ".." segments, empty segments, NUL and
- * control characters, backslashes, bad or double percent-encoding of
- * '.', '/', '\\', '%' and NUL, and paths longer than MIR_PATH_MAX - 1.
- */
-int mir_path_decode(const char *raw, size_t raw_len, char *out, size_t size);
-
-/* Percent-encodes a store path for a URL (keeps '/' and unreserved bytes).
- * 0 or HC_ESOFTWARE when out is too small. */
-int mir_path_encode(const char *path, char *out, size_t size);
+/* Longest store path accepted, decoded: the common limit for paths in URLs.
+ * Paths are decoded and confined with hc_path_decode (common/hc.h). */
+#define MIR_PATH_MAX HC_PATH_MAX
 
 enum mir_range {
 	MIR_RANGE_FULL = 0,        /* no Range, or one we ignore: send all (200) */

@@ -42,21 +42,6 @@
 
 /* ------------------------------------------------------------ helpers */
 
-void
-mir_srv_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int ms)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_cond_timedwait(cv, mu, &ts);
-}
-
 size_t
 mir_srv_egress_take(struct mir_server *s, size_t want)
 {
@@ -412,12 +397,9 @@ srv_put_begin(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
 
 	v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-File-SHA256");
 	if (v != NULL) {
-		size_t i;
 		if (!hc_sha256_hex_valid(v))
 			return mir_srv_error(s, c, r, MHD_HTTP_BAD_REQUEST, "bad X-File-SHA256");
-		for (i = 0; i < HC_SHA256_HEX_LEN; i++)
-			r->put_expect[i] = (char)(v[i] | 0x20);
-		r->put_expect[HC_SHA256_HEX_LEN] = '\0';
+		hc_hex_lower(r->put_expect, v, HC_SHA256_HEX_LEN);
 	} else {
 		v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Repr-Digest");
 		if (v != NULL && hc_sha256_from_repr_digest(v, r->put_expect) != 0)
@@ -796,7 +778,7 @@ srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *met
 	} else {
 		return mir_srv_error(s, c, r, MHD_HTTP_NOT_FOUND, "no such route");
 	}
-	if (mir_path_decode(rest, raw_len - (size_t)(rest - raw), path + off,
+	if (hc_path_decode(rest, raw_len - (size_t)(rest - raw), path + off,
 	                    sizeof(path) - off) != 0)
 		return mir_srv_error(s, c, r, MHD_HTTP_BAD_REQUEST, "bad path");
 	if (get || head)
@@ -838,7 +820,7 @@ srv_flusher(void *arg)
 
 	pthread_mutex_lock(&s->flush_mu);
 	while (!s->flush_stop) {
-		mir_srv_wait(&s->flush_cv, &s->flush_mu, SRV_FLUSH_PERIOD_MS);
+		hc_cond_wait_ms(&s->flush_cv, &s->flush_mu, SRV_FLUSH_PERIOD_MS);
 		pthread_mutex_unlock(&s->flush_mu);
 		if (mir_store_flush(s->store, &err) != 0)
 			hc_log(HC_LOG_WARN, "mirror", "index: %s", err.msg);

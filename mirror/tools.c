@@ -415,7 +415,7 @@ mir_tools_delete_version(struct mir_server *s, struct MHD_Connection *c, struct 
 		return mir_srv_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "store error");
 	}
 	hc_log(HC_LOG_INFO, MOD, "deleted %s (%" PRIu64 " files)", path, files);
-	/* The path passed mir_path_decode: no quote, backslash or control byte. */
+	/* The path passed hc_path_decode: no quote, backslash or control byte. */
 	if (hc_snprintf(body, sizeof(body), "{\"deleted\": \"%s\", \"files\": %" PRIu64 "}\n",
 	                path, files) != 0)
 		hc_strlcpy(body, "{}\n", sizeof(body));
@@ -529,7 +529,7 @@ tools_purger(void *arg)
 		tools_purge(s);
 		pthread_mutex_lock(&t->mu);
 		if (!t->stop)
-			mir_srv_wait(&t->cv, &t->mu, TOOLS_PURGE_PERIOD_MS);
+			hc_cond_wait_ms(&t->cv, &t->mu, TOOLS_PURGE_PERIOD_MS);
 	}
 	pthread_mutex_unlock(&t->mu);
 	return NULL;

@@ -3,7 +3,6 @@
  * the API gave (kept in state_dir so installs keep using the district mirror
  * while the API is down).
  */
-#include <curl/curl.h>
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,12 +87,11 @@ district_ask_api(const struct mf_config *cfg, char out[MF_DISTRICT_MAX],
 	struct json_object *obj = NULL;
 	const char *district = NULL;
 	char url[MF_URL_MAX];
-	char *id = NULL;
+	char id[3 * MF_NODE_ID_MAX];
 	int rc;
 
-	id = curl_easy_escape(NULL, cfg->node_id != NULL ? cfg->node_id : "", 0);
-	if (id == NULL)
-		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	if (hc_query_encode(cfg->node_id != NULL ? cfg->node_id : "", id, sizeof(id)) != 0)
+		return hc_err_set(err, HC_ECONFIG, "node_id longer than %d bytes", MF_NODE_ID_MAX - 1);
 	if (hc_snprintf(url, sizeof(url), "%s%snode_id=%s", cfg->district_config_url,
 	                strchr(cfg->district_config_url, '?') != NULL ? "&" : "?", id) != 0) {
 		rc = hc_err_set(err, HC_ECONFIG, "district.config_url too long");
@@ -133,7 +131,6 @@ district_ask_api(const struct mf_config *cfg, char out[MF_DISTRICT_MAX],
 done:
 	json_object_put(obj);
 	free(body);
-	curl_free(id);
 	return rc;
 }
 

@@ -57,17 +57,6 @@ struct install {
 	int64_t last_draw_ms;
 };
 
-/* Lower-cases a digest so comparisons ignore case. */
-static void
-install_set_digest(char dst[HC_SHA256_HEX_LEN + 1], const char *src)
-{
-	size_t i;
-
-	for (i = 0; i < HC_SHA256_HEX_LEN && src[i] != '\0'; i++)
-		dst[i] = (char)(src[i] | 0x20);
-	dst[i] = '\0';
-}
-
 void
 mf_format_bytes(double v, char *out, size_t size)
 {
@@ -173,7 +162,7 @@ install_load_meta(struct install *in)
 		hc_strlcpy(in->prefix_host, fields[0], sizeof(in->prefix_host));
 		hc_strlcpy(in->prefix_etag, fields[1], sizeof(in->prefix_etag));
 		if (hc_sha256_hex_valid(fields[2]))
-			install_set_digest(in->prefix_sha, fields[2]);
+			hc_hex_lower(in->prefix_sha, fields[2], HC_SHA256_HEX_LEN);
 	}
 	free(text);
 }
@@ -184,7 +173,8 @@ install_on_headers(void *ctx, const struct hc_http_response *r)
 	struct install *in = ctx;
 	const char *reference = in->expect[0] != '\0' ? in->expect : in->prefix_sha;
 
-	install_set_digest(in->advertised, r->sha256);
+	/* hc_http_request hands over a valid lower-case digest or "". */
+	hc_strlcpy(in->advertised, r->sha256, sizeof(in->advertised));
 	if (r->status == 206) {
 		if ((uint64_t)r->range_start != in->range_from) {
 			in->bad_range = 1;
@@ -471,7 +461,7 @@ mf_fetch(const struct mf_config *cfg, char candidates[][MF_URL_MAX], size_t n,
 		if (!hc_sha256_hex_valid(expect_sha256))
 			return hc_err_set(err, HC_EUSAGE, "--sha256: '%s' is not 64 hex digits",
 			                  expect_sha256);
-		install_set_digest(in.expect, expect_sha256);
+		hc_hex_lower(in.expect, expect_sha256, HC_SHA256_HEX_LEN);
 	}
 	in.hash = hc_sha256_new();
 	if (in.hash == NULL)

@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "mirror/mirror.h"
 #include "mirrorfetch/mirrorfetch.h"
 
 #define MOD "mirrorfetch"
@@ -272,9 +271,7 @@ manifest_parse_file(struct json_object *e, size_t i, struct mf_manifest_file *f,
 	f->url = hc_strdup(url);
 	if (f->path == NULL || f->url == NULL)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
-	for (len = 0; len < HC_SHA256_HEX_LEN; len++)
-		f->sha256[len] = (char)(sha[len] | 0x20);
-	f->sha256[HC_SHA256_HEX_LEN] = '\0';
+	hc_hex_lower(f->sha256, sha, HC_SHA256_HEX_LEN);
 	f->size = (uint64_t)size;
 	f->index = i;
 	return 0;
@@ -382,8 +379,7 @@ mf_manifest_parse(const char *text, size_t len, struct mf_manifest **out, struct
 		                hash);
 		goto done;
 	}
-	for (i = 0; i < HC_SHA256_HEX_LEN; i++)
-		m->manifest_hash[i] = (char)(hash[i] | 0x20);
+	hc_hex_lower(m->manifest_hash, hash, HC_SHA256_HEX_LEN);
 	rc = mf_manifest_hash(m, got, err);
 	if (rc != 0)
 		goto done;
@@ -552,9 +548,9 @@ manifest_file_url(const char *base, const char *id, const char *version, const c
 		blen--;
 	if (blen >= rlen && strncmp(base + blen - rlen, route, rlen) == 0)
 		blen -= rlen;
-	if (mir_path_encode(id, eid, sizeof(eid)) != 0 ||
-	    mir_path_encode(version, ever, sizeof(ever)) != 0 ||
-	    mir_path_encode(path, epath, sizeof(epath)) != 0)
+	if (hc_path_encode(id, eid, sizeof(eid)) != 0 ||
+	    hc_path_encode(version, ever, sizeof(ever)) != 0 ||
+	    hc_path_encode(path, epath, sizeof(epath)) != 0)
 		return HC_EDATA;
 	return hc_snprintf(out, MF_URL_MAX, "%.*s%s/%s/%s/files/%s", (int)blen, base, route, eid,
 	                   ever, epath) != 0 ? HC_EDATA : 0;

@@ -17,6 +17,9 @@
  * retry of a source whose content changed under a resumed transfer. */
 #define MF_ATTEMPTS_MAX 8
 #define MF_URL_MAX 2048
+/* Longest node id put into a URL: ids are short names; a longer one is a
+ * configuration mistake, reported as such. */
+#define MF_NODE_ID_MAX 256
 
 struct mf_config {
 	const char *node_id;

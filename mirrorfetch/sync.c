@@ -732,18 +732,6 @@ sync_cmp_transfer(const void *a, const void *b)
 	return strcmp(x->path != NULL ? x->path : "", y->path != NULL ? y->path : "");
 }
 
-static void
-sync_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int ms)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += (long)ms * 1000000L;
-	ts.tv_sec += ts.tv_nsec / 1000000000L;
-	ts.tv_nsec %= 1000000000L;
-	pthread_cond_timedwait(cv, mu, &ts);
-}
-
 static int
 sync_fetch_all(struct sync *s, struct hc_err *err)
 {
@@ -787,7 +775,7 @@ sync_fetch_all(struct sync *s, struct hc_err *err)
 	while (s->running > 0) {
 		if (s->opt->progress)
 			sync_draw(s, start, 0);
-		sync_wait_ms(&s->cv, &s->mu, PROGRESS_PERIOD_MS);
+		hc_cond_wait_ms(&s->cv, &s->mu, PROGRESS_PERIOD_MS);
 	}
 	if (s->opt->progress)
 		sync_draw(s, start, 1);
