@@ -164,30 +164,20 @@ disc_eligible_url(const struct disc_config *cfg, const struct disc_list *exclude
 	return 0;
 }
 
+/* Collects the body; a sink that fails (too big, out of memory) ends the
+ * transfer and leaves the reason in rc. */
 struct body_buf {
-	char *data;
-	size_t len;
-	int too_big;
+	struct hc_buf b;
+	int rc;
 };
 
 static int
 body_sink(void *ctx, const void *data, size_t len)
 {
-	struct body_buf *b = ctx;
-	char *p;
+	struct body_buf *bb = ctx;
 
-	if (b->len + len > DISC_ELIGIBLE_MAX_BYTES) {
-		b->too_big = 1;
-		return 1;
-	}
-	p = realloc(b->data, b->len + len + 1);
-	if (p == NULL)
-		return 1;
-	b->data = p;
-	memcpy(b->data + b->len, data, len);
-	b->len += len;
-	b->data[b->len] = '\0';
-	return 0;
+	bb->rc = hc_buf_add(&bb->b, data, len);
+	return bb->rc != 0;
 }
 
 int
@@ -198,12 +188,14 @@ disc_fetch_eligible(const struct disc_config *cfg, const struct disc_list *exclu
 	struct hc_http_config http = cfg->http;
 	struct hc_http_response resp;
 	struct hc_http_request req;
-	struct body_buf buf = { NULL, 0, 0 };
+	struct body_buf buf;
 	int rc;
 
 	rc = disc_eligible_url(cfg, exclude, url, sizeof(url), err);
 	if (rc != 0)
 		return rc;
+	hc_buf_init(&buf.b, DISC_ELIGIBLE_MAX_BYTES);
+	buf.rc = 0;
 	if (http.total_timeout_ms == 0)
 		http.total_timeout_ms = ELIGIBLE_TIMEOUT_MS;
 	memset(&req, 0, sizeof(req));
@@ -216,25 +208,25 @@ disc_fetch_eligible(const struct disc_config *cfg, const struct disc_list *exclu
 	req.cancel = (volatile int *)cfg->cancel;
 	hc_log(HC_LOG_DEBUG, "discovery", "GET %s", url);
 	rc = hc_http_request(&http, &req, &resp, err);
-	if (buf.too_big) {
+	if (buf.rc == HC_EDATA) {
 		rc = hc_err_set(err, HC_EDATA, "eligible list larger than %d bytes",
 		                DISC_ELIGIBLE_MAX_BYTES);
 		goto done;
 	}
-	if (rc != 0) {
-		/* The sink fails only when out of memory. */
-		if (rc == HC_EIO)
-			rc = hc_err_set(err, HC_ENOMEM, "out of memory reading the eligible list");
-		else
-			hc_err_prefix(err, "eligible list %s", url);
+	if (buf.rc != 0) {
+		rc = hc_err_set(err, HC_ENOMEM, "out of memory reading the eligible list");
 		goto done;
 	}
-	rc = disc_parse_eligible(buf.data != NULL ? buf.data : "", buf.len, out, err);
+	if (rc != 0) {
+		hc_err_prefix(err, "eligible list %s", url);
+		goto done;
+	}
+	rc = disc_parse_eligible(hc_buf_str(&buf.b), buf.b.len, out, err);
 	if (rc == 0 && out->total > out->n)
 		hc_log(HC_LOG_WARN, "discovery",
 		       "eligible list has %zu bodies, using the first %d", out->total,
 		       DISC_MAX_BODIES);
 done:
-	free(buf.data);
+	hc_buf_free(&buf.b);
 	return rc;
 }

@@ -10,6 +10,10 @@ mkdir -p "$LOGS"
 pass=0 fail=0 skip=0
 failed_names=""
 
+# ONLY=REGEX runs the tests whose name matches (for example ONLY='sync|test_path').
+ONLY=${ONLY:-}
+selected() { [ -z "$ONLY" ] || echo "$1" | grep -qE "$ONLY"; }
+
 # A test that hangs is a failure, not a stuck CI run.
 TEST_TIMEOUT=${TEST_TIMEOUT:-300}
 run_bounded() { timeout -k 10 "$TEST_TIMEOUT" "$@"; }
@@ -51,6 +55,7 @@ count() {  # count NAME LOG RC
 for t in "$BUILD"/tests/unit/test_* "$BUILD"/tests/integration/test_*; do
 	[ -x "$t" ] || continue
 	name=$(basename "$t")
+	selected "$name" || continue
 	log="$LOGS/$name.log"
 	case "$t" in
 	*/unit/*)
@@ -67,9 +72,10 @@ for t in "$BUILD"/tests/unit/test_* "$BUILD"/tests/integration/test_*; do
 	count "$name" "$log" "$rc"
 done
 
-for t in tests/integration/*.sh; do
+for t in tests/static/*.sh tests/integration/*.sh; do
 	[ -f "$t" ] || continue
 	name=$(basename "$t" .sh)
+	selected "$name" || continue
 	log="$LOGS/$name.log"
 	BUILD="$BUILD" run_bounded bash "$t" > "$log" 2>&1
 	rc=$?
@@ -77,7 +83,7 @@ for t in tests/integration/*.sh; do
 	count "$name" "$log" "$rc"
 done
 
-if [ -f testbooks/run.sh ] && [ "${TESTBOOKS:-1}" = 1 ]; then
+if [ -f testbooks/run.sh ] && [ "${TESTBOOKS:-1}" = 1 ] && selected testbooks; then
 	log="$LOGS/testbooks.log"
 	BUILD="$BUILD" timeout -k 10 900 sh testbooks/run.sh > "$log" 2>&1
 	count testbooks "$log" "$?"
