@@ -12,12 +12,13 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "mirror/internal.h"
+#include "mirror/fill.h"
 
 /* How often a waiting reader looks at the shutdown flag. */
 #define FILL_POLL_MS 1000
@@ -28,12 +29,28 @@
 #define FILL_DNS_TIMEOUT_MS 5000
 /* Blocks handed to libmicrohttpd per read of a fill. */
 #define FILL_BLOCK_SIZE (64 * 1024)
+/* The origin's route for a file. */
+#define FILL_ROUTE "/api/v1/peer/files/"
 
+/* In the order a fill goes through them (fill_wait_past compares). */
 enum fill_state { FILL_WAIT_HEADERS, FILL_STREAMING, FILL_DONE, FILL_FAILED };
+
+struct mir_fills {
+	struct mir_store *store;
+	struct mir_resp *rs;
+	char *origin_base;              /* origin_url without a trailing '/' */
+	struct hc_http_config http;
+	pthread_mutex_t mu;             /* the list and the thread count */
+	pthread_cond_t cv;              /* a fill thread ended */
+	struct mir_fill *list;
+	int threads;
+	atomic_uint_least64_t started, failed, origin_bytes;
+	atomic_int in_flight;
+};
 
 struct mir_fill {
 	struct mir_fill *next;
-	struct mir_server *s;
+	struct mir_fills *fl;
 	char *path;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;              /* headers, bytes or the end arrived */
@@ -57,34 +74,61 @@ struct fill_reader {
 	uint64_t start, len;
 };
 
+/* ------------------------------------------------------------ fills */
+
 int
-mir_fill_init(struct mir_server *s, struct hc_err *err)
+mir_fills_new(const struct mir_fills_config *cfg, struct mir_store *store,
+              struct mir_resp *rs, struct mir_fills **out, struct hc_err *err)
 {
-	const struct mir_config *cfg = s->cfg;
+	struct mir_fills *fl = calloc(1, sizeof(*fl));
 	size_t n;
 
-	if (cfg->mode != MIR_MODE_PEER)
-		return 0;
-	s->origin_base = hc_strdup(cfg->origin_url);
-	if (s->origin_base == NULL)
+	*out = NULL;
+	if (fl == NULL)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
-	n = strlen(s->origin_base);
-	while (n > 0 && s->origin_base[n - 1] == '/')
-		s->origin_base[--n] = '\0';
-	s->http.dns.servers = NULL;
-	s->http.dns.timeout_ms = FILL_DNS_TIMEOUT_MS;
-	s->http.ca_file = cfg->tls.ca_file;
-	s->http.connect_timeout_ms = FILL_CONNECT_TIMEOUT_MS;
-	s->http.stall_bytes_per_s = FILL_STALL_BYTES_PER_S;
-	s->http.stall_seconds = FILL_STALL_S;
+	fl->store = store;
+	fl->rs = rs;
+	pthread_mutex_init(&fl->mu, NULL);
+	pthread_cond_init(&fl->cv, NULL);
+	fl->origin_base = hc_strdup(cfg->origin_url);
+	if (fl->origin_base == NULL) {
+		mir_fills_free(fl);
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	}
+	n = strlen(fl->origin_base);
+	while (n > 0 && fl->origin_base[n - 1] == '/')
+		fl->origin_base[--n] = '\0';
+	fl->http.dns.servers = NULL;
+	fl->http.dns.timeout_ms = FILL_DNS_TIMEOUT_MS;
+	fl->http.ca_file = cfg->ca_file;
+	fl->http.connect_timeout_ms = FILL_CONNECT_TIMEOUT_MS;
+	fl->http.stall_bytes_per_s = FILL_STALL_BYTES_PER_S;
+	fl->http.stall_seconds = FILL_STALL_S;
+	*out = fl;
 	return 0;
 }
 
 void
-mir_fill_cleanup(struct mir_server *s)
+mir_fills_free(struct mir_fills *fl)
 {
-	free(s->origin_base);
-	s->origin_base = NULL;
+	if (fl == NULL)
+		return;
+	free(fl->origin_base);
+	pthread_mutex_destroy(&fl->mu);
+	pthread_cond_destroy(&fl->cv);
+	free(fl);
+}
+
+void
+mir_fills_stats(struct mir_fills *fl, struct mir_fills_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (fl == NULL)
+		return;
+	out->started = atomic_load(&fl->started);
+	out->failed = atomic_load(&fl->failed);
+	out->in_flight = (uint64_t)atomic_load(&fl->in_flight);
+	out->origin_bytes = atomic_load(&fl->origin_bytes);
 }
 
 static void
@@ -97,7 +141,7 @@ fill_unref(struct mir_fill *f)
 	pthread_mutex_unlock(&f->mu);
 	if (!last)
 		return;
-	mir_store_release(f->s->store, f->pin);
+	mir_store_release(f->fl->store, f->pin);
 	if (f->fd >= 0)
 		close(f->fd);
 	hc_sha256_free(f->h);
@@ -109,28 +153,29 @@ fill_unref(struct mir_fill *f)
 
 /* origin_base + route + encoded path. Caller frees. */
 static char *
-fill_url(struct mir_server *s, const char *path)
+fill_url(struct mir_fills *fl, const char *path)
 {
-	size_t size = strlen(s->origin_base) + strlen("/api/v1/peer/files/") +
-	              3 * strlen(path) + 1;
-	char *url = malloc(size);
-	size_t n;
+	struct hc_buf b;
+	char enc[3 * MIR_PATH_MAX];
 
-	if (url == NULL)
-		return NULL;
-	n = (size_t)snprintf(url, size, "%s/api/v1/peer/files/", s->origin_base);
-	if (hc_path_encode(path, url + n, size - n) != 0) {
-		free(url);
+	hc_buf_init(&b, strlen(fl->origin_base) + sizeof(FILL_ROUTE) + sizeof(enc));
+	if (hc_path_encode(path, enc, sizeof(enc)) != 0 ||
+	    hc_buf_printf(&b, "%s" FILL_ROUTE "%s", fl->origin_base, enc) != 0) {
+		hc_buf_free(&b);
 		return NULL;
 	}
-	return url;
+	return hc_buf_take(&b);
 }
 
+/* ------------------------------------------------------------ the fill thread */
+
+/* The origin's answer: WAIT_HEADERS becomes STREAMING, or the status is
+ * kept for the readers and the transfer stops. */
 static int
 fill_on_headers(void *ctx, const struct hc_http_response *resp)
 {
 	struct mir_fill *f = ctx;
-	struct mir_server *s = f->s;
+	struct mir_fills *fl = f->fl;
 	int cache = 0;
 
 	if (resp->status != 200 || resp->content_length < 0) {
@@ -139,7 +184,7 @@ fill_on_headers(void *ctx, const struct hc_http_response *resp)
 		pthread_mutex_unlock(&f->mu);
 		return 1;
 	}
-	if (mir_store_reserve(s->store, (uint64_t)resp->content_length) == 0)
+	if (mir_store_reserve(fl->store, (uint64_t)resp->content_length) == 0)
 		cache = 1;
 	else
 		hc_log(HC_LOG_WARN, "mirror",
@@ -172,27 +217,23 @@ fill_sink(void *ctx, const void *data, size_t len)
 	f->written += len;
 	pthread_cond_broadcast(&f->cv);
 	pthread_mutex_unlock(&f->mu);
-	atomic_fetch_add(&f->s->origin_bytes, len);
+	atomic_fetch_add(&f->fl->origin_bytes, len);
 	return 0;
 }
 
-static void *
-fill_main(void *arg)
+/* Runs the transfer and checks what arrived: 1 when the whole file came
+ * with a matching digest (hex: what arrived), else 0 with err saying why. */
+static int
+fill_fetch(struct mir_fill *f, char *hex, struct hc_err *err)
 {
-	struct mir_fill *f = arg;
-	struct mir_server *s = f->s;
 	struct hc_http_request req;
 	struct hc_http_response resp;
-	struct hc_err err = { 0, "" }, cerr = { 0, "" };
-	char hex[HC_SHA256_HEX_LEN + 1] = "";
-	char *url = fill_url(s, f->path);
-	int64_t t0 = hc_now_ms();
-	int ok = 0, rc;
-	struct mir_fill **pp;
+	char *url = fill_url(f->fl, f->path);
+	int rc;
 
 	if (url == NULL) {
-		hc_err_set(&err, HC_ENOMEM, "out of memory");
-		goto end;
+		hc_err_set(err, HC_ENOMEM, "out of memory");
+		return 0;
 	}
 	memset(&req, 0, sizeof(req));
 	req.method = "GET";
@@ -203,47 +244,76 @@ fill_main(void *arg)
 	req.cancel = &f->cancel;
 	req.fail_on_http_error = 1;
 	hc_log(HC_LOG_INFO, "mirror", "fill %s from %s", f->path, url);
-	rc = hc_http_request(&s->http, &req, &resp, &err);
-	if (rc == 0) {
-		if (f->state != FILL_STREAMING || f->written != f->size) {
-			hc_err_set(&err, HC_EUNAVAIL, "origin sent %" PRIu64 " of %" PRIu64 " bytes",
-			           f->written, f->size);
-		} else if (hc_sha256_hex(f->h, hex) != 0) {
-			hc_err_set(&err, HC_ESOFTWARE, "sha256 failed");
-		} else if (f->sha256[0] != '\0' && strcmp(hex, f->sha256) != 0) {
-			hc_err_set(&err, HC_EDATA, "digest mismatch: origin says %s, got %s",
-			           f->sha256, hex);
-		} else {
-			if (f->sha256[0] == '\0')
-				hc_log(HC_LOG_WARN, "mirror", "origin sent no digest for %s", f->path);
-			ok = 1;
-		}
-	}
-end:
+	rc = hc_http_request(&f->fl->http, &req, &resp, err);
 	free(url);
+	if (rc != 0)
+		return 0;
+	if (f->state != FILL_STREAMING || f->written != f->size) {
+		hc_err_set(err, HC_EUNAVAIL, "origin sent %" PRIu64 " of %" PRIu64 " bytes",
+		           f->written, f->size);
+		return 0;
+	}
+	if (hc_sha256_hex(f->h, hex) != 0) {
+		hc_err_set(err, HC_ESOFTWARE, "sha256 failed");
+		return 0;
+	}
+	if (f->sha256[0] != '\0' && strcmp(hex, f->sha256) != 0) {
+		hc_err_set(err, HC_EDATA, "digest mismatch: origin says %s, got %s", f->sha256,
+		           hex);
+		return 0;
+	}
+	if (f->sha256[0] == '\0')
+		hc_log(HC_LOG_WARN, "mirror", "origin sent no digest for %s", f->path);
+	return 1;
+}
+
+/* Commits or drops the temp file and takes f off the list, in one section
+ * of the list lock: a miss sees the file in the store or the fill, never
+ * neither. */
+static void
+fill_settle(struct mir_fill *f, int ok, const char *hex)
+{
+	struct mir_fills *fl = f->fl;
+	struct hc_err cerr = { 0, "" };
+	struct mir_fill **pp;
+
 	/* The slow part of the commit, outside the lock every miss takes; the
 	 * commit's own fsync then has nothing left to write and reports errors. */
 	if (ok && f->cache)
 		(void)fsync(f->fd);
-	pthread_mutex_lock(&s->fill_mu);
+	pthread_mutex_lock(&fl->mu);
 	if (ok && f->cache) {
-		/* Visible in the store and gone from the fills in one step. */
-		if (mir_store_commit(s->store, f->path, f->tmp, f->fd, f->size, hex, f->reserved,
+		if (mir_store_commit(fl->store, f->path, f->tmp, f->fd, f->size, hex, f->reserved,
 		                     &f->pin, &cerr) != 0)
 			hc_log(HC_LOG_WARN, "mirror", "cannot cache %s: %s", f->path, cerr.msg);
 	} else {
 		unlink(f->tmp);
-		mir_store_unreserve(s->store, f->reserved);
+		mir_store_unreserve(fl->store, f->reserved);
 	}
-	for (pp = &s->fills; *pp != NULL; pp = &(*pp)->next) {
+	for (pp = &fl->list; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == f) {
 			*pp = f->next;
 			break;
 		}
 	}
-	atomic_fetch_sub(&s->fills_in_flight, 1);
-	pthread_mutex_unlock(&s->fill_mu);
+	atomic_fetch_sub(&fl->in_flight, 1);
+	pthread_mutex_unlock(&fl->mu);
+}
 
+/* The fill thread: STREAMING (or FAILED at the headers), then DONE or
+ * FAILED once the file is checked and settled. */
+static void *
+fill_main(void *arg)
+{
+	struct mir_fill *f = arg;
+	struct mir_fills *fl = f->fl;
+	struct hc_err err = { 0, "" };
+	char hex[HC_SHA256_HEX_LEN + 1] = "";
+	int64_t t0 = hc_now_ms();
+	int ok;
+
+	ok = fill_fetch(f, hex, &err);
+	fill_settle(f, ok, hex);
 	pthread_mutex_lock(&f->mu);
 	f->state = ok ? FILL_DONE : FILL_FAILED;
 	if (!ok && f->origin_status == 0)
@@ -255,22 +325,22 @@ end:
 		       " ms%s", f->path, f->size, hex, hc_now_ms() - t0,
 		       f->cache ? "" : " (not cached)");
 	} else {
-		atomic_fetch_add(&s->fills_failed, 1);
+		atomic_fetch_add(&fl->failed, 1);
 		hc_log(f->origin_status == 404 ? HC_LOG_INFO : HC_LOG_WARN, "mirror",
 		       "fill %s failed: %s", f->path, err.msg);
 	}
 	fill_unref(f);
-	pthread_mutex_lock(&s->fill_mu);
-	s->fill_threads--;
-	pthread_cond_broadcast(&s->fill_cv);
-	pthread_mutex_unlock(&s->fill_mu);
+	pthread_mutex_lock(&fl->mu);
+	fl->threads--;
+	pthread_cond_broadcast(&fl->cv);
+	pthread_mutex_unlock(&fl->mu);
 	return NULL;
 }
 
 /* Starts a fill for path with one reference for the caller. Caller holds
- * fill_mu. NULL on failure (err says why). */
+ * fl->mu. NULL on failure (err says why). */
 static struct mir_fill *
-fill_start(struct mir_server *s, const char *path, struct hc_err *err)
+fill_start(struct mir_fills *fl, const char *path, struct hc_err *err)
 {
 	struct mir_fill *f = calloc(1, sizeof(*f));
 	pthread_attr_t attr;
@@ -281,7 +351,7 @@ fill_start(struct mir_server *s, const char *path, struct hc_err *err)
 		hc_err_set(err, HC_ENOMEM, "out of memory");
 		return NULL;
 	}
-	f->s = s;
+	f->fl = fl;
 	f->fd = -1;
 	f->refs = 2;
 	pthread_mutex_init(&f->mu, NULL);
@@ -292,7 +362,7 @@ fill_start(struct mir_server *s, const char *path, struct hc_err *err)
 		hc_err_set(err, HC_ENOMEM, "out of memory");
 		goto fail;
 	}
-	f->fd = mir_store_tmp(s->store, f->tmp, sizeof(f->tmp), err);
+	f->fd = mir_store_tmp(fl->store, f->tmp, sizeof(f->tmp), err);
 	if (f->fd < 0)
 		goto fail;
 	pthread_attr_init(&attr);
@@ -304,11 +374,11 @@ fill_start(struct mir_server *s, const char *path, struct hc_err *err)
 		hc_err_set(err, HC_ESOFTWARE, "cannot start a fill thread");
 		goto fail;
 	}
-	f->next = s->fills;
-	s->fills = f;
-	s->fill_threads++;
-	atomic_fetch_add(&s->fills_in_flight, 1);
-	atomic_fetch_add(&s->fills_started, 1);
+	f->next = fl->list;
+	fl->list = f;
+	fl->threads++;
+	atomic_fetch_add(&fl->in_flight, 1);
+	atomic_fetch_add(&fl->started, 1);
 	return f;
 fail:
 	f->refs = 1;
@@ -316,19 +386,39 @@ fail:
 	return NULL;
 }
 
+/* The fill for path, joined (one more reference), or NULL. Caller holds
+ * fl->mu. */
+static struct mir_fill *
+fill_join(struct mir_fills *fl, const char *path)
+{
+	struct mir_fill *f;
+
+	for (f = fl->list; f != NULL; f = f->next) {
+		if (strcmp(f->path, path) == 0) {
+			pthread_mutex_lock(&f->mu);
+			f->refs++;
+			pthread_mutex_unlock(&f->mu);
+			return f;
+		}
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------ readers */
+
 static ssize_t
 fill_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct fill_reader *rd = cls;
 	struct mir_fill *f = rd->f;
-	struct mir_server *s = f->s;
+	struct mir_resp *rs = f->fl->rs;
 	uint64_t at = rd->start + pos, end = rd->start + rd->len, avail;
 	size_t n;
 	ssize_t got;
 
 	pthread_mutex_lock(&f->mu);
 	for (;;) {
-		if (f->state == FILL_FAILED || atomic_load(&s->stopping)) {
+		if (f->state == FILL_FAILED || mir_resp_stopping(rs)) {
 			pthread_mutex_unlock(&f->mu);
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		}
@@ -349,9 +439,7 @@ fill_read(void *cls, uint64_t pos, char *buf, size_t max)
 	n = max;
 	if (n > avail - at)
 		n = (size_t)(avail - at);
-	if (n > end - at)
-		n = (size_t)(end - at);
-	n = mir_srv_egress_take(s, n);
+	n = mir_resp_egress_take(rs, n);
 	do {
 		got = pread(f->fd, buf, n, (off_t)at);
 	} while (got < 0 && errno == EINTR);
@@ -369,209 +457,197 @@ fill_reader_free(void *cls)
 	free(rd);
 }
 
-/* Sends the headers of a file known from the origin; a body read from f
- * when f is given (it takes the caller's reference), else none (HEAD). */
-static enum MHD_Result
-fill_respond(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
-             struct mir_fill *f, uint64_t size, const char *sha256, const char *origin_etag,
-             int head)
+/* Waits until f leaves the state from (or shutdown); returns the state. */
+static enum fill_state
+fill_wait_past(struct mir_fill *f, enum fill_state from)
 {
-	char etag[HC_HTTP_HEADER_VALUE_MAX];
-	uint64_t start, len;
-	enum mir_range k;
-	struct MHD_Response *resp;
+	enum fill_state state;
 
-	if (hc_sha256_hex_valid(sha256))
-		mir_srv_etag(sha256, etag, sizeof(etag));
-	else
-		hc_strlcpy(etag, origin_etag, sizeof(etag));
-	k = mir_srv_range(c, etag, NULL, size, &start, &len);
-	if (k == MIR_RANGE_UNSATISFIABLE) {
-		if (f != NULL)
-			fill_unref(f);
-		return mir_srv_416(s, c, r, size);
-	}
-	if (f != NULL && !head && len == 0) {
-		/* No last byte to hold back: answer once the digest is checked. */
-		enum fill_state state;
-
-		pthread_mutex_lock(&f->mu);
-		while (f->state != FILL_DONE && f->state != FILL_FAILED &&
-		       !atomic_load(&s->stopping))
-			hc_cond_wait_ms(&f->cv, &f->mu, FILL_POLL_MS);
-		state = f->state;
-		pthread_mutex_unlock(&f->mu);
-		fill_unref(f);
-		if (state != FILL_DONE)
-			return MHD_NO;
-		f = NULL;
-	}
-	if (f != NULL && !head) {
-		struct fill_reader *rd = malloc(sizeof(*rd));
-		if (rd == NULL) {
-			fill_unref(f);
-			return MHD_NO;
-		}
-		rd->f = f;
-		rd->start = start;
-		rd->len = len;
-		resp = MHD_create_response_from_callback(len, FILL_BLOCK_SIZE, fill_read, rd,
-		                                         fill_reader_free);
-		if (resp == NULL) {
-			fill_reader_free(rd);
-			return MHD_NO;
-		}
-		r->body_len = len;
-	} else {
-		if (f != NULL)
-			fill_unref(f);
-		resp = MHD_create_response_from_callback(len, FILL_BLOCK_SIZE, mir_srv_no_body,
-		                                         NULL, NULL);
-		if (resp == NULL)
-			return MHD_NO;
-	}
-	mir_srv_file_headers(resp, sha256, etag, 0);
-	if (k == MIR_RANGE_PARTIAL)
-		mir_srv_content_range(resp, start, len, size);
-	return mir_srv_queue(s, c, r, k == MIR_RANGE_PARTIAL ? MHD_HTTP_PARTIAL_CONTENT :
-	                     MHD_HTTP_OK, resp);
+	pthread_mutex_lock(&f->mu);
+	while (f->state <= from && !mir_resp_stopping(f->fl->rs))
+		hc_cond_wait_ms(&f->cv, &f->mu, FILL_POLL_MS);
+	state = f->state;
+	pthread_mutex_unlock(&f->mu);
+	return state;
 }
 
-/* The fill for path, joined (one more reference), or NULL. Caller holds
- * fill_mu. */
-static struct mir_fill *
-fill_join(struct mir_server *s, const char *path)
+/* A body that reads range start..len of f as it arrives; takes the
+ * caller's reference. NULL when out of memory (the reference is dropped). */
+static struct MHD_Response *
+fill_body(struct mir_fill *f, uint64_t start, uint64_t len)
 {
-	struct mir_fill *f;
+	struct fill_reader *rd = malloc(sizeof(*rd));
+	struct MHD_Response *resp;
 
-	for (f = s->fills; f != NULL; f = f->next) {
-		if (strcmp(f->path, path) == 0) {
-			pthread_mutex_lock(&f->mu);
-			f->refs++;
-			pthread_mutex_unlock(&f->mu);
-			return f;
-		}
+	if (rd == NULL) {
+		fill_unref(f);
+		return NULL;
 	}
-	return NULL;
+	rd->f = f;
+	rd->start = start;
+	rd->len = len;
+	resp = MHD_create_response_from_callback(len, FILL_BLOCK_SIZE, fill_read, rd,
+	                                         fill_reader_free);
+	if (resp == NULL)
+		fill_reader_free(rd);
+	return resp;
+}
+
+/* Answers from a fill whose headers arrived; takes the caller's reference.
+ * HEAD sends the headers only. */
+static enum MHD_Result
+fill_respond(struct mir_fill *f, struct MHD_Connection *c, struct mir_req *r, int head)
+{
+	struct mir_resp *rs = f->fl->rs;
+	char sha[HC_SHA256_HEX_LEN + 1], etag[MIR_ETAG_MAX];
+	struct mir_resp_file rf = { 0, 0, sha, etag };
+	struct MHD_Response *body = NULL;
+	uint64_t start, len;
+	enum mir_range k;
+
+	pthread_mutex_lock(&f->mu);
+	rf.size = f->size;
+	memcpy(sha, f->sha256, sizeof(sha));
+	memcpy(etag, f->etag, sizeof(etag));
+	pthread_mutex_unlock(&f->mu);
+	k = mir_resp_range(c, &rf, &start, &len);
+	/* No last byte to hold back in an empty body: answer once the digest
+	 * is checked. */
+	if (k != MIR_RANGE_UNSATISFIABLE && !head && len == 0 &&
+	    fill_wait_past(f, FILL_STREAMING) != FILL_DONE) {
+		fill_unref(f);
+		return MHD_NO;
+	}
+	if (k == MIR_RANGE_UNSATISFIABLE || head || len == 0) {
+		fill_unref(f);
+	} else {
+		body = fill_body(f, start, len);
+		if (body == NULL)
+			return MHD_NO;
+	}
+	return mir_resp_file_send(rs, c, r, &rf, k, start, len, body);
 }
 
 enum MHD_Result
-mir_fill_get(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
-             const char *path)
+mir_fills_get(struct mir_fills *fl, struct MHD_Connection *c, struct mir_req *r,
+              const char *path)
 {
 	struct mir_fill *f;
 	struct mir_file file;
 	struct hc_err err = { 0, "" };
 	enum fill_state state;
 	long status;
-	uint64_t size;
-	char sha[HC_SHA256_HEX_LEN + 1], etag[HC_HTTP_HEADER_VALUE_MAX];
 
-	pthread_mutex_lock(&s->fill_mu);
-	if (atomic_load(&s->stopping)) {
-		pthread_mutex_unlock(&s->fill_mu);
-		return mir_srv_error(s, c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
+	pthread_mutex_lock(&fl->mu);
+	if (mir_resp_stopping(fl->rs)) {
+		pthread_mutex_unlock(&fl->mu);
+		return mir_resp_error(fl->rs, c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
 	}
 	/* A fill may have finished since the caller looked. */
-	if (mir_store_get(s->store, path, 1, &file, &err) == 0) {
-		pthread_mutex_unlock(&s->fill_mu);
-		return mir_srv_send_file(s, c, r, &file, 0);
+	if (mir_store_get(fl->store, path, 1, &file, &err) == 0) {
+		pthread_mutex_unlock(&fl->mu);
+		return mir_resp_stored(fl->rs, c, r, &file, 0);
 	}
-	f = fill_join(s, path);
+	f = fill_join(fl, path);
 	if (f == NULL)
-		f = fill_start(s, path, &err);
-	pthread_mutex_unlock(&s->fill_mu);
+		f = fill_start(fl, path, &err);
+	pthread_mutex_unlock(&fl->mu);
 	if (f == NULL) {
 		hc_log(HC_LOG_WARN, "mirror", "fill %s: %s", path, err.msg);
-		return mir_srv_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "store error");
+		return mir_resp_error(fl->rs, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "store error");
 	}
+	state = fill_wait_past(f, FILL_WAIT_HEADERS);
 	pthread_mutex_lock(&f->mu);
-	while (f->state == FILL_WAIT_HEADERS && !atomic_load(&s->stopping))
-		hc_cond_wait_ms(&f->cv, &f->mu, FILL_POLL_MS);
-	state = f->state;
 	status = f->origin_status;
-	size = f->size;
-	memcpy(sha, f->sha256, sizeof(sha));
-	memcpy(etag, f->etag, sizeof(etag));
 	pthread_mutex_unlock(&f->mu);
 	if (state == FILL_WAIT_HEADERS || state == FILL_FAILED) {
 		fill_unref(f);
 		if (status == 404)
-			return mir_srv_error(s, c, r, MHD_HTTP_NOT_FOUND, "not found");
-		return mir_srv_error(s, c, r, MHD_HTTP_BAD_GATEWAY, "origin failed");
+			return mir_resp_error(fl->rs, c, r, MHD_HTTP_NOT_FOUND, "not found");
+		return mir_resp_error(fl->rs, c, r, MHD_HTTP_BAD_GATEWAY, "origin failed");
 	}
-	return fill_respond(s, c, r, f, size, sha, etag, 0);
+	return fill_respond(f, c, r, 0);
 }
 
-enum MHD_Result
-mir_fill_head(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
-              const char *path)
+/* A HEAD for a path no fill knows: asks the origin. */
+static enum MHD_Result
+fill_head_origin(struct mir_fills *fl, struct MHD_Connection *c, struct mir_req *r,
+                 const char *path)
 {
-	struct mir_fill *f;
 	struct hc_http_request req;
 	struct hc_http_response resp;
 	struct hc_err err = { 0, "" };
-	char *url;
+	struct mir_resp_file rf = { 0, 0, resp.sha256, resp.etag };
+	uint64_t start, len;
+	enum mir_range k;
+	char *url = fill_url(fl, path);
 	int rc;
 
-	pthread_mutex_lock(&s->fill_mu);
-	f = fill_join(s, path);
-	pthread_mutex_unlock(&s->fill_mu);
-	if (f != NULL) {
-		uint64_t size;
-		char sha[HC_SHA256_HEX_LEN + 1], etag[HC_HTTP_HEADER_VALUE_MAX];
-		int known;
-
-		pthread_mutex_lock(&f->mu);
-		known = f->state == FILL_STREAMING || f->state == FILL_DONE;
-		size = f->size;
-		memcpy(sha, f->sha256, sizeof(sha));
-		memcpy(etag, f->etag, sizeof(etag));
-		pthread_mutex_unlock(&f->mu);
-		if (known)
-			return fill_respond(s, c, r, f, size, sha, etag, 1);
-		fill_unref(f);
-	}
-	url = fill_url(s, path);
 	if (url == NULL)
 		return MHD_NO;
 	memset(&req, 0, sizeof(req));
 	req.method = "HEAD";
 	req.url = url;
-	rc = hc_http_request(&s->http, &req, &resp, &err);
+	rc = hc_http_request(&fl->http, &req, &resp, &err);
 	free(url);
 	if (rc != 0) {
 		hc_log(HC_LOG_WARN, "mirror", "HEAD %s at the origin: %s", path, err.msg);
-		return mir_srv_error(s, c, r, MHD_HTTP_BAD_GATEWAY, "origin failed");
+		return mir_resp_error(fl->rs, c, r, MHD_HTTP_BAD_GATEWAY, "origin failed");
 	}
 	if (resp.status == 404)
-		return mir_srv_error(s, c, r, MHD_HTTP_NOT_FOUND, "not found");
+		return mir_resp_error(fl->rs, c, r, MHD_HTTP_NOT_FOUND, "not found");
 	if (resp.status != 200 || resp.content_length < 0)
-		return mir_srv_error(s, c, r, MHD_HTTP_BAD_GATEWAY, "origin failed");
-	return fill_respond(s, c, r, NULL, (uint64_t)resp.content_length, resp.sha256,
-	                    resp.etag, 1);
+		return mir_resp_error(fl->rs, c, r, MHD_HTTP_BAD_GATEWAY, "origin failed");
+	rf.size = (uint64_t)resp.content_length;
+	k = mir_resp_range(c, &rf, &start, &len);
+	return mir_resp_file_send(fl->rs, c, r, &rf, k, start, len, NULL);
+}
+
+enum MHD_Result
+mir_fills_head(struct mir_fills *fl, struct MHD_Connection *c, struct mir_req *r,
+               const char *path)
+{
+	struct mir_fill *f;
+	int known;
+
+	pthread_mutex_lock(&fl->mu);
+	f = fill_join(fl, path);
+	pthread_mutex_unlock(&fl->mu);
+	if (f != NULL) {
+		pthread_mutex_lock(&f->mu);
+		known = f->state == FILL_STREAMING || f->state == FILL_DONE;
+		pthread_mutex_unlock(&f->mu);
+		if (known)
+			return fill_respond(f, c, r, 1);
+		fill_unref(f);
+	}
+	return fill_head_origin(fl, c, r, path);
 }
 
 void
-mir_fill_cancel_all(struct mir_server *s)
+mir_fills_cancel_all(struct mir_fills *fl)
 {
 	struct mir_fill *f;
 
-	pthread_mutex_lock(&s->fill_mu);
-	for (f = s->fills; f != NULL; f = f->next) {
+	if (fl == NULL)
+		return;
+	pthread_mutex_lock(&fl->mu);
+	for (f = fl->list; f != NULL; f = f->next) {
 		f->cancel = 1;
 		pthread_mutex_lock(&f->mu);
 		pthread_cond_broadcast(&f->cv);
 		pthread_mutex_unlock(&f->mu);
 	}
-	pthread_mutex_unlock(&s->fill_mu);
+	pthread_mutex_unlock(&fl->mu);
 }
 
 void
-mir_fill_wait_all(struct mir_server *s)
+mir_fills_wait_all(struct mir_fills *fl)
 {
-	pthread_mutex_lock(&s->fill_mu);
-	while (s->fill_threads > 0)
-		hc_cond_wait_ms(&s->fill_cv, &s->fill_mu, FILL_POLL_MS);
-	pthread_mutex_unlock(&s->fill_mu);
+	if (fl == NULL)
+		return;
+	pthread_mutex_lock(&fl->mu);
+	while (fl->threads > 0)
+		hc_cond_wait_ms(&fl->cv, &fl->mu, FILL_POLL_MS);
+	pthread_mutex_unlock(&fl->mu);
 }

