@@ -29,6 +29,19 @@ mir_check_listen(const char *value, char *what, size_t what_size)
 	return HC_ECONFIG;
 }
 
+int
+mir_check_origin_url(const char *value, char *what, size_t what_size)
+{
+	char shown[MIR_URL_SHOWN_MAX];
+
+	if (hc_cfg_check_url(value, what, what_size) == 0)
+		return 0;
+	/* The common message quotes the URL, credentials and all. */
+	mir_url_redact(value, shown, sizeof(shown));
+	hc_snprintf(what, what_size, "'%s' is not an http or https URL with a host", shown);
+	return HC_ECONFIG;
+}
+
 static const struct hc_cfg_field mir_tls_schema[] = {
 	{ .key = "cert", .type = HC_CFG_STRING, .offset = MIR_OFF(tls.cert) },
 	{ .key = "key", .type = HC_CFG_STRING, .offset = MIR_OFF(tls.key) },
@@ -44,7 +57,7 @@ const struct hc_cfg_field mir_config_schema[] = {
 	{ .key = "mode", .type = HC_CFG_ENUM, .offset = MIR_OFF(mode), .def = "origin",
 	  .enum_values = mir_mode_names },
 	{ .key = "origin_url", .type = HC_CFG_STRING, .offset = MIR_OFF(origin_url),
-	  .check = hc_cfg_check_url },
+	  .check = mir_check_origin_url },
 	{ .key = "district", .type = HC_CFG_STRING, .offset = MIR_OFF(district),
 	  .check = hc_cfg_check_dns_label },
 	{ .key = "max_bytes", .type = HC_CFG_SIZE, .offset = MIR_OFF(max_bytes),
@@ -106,4 +119,26 @@ mir_config_free(struct mir_config *cfg)
 	if (cfg == NULL)
 		return;
 	hc_cfg_free(mir_config_schema, cfg);
+}
+
+void
+mir_url_redact(const char *url, char *out, size_t size)
+{
+	const char *auth, *end, *at;
+	int rc;
+
+	auth = strstr(url, "://");
+	auth = auth != NULL ? auth + 3 : url;
+	end = auth + strcspn(auth, "/?#");
+	/* The last '@' before the path ends the userinfo: a password may hold '@'. */
+	at = NULL;
+	for (const char *p = auth; p < end; p++)
+		if (*p == '@')
+			at = p;
+	if (at == NULL)
+		rc = hc_strlcpy(out, url, size);
+	else
+		rc = hc_snprintf(out, size, "%.*s***%s", (int)(auth - url), url, at);
+	if (rc != 0 && size > 0)
+		out[0] = '\0';
 }

@@ -39,6 +39,7 @@ struct mir_fills {
 	struct mir_store *store;
 	struct mir_resp *rs;
 	char *origin_base;              /* origin_url without a trailing '/' */
+	char shown_base[MIR_URL_SHOWN_MAX]; /* the same without credentials, for logs */
 	struct hc_http_config http;
 	pthread_mutex_t mu;             /* the list and the thread count */
 	pthread_cond_t cv;              /* a fill thread ended */
@@ -98,6 +99,7 @@ mir_fills_new(const struct mir_fills_config *cfg, struct mir_store *store,
 	n = strlen(fl->origin_base);
 	while (n > 0 && fl->origin_base[n - 1] == '/')
 		fl->origin_base[--n] = '\0';
+	mir_url_redact(fl->origin_base, fl->shown_base, sizeof(fl->shown_base));
 	fl->http.dns.servers = NULL;
 	fl->http.dns.timeout_ms = FILL_DNS_TIMEOUT_MS;
 	fl->http.ca_file = cfg->ca_file;
@@ -151,16 +153,16 @@ fill_unref(struct mir_fill *f)
 	free(f);
 }
 
-/* origin_base + route + encoded path. Caller frees. */
+/* base + route + encoded path. Caller frees. */
 static char *
-fill_url(struct mir_fills *fl, const char *path)
+fill_url(const char *base, const char *path)
 {
 	struct hc_buf b;
 	char enc[3 * MIR_PATH_MAX];
 
-	hc_buf_init(&b, strlen(fl->origin_base) + sizeof(FILL_ROUTE) + sizeof(enc));
+	hc_buf_init(&b, strlen(base) + sizeof(FILL_ROUTE) + sizeof(enc));
 	if (hc_path_encode(path, enc, sizeof(enc)) != 0 ||
-	    hc_buf_printf(&b, "%s" FILL_ROUTE "%s", fl->origin_base, enc) != 0) {
+	    hc_buf_printf(&b, "%s" FILL_ROUTE "%s", base, enc) != 0) {
 		hc_buf_free(&b);
 		return NULL;
 	}
@@ -228,10 +230,13 @@ fill_fetch(struct mir_fill *f, char *hex, struct hc_err *err)
 {
 	struct hc_http_request req;
 	struct hc_http_response resp;
-	char *url = fill_url(f->fl, f->path);
+	char *url = fill_url(f->fl->origin_base, f->path);
+	char *shown = fill_url(f->fl->shown_base, f->path);
 	int rc;
 
-	if (url == NULL) {
+	if (url == NULL || shown == NULL) {
+		free(url);
+		free(shown);
 		hc_err_set(err, HC_ENOMEM, "out of memory");
 		return 0;
 	}
@@ -243,9 +248,10 @@ fill_fetch(struct mir_fill *f, char *hex, struct hc_err *err)
 	req.ctx = f;
 	req.cancel = &f->cancel;
 	req.fail_on_http_error = 1;
-	hc_log(HC_LOG_INFO, "mirror", "fill %s from %s", f->path, url);
+	hc_log(HC_LOG_INFO, "mirror", "fill %s from %s", f->path, shown);
 	rc = hc_http_request(&f->fl->http, &req, &resp, err);
 	free(url);
+	free(shown);
 	if (rc != 0)
 		return 0;
 	if (f->state != FILL_STREAMING || f->written != f->size) {
@@ -580,7 +586,7 @@ fill_head_origin(struct mir_fills *fl, struct MHD_Connection *c, struct mir_req 
 	struct mir_resp_file rf = { 0, 0, resp.sha256, resp.etag };
 	uint64_t start, len;
 	enum mir_range k;
-	char *url = fill_url(fl, path);
+	char *url = fill_url(fl->origin_base, path);
 	int rc;
 
 	if (url == NULL)

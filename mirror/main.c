@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mirror/mirror.h"
@@ -119,7 +120,7 @@ mir_apply(struct mir_config *cfg, int opt, const char *v, struct hc_err *err)
 			return hc_err_set(err, HC_EUSAGE, "--mode: expected origin or peer");
 		return 0;
 	case OPT_ORIGIN_URL:
-		if (hc_cfg_check_url(v, what, sizeof(what)) != 0)
+		if (mir_check_origin_url(v, what, sizeof(what)) != 0)
 			return hc_err_set(err, HC_EUSAGE, "--origin-url: %s", what);
 		return mir_set(&cfg->origin_url, v, err);
 	case OPT_DISTRICT:
@@ -172,18 +173,26 @@ mir_apply(struct mir_config *cfg, int opt, const char *v, struct hc_err *err)
 }
 
 /* Reads the token file (first line, blanks trimmed) into a new buffer the
- * caller wipes and frees. */
+ * caller wipes and frees. A file that is missing, unreadable or too big is
+ * a configuration error (HC_ECONFIG); one others may read is used with a
+ * warning. */
 static int
 mir_read_token(const char *path, char **out, struct hc_err *err)
 {
 	char *text = NULL;
 	size_t len = 0;
+	struct stat st;
 	int rc;
 
 	*out = NULL;
 	rc = hc_read_file(path, MIR_TOKEN_FILE_MAX, &text, &len, err);
-	if (rc != 0)
-		return hc_err_prefix(err, "admin_token_file");
+	if (rc != 0) {
+		hc_err_prefix(err, "admin_token_file");
+		return rc == HC_ENOMEM ? rc : HC_ECONFIG;
+	}
+	if (stat(path, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+		hc_log(HC_LOG_WARN, "mirror", "admin_token_file %s has mode %04o: group or others "
+		       "can read the token (chmod 600 it)", path, (unsigned)(st.st_mode & 07777));
 	len = strcspn(text, "\r\n");
 	while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\t'))
 		len--;

@@ -48,6 +48,14 @@ int mir_config_load(struct mir_config *cfg, const char *path, struct hc_err *err
  * 0 or HC_ECONFIG. */
 int mir_config_check(const struct mir_config *cfg, struct hc_err *err);
 void mir_config_free(struct mir_config *cfg);
+/* Longest origin_url shown in health and logs; a longer one shows as "". */
+#define MIR_URL_SHOWN_MAX 1024
+/* The origin_url check: an http(s) URL, the message never showing its
+ * userinfo. hc_cfg_field.check signature. */
+int mir_check_origin_url(const char *value, char *what, size_t what_size);
+/* url as it may be shown (health, logs, errors): any userinfo
+ * ("user:password@") becomes "***@". out is "" when it does not fit. */
+void mir_url_redact(const char *url, char *out, size_t size);
 
 /* ------------------------------------------------------------------ paths */
 

@@ -77,6 +77,7 @@ struct mir_server {
 	unsigned char token_digest[SHA256_DIGEST_LENGTH];
 	int has_token;
 	char *tls_cert, *tls_key;
+	char origin_shown[MIR_URL_SHOWN_MAX]; /* origin_url without credentials */
 
 	/* index writer */
 	pthread_t flusher;
@@ -317,8 +318,7 @@ srv_health(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r)
 		s->cfg->mode == MIR_MODE_PEER ? "peer" : "origin"));
 	json_object_object_add(o, "district", json_object_new_string(
 		s->cfg->district != NULL ? s->cfg->district : ""));
-	json_object_object_add(o, "origin_url", json_object_new_string(
-		s->cfg->origin_url != NULL ? s->cfg->origin_url : ""));
+	json_object_object_add(o, "origin_url", json_object_new_string(s->origin_shown));
 	json_object_object_add(cache, "bytes", json_object_new_int64((int64_t)st.bytes));
 	json_object_object_add(cache, "max_bytes", json_object_new_int64((int64_t)st.max_bytes));
 	json_object_object_add(cache, "files", json_object_new_int64((int64_t)st.files));
@@ -721,6 +721,8 @@ mir_server_start(const struct mir_config *cfg, const char *token, struct mir_ser
 	if (s == NULL)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
 	s->cfg = cfg;
+	mir_url_redact(cfg->origin_url != NULL ? cfg->origin_url : "", s->origin_shown,
+	               sizeof(s->origin_shown));
 	pthread_mutex_init(&s->flush_mu, NULL);
 	pthread_cond_init(&s->flush_cv, NULL);
 	mir_resp_init(&s->rs, cfg->max_egress_bytes_per_s,
