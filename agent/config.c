@@ -1,4 +1,5 @@
 /* agent.yaml: the schema of DESIGN.md section 4 and its loading. */
+#include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,8 +108,12 @@ ag_config_load(struct ag_config *cfg, const char *path, int must_exist,
 	rc = hc_cfg_defaults(ag_config_schema, cfg, err);
 	if (rc != 0)
 		goto fail;
-	if (!must_exist && access(path, F_OK) != 0)
-		return 0;
+	if (access(path, F_OK) != 0) {
+		if (!must_exist)
+			return 0;
+		rc = hc_err_set(err, HC_ENOINPUT, "--config %s: %s", path, strerror(errno));
+		goto fail;
+	}
 	rc = hc_cfg_load_file(ag_config_schema, cfg, path, err);
 	if (rc != 0)
 		goto fail;

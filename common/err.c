@@ -63,6 +63,7 @@ hc_status_exit_code(int status)
 	case HC_EDATA:      return EX_DATAERR;
 	case HC_EUNAVAIL:   return EX_UNAVAILABLE;
 	case HC_ENOTFOUND:  return EX_UNAVAILABLE;
+	case HC_ENOINPUT:   return EX_NOINPUT;
 	case HC_ECANTCREAT: return EX_CANTCREAT;
 	case HC_EIO:        return EX_IOERR;
 	case HC_ECONFIG:    return EX_CONFIG;
@@ -80,6 +81,7 @@ hc_status_name(int status)
 	case HC_EDATA:      return "data";
 	case HC_EUNAVAIL:   return "unavailable";
 	case HC_ENOTFOUND:  return "not_found";
+	case HC_ENOINPUT:   return "no_input";
 	case HC_ECANTCREAT: return "cantcreat";
 	case HC_EIO:        return "io";
 	case HC_ECONFIG:    return "config";

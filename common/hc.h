@@ -33,6 +33,7 @@ enum hc_status {
 	HC_ENOMEM = -7,      /* allocation failed */
 	HC_ESOFTWARE = -8,   /* internal error */
 	HC_ENOTFOUND = -9,   /* the thing asked for does not exist */
+	HC_ENOINPUT = -10,   /* an input file the user named does not exist */
 };
 
 /* A message long enough for a URL, a path and a reason. */
@@ -53,7 +54,7 @@ int hc_err_set(struct hc_err *err, int status, const char *fmt, ...)
 int hc_err_prefix(struct hc_err *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* sysexits.h code for a status: 0, 64, 65, 69, 70, 73, 74, 78. */
+/* sysexits.h code for a status: 0, 64, 65, 66, 69, 70, 73, 74, 78. */
 int hc_status_exit_code(int status);
 
 /* Short name of a status ("io", "config", ...). Never NULL. */

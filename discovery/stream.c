@@ -3,7 +3,11 @@
  * and treats an early exit as a stream-launch failure (seed, client change 2).
  *
  * Signals reach the loop through a self-pipe: the handlers only record the
- * signal and write one byte, and every wait is a poll on that pipe.
+ * signal and write one byte, and every wait is a poll on that pipe. SIGHUP
+ * (the kiosk's session or terminal going away) stops the stream like SIGTERM:
+ * a supervisor without its session has nobody to stream to. The child gets
+ * SIGTERM from the kernel if the agent dies without forwarding (SIGKILL), so
+ * a stream never outlives its supervisor.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,13 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "discovery/discovery.h"
 
-/* The signal that asked us to stop (SIGTERM or SIGINT), 0 until then. */
+/* The signal that asked us to stop (SIGTERM, SIGINT or SIGHUP), 0 until then. */
 static volatile sig_atomic_t stream_stop_sig;
 static int stream_wake[2] = { -1, -1 };
 
@@ -27,7 +32,7 @@ stream_on_signal(int sig)
 {
 	int saved = errno;
 
-	if (sig == SIGTERM || sig == SIGINT)
+	if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP)
 		stream_stop_sig = sig;
 	if (stream_wake[1] >= 0)
 		(void)!write(stream_wake[1], "", 1);
@@ -105,7 +110,11 @@ free_argv(char **v, int n)
 static const char *
 sig_name(int sig)
 {
-	return sig == SIGINT ? "SIGINT" : "SIGTERM";
+	switch (sig) {
+	case SIGINT: return "SIGINT";
+	case SIGHUP: return "SIGHUP";
+	default:     return "SIGTERM";
+	}
 }
 
 /* Starts argv with {ip} substituted. 0 with *pid set; HC_EUSAGE when the
@@ -117,6 +126,7 @@ launch(int argc, char *const *argv, const char *ip, pid_t *pid, struct hc_err *e
 	int ep[2] = { -1, -1 };
 	int child_errno = 0;
 	ssize_t got;
+	pid_t parent;
 	int i, rc = 0;
 
 	*pid = -1;
@@ -135,6 +145,7 @@ launch(int argc, char *const *argv, const char *ip, pid_t *pid, struct hc_err *e
 		rc = hc_err_set(err, HC_ESOFTWARE, "pipe: %s", strerror(errno));
 		goto done;
 	}
+	parent = getpid();
 	*pid = fork();
 	if (*pid < 0) {
 		rc = hc_err_set(err, HC_ESOFTWARE, "fork: %s", strerror(errno));
@@ -144,6 +155,9 @@ launch(int argc, char *const *argv, const char *ip, pid_t *pid, struct hc_err *e
 		int e;
 		close(ep[0]);
 		signal(SIGPIPE, SIG_DFL);
+		/* The agent killed before this line leaves no one to wait for. */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
+			_exit(127);
 		execvp(v[0], v);
 		e = errno;
 		(void)!write(ep[1], &e, sizeof(e));
@@ -199,7 +213,9 @@ supervise(const struct disc_config *cfg, pid_t pid, int64_t start,
 		if (stream_stop_sig != 0 && !forwarded) {
 			hc_log(HC_LOG_INFO, "discovery", "stopMoonlight: received %s",
 			       sig_name(stream_stop_sig));
-			kill(pid, stream_stop_sig);
+			/* A hangup is our stop, not the child's: it gets the usual
+			 * stop request. */
+			kill(pid, stream_stop_sig == SIGHUP ? SIGTERM : stream_stop_sig);
 			forwarded = 1;
 			*stopped = 1;
 			kill_at = now + DISC_STOP_GRACE_MS;
@@ -231,7 +247,7 @@ supervise(const struct disc_config *cfg, pid_t pid, int64_t start,
 
 /* What the supervisor changes in the process, put back on the way out. */
 struct saved_signals {
-	struct sigaction term, intr, chld, pipe;
+	struct sigaction term, intr, hup, chld, pipe;
 };
 
 static int
@@ -248,6 +264,7 @@ install(struct saved_signals *s, struct hc_err *err)
 	sa.sa_flags = SA_NOCLDSTOP;
 	sigaction(SIGTERM, &sa, &s->term);
 	sigaction(SIGINT, &sa, &s->intr);
+	sigaction(SIGHUP, &sa, &s->hup);
 	sigaction(SIGCHLD, &sa, &s->chld);
 	/* The wake pipe is ours; a closed terminal must not kill the supervisor. */
 	sa.sa_handler = SIG_IGN;
@@ -260,6 +277,7 @@ uninstall(const struct saved_signals *s)
 {
 	sigaction(SIGTERM, &s->term, NULL);
 	sigaction(SIGINT, &s->intr, NULL);
+	sigaction(SIGHUP, &s->hup, NULL);
 	sigaction(SIGCHLD, &s->chld, NULL);
 	sigaction(SIGPIPE, &s->pipe, NULL);
 	close(stream_wake[0]);

@@ -101,6 +101,7 @@ struct mir_entry;
 
 struct mir_store_stats {
 	uint64_t bytes, files, max_bytes, evictions;
+	uint64_t unverified;           /* files with no digest from the origin */
 };
 
 /* An open stored file, pinned (never evicted) until mir_store_release. */
@@ -108,21 +109,26 @@ struct mir_file {
 	int fd;                        /* owned by the caller */
 	uint64_t size;
 	int64_t mtime_s;
-	char sha256[HC_SHA256_HEX_LEN + 1];
+	char sha256[HC_SHA256_HEX_LEN + 1];  /* "" when the origin gave none */
 	struct mir_entry *entry;       /* pin handle */
 };
 
 /* Opens the store at root: creates the folders, removes stale temp files,
- * loads the index and hashes the files it does not describe. exclusive
- * (peers): refuse a root another server uses; otherwise (origins) share it
- * with other origins. HC_EUNAVAIL when the root is taken. */
+ * loads the index. exclusive (peers): refuse a root another server uses,
+ * and never digest local bytes (a file the index does not describe is
+ * kept as unverified, with no digest); otherwise (origins) share the root
+ * with other origins and hash the files the index does not describe (they
+ * are the origin's own publication). HC_EUNAVAIL when the root is taken. */
 int mir_store_open(const char *root, uint64_t max_bytes, int exclusive,
                    struct mir_store **out, struct hc_err *err);
 /* Persists the index and frees. NULL is a no-op. */
 void mir_store_close(struct mir_store *st);
 
 /* Opens the stored file at the decoded path and pins it; touch: move it to
- * the head of the LRU. HC_ENOTFOUND when absent (or not a regular file),
+ * the head of the LRU. A file whose size or mtime changed since its commit
+ * is checked first: a peer hashes it against the recorded digest and on a
+ * mismatch removes it and answers HC_ENOTFOUND (a WARN names it); an origin
+ * digests it again. HC_ENOTFOUND when absent (or not a regular file),
  * HC_EDATA when it resolves outside the store. */
 int mir_store_get(struct mir_store *st, const char *path, int touch,
                   struct mir_file *out, struct hc_err *err);
@@ -135,7 +141,10 @@ int mir_store_tmp(struct mir_store *st, char *tmp, size_t size,
                   struct hc_err *err);
 
 /* Makes the temp file visible at path with its metadata: fsync, rename,
- * fsync of the directory. reserved: bytes earlier reserved for it. pin:
+ * fsync of the directory. sha256: the origin's digest (hex), or "" when the
+ * origin gave none: then the file stays without one (unverified) across
+ * restarts, never digested from the local bytes. reserved: bytes earlier
+ * reserved for it. HC_EDATA for a sha256 that is neither. pin:
  * when not NULL, receives the new entry pinned (release it with
  * mir_store_release), NULL on error. On error the temp file is removed and
  * nothing is visible. */

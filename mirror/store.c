@@ -32,6 +32,9 @@
 /* The index of a store of a million files stays well under this. */
 #define STORE_INDEX_MAX ((size_t)1 << 30)
 #define STORE_BUCKETS_MIN 1024
+/* Written in place of a digest the origin did not give. */
+#define STORE_NO_DIGEST "-"
+
 /* openat2 answers EAGAIN when a rename races the resolution; a few tries
  * get past a race, a steady stream of renames is an error. */
 #define STORE_OPEN_TRIES 8
@@ -62,6 +65,8 @@ struct mir_store {
 	struct mir_entry **buckets;
 	size_t nbuckets, n;
 	uint64_t bytes, reserved, max_bytes, evictions, next_seq;
+	uint64_t unverified;         /* entries with no origin digest */
+	int exclusive;               /* a peer: never digests its own bytes */
 	int dirty;
 };
 
@@ -122,6 +127,8 @@ store_insert(struct mir_store *st, struct mir_entry *e)
 	st->buckets[k] = e;
 	st->n++;
 	st->bytes += e->size;
+	if (e->sha256[0] == '\0')
+		st->unverified++;
 }
 
 static void
@@ -147,6 +154,8 @@ store_detach(struct mir_store *st, struct mir_entry *e)
 	}
 	st->n--;
 	st->bytes -= e->size;
+	if (e->sha256[0] == '\0')
+		st->unverified--;
 	st->dirty = 1;
 	if (e->pins > 0)
 		e->removed = 1;
@@ -169,7 +178,8 @@ store_entry_new(const char *path, const struct stat *sb, const char *sha256)
 	e->size = (uint64_t)sb->st_size;
 	e->mtime_s = (int64_t)sb->st_mtim.tv_sec;
 	e->mtime_ns = sb->st_mtim.tv_nsec;
-	hc_strlcpy(e->sha256, sha256, sizeof(e->sha256));
+	if (sha256[0] != '\0')
+		hc_hex_lower(e->sha256, sha256, HC_SHA256_HEX_LEN);
 	return e;
 }
 
@@ -311,8 +321,11 @@ store_load_index(struct mir_store *st, struct store_loaded *out, struct hc_err *
 			break;  /* a torn last line is dropped */
 		*end = '\0';
 		if (sscanf(line, "%llu %llu %lld %ld %64s %n", &seq, &size, &mtime_s,
-		           &mtime_ns, sha, &used) != 5 || used == 0 ||
-		    !hc_sha256_hex_valid(sha) || line[used] == '\0')
+		           &mtime_ns, sha, &used) != 5 || used == 0 || line[used] == '\0')
+			continue;
+		if (strcmp(sha, STORE_NO_DIGEST) == 0)
+			sha[0] = '\0';
+		else if (!hc_sha256_hex_valid(sha))
 			continue;
 		if (out->n == out->cap) {
 			size_t cap = out->cap ? out->cap * 2 : 256;
@@ -385,15 +398,33 @@ store_scan_one(const char *fpath, const struct stat *sb, int type, struct FTW *f
 	found = store_scan.nloaded > 0 ?
 	        bsearch(&keyp, store_scan.loaded, store_scan.nloaded, sizeof(keyp),
 	                store_loaded_cmp) : NULL;
-	if (found != NULL && store_same_file(*found, sb)) {
+	if (found != NULL && (store_same_file(*found, sb) ||
+	                      (st->exclusive && (*found)->sha256[0] != '\0'))) {
 		e = store_entry_new(rel, sb, (*found)->sha256);
 		if (e == NULL) {
 			store_scan.rc = hc_err_set(store_scan.err, HC_ENOMEM, "out of memory");
 			return 1;
 		}
+		/* A peer's file changed since its fill keeps the size and mtime
+		 * of its record, so that the first get verifies it. */
+		e->size = (*found)->size;
+		e->mtime_s = (*found)->mtime_s;
+		e->mtime_ns = (*found)->mtime_ns;
 		e->seq = (*found)->seq;
 		store_scan.kept++;
 		store_insert(st, e);
+		return 0;
+	}
+	if (st->exclusive) {
+		/* A peer has no digest for bytes the origin did not vouch for. */
+		e = store_entry_new(rel, sb, "");
+		if (e == NULL) {
+			store_scan.rc = hc_err_set(store_scan.err, HC_ENOMEM, "out of memory");
+			return 1;
+		}
+		e->seq = found != NULL ? (*found)->seq : ++st->next_seq;
+		store_insert(st, e);
+		st->dirty = 1;
 		return 0;
 	}
 	if (hc_sha256_file(fpath, hex, &herr) != 0) {
@@ -455,6 +486,7 @@ mir_store_open(const char *root, uint64_t max_bytes, int exclusive,
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_mutex_init(&st->flush_mu, NULL);
 	st->max_bytes = max_bytes;
+	st->exclusive = exclusive;
 	st->files_fd = -1;
 	st->lock_fd = -1;
 	st->nbuckets = STORE_BUCKETS_MIN;
@@ -605,15 +637,90 @@ store_open_beneath(struct mir_store *st, const char *path, int *fd, struct hc_er
 	return store_open_status(errno, err);
 }
 
+/* The SHA-256 of the open file fd of sb->st_size bytes, into hex. */
+static int
+store_hash_fd(int fd, const struct stat *sb, char hex[HC_SHA256_HEX_LEN + 1],
+              struct hc_err *err)
+{
+	struct hc_sha256 *h = hc_sha256_new();
+	int rc;
+
+	if (h == NULL)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	rc = hc_sha256_fd(h, fd, (off_t)sb->st_size, err);
+	if (rc == 0)
+		rc = hc_sha256_hex(h, hex);
+	hc_sha256_free(h);
+	return rc;
+}
+
+/* Removes the stored file rel when it is still the file sb describes (not a
+ * newer commit, not a link put in its place). Caller holds mu. */
+static void
+store_remove_if_same(struct mir_store *st, const char *rel, const struct stat *sb)
+{
+	struct stat now;
+
+	if (fstatat(st->files_fd, rel, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    now.st_dev == sb->st_dev && now.st_ino == sb->st_ino &&
+	    unlinkat(st->files_fd, rel, 0) != 0)
+		hc_log(HC_LOG_WARN, "mirror", "remove %s: %s", rel, strerror(errno));
+}
+
+/* Brings the record of rel up to date with the open file fd (sb), which
+ * differs from it or has none. Caller holds mu; it is dropped while hashing.
+ * A peer checks a changed file against the origin's digest and removes it
+ * when it no longer matches (HC_ENOTFOUND, so that it is filled again); a
+ * file it has no digest for stays unverified. An origin digests its own
+ * files. On success *ep is the current entry, mu held. */
+static int
+store_refresh(struct mir_store *st, int fd, const char *rel, const struct stat *sb,
+              struct mir_entry **ep, struct hc_err *err)
+{
+	char hex[HC_SHA256_HEX_LEN + 1] = "", want[HC_SHA256_HEX_LEN + 1] = "";
+	struct mir_entry *e = *ep;
+	int rc, hash = !st->exclusive;
+
+	if (e != NULL)
+		memcpy(want, e->sha256, sizeof(want));
+	if (st->exclusive && want[0] != '\0')
+		hash = 1;
+	if (hash) {
+		pthread_mutex_unlock(&st->mu);
+		rc = store_hash_fd(fd, sb, hex, err);
+		pthread_mutex_lock(&st->mu);
+		if (rc != 0)
+			return rc;
+	}
+	e = store_find(st, rel);
+	if (st->exclusive && want[0] != '\0' && strcmp(hex, want) != 0) {
+		hc_log(HC_LOG_WARN, "mirror", "%s changed on disk: expected sha256 %s, found %s; "
+		       "removed", rel, want, hex);
+		store_remove_if_same(st, rel, sb);
+		if (e != NULL && strcmp(e->sha256, want) == 0)
+			store_detach(st, e);
+		return hc_err_set(err, HC_ENOTFOUND, "%s: failed verification", rel);
+	}
+	if (e != NULL)
+		store_detach(st, e);
+	e = store_entry_new(rel, sb, hex);
+	if (e == NULL)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	e->seq = ++st->next_seq;
+	store_insert(st, e);
+	st->dirty = 1;
+	*ep = e;
+	return 0;
+}
+
 int
 mir_store_get(struct mir_store *st, const char *path, int touch, struct mir_file *out,
               struct hc_err *err)
 {
-	char real[PATH_MAX], hex[HC_SHA256_HEX_LEN + 1];
+	char real[PATH_MAX];
 	const char *rel;
 	struct stat sb;
 	struct mir_entry *e;
-	struct hc_sha256 *h = NULL;
 	int fd = -1, rc;
 
 	out->fd = -1;
@@ -636,39 +743,18 @@ mir_store_get(struct mir_store *st, const char *path, int touch, struct mir_file
 		rc = hc_err_set(err, HC_ENOTFOUND, "not a regular file");
 		goto fail;
 	}
+	if (!store_path_ok(rel)) {
+		rc = hc_err_set(err, HC_EDATA, "control character in path");
+		goto fail;
+	}
 	pthread_mutex_lock(&st->mu);
 	e = store_find(st, rel);
 	if (e == NULL || !store_same_file(e, &sb)) {
-		/* New or changed behind our back: hash it once, outside the lock. */
-		pthread_mutex_unlock(&st->mu);
-		if (!store_path_ok(rel)) {
-			rc = hc_err_set(err, HC_EDATA, "control character in path");
-			goto fail;
-		}
-		h = hc_sha256_new();
-		if (h == NULL) {
-			rc = hc_err_set(err, HC_ENOMEM, "out of memory");
-			goto fail;
-		}
-		rc = hc_sha256_fd(h, fd, (off_t)sb.st_size, err);
-		if (rc == 0)
-			rc = hc_sha256_hex(h, hex);
-		hc_sha256_free(h);
-		if (rc != 0)
-			goto fail;
-		pthread_mutex_lock(&st->mu);
-		e = store_find(st, rel);
-		if (e != NULL)
-			store_detach(st, e);
-		e = store_entry_new(rel, &sb, hex);
-		if (e == NULL) {
+		rc = store_refresh(st, fd, rel, &sb, &e, err);
+		if (rc != 0) {
 			pthread_mutex_unlock(&st->mu);
-			rc = hc_err_set(err, HC_ENOMEM, "out of memory");
 			goto fail;
 		}
-		e->seq = ++st->next_seq;
-		store_insert(st, e);
-		st->dirty = 1;
 	}
 	e->pins++;
 	if (touch) {
@@ -817,6 +903,10 @@ mir_store_commit(struct mir_store *st, const char *path, const char *tmp, int fd
 
 	if (pin != NULL)
 		*pin = NULL;
+	if (sha256[0] != '\0' && !hc_sha256_hex_valid(sha256)) {
+		rc = hc_err_set(err, HC_EDATA, "not a SHA-256 digest: %s", sha256);
+		goto fail;
+	}
 	if (hc_snprintf(full, sizeof(full), "%s/%s", st->files_dir, path) != 0) {
 		rc = hc_err_set(err, HC_EDATA, "path too long");
 		goto fail;
@@ -983,7 +1073,8 @@ mir_store_flush(struct mir_store *st, struct hc_err *err)
 		for (; e != NULL; e = e->next) {
 			char line[STORE_LINE_MAX];
 			int n = snprintf(line, sizeof(line), "%" PRIu64 " %" PRIu64 " %" PRId64 " %ld %s %s\n",
-			                 e->seq, e->size, e->mtime_s, e->mtime_ns, e->sha256, e->path);
+			                 e->seq, e->size, e->mtime_s, e->mtime_ns,
+			                 e->sha256[0] != '\0' ? e->sha256 : STORE_NO_DIGEST, e->path);
 			if (n < 0 || (size_t)n >= sizeof(line))
 				continue;
 			if (len + (size_t)n + 1 > cap) {
@@ -1023,6 +1114,7 @@ mir_store_stats(struct mir_store *st, struct mir_store_stats *out)
 	out->files = st->n;
 	out->max_bytes = st->max_bytes;
 	out->evictions = st->evictions;
+	out->unverified = st->unverified;
 	pthread_mutex_unlock(&st->mu);
 }
 

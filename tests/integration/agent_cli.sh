@@ -39,7 +39,7 @@ t_eq "malformed YAML exits 78" "$?" 78
 t_grep "malformed YAML names file:line:col" "$T_DIR/broken.out" "broken.yaml:2:"
 
 "$A" --config "$T_DIR/none.yaml" check-config > "$T_DIR/none.out" 2>&1
-t_eq "a named config that is missing exits 78" "$?" 78
+t_eq "a named config that is missing exits 66 (EX_NOINPUT)" "$?" 66
 
 # make install puts the programs and the man page under DESTDIR/PREFIX.
 make -s -C "$T_ROOT" BUILD="$BUILD" install DESTDIR="$T_DIR/dest" PREFIX=/usr/local > "$T_DIR/install.log" 2>&1

@@ -95,7 +95,8 @@ test_digest_once_and_on_change(void **state)
 	FILE *fp;
 
 	snprintf(path, sizeof(path), "%s/files/a", fx->root);
-	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	/* An origin: its files are its own publication. */
+	assert_int_equal(mir_store_open(fx->root, 0, 0, &st, &err), 0);
 	fp = fopen(path, "w");
 	assert_non_null(fp);
 	fputs("abc", fp);
@@ -116,6 +117,102 @@ test_digest_once_and_on_change(void **state)
 	                    "88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589");
 	close(f.fd);
 	mir_store_release(st, f.entry);
+	mir_store_close(st);
+}
+
+/* Writes text at files/path behind the store's back. */
+static void
+write_behind(const struct fixture *fx, const char *path, const char *text)
+{
+	char full[PATH_MAX * 2];
+	FILE *fp;
+
+	snprintf(full, sizeof(full), "%s/files/%s", fx->root, path);
+	fp = fopen(full, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	assert_int_equal(fclose(fp), 0);
+}
+
+/* Commits text at path with the digest sha ("" for none). */
+static void
+put_text(struct mir_store *st, const char *path, const char *text, const char *sha)
+{
+	char tmp[PATH_MAX];
+	struct hc_err err = { 0, "" };
+	int fd;
+
+	fd = mir_store_tmp(st, tmp, sizeof(tmp), &err);
+	assert_true(fd >= 0);
+	assert_int_equal(hc_write_all(fd, text, strlen(text)), 0);
+	assert_int_equal(mir_store_commit(st, path, tmp, fd, strlen(text), sha, 0, NULL, &err), 0);
+	close(fd);
+}
+
+static void
+get_sha(struct mir_store *st, const char *path, char *sha)
+{
+	struct mir_file f;
+	struct hc_err err = { 0, "" };
+
+	assert_int_equal(mir_store_get(st, path, 1, &f, &err), 0);
+	memcpy(sha, f.sha256, sizeof(f.sha256));
+	close(f.fd);
+	mir_store_release(st, f.entry);
+}
+
+/* A commit with no origin digest stays without one, across a restart, and
+ * is counted as unverified; a peer never digests files it has no record
+ * of; a digest that is not one is refused. */
+static void
+test_empty_digest_stays_unknown(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct mir_store_stats stats;
+	struct hc_err err = { 0, "" };
+	char sha[HC_SHA256_HEX_LEN + 1], tmp[PATH_MAX];
+	int fd;
+
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	put_text(st, "none", "abc", "");
+	put_text(st, "known", "abc", SHA_ABC);
+	get_sha(st, "none", sha);
+	assert_string_equal(sha, "");
+	mir_store_stats(st, &stats);
+	assert_true(stats.files == 2 && stats.unverified == 1);
+	fd = mir_store_tmp(st, tmp, sizeof(tmp), &err);
+	assert_true(fd >= 0);
+	assert_int_equal(mir_store_commit(st, "bad", tmp, fd, 0, "xyz", 0, NULL, &err), HC_EDATA);
+	close(fd);
+	assert_false(exists(fx, "bad"));
+	mir_store_close(st);
+	/* Copied in by hand: a peer does not trust it. */
+	write_behind(fx, "byhand", "abc");
+	st = NULL;
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	get_sha(st, "none", sha);
+	assert_string_equal(sha, "");
+	get_sha(st, "known", sha);
+	assert_string_equal(sha, SHA_ABC);
+	get_sha(st, "byhand", sha);
+	assert_string_equal(sha, "");
+	/* Appearing while it runs, too. */
+	write_behind(fx, "later", "abc");
+	get_sha(st, "later", sha);
+	assert_string_equal(sha, "");
+	mir_store_stats(st, &stats);
+	assert_true(stats.files == 4 && stats.unverified == 3);
+	mir_store_close(st);
+	/* An origin digests what it has no digest for only when it has no
+	 * record at all: a file committed without one stays without one. */
+	write_behind(fx, "origin-new", "abc");
+	st = NULL;
+	assert_int_equal(mir_store_open(fx->root, 0, 0, &st, &err), 0);
+	get_sha(st, "origin-new", sha);
+	assert_string_equal(sha, SHA_ABC);
+	get_sha(st, "none", sha);
+	assert_string_equal(sha, "");
 	mir_store_close(st);
 }
 
@@ -251,6 +348,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_digest_once_and_on_change, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_empty_digest_stays_unknown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lru_pins_and_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_pins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_confinement, setup, teardown),

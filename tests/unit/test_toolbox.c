@@ -1,0 +1,281 @@
+/* common/: the capped buffer, array growth, hex lower-casing, the timed wait
+ * and the link-safe directory walk. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/hc.h"
+
+static void
+test_buf_cap(void **state)
+{
+	struct hc_buf b;
+	char big[300];
+
+	(void)state;
+	hc_buf_init(&b, 8);
+	assert_string_equal(hc_buf_str(&b), "");
+	assert_int_equal(hc_buf_add(&b, "abcd", 4), 0);
+	assert_int_equal(hc_buf_add(&b, "efgh", 4), 0);
+	assert_string_equal(hc_buf_str(&b), "abcdefgh");
+	/* One byte past the cap is refused and changes nothing. */
+	assert_int_equal(hc_buf_add(&b, "i", 1), HC_EDATA);
+	assert_int_equal(b.len, 8);
+	assert_string_equal(hc_buf_str(&b), "abcdefgh");
+	/* A length that would wrap size_t is refused, not added. */
+	assert_int_equal(hc_buf_add(&b, "x", SIZE_MAX), HC_EDATA);
+	assert_int_equal(b.len, 8);
+	hc_buf_reset(&b);
+	assert_int_equal(b.len, 0);
+	assert_string_equal(hc_buf_str(&b), "");
+	hc_buf_free(&b);
+	hc_buf_free(&b);
+
+	/* Growth past the first allocation keeps every byte. */
+	memset(big, 'z', sizeof(big));
+	hc_buf_init(&b, 1000);
+	assert_int_equal(hc_buf_add(&b, big, sizeof(big)), 0);
+	assert_int_equal(hc_buf_add(&b, big, sizeof(big)), 0);
+	assert_int_equal(hc_buf_add(&b, big, sizeof(big)), 0);
+	assert_int_equal(b.len, 900);
+	assert_int_equal(hc_buf_add(&b, big, sizeof(big)), HC_EDATA);
+	assert_int_equal(strspn(hc_buf_str(&b), "z"), 900);
+	hc_buf_free(&b);
+}
+
+static void
+test_buf_printf_take(void **state)
+{
+	struct hc_buf b;
+	char *s;
+
+	(void)state;
+	hc_buf_init(&b, 16);
+	assert_int_equal(hc_buf_printf(&b, "%s=%d", "files", 42), 0);
+	assert_int_equal(hc_buf_printf(&b, ";"), 0);
+	assert_string_equal(hc_buf_str(&b), "files=42;");
+	assert_int_equal(hc_buf_printf(&b, "%s", "0123456789"), HC_EDATA);
+	assert_string_equal(hc_buf_str(&b), "files=42;");
+	s = hc_buf_take(&b);
+	assert_string_equal(s, "files=42;");
+	assert_null(b.p);
+	assert_int_equal(b.len, 0);
+	free(s);
+	assert_null(hc_buf_take(&b));
+	hc_buf_free(&b);
+}
+
+static void
+test_array_reserve(void **state)
+{
+	int *items = NULL;
+	size_t cap = 0, i;
+
+	(void)state;
+	assert_int_equal(hc_array_reserve((void **)&items, &cap, 1, sizeof(*items), 100), 0);
+	assert_true(cap >= 1);
+	for (i = 0; i < 100; i++) {
+		assert_int_equal(hc_array_reserve((void **)&items, &cap, i + 1, sizeof(*items), 100), 0);
+		items[i] = (int)i;
+	}
+	assert_true(cap <= 100);
+	assert_int_equal(items[99], 99);
+	assert_int_equal(hc_array_reserve((void **)&items, &cap, 101, sizeof(*items), 100),
+	                 HC_EDATA);
+	assert_int_equal(items[50], 50);
+	/* An element count whose byte size overflows is refused. */
+	assert_int_not_equal(hc_array_reserve((void **)&items, &cap, SIZE_MAX / 2, 16,
+	                                      SIZE_MAX), 0);
+	assert_int_equal(items[0], 0);
+	free(items);
+}
+
+static void
+test_hex_lower(void **state)
+{
+	char out[HC_SHA256_HEX_LEN + 1];
+	const char *upper = "ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789";
+
+	(void)state;
+	hc_hex_lower(out, upper, HC_SHA256_HEX_LEN);
+	assert_string_equal(out,
+	    "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
+	assert_true(hc_sha256_hex_valid(out));
+}
+
+static void
+test_cond_wait_times_out(void **state)
+{
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+	int64_t t0, waited;
+
+	(void)state;
+	pthread_mutex_lock(&mu);
+	t0 = hc_now_ms();
+	hc_cond_wait_ms(&cv, &mu, 50);
+	waited = hc_now_ms() - t0;
+	pthread_mutex_unlock(&mu);
+	/* Nobody signals: it returns after about 50 ms, well before 5 s. */
+	assert_true(waited >= 40);
+	assert_true(waited < 5000);
+}
+
+struct walk_seen {
+	char names[32][HC_PATH_MAX];
+	int post[32];
+	int n;
+	int skip_b;
+};
+
+static int
+walk_record(void *ctx, const struct hc_walk_entry *e, struct hc_err *err)
+{
+	struct walk_seen *w = ctx;
+
+	(void)err;
+	assert_true(w->n < 32);
+	hc_strlcpy(w->names[w->n], e->rel, sizeof(w->names[0]));
+	w->post[w->n] = e->post;
+	w->n++;
+	if (w->skip_b && !e->post && strcmp(e->rel, "b") == 0)
+		return HC_WALK_SKIP;
+	return 0;
+}
+
+static int
+walk_find(const struct walk_seen *w, const char *name, int post)
+{
+	int i;
+
+	for (i = 0; i < w->n; i++)
+		if (strcmp(w->names[i], name) == 0 && w->post[i] == post)
+			return i;
+	return -1;
+}
+
+static void
+make_tree(char *dir, char *outside)
+{
+	char p[512];
+
+	assert_non_null(mkdtemp(dir));
+	assert_non_null(mkdtemp(outside));
+	snprintf(p, sizeof(p), "%s/a", dir);
+	assert_int_equal(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/a/f", dir);
+	assert_int_equal(hc_atomic_write(p, "x", 1, 0644, NULL), 0);
+	snprintf(p, sizeof(p), "%s/b", dir);
+	assert_int_equal(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/b/g", dir);
+	assert_int_equal(hc_atomic_write(p, "y", 1, 0644, NULL), 0);
+	snprintf(p, sizeof(p), "%s/secret", outside);
+	assert_int_equal(hc_atomic_write(p, "z", 1, 0644, NULL), 0);
+	/* A link to a folder outside: reported, never entered. */
+	snprintf(p, sizeof(p), "%s/link", dir);
+	assert_int_equal(symlink(outside, p), 0);
+}
+
+static void
+remove_tree(const char *dir, const char *outside)
+{
+	char cmd[1200];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", dir, outside);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void
+test_walk(void **state)
+{
+	char dir[] = "/tmp/hc-walk.XXXXXX", outside[] = "/tmp/hc-walk-out.XXXXXX";
+	struct walk_seen *w = calloc(1, sizeof(*w));
+	struct hc_err err = { 0, "" };
+	int fd, i;
+
+	(void)state;
+	assert_non_null(w);
+	make_tree(dir, outside);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+
+	assert_int_equal(hc_walk(fd, dir, 8, 1, walk_record, w, &err), 0);
+	assert_int_equal(w->n, 7); /* a, a/f, a(post), b, b/g, b(post), link */
+	assert_true(walk_find(w, "a/f", 0) > walk_find(w, "a", 0));
+	assert_true(walk_find(w, "a", 1) > walk_find(w, "a/f", 0));
+	assert_true(walk_find(w, "b/g", 0) >= 0);
+	assert_true(walk_find(w, "link", 0) >= 0);
+	for (i = 0; i < w->n; i++)
+		assert_null(strstr(w->names[i], "secret"));
+
+	/* SKIP leaves a folder's contents out; no post visit without post. */
+	memset(w, 0, sizeof(*w));
+	w->skip_b = 1;
+	assert_int_equal(hc_walk(fd, dir, 8, 0, walk_record, w, &err), 0);
+	assert_int_equal(walk_find(w, "b/g", 0), -1);
+	assert_int_equal(walk_find(w, "a", 1), -1);
+	assert_true(walk_find(w, "a/f", 0) >= 0);
+
+	/* Deeper than allowed: HC_EDATA naming the folder. */
+	memset(w, 0, sizeof(*w));
+	assert_int_equal(hc_walk(fd, dir, 0, 0, walk_record, w, &err), HC_EDATA);
+	assert_non_null(strstr(err.msg, "nested deeper than 0"));
+
+	/* The caller's fd is left open and where it was. */
+	assert_int_equal(fcntl(fd, F_GETFD) >= 0, 1);
+	close(fd);
+	remove_tree(dir, outside);
+	free(w);
+}
+
+static int
+walk_stop(void *ctx, const struct hc_walk_entry *e, struct hc_err *err)
+{
+	int *calls = ctx;
+
+	(void)e;
+	(*calls)++;
+	return hc_err_set(err, HC_EIO, "stop here");
+}
+
+static void
+test_walk_stops_on_error(void **state)
+{
+	char dir[] = "/tmp/hc-walk.XXXXXX", outside[] = "/tmp/hc-walk-out.XXXXXX";
+	struct hc_err err = { 0, "" };
+	int fd, calls = 0;
+
+	(void)state;
+	make_tree(dir, outside);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(hc_walk(fd, dir, 8, 0, walk_stop, &calls, &err), HC_EIO);
+	assert_int_equal(calls, 1);
+	assert_string_equal(err.msg, "stop here");
+	close(fd);
+	remove_tree(dir, outside);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_buf_cap),
+		cmocka_unit_test(test_buf_printf_take),
+		cmocka_unit_test(test_array_reserve),
+		cmocka_unit_test(test_hex_lower),
+		cmocka_unit_test(test_cond_wait_times_out),
+		cmocka_unit_test(test_walk),
+		cmocka_unit_test(test_walk_stops_on_error),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
