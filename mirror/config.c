@@ -74,6 +74,8 @@ const struct hc_cfg_field mir_config_schema[] = {
 	  .max = MIR_TIMEOUT_S_MAX },
 	{ .key = "max_connections", .type = HC_CFG_INT, .offset = MIR_OFF(max_connections),
 	  .def = "1024", .min = 1, .max = MIR_CONNECTIONS_MAX },
+	{ .key = "require_origin_digest", .type = HC_CFG_BOOL,
+	  .offset = MIR_OFF(require_origin_digest), .def = "false" },
 	{ .key = "log_level", .type = HC_CFG_ENUM, .offset = MIR_OFF(log_level),
 	  .def = "info", .enum_values = mir_level_names },
 	{ .key = NULL },

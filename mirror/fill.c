@@ -41,6 +41,7 @@ struct mir_fills {
 	char *origin_base;              /* origin_url without a trailing '/' */
 	char shown_base[MIR_URL_SHOWN_MAX]; /* the same without credentials, for logs */
 	struct hc_http_config http;
+	int require_origin_digest;
 	pthread_mutex_t mu;             /* the list and the thread count */
 	pthread_cond_t cv;              /* a fill thread ended */
 	struct mir_fill *list;
@@ -61,7 +62,6 @@ struct mir_fill {
 	uint64_t size, written, reserved;
 	int cache;                      /* 0: stream through, keep nothing */
 	char sha256[HC_SHA256_HEX_LEN + 1];   /* the origin's, may be "" */
-	char etag[HC_HTTP_HEADER_VALUE_MAX];
 	int fd;
 	char tmp[PATH_MAX];
 	/* The committed entry, pinned while a reader may still send it. */
@@ -89,6 +89,7 @@ mir_fills_new(const struct mir_fills_config *cfg, struct mir_store *store,
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
 	fl->store = store;
 	fl->rs = rs;
+	fl->require_origin_digest = cfg->require_origin_digest;
 	pthread_mutex_init(&fl->mu, NULL);
 	pthread_cond_init(&fl->cv, NULL);
 	fl->origin_base = hc_strdup(cfg->origin_url);
@@ -186,6 +187,14 @@ fill_on_headers(void *ctx, const struct hc_http_response *resp)
 		pthread_mutex_unlock(&f->mu);
 		return 1;
 	}
+	if (resp->sha256[0] == '\0' && fl->require_origin_digest) {
+		hc_log(HC_LOG_WARN, "mirror", "fill %s refused: the origin sent no digest and "
+		       "require_origin_digest is on", f->path);
+		pthread_mutex_lock(&f->mu);
+		f->origin_status = 502;
+		pthread_mutex_unlock(&f->mu);
+		return 1;
+	}
 	if (mir_store_reserve(fl->store, (uint64_t)resp->content_length) == 0)
 		cache = 1;
 	else
@@ -197,7 +206,6 @@ fill_on_headers(void *ctx, const struct hc_http_response *resp)
 	f->cache = cache;
 	f->reserved = cache ? f->size : 0;
 	hc_strlcpy(f->sha256, resp->sha256, sizeof(f->sha256));
-	hc_strlcpy(f->etag, resp->etag, sizeof(f->etag));
 	f->state = FILL_STREAMING;
 	pthread_cond_broadcast(&f->cv);
 	pthread_mutex_unlock(&f->mu);
@@ -269,7 +277,8 @@ fill_fetch(struct mir_fill *f, char *hex, struct hc_err *err)
 		return 0;
 	}
 	if (f->sha256[0] == '\0')
-		hc_log(HC_LOG_WARN, "mirror", "origin sent no digest for %s", f->path);
+		hc_log(HC_LOG_WARN, "mirror", "origin sent no digest for %s: served unverified, "
+		       "without digest headers", f->path);
 	return 1;
 }
 
@@ -277,7 +286,7 @@ fill_fetch(struct mir_fill *f, char *hex, struct hc_err *err)
  * of the list lock: a miss sees the file in the store or the fill, never
  * neither. */
 static void
-fill_settle(struct mir_fill *f, int ok, const char *hex)
+fill_settle(struct mir_fill *f, int ok)
 {
 	struct mir_fills *fl = f->fl;
 	struct hc_err cerr = { 0, "" };
@@ -289,8 +298,10 @@ fill_settle(struct mir_fill *f, int ok, const char *hex)
 		(void)fsync(f->fd);
 	pthread_mutex_lock(&fl->mu);
 	if (ok && f->cache) {
-		if (mir_store_commit(fl->store, f->path, f->tmp, f->fd, f->size, hex, f->reserved,
-		                     &f->pin, &cerr) != 0)
+		/* The origin's digest, "" when it gave none: a digest of our own
+		 * would later be presented as the origin's. */
+		if (mir_store_commit(fl->store, f->path, f->tmp, f->fd, f->size, f->sha256,
+		                     f->reserved, &f->pin, &cerr) != 0)
 			hc_log(HC_LOG_WARN, "mirror", "cannot cache %s: %s", f->path, cerr.msg);
 	} else {
 		unlink(f->tmp);
@@ -319,7 +330,7 @@ fill_main(void *arg)
 	int ok;
 
 	ok = fill_fetch(f, hex, &err);
-	fill_settle(f, ok, hex);
+	fill_settle(f, ok);
 	pthread_mutex_lock(&f->mu);
 	f->state = ok ? FILL_DONE : FILL_FAILED;
 	if (!ok && f->origin_status == 0)
@@ -328,8 +339,9 @@ fill_main(void *arg)
 	pthread_mutex_unlock(&f->mu);
 	if (ok) {
 		hc_log(HC_LOG_INFO, "mirror", "filled %s: %" PRIu64 " bytes sha256 %s in %" PRId64
-		       " ms%s", f->path, f->size, hex, hc_now_ms() - t0,
-		       f->cache ? "" : " (not cached)");
+		       " ms%s%s", f->path, f->size, f->sha256[0] != '\0' ? hex : "none from the origin",
+		       hc_now_ms() - t0, f->cache ? "" : " (not cached)",
+		       f->sha256[0] != '\0' ? "" : " (unverified)");
 	} else {
 		atomic_fetch_add(&fl->failed, 1);
 		hc_log(f->origin_status == 404 ? HC_LOG_INFO : HC_LOG_WARN, "mirror",
@@ -505,8 +517,8 @@ static enum MHD_Result
 fill_respond(struct mir_fill *f, struct MHD_Connection *c, struct mir_req *r, int head)
 {
 	struct mir_resp *rs = f->fl->rs;
-	char sha[HC_SHA256_HEX_LEN + 1], etag[MIR_ETAG_MAX];
-	struct mir_resp_file rf = { 0, 0, sha, etag };
+	char sha[HC_SHA256_HEX_LEN + 1];
+	struct mir_resp_file rf = { 0, 0, sha };
 	struct MHD_Response *body = NULL;
 	uint64_t start, len;
 	enum mir_range k;
@@ -514,7 +526,6 @@ fill_respond(struct mir_fill *f, struct MHD_Connection *c, struct mir_req *r, in
 	pthread_mutex_lock(&f->mu);
 	rf.size = f->size;
 	memcpy(sha, f->sha256, sizeof(sha));
-	memcpy(etag, f->etag, sizeof(etag));
 	pthread_mutex_unlock(&f->mu);
 	k = mir_resp_range(c, &rf, &start, &len);
 	/* No last byte to hold back in an empty body: answer once the digest
@@ -583,7 +594,7 @@ fill_head_origin(struct mir_fills *fl, struct MHD_Connection *c, struct mir_req 
 	struct hc_http_request req;
 	struct hc_http_response resp;
 	struct hc_err err = { 0, "" };
-	struct mir_resp_file rf = { 0, 0, resp.sha256, resp.etag };
+	struct mir_resp_file rf = { 0, 0, resp.sha256 };
 	uint64_t start, len;
 	enum mir_range k;
 	char *url = fill_url(fl->origin_base, path);
@@ -604,6 +615,11 @@ fill_head_origin(struct mir_fills *fl, struct MHD_Connection *c, struct mir_req 
 		return mir_resp_error(fl->rs, c, r, MHD_HTTP_NOT_FOUND, "not found");
 	if (resp.status != 200 || resp.content_length < 0)
 		return mir_resp_error(fl->rs, c, r, MHD_HTTP_BAD_GATEWAY, "origin failed");
+	if (resp.sha256[0] == '\0' && fl->require_origin_digest) {
+		hc_log(HC_LOG_WARN, "mirror", "HEAD %s refused: the origin sent no digest and "
+		       "require_origin_digest is on", path);
+		return mir_resp_error(fl->rs, c, r, MHD_HTTP_BAD_GATEWAY, "origin sent no digest");
+	}
 	rf.size = (uint64_t)resp.content_length;
 	k = mir_resp_range(c, &rf, &start, &len);
 	return mir_resp_file_send(fl->rs, c, r, &rf, k, start, len, NULL);

@@ -14,6 +14,7 @@ struct mir_fills;
 struct mir_fills_config {
 	const char *origin_url;         /* misses are filled from here */
 	const char *ca_file;            /* CA bundle for an https origin, NULL or "": system */
+	int require_origin_digest;      /* refuse a file the origin sends no digest for */
 };
 
 /* Counters for health and /metrics. */

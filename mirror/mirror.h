@@ -36,6 +36,7 @@ struct mir_config {
 	long long connection_timeout_s;  /* idle connections are closed after this */
 	long long max_connections;       /* further connections are refused */
 	int log_level;                   /* enum hc_log_level */
+	int require_origin_digest;       /* peer: refuse files the origin sends no digest for */
 };
 
 extern const struct hc_cfg_field mir_config_schema[];

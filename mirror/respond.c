@@ -171,11 +171,9 @@ mir_resp_etag(const struct mir_resp_file *f, char *out, size_t size)
 
 	if (f->sha256 != NULL && hc_sha256_hex_valid(f->sha256))
 		rc = hc_snprintf(out, size, "\"%s\"", f->sha256);
-	else if (f->etag != NULL && f->etag[0] != '\0')
-		rc = hc_strlcpy(out, f->etag, size);
 	else
-		/* Bytes the origin vouched for by no digest: weak, so a range is
-		 * never stitched onto another copy by this tag alone. */
+		/* Bytes no origin digest vouches for: weak, so a range is never
+		 * stitched onto another copy by this tag alone. */
 		rc = hc_snprintf(out, size, "W/\"%" PRIx64 "-%" PRIx64 "\"", f->size,
 		                 (uint64_t)f->mtime_s);
 	if (rc != 0)
@@ -360,7 +358,7 @@ enum MHD_Result
 mir_resp_stored(struct mir_resp *rs, struct MHD_Connection *c, struct mir_req *r,
                 struct mir_file *f, int head)
 {
-	struct mir_resp_file rf = { f->size, f->mtime_s, f->sha256, NULL };
+	struct mir_resp_file rf = { f->size, f->mtime_s, f->sha256 };
 	struct MHD_Response *body = NULL;
 	uint64_t start, len;
 	enum mir_range k;

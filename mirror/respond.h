@@ -18,8 +18,8 @@
 
 /* Status codes counted one by one in /metrics. */
 #define MIR_CODES_MAX 600
-/* Room for a quoted digest ETag, or an origin's ETag passed on. */
-#define MIR_ETAG_MAX HC_HTTP_HEADER_VALUE_MAX
+/* Room for a quoted digest or a weak size-mtime ETag. */
+#define MIR_ETAG_MAX (HC_SHA256_HEX_LEN + 8)
 
 /* What a response needs from the server, shared by every connection. */
 struct mir_resp {
@@ -42,14 +42,13 @@ struct mir_req {
 };
 
 /* A file to answer with, whatever it came from. sha256 is the origin's
- * verified digest or "" (never one the mirror computed for a file the
- * origin sent none for); etag "" makes one from sha256, or a weak one from
- * size and mtime when sha256 is "". */
+ * verified digest or "" when the origin gave none (never one the mirror
+ * computed itself): such a file goes out without digest headers and with a
+ * weak ETag made of its size and mtime. */
 struct mir_resp_file {
 	uint64_t size;
 	int64_t mtime_s;                /* 0: unknown */
 	const char *sha256;
-	const char *etag;
 };
 
 void mir_resp_init(struct mir_resp *rs, uint64_t egress_rate, int tls);
@@ -70,7 +69,7 @@ enum MHD_Result mir_resp_json(struct mir_resp *rs, struct MHD_Connection *c,
                               struct mir_req *r, unsigned status, const char *body,
                               const char *const *headers);
 
-/* The ETag of f into out: the quoted digest, else f's own, else a weak
+/* The ETag of f into out (MIR_ETAG_MAX): the quoted digest, else a weak
  * one from size and mtime. */
 void mir_resp_etag(const struct mir_resp_file *f, char *out, size_t size);
 /* Which bytes of f the request asks for (Range, If-Range): FULL gives

@@ -322,6 +322,8 @@ srv_health(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r)
 	json_object_object_add(cache, "bytes", json_object_new_int64((int64_t)st.bytes));
 	json_object_object_add(cache, "max_bytes", json_object_new_int64((int64_t)st.max_bytes));
 	json_object_object_add(cache, "files", json_object_new_int64((int64_t)st.files));
+	json_object_object_add(cache, "unverified_files",
+	                       json_object_new_int64((int64_t)st.unverified));
 	json_object_object_add(cache, "hits", json_object_new_int64(
 		(int64_t)atomic_load(&s->hits)));
 	json_object_object_add(cache, "misses", json_object_new_int64(
@@ -370,6 +372,8 @@ srv_metrics_text(struct mir_server *s, struct hc_buf *b)
 		{ "hydra_mirror_store_files", "gauge", "Files in the store.", st.files },
 		{ "hydra_mirror_store_max_bytes", "gauge", "Retention limit of the store (0: none).",
 		  st.max_bytes },
+		{ "hydra_mirror_store_unverified_files", "gauge",
+		  "Files in the store the origin sent no digest for.", st.unverified },
 	};
 
 	rc = hc_buf_printf(b, "# HELP hydra_mirror_requests_total Responses sent, by status code.\n"
@@ -650,7 +654,8 @@ srv_open_parts(struct mir_server *s, struct hc_err *err)
 
 	rc = mir_store_open(cfg->root, peer ? cfg->max_bytes : 0, peer, &s->store, err);
 	if (rc == 0 && peer) {
-		struct mir_fills_config fc = { cfg->origin_url, cfg->tls.ca_file };
+		struct mir_fills_config fc = { cfg->origin_url, cfg->tls.ca_file,
+		                               cfg->require_origin_digest };
 		rc = mir_fills_new(&fc, s->store, &s->rs, &s->fills, err);
 	}
 	if (rc == 0)

@@ -67,4 +67,50 @@ t_eq "a bad origin_url in the file is a config error" "$?" "78"
 t_nogrep "and its message hides the password" "$T_DIR/p5b.log" "$SECRET"
 t_stop peer
 
+# ---------------------------------------------------------------- item 4
+# An origin that sends no digest (a plain static file server): the peer
+# never presents a digest of its own as the origin's.
+if command -v python3 > /dev/null; then
+	SROOT="$T_DIR/static"
+	mkdir -p "$SROOT/api/v1/peer/files/b"
+	head -c 50000 /dev/urandom > "$SROOT/api/v1/peer/files/b/nd.bin"
+	SPORT=$(t_free_port)
+	t_start static "$T_DIR/static.log" python3 -m http.server --bind 127.0.0.1 \
+		--directory "$SROOT" "$SPORT"
+	t_wait_tcp 127.0.0.1 "$SPORT" 10000 || { t_fail "static origin starts" "see log"; t_done; }
+	QPORT=$(t_free_port)
+	t_start nd "$T_DIR/nd.log" "$M" --mode peer --listen "127.0.0.1:$QPORT" \
+		--root "$T_DIR/nd" --origin-url "http://127.0.0.1:$SPORT"
+	t_wait_log "$T_DIR/nd.log" "listening on" 10000 || { t_fail "peer starts" "see log"; t_done; }
+	Q="http://127.0.0.1:$QPORT"
+	for pass in fill hit; do
+		curl -s -D "$T_DIR/nd-$pass.h" -o "$T_DIR/nd-$pass" "$Q/api/v1/peer/files/b/nd.bin"
+		t_eq "no origin digest ($pass): the bytes" "$(sha "$T_DIR/nd-$pass")" \
+			"$(sha "$SROOT/api/v1/peer/files/b/nd.bin")"
+		t_nogrep "no origin digest ($pass): no X-File-SHA256" "$T_DIR/nd-$pass.h" "X-File-SHA256"
+		t_nogrep "no origin digest ($pass): no Repr-Digest" "$T_DIR/nd-$pass.h" "Repr-Digest"
+		t_grep "no origin digest ($pass): a weak ETag" "$T_DIR/nd-$pass.h" 'ETag: W/"'
+	done
+	t_grep "health counts the unverified file" <(curl -s "$Q/api/v1/health") \
+		'"unverified_files":1'
+	t_grep "metrics count the unverified file" <(curl -s "$Q/metrics") \
+		"hydra_mirror_store_unverified_files 1"
+	t_stop nd
+	printf 'mode: peer\nlisten: "127.0.0.1:%s"\nroot: %s\norigin_url: "http://127.0.0.1:%s"\nrequire_origin_digest: true\n' \
+		"$QPORT" "$T_DIR/nd2" "$SPORT" > "$T_DIR/nd2.yaml"
+	t_start nd2 "$T_DIR/nd2.log" "$M" --config "$T_DIR/nd2.yaml"
+	t_wait_log "$T_DIR/nd2.log" "listening on" 10000 || { t_fail "peer starts" "see log"; t_done; }
+	t_eq "require_origin_digest: GET refused with 502" "$(curl -s -o /dev/null -w '%{http_code}' \
+		"$Q/api/v1/peer/files/b/nd.bin")" "502"
+	t_eq "require_origin_digest: HEAD refused with 502" "$(curl -s -o /dev/null -I -w '%{http_code}' \
+		"$Q/api/v1/peer/files/b/nd.bin")" "502"
+	t_grep "require_origin_digest: the log says why" "$T_DIR/nd2.log" \
+		"the origin sent no digest and require_origin_digest is on"
+	t_eq "require_origin_digest: nothing cached" "$(find "$T_DIR/nd2/files" -type f | wc -l)" "0"
+	t_stop nd2
+	t_stop static
+else
+	t_skip "origin without digest" "python3 not installed"
+fi
+
 t_done
