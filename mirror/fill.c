@@ -29,6 +29,11 @@
 #define FILL_DNS_TIMEOUT_MS 5000
 /* Blocks handed to libmicrohttpd per read of a fill. */
 #define FILL_BLOCK_SIZE (64 * 1024)
+/* A fill that streams through (the store cannot hold the file) keeps only
+ * this much of it, in memory: a reader further behind holds the origin
+ * back, and a client asking for the file once the window has moved on
+ * starts a fill of its own. */
+#define FILL_WINDOW ((size_t)1 << 20)
 /* The origin's route for a file. */
 #define FILL_ROUTE "/api/v1/peer/files/"
 
@@ -61,6 +66,10 @@ struct mir_fill {
 	long origin_status;             /* why it failed: 404 or anything else */
 	uint64_t size, written, reserved;
 	int cache;                      /* 0: stream through, keep nothing */
+	char *ring;                     /* stream-through: bytes base..written, else NULL */
+	uint64_t base;
+	struct fill_reader *readers;    /* registered bodies, and where each stands */
+	int registered;
 	char sha256[HC_SHA256_HEX_LEN + 1];   /* the origin's, may be "" */
 	int fd;
 	char tmp[PATH_MAX];
@@ -71,8 +80,10 @@ struct mir_fill {
 };
 
 struct fill_reader {
+	struct fill_reader *next;
 	struct mir_fill *f;
 	uint64_t start, len;
+	uint64_t at;                    /* next byte it sends (under f->mu) */
 };
 
 /* ------------------------------------------------------------ fills */
@@ -141,10 +152,13 @@ fill_unref(struct mir_fill *f)
 
 	pthread_mutex_lock(&f->mu);
 	last = --f->refs == 0;
+	/* A stream-through fill may wait for this reader. */
+	pthread_cond_broadcast(&f->cv);
 	pthread_mutex_unlock(&f->mu);
 	if (!last)
 		return;
 	mir_store_release(f->fl->store, f->pin);
+	free(f->ring);
 	if (f->fd >= 0)
 		close(f->fd);
 	hc_sha256_free(f->h);
@@ -172,6 +186,25 @@ fill_url(const char *base, const char *path)
 
 /* ------------------------------------------------------------ the fill thread */
 
+/* Trades the temp file for the in-memory window: nothing of a file the
+ * store cannot hold goes to the disk. 0 or -1 (out of memory). */
+static int
+fill_go_through(struct mir_fill *f)
+{
+	char *ring = malloc(FILL_WINDOW);
+
+	if (ring == NULL)
+		return -1;
+	close(f->fd);
+	unlink(f->tmp);
+	pthread_mutex_lock(&f->mu);
+	f->fd = -1;
+	f->tmp[0] = '\0';
+	f->ring = ring;
+	pthread_mutex_unlock(&f->mu);
+	return 0;
+}
+
 /* The origin's answer: WAIT_HEADERS becomes STREAMING, or the status is
  * kept for the readers and the transfer stops. */
 static int
@@ -195,12 +228,17 @@ fill_on_headers(void *ctx, const struct hc_http_response *resp)
 		pthread_mutex_unlock(&f->mu);
 		return 1;
 	}
-	if (mir_store_reserve(fl->store, (uint64_t)resp->content_length) == 0)
+	if ((uint64_t)resp->content_length > mir_store_free_bytes(fl->store))
+		hc_log(HC_LOG_WARN, "mirror", "no room for %s (%" PRId64 " bytes) on the disk: "
+		       "streaming it through without caching", f->path, resp->content_length);
+	else if (mir_store_reserve(fl->store, (uint64_t)resp->content_length) == 0)
 		cache = 1;
 	else
 		hc_log(HC_LOG_WARN, "mirror",
 		       "no room for %s (%" PRId64 " bytes) among pinned files: streaming it through "
 		       "without caching", f->path, resp->content_length);
+	if (!cache && fill_go_through(f) != 0)
+		return 1;
 	pthread_mutex_lock(&f->mu);
 	f->size = (uint64_t)resp->content_length;
 	f->cache = cache;
@@ -212,23 +250,74 @@ fill_on_headers(void *ctx, const struct hc_http_response *resp)
 	return 0;
 }
 
+/* Moves the window's start up to the first byte a reader still needs.
+ * While a reader holds a reference but has no body yet, its start is
+ * unknown and the window stays. Caller holds f->mu. */
+static void
+fill_slide(struct mir_fill *f)
+{
+	struct fill_reader *rd;
+	uint64_t low = f->written;
+
+	if (f->refs - 1 > f->registered)
+		return;
+	for (rd = f->readers; rd != NULL; rd = rd->next)
+		if (rd->at < rd->start + rd->len && rd->at < low)
+			low = rd->at;
+	if (low > f->base)
+		f->base = low;
+}
+
+/* Copies len bytes (at most FILL_WINDOW) into the window once the readers
+ * have made room. Caller holds f->mu. 0, or -1 when cancelled. */
+static int
+fill_ring_put(struct mir_fill *f, const char *data, size_t len)
+{
+	size_t off, first;
+
+	for (;;) {
+		fill_slide(f);
+		if (f->written + len - f->base <= FILL_WINDOW)
+			break;
+		if (f->cancel || mir_resp_stopping(f->fl->rs))
+			return -1;
+		hc_cond_wait_ms(&f->cv, &f->mu, FILL_POLL_MS);
+	}
+	off = (size_t)(f->written % FILL_WINDOW);
+	first = len < FILL_WINDOW - off ? len : FILL_WINDOW - off;
+	memcpy(f->ring + off, data, first);
+	memcpy(f->ring, data + first, len - first);
+	return 0;
+}
+
 static int
 fill_sink(void *ctx, const void *data, size_t len)
 {
 	struct mir_fill *f = ctx;
+	const char *p = data;
+	int rc = 0;
 
 	/* Only this thread writes written: reading it unlocked here is safe. */
 	if (f->written + len > f->size)
 		return 1;
-	if (hc_write_all(f->fd, data, len) != 0)
+	if (f->ring == NULL && hc_write_all(f->fd, data, len) != 0)
 		return 1;
 	hc_sha256_update(f->h, data, len);
-	pthread_mutex_lock(&f->mu);
-	f->written += len;
-	pthread_cond_broadcast(&f->cv);
-	pthread_mutex_unlock(&f->mu);
 	atomic_fetch_add(&f->fl->origin_bytes, len);
-	return 0;
+	pthread_mutex_lock(&f->mu);
+	while (len > 0 && rc == 0) {
+		size_t n = len < FILL_WINDOW / 2 ? len : FILL_WINDOW / 2;
+		if (f->ring != NULL)
+			rc = fill_ring_put(f, p, n);
+		if (rc == 0) {
+			f->written += n;
+			p += n;
+			len -= n;
+			pthread_cond_broadcast(&f->cv);
+		}
+	}
+	pthread_mutex_unlock(&f->mu);
+	return rc != 0;
 }
 
 /* Runs the transfer and checks what arrived: 1 when the whole file came
@@ -304,7 +393,8 @@ fill_settle(struct mir_fill *f, int ok)
 		                     f->reserved, &f->pin, &cerr) != 0)
 			hc_log(HC_LOG_WARN, "mirror", "cannot cache %s: %s", f->path, cerr.msg);
 	} else {
-		unlink(f->tmp);
+		if (f->tmp[0] != '\0')
+			unlink(f->tmp);
 		mir_store_unreserve(fl->store, f->reserved);
 	}
 	for (pp = &fl->list; *pp != NULL; pp = &(*pp)->next) {
@@ -404,20 +494,25 @@ fail:
 	return NULL;
 }
 
-/* The fill for path, joined (one more reference), or NULL. Caller holds
- * fl->mu. */
+/* The fill for path, joined (one more reference), or NULL. A fill whose
+ * stream-through window has moved past the start cannot be joined. Caller
+ * holds fl->mu. */
 static struct mir_fill *
 fill_join(struct mir_fills *fl, const char *path)
 {
 	struct mir_fill *f;
+	int joined;
 
 	for (f = fl->list; f != NULL; f = f->next) {
-		if (strcmp(f->path, path) == 0) {
-			pthread_mutex_lock(&f->mu);
+		if (strcmp(f->path, path) != 0)
+			continue;
+		pthread_mutex_lock(&f->mu);
+		joined = f->ring == NULL || f->base == 0;
+		if (joined)
 			f->refs++;
-			pthread_mutex_unlock(&f->mu);
+		pthread_mutex_unlock(&f->mu);
+		if (joined)
 			return f;
-		}
 	}
 	return NULL;
 }
@@ -458,6 +553,19 @@ fill_read(void *cls, uint64_t pos, char *buf, size_t max)
 	if (n > avail - at)
 		n = (size_t)(avail - at);
 	n = mir_resp_egress_take(rs, n);
+	/* ring is set before STREAMING and stays: no lock needed to look. */
+	if (f->ring != NULL) {
+		size_t off = (size_t)(at % FILL_WINDOW);
+		size_t first = n < FILL_WINDOW - off ? n : FILL_WINDOW - off;
+
+		pthread_mutex_lock(&f->mu);
+		memcpy(buf, f->ring + off, first);
+		memcpy(buf + first, f->ring, n - first);
+		rd->at = at + n;
+		pthread_cond_broadcast(&f->cv);
+		pthread_mutex_unlock(&f->mu);
+		return (ssize_t)n;
+	}
 	do {
 		got = pread(f->fd, buf, n, (off_t)at);
 	} while (got < 0 && errno == EINTR);
@@ -470,8 +578,19 @@ static void
 fill_reader_free(void *cls)
 {
 	struct fill_reader *rd = cls;
+	struct mir_fill *f = rd->f;
+	struct fill_reader **pp;
 
-	fill_unref(rd->f);
+	pthread_mutex_lock(&f->mu);
+	for (pp = &f->readers; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == rd) {
+			*pp = rd->next;
+			f->registered--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&f->mu);
+	fill_unref(f);
 	free(rd);
 }
 
@@ -504,6 +623,14 @@ fill_body(struct mir_fill *f, uint64_t start, uint64_t len)
 	rd->f = f;
 	rd->start = start;
 	rd->len = len;
+	rd->at = start;
+	/* Registered at once: a stream-through window waits for it from now
+	 * (it has not moved since this reader joined, see fill_join). */
+	pthread_mutex_lock(&f->mu);
+	rd->next = f->readers;
+	f->readers = rd;
+	f->registered++;
+	pthread_mutex_unlock(&f->mu);
 	resp = MHD_create_response_from_callback(len, FILL_BLOCK_SIZE, fill_read, rd,
 	                                         fill_reader_free);
 	if (resp == NULL)

@@ -67,6 +67,40 @@ t_eq "a bad origin_url in the file is a config error" "$?" "78"
 t_nogrep "and its message hides the password" "$T_DIR/p5b.log" "$SECRET"
 t_stop peer
 
+# ---------------------------------------------------------------- item 10
+# A peer on a 1 MiB disk asked for a 3 MB file streams it through, to a
+# slow and a fast client at once, without spooling it into its temp folder.
+if [ "$(id -u)" = 0 ] && command -v unshare > /dev/null &&
+   unshare -m --propagation private true 2> /dev/null; then
+	head -c 3000000 /dev/urandom > "$OROOT/files/b/huge.bin"
+	SMALL="$T_DIR/small"
+	mkdir -p "$SMALL"
+	SPPORT=$(t_free_port)
+	t_start small "$T_DIR/small.log" unshare -m --propagation private sh -c \
+		'mount -t tmpfs -o size=1m tmpfs "$1" && shift && exec "$@"' sh "$SMALL" \
+		"$M" --mode peer --listen "127.0.0.1:$SPPORT" --root "$SMALL" \
+		--origin-url "http://127.0.0.1:$OPORT"
+	t_wait_log "$T_DIR/small.log" "listening on" 10000 || { t_fail "small peer starts" "see log"; t_done; }
+	SU="http://127.0.0.1:$SPPORT/api/v1/peer/files/b/huge.bin"
+	curl -s --max-time 60 --limit-rate 1M -o "$T_DIR/huge-slow" "$SU" &
+	SLOW=$!
+	curl -s --max-time 60 -o "$T_DIR/huge-fast" "$SU"
+	wait "$SLOW"
+	t_eq "disk too small: a fast client gets the file" "$(sha "$T_DIR/huge-fast")" \
+		"$(sha "$OROOT/files/b/huge.bin")"
+	t_eq "disk too small: a slow client gets the file" "$(sha "$T_DIR/huge-slow")" \
+		"$(sha "$OROOT/files/b/huge.bin")"
+	t_grep "disk too small: streamed through" "$T_DIR/small.log" \
+		"on the disk: streaming it through without caching"
+	t_nogrep "disk too small: nothing written to the temp folder" "$T_DIR/small.log" \
+		"No space left"
+	t_eq "disk too small: nothing left behind" \
+		"$(nsenter -t "$(t_pid_of small)" -m -- find "$SMALL/files" "$SMALL/tmp" -type f | wc -l)" "0"
+	t_stop small
+else
+	t_skip "disk too small" "needs root and unshare -m for a small tmpfs"
+fi
+
 # ---------------------------------------------------------------- item 4
 # An origin that sends no digest (a plain static file server): the peer
 # never presents a digest of its own as the origin's.
