@@ -47,6 +47,7 @@ static const char mir_usage[] =
 "                                  /api/v1/tools/, remove older ones (0: all)\n"
 "    --connection-timeout S        close connections idle for S seconds\n"
 "    --max-connections N           refuse connections beyond N\n"
+"    --max-connections-per-ip N    refuse connections beyond N from one address\n"
 "    --log-level LEVEL             debug, info, warn or error\n"
 "    --help                        this text\n"
 "    --version                     print the version\n"
@@ -61,6 +62,7 @@ enum {
 	OPT_CONFIG = 256, OPT_LISTEN, OPT_ROOT, OPT_MODE, OPT_ORIGIN_URL, OPT_DISTRICT,
 	OPT_MAX_BYTES, OPT_TOKEN_FILE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_EGRESS,
 	OPT_TIMEOUT, OPT_MAX_CONN, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_KEEP_VERSIONS,
+	OPT_MAX_CONN_IP,
 };
 
 static const struct option mir_options[] = {
@@ -78,6 +80,7 @@ static const struct option mir_options[] = {
 	{ "max-egress-bytes-per-s", required_argument, NULL, OPT_EGRESS },
 	{ "connection-timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "max-connections", required_argument, NULL, OPT_MAX_CONN },
+	{ "max-connections-per-ip", required_argument, NULL, OPT_MAX_CONN_IP },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 	{ "keep-versions", required_argument, NULL, OPT_KEEP_VERSIONS },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -155,6 +158,11 @@ mir_apply(struct mir_config *cfg, int opt, const char *v, struct hc_err *err)
 		if (hc_parse_int(v, 1, 16384, &n) != 0)
 			return hc_err_set(err, HC_EUSAGE, "--max-connections: 1 to 16384");
 		cfg->max_connections = n;
+		return 0;
+	case OPT_MAX_CONN_IP:
+		if (hc_parse_int(v, 1, 16384, &n) != 0)
+			return hc_err_set(err, HC_EUSAGE, "--max-connections-per-ip: 1 to 16384");
+		cfg->max_connections_per_ip = n;
 		return 0;
 	case OPT_KEEP_VERSIONS:
 		if (hc_parse_int(v, 0, MIR_KEEP_VERSIONS_MAX, &n) != 0)

@@ -35,6 +35,7 @@ struct mir_config {
 	long long keep_versions;         /* newest versions kept per tool, 0: all */
 	long long connection_timeout_s;  /* idle connections are closed after this */
 	long long max_connections;       /* further connections are refused */
+	long long max_connections_per_ip; /* from one client address */
 	int log_level;                   /* enum hc_log_level */
 	int require_origin_digest;       /* peer: refuse files the origin sends no digest for */
 };

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "mirror/fill.h"
+#include "mirror/guard.h"
 #include "mirror/tools.h"
 
 #define SRV_FILES_PREFIX "/api/v1/peer/files/"
@@ -74,6 +75,7 @@ struct mir_server {
 	struct mir_resp rs;
 	struct mir_fills *fills;        /* peers only */
 	struct mir_tools *tools;
+	struct mir_guard *guard;
 	unsigned char token_digest[SHA256_DIGEST_LENGTH];
 	int has_token;
 	char *tls_cert, *tls_key;
@@ -444,7 +446,7 @@ srv_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	struct mir_server *s = cls;
 	struct srv_req *q = *con_cls;
 
-	(void)c;
+	mir_guard_request_done(c);
 	if (q == NULL)
 		return;
 	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
@@ -541,6 +543,8 @@ srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *met
 	/* libmicrohttpd keeps the connection alive only for a response queued
 	 * after the first call; a PUT is judged at once so that a refused
 	 * upload is not read. */
+	if (!q->seen)
+		mir_guard_head_done(c);
 	if (!q->seen && strcmp(method, MHD_HTTP_METHOD_PUT) != 0) {
 		q->seen = 1;
 		return MHD_YES;
@@ -660,6 +664,8 @@ srv_open_parts(struct mir_server *s, struct hc_err *err)
 	}
 	if (rc == 0)
 		rc = mir_tools_start(cfg->root, cfg->keep_versions, s->store, &s->rs, &s->tools, err);
+	if (rc == 0)
+		rc = mir_guard_start(cfg->max_connections, &s->guard, err);
 	if (rc == 0 && pthread_create(&s->flusher, NULL, srv_flusher, s) != 0)
 		rc = hc_err_set(err, HC_ESOFTWARE, "cannot start the index writer");
 	if (rc == 0)
@@ -691,6 +697,9 @@ srv_start_daemon(struct mir_server *s, const struct sockaddr_storage *ss, struct
 	                        MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)ss,
 	                        MHD_OPTION_URI_LOG_CALLBACK, srv_uri_log, s,
 	                        MHD_OPTION_NOTIFY_COMPLETED, srv_completed, s,
+	                        MHD_OPTION_NOTIFY_CONNECTION, mir_guard_notify, s->guard,
+	                        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	                        (unsigned int)cfg->max_connections_per_ip,
 	                        MHD_OPTION_CONNECTION_TIMEOUT,
 	                        (unsigned int)cfg->connection_timeout_s,
 	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
@@ -767,6 +776,7 @@ mir_server_stop(struct mir_server *s)
 	if (s->d != NULL)
 		MHD_stop_daemon(s->d);
 	mir_fills_wait_all(s->fills);
+	mir_guard_stop(s->guard);
 	if (s->flusher_started) {
 		pthread_mutex_lock(&s->flush_mu);
 		s->flush_stop = 1;
