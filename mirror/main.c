@@ -214,16 +214,49 @@ mir_read_token(const char *path, char **out, struct hc_err *err)
 	return 0;
 }
 
+/* Serves until SIGTERM or SIGINT. Wipes and frees *token once the server
+ * holds its digest. 0, or the status that kept the server from starting. */
+static int
+mir_serve(const struct mir_config *cfg, char **token, struct hc_err *err)
+{
+	struct mir_server *srv = NULL;
+	sigset_t sigs;
+	int rc, sig = 0;
+
+	rc = hc_http_global_init(err);
+	if (rc != 0)
+		return rc;
+	/* Every thread inherits this mask; only sigwait below takes the signals. */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	rc = mir_server_start(cfg, *token, &srv, err);
+	if (*token != NULL) {
+		explicit_bzero(*token, strlen(*token));
+		free(*token);
+		*token = NULL;
+	}
+	if (rc == 0) {
+		sigwait(&sigs, &sig);
+		hc_log(HC_LOG_INFO, "mirror", "signal %d: shutting down", sig);
+		mir_server_stop(srv);
+	}
+	hc_http_global_cleanup();
+	if (rc == 0)
+		hc_log(HC_LOG_INFO, "mirror", "stopped");
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
 	struct mir_config cfg;
 	struct hc_err err = { 0, "" };
-	struct mir_server *srv = NULL;
 	const char *config_path = NULL;
 	char *token = NULL;
-	sigset_t sigs;
-	int opt, rc, sig = 0;
+	int opt, rc;
 
 	if (mir_config_defaults(&cfg, &err) != 0) {
 		fprintf(stderr, "hydra-mirror: %s\n", err.msg);
@@ -287,30 +320,9 @@ main(int argc, char **argv)
 		if (rc != 0)
 			goto fail;
 	}
-	rc = hc_http_global_init(&err);
+	rc = mir_serve(&cfg, &token, &err);
 	if (rc != 0)
 		goto fail;
-	/* Every thread inherits this mask; only sigwait below takes the signals. */
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	rc = mir_server_start(&cfg, token, &srv, &err);
-	if (token != NULL) {
-		explicit_bzero(token, strlen(token));
-		free(token);
-		token = NULL;
-	}
-	if (rc != 0) {
-		hc_http_global_cleanup();
-		goto fail;
-	}
-	sigwait(&sigs, &sig);
-	hc_log(HC_LOG_INFO, "mirror", "signal %d: shutting down", sig);
-	mir_server_stop(srv);
-	hc_http_global_cleanup();
-	hc_log(HC_LOG_INFO, "mirror", "stopped");
 	mir_config_free(&cfg);
 	hc_log_close();
 	return 0;
