@@ -84,6 +84,10 @@ struct fill_reader {
 	struct mir_fill *f;
 	uint64_t start, len;
 	uint64_t at;                    /* next byte it sends (under f->mu) */
+	/* Stream-through: the held-back last byte, kept here so the window can
+	 * move on while the digest is not yet checked. */
+	int stashed;
+	char last;
 };
 
 /* ------------------------------------------------------------ fills */
@@ -262,7 +266,7 @@ fill_slide(struct mir_fill *f)
 	if (f->refs - 1 > f->registered)
 		return;
 	for (rd = f->readers; rd != NULL; rd = rd->next)
-		if (rd->at < rd->start + rd->len && rd->at < low)
+		if (!rd->stashed && rd->at < rd->start + rd->len && rd->at < low)
 			low = rd->at;
 	if (low > f->base)
 		f->base = low;
@@ -546,6 +550,11 @@ fill_read(void *cls, uint64_t pos, char *buf, size_t max)
 			pthread_mutex_unlock(&f->mu);
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		}
+		if (f->ring != NULL && !rd->stashed && at == end - 1 && f->written >= end) {
+			rd->last = f->ring[(end - 1) % FILL_WINDOW];
+			rd->stashed = 1;
+			pthread_cond_broadcast(&f->cv);
+		}
 		hc_cond_wait_ms(&f->cv, &f->mu, FILL_POLL_MS);
 	}
 	pthread_mutex_unlock(&f->mu);
@@ -554,6 +563,10 @@ fill_read(void *cls, uint64_t pos, char *buf, size_t max)
 		n = (size_t)(avail - at);
 	n = mir_resp_egress_take(rs, n);
 	/* ring is set before STREAMING and stays: no lock needed to look. */
+	if (f->ring != NULL && rd->stashed) {
+		buf[0] = rd->last;      /* at is end - 1: nothing else is left */
+		return 1;
+	}
 	if (f->ring != NULL) {
 		size_t off = (size_t)(at % FILL_WINDOW);
 		size_t first = n < FILL_WINDOW - off ? n : FILL_WINDOW - off;
@@ -624,6 +637,8 @@ fill_body(struct mir_fill *f, uint64_t start, uint64_t len)
 	rd->start = start;
 	rd->len = len;
 	rd->at = start;
+	rd->stashed = 0;
+	rd->last = 0;
 	/* Registered at once: a stream-through window waits for it from now
 	 * (it has not moved since this reader joined, see fill_join). */
 	pthread_mutex_lock(&f->mu);

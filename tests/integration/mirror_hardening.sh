@@ -90,6 +90,9 @@ if [ "$(id -u)" = 0 ] && command -v unshare > /dev/null &&
 		"$(sha "$OROOT/files/b/huge.bin")"
 	t_eq "disk too small: a slow client gets the file" "$(sha "$T_DIR/huge-slow")" \
 		"$(sha "$OROOT/files/b/huge.bin")"
+	curl -s --max-time 20 -r 0-99999 -o "$T_DIR/huge-range" "$SU"
+	t_eq "disk too small: a range ending far before the end" "$(sha "$T_DIR/huge-range")" \
+		"$(head -c 100000 "$OROOT/files/b/huge.bin" | sha256sum | cut -d' ' -f1)"
 	t_grep "disk too small: streamed through" "$T_DIR/small.log" \
 		"on the disk: streaming it through without caching"
 	t_nogrep "disk too small: nothing written to the temp folder" "$T_DIR/small.log" \
