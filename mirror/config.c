@@ -129,15 +129,14 @@ mir_config_free(struct mir_config *cfg)
 void
 mir_url_redact(const char *url, char *out, size_t size)
 {
-	const char *auth, *end, *at;
+	const char *auth, *end, *at = NULL, *p;
 	int rc;
 
 	auth = strstr(url, "://");
 	auth = auth != NULL ? auth + 3 : url;
 	end = auth + strcspn(auth, "/?#");
 	/* The last '@' before the path ends the userinfo: a password may hold '@'. */
-	at = NULL;
-	for (const char *p = auth; p < end; p++)
+	for (p = auth; p < end; p++)
 		if (*p == '@')
 			at = p;
 	if (at == NULL)

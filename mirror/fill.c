@@ -8,7 +8,6 @@
  * carries Content-Length and the connection is aborted instead. Only a
  * verified file becomes visible in the store.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -531,7 +530,6 @@ fill_read(void *cls, uint64_t pos, char *buf, size_t max)
 	struct mir_resp *rs = f->fl->rs;
 	uint64_t at = rd->start + pos, end = rd->start + rd->len, avail;
 	size_t n;
-	ssize_t got;
 
 	pthread_mutex_lock(&f->mu);
 	for (;;) {
@@ -579,12 +577,7 @@ fill_read(void *cls, uint64_t pos, char *buf, size_t max)
 		pthread_mutex_unlock(&f->mu);
 		return (ssize_t)n;
 	}
-	do {
-		got = pread(f->fd, buf, n, (off_t)at);
-	} while (got < 0 && errno == EINTR);
-	if (got <= 0)
-		return MHD_CONTENT_READER_END_WITH_ERROR;
-	return got;
+	return mir_resp_read_at(f->fd, buf, n, at);
 }
 
 static void

@@ -276,6 +276,19 @@ mir_resp_file_send(struct mir_resp *rs, struct MHD_Connection *c, struct mir_req
 
 /* ------------------------------------------------------------ stored files */
 
+ssize_t
+mir_resp_read_at(int fd, char *buf, size_t n, uint64_t off)
+{
+	ssize_t got;
+
+	do {
+		got = pread(fd, buf, n, (off_t)off);
+	} while (got < 0 && errno == EINTR);
+	if (got <= 0)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	return got;
+}
+
 struct resp_fd_reader {
 	struct mir_resp *rs;
 	int fd;
@@ -287,14 +300,8 @@ resp_fd_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct resp_fd_reader *rd = cls;
 	size_t want = mir_resp_egress_take(rd->rs, max);
-	ssize_t n;
 
-	do {
-		n = pread(rd->fd, buf, want, (off_t)(rd->start + pos));
-	} while (n < 0 && errno == EINTR);
-	if (n <= 0)
-		return MHD_CONTENT_READER_END_WITH_ERROR;
-	return n;
+	return mir_resp_read_at(rd->fd, buf, want, rd->start + pos);
 }
 
 static void

@@ -89,6 +89,9 @@ enum MHD_Result mir_resp_416(struct mir_resp *rs, struct MHD_Connection *c,
 /* Answers GET or HEAD from a stored file; takes its fd and its pin. */
 enum MHD_Result mir_resp_stored(struct mir_resp *rs, struct MHD_Connection *c,
                                 struct mir_req *r, struct mir_file *f, int head);
+/* A body block read from fd at off, for a content reader: the bytes read
+ * (up to n), or MHD_CONTENT_READER_END_WITH_ERROR. */
+ssize_t mir_resp_read_at(int fd, char *buf, size_t n, uint64_t off);
 /* Blocks until the egress bucket grants up to want bytes; returns the grant
  * (want itself when unpaced or stopping). */
 size_t mir_resp_egress_take(struct mir_resp *rs, size_t want);
