@@ -64,5 +64,35 @@ wait "$LOADPID"
 t_grep "the load ran" "$T_DIR/load" "slow_clients: opened"
 kill -0 "$(t_pid_of origin)" 2> /dev/null && t_ok "the server is still up" ||
 	t_fail "the server is still up" "see $T_DIR/origin.log"
+# Keep-alive clients that were answered once and then wait hold every
+# connection of a small server (--max-connections 40); short of
+# connections, the server cuts them after the head timeout instead of the
+# 60 s idle timeout, and a new client gets in.
+KPORT=$(t_free_port)
+t_start small "$T_DIR/small.log" "$M" --listen "127.0.0.1:$KPORT" --root "$ROOT" \
+	--max-connections 40
+t_wait_log "$T_DIR/small.log" "listening on" 10000 || { t_fail "small server starts" "see log"; t_done; }
+python3 "$LOAD" 127.0.0.1 "$KPORT" --source 127.0.0.4 --keepalive 40 --seconds 35 \
+	> "$T_DIR/keepalive" &
+KPID=$!
+i=0
+while [ $i -lt 100 ]; do
+	n=$(ss -Htn state established "( sport = :$KPORT )" 2> /dev/null | wc -l)
+	[ "$n" -ge 40 ] && break
+	sleep 0.1
+	i=$((i + 1))
+done
+t_eq "the keep-alive load holds every connection" "$([ "$n" -ge 40 ] && echo yes)" "yes"
+start=$(date +%s%N) code=000
+while [ "$code" != 200 ] && [ $(( ($(date +%s%N) - start) / 1000000 )) -lt 30000 ]; do
+	code=$(curl -s -o /dev/null --max-time 1 -w '%{http_code}' \
+		"http://127.0.0.1:$KPORT/api/v1/health")
+	[ "$code" = 200 ] || sleep 0.1
+done
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+t_eq "a new client gets in well before the idle timeout (${ms} ms)" "$code" "200"
+kill "$KPID" 2> /dev/null; wait "$KPID" 2> /dev/null
+t_stop small
+
 t_stop origin
 t_done

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Slow and idle HTTP clients against one server, for hydra-mirror's tests.
 
-slow_clients.py HOST PORT --source ADDR --slow N --idle M --seconds S [--until-close]
+slow_clients.py HOST PORT --source ADDR --slow N --idle M --keepalive K
+                --seconds S [--until-close]
 
 Opens N connections that send a request head one byte a second and M
-connections that send nothing, all from the local address ADDR. A
+connections that send nothing, and K that send one whole request, read its
+answer and then wait on the kept-alive connection, all from the local
+address ADDR. A
 connection the server closes is opened again, at most once a second per
 slot, so the pressure holds. Stops by itself after S seconds and prints
 one line: "slow_clients: opened X, closed by the server Y, first close
@@ -18,12 +21,14 @@ import socket
 import sys
 import time
 
+WHOLE = b"GET /api/v1/health HTTP/1.1\r\nHost: keepalive\r\n\r\n"
 HEAD = b"GET /api/v1/health HTTP/1.1\r\nHost: slow\r\nX-Pad: " + b"a" * 200 + b"\r\n\r\n"
 
 
 class Slot:
-    def __init__(self, slow):
+    def __init__(self, slow, keepalive=False):
         self.slow = slow
+        self.keepalive = keepalive
         self.sock = None
         self.sent = 0
         self.opened_at = 0.0
@@ -31,20 +36,44 @@ class Slot:
         self.next_byte = 0.0
 
 
-def open_slot(slot, args, sel, now):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setblocking(False)
+def open_keepalive(slot, args):
+    """A connection that was answered once and is kept alive, or None."""
     try:
-        s.bind((args.source, 0))
-        err = s.connect_ex((args.host, args.port))
+        s = socket.create_connection((args.host, args.port), timeout=5.0,
+                                     source_address=(args.source, 0))
+    except OSError:
+        return None
+    try:
+        s.sendall(WHOLE)
+        if not s.recv(4096):
+            raise OSError("closed")
     except OSError:
         s.close()
-        slot.next_try = now + 1.0
-        return False
-    if err not in (0, errno.EINPROGRESS):
-        s.close()
-        slot.next_try = now + 1.0
-        return False
+        return None
+    s.setblocking(False)
+    return s
+
+
+def open_slot(slot, args, sel, now):
+    if slot.keepalive:
+        s = open_keepalive(slot, args)
+        if s is None:
+            slot.next_try = now + 1.0
+            return False
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            s.bind((args.source, 0))
+            err = s.connect_ex((args.host, args.port))
+        except OSError:
+            s.close()
+            slot.next_try = now + 1.0
+            return False
+        if err not in (0, errno.EINPROGRESS):
+            s.close()
+            slot.next_try = now + 1.0
+            return False
     slot.sock = s
     slot.sent = 0
     slot.opened_at = now
@@ -67,12 +96,14 @@ def main():
     ap.add_argument("--source", default="127.0.0.2")
     ap.add_argument("--slow", type=int, default=0)
     ap.add_argument("--idle", type=int, default=0)
+    ap.add_argument("--keepalive", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--until-close", action="store_true")
     args = ap.parse_args()
 
     sel = selectors.DefaultSelector()
-    slots = [Slot(True) for _ in range(args.slow)] + [Slot(False) for _ in range(args.idle)]
+    slots = ([Slot(True) for _ in range(args.slow)] + [Slot(False) for _ in range(args.idle)]
+             + [Slot(False, True) for _ in range(args.keepalive)])
     start = time.monotonic()
     end = start + args.seconds
     opened = closed = 0
