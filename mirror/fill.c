@@ -6,7 +6,9 @@
  * been checked, and an empty body waits for it: a client never sees
  * a clean end of a body that turned out wrong or short, since its response
  * carries Content-Length and the connection is aborted instead. Only a
- * verified file becomes visible in the store.
+ * verified file becomes visible in the store, with the origin's digest or
+ * none (never one computed here). A file the store or the disk cannot hold
+ * streams through a window in memory instead of the temp file.
  */
 #include <inttypes.h>
 #include <limits.h>

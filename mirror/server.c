@@ -1,7 +1,8 @@
 /*
- * The HTTP side of hydra-mirror on libmicrohttpd: routes, file responses
- * (sendfile over plain HTTP), PUT and DELETE on the origin, health, metrics,
- * the egress token bucket. Peer fills live in fill.c.
+ * The HTTP side of hydra-mirror on libmicrohttpd: routes, hits, PUT and
+ * DELETE on the origin, health, metrics and the lifecycle. Responses are
+ * made by respond.c, misses on a peer by fill.c, the tools tree by tools.c,
+ * slow and idle clients are kept in check by guard.c.
  *
  * Thread per connection, chosen by measurement (bench/mirror.sh, 2 vCPU):
  * the epoll thread pool was ahead on 64 KiB files but further behind nginx
