@@ -60,11 +60,18 @@ if command -v socat > /dev/null; then
 		pids="$pids $!"
 	done
 	# The four hold their slots (until the 2 s timeout); a fifth is refused.
+	# Probe only once all four are established, twice in a row (a refused
+	# one is accepted and closed at once), so no probe races them for a slot.
 	i=0 code=200
 	while [ $i -lt 250 ]; do
-		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$PORT/api/v1/health")
-		[ "$code" = 000 ] && break
+		n1=$(ss -Htn state established "( dport = :$PORT )" 2> /dev/null | wc -l)
 		sleep 0.02
+		n2=$(ss -Htn state established "( dport = :$PORT )" 2> /dev/null | wc -l)
+		if [ "$n1" -ge 4 ] && [ "$n2" -ge 4 ]; then
+			code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 \
+				"http://127.0.0.1:$PORT/api/v1/health")
+			break
+		fi
 		i=$((i + 1))
 	done
 	t_eq "connection beyond --max-connections refused" "$code" "000"
