@@ -1,6 +1,7 @@
 #!/bin/sh
 # make deb: builds the Debian binary packages of the working tree in a copy
-# ($BUILD/deb/src), so debhelper's scratch files never land in the tree.
+# (a temporary folder), so debhelper's scratch files never land in the tree
+# nor in $BUILD, where the Makefile reads every *.d it finds.
 # The version comes from git describe: a tag vX.Y.Z gives X.Y.Z (plus
 # +N.gHASH past it); without a tag, HC_VERSION+gitN.gHASH. Packages end up
 # in $BUILD/deb/, and the file names are printed last.
@@ -8,7 +9,8 @@ set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/${BUILD:-build}/deb"
-src="$out/src"
+work=""
+trap 'rm -rf "$work"' EXIT
 
 version_of_tree() {
 	desc=$(git -C "$root" describe --tags --match 'v[0-9]*' --long 2>/dev/null || true)
@@ -32,7 +34,10 @@ done
 
 version=$(version_of_tree)
 rm -rf "$out"
-mkdir -p "$src"
+mkdir -p "$out"
+work=$(mktemp -d "${TMPDIR:-/tmp}/hydra-deb.XXXXXX")
+src="$work/hydra-agent-$version"
+mkdir "$src"
 # Tracked and new (not ignored) files, as they are in the working tree.
 git -C "$root" ls-files -z --cached --others --exclude-standard |
 	tar -C "$root" -cf - --null -T - --no-recursion --ignore-failed-read |
@@ -48,10 +53,11 @@ hydra-agent ($version) unstable; urgency=medium
  -- hydra-agent maintainers <maintainers@users.noreply.b-seed-6c96a550.example>  $date
 CHANGELOG
 
-echo "deb: building hydra-agent $version in $src"
+echo "deb: building hydra-agent $version"
 (cd "$src" && dpkg-buildpackage -b -us -uc --no-sign -j2) > "$out/build.log" 2>&1 || {
 	echo "deb: dpkg-buildpackage failed, see $out/build.log" >&2
 	tail -n 20 "$out/build.log" >&2
 	exit 1
 }
+mv "$work"/*.deb "$work"/*.buildinfo "$work"/*.changes "$out"/
 ls "$out"/*.deb
