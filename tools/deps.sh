@@ -1,7 +1,7 @@
 #!/bin/sh
-# Installs the Debian packages hydra-agent builds, tests and benchmarks with
-# (DESIGN.md section 3). Idempotent: runs apt-get only when something is
-# missing, and apt-get update only then.
+# Installs the Debian packages hydra-agent builds, tests, packages and
+# benchmarks with (docs/architecture.md section 3). Idempotent: runs apt-get
+# only when something is missing, and apt-get update only then.
 set -eu
 
 PKGS="build-essential pkg-config
