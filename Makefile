@@ -134,6 +134,7 @@ install: all
 	$(call install_conf,packaging/etc/mirror.yaml,hydra-mirror/mirror.yaml)
 	$(call install_conf,packaging/etc/acme.conf,hydra-mirror/acme.conf)
 	$(call install_conf,packaging/logrotate/hydra-agent,logrotate.d/hydra-agent)
+	$(call install_conf,packaging/logrotate/hydra-mirror,logrotate.d/hydra-mirror)
 
 install-sim: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1

@@ -16,8 +16,8 @@ MAX_EXPOSURE=2.0
 
 # Everything the packages may leave on a machine, checked before and after.
 LEFTOVERS="/usr/bin/hydra-agent /usr/bin/hydra-mirror /usr/bin/hydra-cluster-sim
-/etc/hydra-agent /etc/hydra-mirror /etc/logrotate.d/hydra-agent /usr/lib/hydra-mirror
-/var/lib/hydra-agent /var/lib/hydra-mirror
+/etc/hydra-agent /etc/hydra-mirror /etc/logrotate.d/hydra-agent /etc/logrotate.d/hydra-mirror
+/usr/lib/hydra-mirror /var/lib/hydra-agent /var/lib/hydra-mirror /var/log/hydra-mirror
 /lib/systemd/system/hydra-mirror.service /lib/systemd/system/hydra-mirror-acme.service
 /lib/systemd/system/hydra-mirror-acme.timer /lib/systemd/system/hydra-agent-stream.service
 /usr/share/doc/hydra-agent /usr/share/doc/hydra-mirror /usr/share/doc/hydra-cluster-sim
@@ -145,7 +145,7 @@ for f in /usr/bin/hydra-agent /usr/bin/hydra-mirror /usr/bin/hydra-cluster-sim \
 	if [ -e "$f" ]; then t_ok "installed: $f"; else t_fail "installed: $f" "missing"; fi
 done
 conffiles=$(dpkg-query -W -f='${Conffiles}\n' hydra-agent hydra-mirror | awk 'NF { print $1 }' | sort | tr '\n' ' ')
-t_eq "conffiles" "$conffiles" "/etc/hydra-agent/agent.yaml /etc/hydra-agent/stream.env /etc/hydra-mirror/acme.conf /etc/hydra-mirror/mirror.yaml /etc/logrotate.d/hydra-agent "
+t_eq "conffiles" "$conffiles" "/etc/hydra-agent/agent.yaml /etc/hydra-agent/stream.env /etc/hydra-mirror/acme.conf /etc/hydra-mirror/mirror.yaml /etc/logrotate.d/hydra-agent /etc/logrotate.d/hydra-mirror "
 /usr/bin/hydra-agent --config /etc/hydra-agent/agent.yaml check-config > "$T_DIR/check.out" 2>&1
 t_eq "the shipped agent.yaml is valid" "$?" 0
 
