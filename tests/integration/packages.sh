@@ -42,7 +42,7 @@ for tool in dpkg-buildpackage dh; do
 done
 
 # ---- build once for the whole test
-if BUILD="$BUILD" sh "$T_ROOT/packaging/build-deb.sh" > "$T_DIR/build.out" 2>&1; then
+if make -s -C "$T_ROOT" BUILD="$BUILD" deb > "$T_DIR/build.out" 2>&1; then
 	t_ok "make deb builds the packages"
 else
 	t_fail "make deb builds the packages" "$(tail -n 5 "$T_DIR/build.out" | tr '\n' ' ')"
