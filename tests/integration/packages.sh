@@ -213,6 +213,42 @@ else
 fi
 t_stop mirror
 
+# ---- the installed ACME helpers, without an ACME server
+webroot="$T_DIR/webroot"
+hook=/usr/lib/hydra-mirror/acme-hook
+if ACME_WEBROOT="$webroot" "$hook" begin http-01 bxl1.example tok_EN-9 tok_EN-9.key &&
+	[ "$(cat "$webroot/tok_EN-9" 2>/dev/null)" = tok_EN-9.key ]; then
+	t_ok "acme-hook begin publishes the challenge"
+else
+	t_fail "acme-hook begin publishes the challenge" "no $webroot/tok_EN-9"
+fi
+ACME_WEBROOT="$webroot" "$hook" "done" http-01 bxl1.example tok_EN-9 tok_EN-9.key
+t_eq "acme-hook done withdraws it" "$(ls "$webroot")" ""
+ACME_WEBROOT="$webroot" "$hook" begin http-01 bxl1.example ../escape x 2> /dev/null
+rc=$?
+escaped=no
+[ -e "$T_DIR/escape" ] && escaped=yes
+t_eq "acme-hook refuses a token that is not base64url" "$rc:$escaped" "2:no"
+ACME_WEBROOT="$webroot" "$hook" begin dns-01 bxl1.example tok x
+t_eq "acme-hook declines other challenge types" "$?" 1
+out=$(setpriv --reuid=hydra-mirror --regid=hydra-mirror --init-groups \
+	/usr/lib/hydra-mirror/acme-renew /etc/hydra-mirror/acme.conf 2>&1)
+t_eq "acme-renew with no domain configured does nothing, exit 0" "$?:$out" \
+	"0:acme-renew: ACME_DOMAIN is empty in /etc/hydra-mirror/acme.conf, nothing to do"
+
+if command -v logrotate >/dev/null 2>&1; then
+	for f in hydra-agent hydra-mirror; do
+		if logrotate -d "/etc/logrotate.d/$f" > "$T_DIR/logrotate.out" 2>&1 &&
+			! grep -qiE 'error|unknown' "$T_DIR/logrotate.out"; then
+			t_ok "logrotate accepts /etc/logrotate.d/$f"
+		else
+			t_fail "logrotate accepts /etc/logrotate.d/$f" "$(grep -iE 'error|unknown' "$T_DIR/logrotate.out" | head -n 2)"
+		fi
+	done
+else
+	t_skip "logrotate accepts the shipped files" "logrotate is not installed"
+fi
+
 # ---- dpkg -P leaves nothing
 # shellcheck disable=SC2034
 T_ON_EXIT="restore_log"
