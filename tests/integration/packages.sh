@@ -127,8 +127,19 @@ purge_all() {
 	# shellcheck disable=SC2086
 	dpkg -P $PKGS > "$T_DIR/purge.out" 2>&1
 }
+# The maintainer scripts enable units but must start none on this machine:
+# policy-rc.d (honoured by deb-systemd-invoke and invoke-rc.d) says no.
+RC=/usr/sbin/policy-rc.d
+made_rc=0
+if [ ! -e "$RC" ]; then
+	printf '#!/bin/sh\nexit 101\n' > "$RC" && chmod 0755 "$RC" && made_rc=1
+fi
+restore_rc() {
+	[ "$made_rc" = 1 ] && rm -f "$RC"
+	made_rc=0
+}
 # shellcheck disable=SC2034
-T_ON_EXIT="purge_all; restore_log"
+T_ON_EXIT="purge_all; restore_log; restore_rc"
 
 # shellcheck disable=SC2086
 if dpkg -i $debs > "$T_DIR/dpkg-i.out" 2>&1; then
@@ -251,7 +262,7 @@ fi
 
 # ---- dpkg -P leaves nothing
 # shellcheck disable=SC2034
-T_ON_EXIT="restore_log"
+T_ON_EXIT="restore_log; restore_rc"
 if purge_all; then
 	t_ok "dpkg -P purges the three packages"
 else
@@ -260,5 +271,6 @@ fi
 left=$(leftovers; [ -e "$LOG" ] && echo "$LOG")
 t_eq "nothing is left after the purge" "$left" ""
 restore_log
+restore_rc
 
 t_done
