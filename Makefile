@@ -5,10 +5,15 @@
 #   make check SANITIZE=1   the same with ASan + UBSan in build-asan/
 #   make demo         one install and one discovery against local servers
 #   make bench        benchmarks against real peers
-#   make install PREFIX=/usr/local DESTDIR=
+#   make install PREFIX=/usr/local DESTDIR=   agent, mirror, units, configs, man pages
+#   make install-sim  hydra-cluster-sim and its man page (tests and labs only)
+#   make deb          Debian packages in build/deb/ (version from git describe)
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
+# The programs read /etc/hydra-agent and /etc/hydra-mirror whatever PREFIX is.
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 CC      ?= cc
 
 ifeq ($(SANITIZE),1)
@@ -21,7 +26,7 @@ SANFLAGS =
 OPT      = -O2
 endif
 
-PKGS     = libcurl libcares json-c yaml-0.1 openssl libmicrohttpd
+PKGS     = libcurl libcares json-c yaml-0.1 openssl libmicrohttpd libsystemd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
@@ -103,16 +108,48 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh bench/run.sh
 
+# install puts the same files in place as the hydra-agent and hydra-mirror
+# packages (debian/*.install list them again, split by package). Units and
+# scripts name /usr paths; they are rewritten for another PREFIX. A config
+# already in SYSCONFDIR is kept. The system users and state folders are made
+# by the packages' maintainer scripts, not here.
+install_conf = [ -e $(DESTDIR)$(SYSCONFDIR)/$(2) ] || install -m 0644 $(1) $(DESTDIR)$(SYSCONFDIR)/$(2)
+INSTALL_FIX = sed -e 's|/usr/bin/|$(PREFIX)/bin/|g' -e 's|/usr/lib/hydra-mirror/|$(PREFIX)/lib/hydra-mirror/|g'
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
-	$(if $(wildcard docs/man/*.1),install -d $(DESTDIR)$(PREFIX)/share/man/man1)
-	$(if $(wildcard docs/man/*.1),install -m 0644 $(wildcard docs/man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/lib/hydra-mirror \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/hydra-agent \
+		$(DESTDIR)$(SYSCONFDIR)/hydra-mirror $(DESTDIR)$(SYSCONFDIR)/logrotate.d
+	install -m 0755 $(BUILD)/bin/hydra-agent $(BUILD)/bin/hydra-mirror $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 docs/man/hydra-agent.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 docs/man/hydra-mirror.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	for f in acme-hook acme-renew; do \
+		$(INSTALL_FIX) packaging/acme/$$f > $(DESTDIR)$(PREFIX)/lib/hydra-mirror/$$f && \
+		chmod 0755 $(DESTDIR)$(PREFIX)/lib/hydra-mirror/$$f || exit 1; done
+	for f in packaging/systemd/*.service packaging/systemd/*.timer; do \
+		$(INSTALL_FIX) $$f > $(DESTDIR)$(UNITDIR)/$${f##*/} && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$${f##*/} || exit 1; done
+	$(call install_conf,packaging/etc/agent.yaml,hydra-agent/agent.yaml)
+	$(call install_conf,packaging/etc/stream.env,hydra-agent/stream.env)
+	$(call install_conf,packaging/etc/mirror.yaml,hydra-mirror/mirror.yaml)
+	$(call install_conf,packaging/etc/acme.conf,hydra-mirror/acme.conf)
+	$(call install_conf,packaging/logrotate/hydra-agent,logrotate.d/hydra-agent)
+	$(call install_conf,packaging/logrotate/hydra-mirror,logrotate.d/hydra-mirror)
+
+install-sim: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 $(BUILD)/bin/hydra-cluster-sim $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 docs/man/hydra-cluster-sim.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+
+# Binary packages of the working tree (tracked and new files) built in a
+# copy under $(BUILD)/deb, so debhelper's scratch never lands in the tree.
+deb:
+	@BUILD=$(BUILD) sh packaging/build-deb.sh
 
 clean:
 	rm -rf build build-asan
 
-.PHONY: all tests deps check testbooks demo bench install clean FORCE
+.PHONY: all tests deps check testbooks demo bench install install-sim deb clean FORCE
 # Objects reached through pattern rules (tests, tools) are kept, not deleted
 # as intermediates; lib objects are named prerequisites and always rebuilt.
 .PRECIOUS: $(BUILD)/obj/%.o

@@ -523,4 +523,11 @@ int hc_sockaddr_format(const struct sockaddr_storage *ss, int port, char *out,
 int hc_sockaddr_from_ip(const char *ip, int port, struct sockaddr_storage *ss,
                         socklen_t *len);
 
+/* --------------------------------------------------------------- notify */
+
+/* Tells systemd the service state ("READY=1", "RELOADING=1", "STOPPING=1",
+ * "STATUS=..."), newline-separated assignments as sd_notify(3) takes them.
+ * A no-op outside a Type=notify unit; never fails. */
+void hc_notify(const char *state);
+
 #endif

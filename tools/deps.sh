@@ -1,14 +1,15 @@
 #!/bin/sh
-# Installs the Debian packages hydra-agent builds, tests and benchmarks with
-# (DESIGN.md section 3). Idempotent: runs apt-get only when something is
-# missing, and apt-get update only then.
+# Installs the Debian packages hydra-agent builds, tests, packages and
+# benchmarks with (docs/architecture.md section 3). Idempotent: runs apt-get
+# only when something is missing, and apt-get update only then.
 set -eu
 
 PKGS="build-essential pkg-config
 libcurl4-openssl-dev libc-ares-dev libssl-dev libjson-c-dev libyaml-dev
 libcmocka-dev libmicrohttpd-dev
 dnsmasq-base nftables iproute2 openssl curl socat procps jq util-linux
-nginx-light aria2 wrk valgrind rsync time"
+nginx-light aria2 wrk valgrind rsync time
+libsystemd-dev debhelper dpkg-dev fakeroot lintian man-db groff-base logrotate"
 
 missing=""
 for p in $PKGS; do
