@@ -4,14 +4,14 @@
  * manifest_hash covers, and the generator behind `hydra-agent manifest`.
  * docs/sync.md is the reference for the format and the canonical form.
  */
-#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <json-c/json.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "mirrorfetch/mirrorfetch.h"
 
@@ -119,60 +119,35 @@ manifest_cmp_files(const void *a, const void *b)
 
 /* ------------------------------------------------------------ canonical form */
 
-struct manifest_buf {
-	char *p;
-	size_t len, cap;
-};
-
-static int
-manifest_buf_add(struct manifest_buf *b, const char *s, size_t len)
-{
-	if (len > b->cap - b->len) {
-		size_t cap = b->cap > 0 ? b->cap : 4096;
-		char *p;
-		while (cap - b->len < len)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (p == NULL)
-			return HC_ENOMEM;
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, len);
-	b->len += len;
-	return 0;
-}
-
 int
 mf_manifest_canonical(const struct mf_manifest *m, char **out, size_t *len,
                       struct hc_err *err)
 {
-	struct manifest_buf b = { NULL, 0, 0 };
-	char line[MANIFEST_LINE_MAX];
+	struct hc_buf b;
 	size_t i;
-	int rc = 0;
+	int rc;
 
 	*out = NULL;
 	*len = 0;
-	if (hc_snprintf(line, sizeof(line), "manifest_version\t%s\ntool_id\t%s\ntool_version\t%s\n",
-	                m->manifest_version, m->tool_id, m->tool_version) != 0)
-		return hc_err_set(err, HC_EDATA, "manifest: header too long");
-	rc = manifest_buf_add(&b, line, strlen(line));
+	/* Every line is bounded by the validated fields: the cap is never the
+	 * limit for a parsed manifest. */
+	hc_buf_init(&b, (size_t)MF_MANIFEST_FILES_MAX * MANIFEST_LINE_MAX);
+	rc = hc_buf_printf(&b, "manifest_version\t%s\ntool_id\t%s\ntool_version\t%s\n",
+	                   m->manifest_version, m->tool_id, m->tool_version);
 	for (i = 0; rc == 0 && i < m->n; i++) {
 		const struct mf_manifest_file *f = &m->files[i];
-		if (hc_snprintf(line, sizeof(line), "%s\t%s\t%" PRIu64 "\t%s\n", f->path, f->sha256,
-		                f->size, f->url) != 0) {
-			free(b.p);
-			return hc_err_set(err, HC_EDATA, "manifest: entry %s too long", f->path);
-		}
-		rc = manifest_buf_add(&b, line, strlen(line));
+		rc = hc_buf_printf(&b, "%s\t%s\t%" PRIu64 "\t%s\n", f->path, f->sha256, f->size,
+		                   f->url);
 	}
 	if (rc != 0) {
-		free(b.p);
-		return hc_err_set(err, HC_ENOMEM, "out of memory");
+		hc_buf_free(&b);
+		return hc_err_set(err, rc, rc == HC_ENOMEM ? "out of memory" :
+		                  "manifest: canonical form too long");
 	}
-	*out = b.p;
+	if (b.p == NULL && hc_buf_add(&b, "", 0) != 0)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
 	*len = b.len;
+	*out = hc_buf_take(&b);
 	return 0;
 }
 
@@ -440,96 +415,72 @@ done:
 
 struct manifest_walk {
 	const char *dir;
-	size_t dir_len;
 	struct mf_manifest_file *files;
 	size_t n, cap;
 	uint64_t bytes;
 };
 
+/* Lists and hashes one regular file, read through its folder's fd. */
 static int
-manifest_walk_add(struct manifest_walk *w, const char *full, const struct stat *st,
-                  struct hc_err *err)
+manifest_walk_add(struct manifest_walk *w, const struct hc_walk_entry *e, struct hc_err *err)
 {
 	struct mf_manifest_file *f;
-	const char *rel = full + w->dir_len + 1;
+	struct hc_sha256 *h = NULL;
 	char why[128];
-	int rc;
+	int fd = -1, rc;
 
-	if (mf_manifest_check_path(rel, strlen(rel), why, sizeof(why)) != 0)
-		return hc_err_set(err, HC_EDATA, "%s: cannot be listed: %s", full, why);
-	if (w->n >= MF_MANIFEST_FILES_MAX)
-		return hc_err_set(err, HC_EDATA, "%s: more than %d files", w->dir,
+	if (mf_manifest_check_path(e->rel, strlen(e->rel), why, sizeof(why)) != 0)
+		return hc_err_set(err, HC_EDATA, "%s/%s: cannot be listed: %s", w->dir, e->rel, why);
+	rc = hc_array_reserve((void **)&w->files, &w->cap, w->n + 1, sizeof(*w->files),
+	                      MF_MANIFEST_FILES_MAX);
+	if (rc != 0)
+		return hc_err_set(err, rc, "%s: more than %d files or out of memory", w->dir,
 		                  MF_MANIFEST_FILES_MAX);
-	if (w->n == w->cap) {
-		size_t cap = w->cap > 0 ? w->cap * 2 : 64;
-		void *p = realloc(w->files, cap * sizeof(*w->files));
-		if (p == NULL)
-			return hc_err_set(err, HC_ENOMEM, "out of memory");
-		w->files = p;
-		w->cap = cap;
-	}
 	f = &w->files[w->n];
 	memset(f, 0, sizeof(*f));
-	rc = hc_sha256_file(full, f->sha256, err);
-	if (rc != 0)
-		return rc;
-	f->path = hc_strdup(rel);
-	if (f->path == NULL)
+	h = hc_sha256_new();
+	if (h == NULL)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
-	f->size = (uint64_t)st->st_size;
+	fd = openat(e->dirfd, e->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		rc = hc_err_set(err, HC_EIO, "open %s/%s: %s", w->dir, e->rel, strerror(errno));
+		goto done;
+	}
+	rc = hc_sha256_fd(h, fd, -1, err);
+	if (rc == 0 && hc_sha256_hex(h, f->sha256) != 0)
+		rc = hc_err_set(err, HC_ESOFTWARE, "sha256 failed");
+	if (rc != 0)
+		goto done;
+	f->path = hc_strdup(e->rel);
+	if (f->path == NULL) {
+		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
+		goto done;
+	}
+	f->size = (uint64_t)e->st->st_size;
 	w->bytes += f->size;
 	w->n++;
-	return 0;
+done:
+	if (fd >= 0)
+		close(fd);
+	hc_sha256_free(h);
+	return rc;
 }
 
 static int
-manifest_walk_dir(struct manifest_walk *w, const char *path, int depth, struct hc_err *err)
+manifest_walk_one(void *ctx, const struct hc_walk_entry *e, struct hc_err *err)
 {
-	DIR *d = NULL;
-	struct dirent *de;
-	int rc = 0;
+	struct manifest_walk *w = ctx;
 
-	if (depth > MANIFEST_WALK_DEPTH_MAX)
-		return hc_err_set(err, HC_EDATA, "%s: folders nested deeper than %d", path,
-		                  MANIFEST_WALK_DEPTH_MAX);
-	d = opendir(path);
-	if (d == NULL)
-		return hc_err_set(err, HC_EIO, "open %s: %s", path, strerror(errno));
-	for (;;) {
-		char full[PATH_MAX];
-		struct stat st;
-
-		errno = 0;
-		de = readdir(d);
-		if (de == NULL) {
-			if (errno != 0)
-				rc = hc_err_set(err, HC_EIO, "read %s: %s", path, strerror(errno));
-			break;
-		}
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		/* The sync state of a synced folder is not part of the tool. */
-		if (depth == 0 && strncmp(de->d_name, ".hydra-", 7) == 0)
-			continue;
-		if (hc_snprintf(full, sizeof(full), "%s/%s", path, de->d_name) != 0) {
-			rc = hc_err_set(err, HC_EDATA, "%s/%s: path too long", path, de->d_name);
-			break;
-		}
-		if (lstat(full, &st) != 0) {
-			rc = hc_err_set(err, HC_EIO, "stat %s: %s", full, strerror(errno));
-			break;
-		}
-		if (S_ISDIR(st.st_mode))
-			rc = manifest_walk_dir(w, full, depth + 1, err);
-		else if (S_ISREG(st.st_mode))
-			rc = manifest_walk_add(w, full, &st, err);
-		else
-			hc_log(HC_LOG_WARN, MOD, "%s: not a regular file or folder, not listed", full);
-		if (rc != 0)
-			break;
-	}
-	closedir(d);
-	return rc;
+	/* The sync state of a synced folder is not part of the tool. */
+	if (e->depth == 0 && strncmp(e->name, ".hydra-", 7) == 0)
+		return S_ISDIR(e->st->st_mode) ? HC_WALK_SKIP : 0;
+	if (S_ISDIR(e->st->st_mode))
+		return 0;
+	if (S_ISREG(e->st->st_mode))
+		return manifest_walk_add(w, e, err);
+	hc_log(HC_LOG_WARN, MOD, "%s/%s: not a regular file or folder, not listed", w->dir,
+	       e->rel);
+	return 0;
 }
 
 /* {base}/api/v1/tools/{id}/{version}/files/{path}, each part percent-encoded.
@@ -564,8 +515,9 @@ mf_manifest_from_dir(const char *dir, const char *tool_id, const char *version,
 	struct mf_manifest *m = NULL;
 	char why[128], url[MF_URL_MAX];
 	struct hc_url u;
-	size_t i;
-	int rc;
+	char dir_name[HC_PATH_MAX * 4];
+	size_t i, dir_len;
+	int rc, root = -1;
 
 	*out = NULL;
 	memset(&w, 0, sizeof(w));
@@ -580,28 +532,22 @@ mf_manifest_from_dir(const char *dir, const char *tool_id, const char *version,
 		return HC_EUSAGE;
 	}
 	hc_url_free(&u);
-	w.dir = dir;
-	w.dir_len = strlen(dir);
-	while (w.dir_len > 1 && dir[w.dir_len - 1] == '/')
-		w.dir_len--;
+	/* Messages name files as "DIR/path" with DIR as given, less trailing '/'. */
+	dir_len = strlen(dir);
+	while (dir_len > 1 && dir[dir_len - 1] == '/')
+		dir_len--;
+	if (hc_snprintf(dir_name, sizeof(dir_name), "%.*s", (int)dir_len, dir) != 0)
+		return hc_err_set(err, HC_EUSAGE, "--dir: path too long");
+	w.dir = dir_name;
 	m = calloc(1, sizeof(*m));
 	if (m == NULL)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
-	{
-		char root[PATH_MAX];
-		struct stat st;
-		if (hc_snprintf(root, sizeof(root), "%.*s", (int)w.dir_len, dir) != 0) {
-			rc = hc_err_set(err, HC_EUSAGE, "--dir: path too long");
-			goto done;
-		}
-		if (stat(root, &st) != 0 || !S_ISDIR(st.st_mode)) {
-			rc = hc_err_set(err, HC_EUSAGE, "--dir %s: not a folder", dir);
-			goto done;
-		}
-		w.dir = root;
-		rc = manifest_walk_dir(&w, root, 0, err);
-		w.dir = dir;
+	root = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0) {
+		rc = hc_err_set(err, HC_EUSAGE, "--dir %s: not a folder", dir);
+		goto done;
 	}
+	rc = hc_walk(root, dir_name, MANIFEST_WALK_DEPTH_MAX, 0, manifest_walk_one, &w, err);
 	m->files = w.files;
 	m->n = w.n;
 	w.files = NULL;
@@ -636,6 +582,8 @@ mf_manifest_from_dir(const char *dir, const char *tool_id, const char *version,
 	*out = m;
 	m = NULL;
 done:
+	if (root >= 0)
+		close(root);
 	free(w.files);
 	mf_manifest_free(m);
 	return rc;
