@@ -49,6 +49,8 @@ struct install {
 	int spliced;      /* this response continues bytes an earlier one wrote */
 	int64_t unsatisfied_total; /* a 416's total, -1 when no 416 came */
 	int bad_range;
+	int size_mismatch; /* the source's byte count is not t->size */
+	uint64_t size_seen;
 	int write_errno;
 	/* Progress. */
 	enum mf_progress_mode progress;
@@ -174,6 +176,18 @@ install_load_meta(struct install *in)
 	free(text);
 }
 
+/* With a size to hold the file to, a source announcing another total is
+ * not the file: 1 and the mismatch noted. total -1: not announced. */
+static int
+install_size_differs(struct install *in, int64_t total)
+{
+	if (!in->t->has_size || total < 0 || (uint64_t)total == in->t->size)
+		return 0;
+	in->size_mismatch = 1;
+	in->size_seen = (uint64_t)total;
+	return 1;
+}
+
 static int
 install_on_headers(void *ctx, const struct hc_http_response *r)
 {
@@ -182,6 +196,9 @@ install_on_headers(void *ctx, const struct hc_http_response *r)
 
 	/* hc_http_request hands over a valid lower-case digest or "". */
 	hc_strlcpy(in->advertised, r->sha256, sizeof(in->advertised));
+	if (install_size_differs(in, r->status == 206 ? r->range_total :
+	                         r->status == 200 ? r->content_length : -1))
+		return -1;
 	if (r->status == 206) {
 		if ((uint64_t)r->range_start != in->range_from) {
 			in->bad_range = 1;
@@ -222,8 +239,15 @@ static int
 install_sink(void *ctx, const void *data, size_t len)
 {
 	struct install *in = ctx;
-	int rc = mf_writer_push(in->writer, data, len);
+	int rc;
 
+	/* More bytes than the file has: stop before writing them. */
+	if (in->t->has_size && len > in->t->size - in->have) {
+		in->size_mismatch = 1;
+		in->size_seen = in->have + len;
+		return -1;
+	}
+	rc = mf_writer_push(in->writer, data, len);
 	if (rc != 0) {
 		in->write_errno = rc;
 		return -1;
@@ -293,6 +317,7 @@ install_get_prepare(struct install *in, const struct mf_candidate *c,
 	in->spliced = 0;
 	in->unsatisfied_total = -1;
 	in->bad_range = 0;
+	in->size_mismatch = 0;
 	in->write_errno = 0;
 	in->advertised[0] = '\0';
 	in->attempt_start_ms = hc_now_ms();
@@ -323,6 +348,13 @@ install_get_transfer_verdict(struct install *in, int rc, const struct hc_http_re
 		a->result = "io";
 		hc_err_set(why, HC_EIO, "write %s: %s", in->part_path, strerror(in->write_errno));
 		return GET_LOCAL_ERROR;
+	}
+	if (in->size_mismatch) {
+		a->result = "size_mismatch";
+		hc_err_set(why, HC_EDATA, "size mismatch: %s has %s%" PRIu64 " bytes, want %" PRIu64,
+		           host, in->size_seen > in->have ? "" : "at least ", in->size_seen,
+		           in->t->size);
+		return GET_MISMATCH;
 	}
 	if (in->changed) {
 		a->result = "changed";
@@ -361,6 +393,12 @@ install_get_transfer_verdict(struct install *in, int rc, const struct hc_http_re
 		hc_err_set(why, HC_EUNAVAIL, "%s sent %" PRIu64 " of %" PRIu64 " bytes", host,
 		           in->have, in->total);
 		return GET_SOURCE_FAILED;
+	}
+	if (in->t->has_size && in->have != in->t->size) {
+		a->result = "size_mismatch";
+		hc_err_set(why, HC_EDATA, "size mismatch: %s sent %" PRIu64 " bytes, want %" PRIu64,
+		           host, in->have, in->t->size);
+		return GET_MISMATCH;
 	}
 	return GET_OK;
 }
@@ -520,6 +558,13 @@ install_open_part(struct install *in, struct hc_err *err)
 	in->fd = fd;
 	if (fstat(in->fd, &st) != 0)
 		return hc_err_set(err, HC_EIO, "stat %s: %s", in->part_path, strerror(errno));
+	/* A part longer than the file can be is not a prefix of it. */
+	if (in->t->has_size && (uint64_t)st.st_size > in->t->size) {
+		if (ftruncate(in->fd, 0) != 0)
+			return hc_err_set(err, HC_EIO, "truncate %s: %s", in->part_path, strerror(errno));
+		unlinkat(in->t->part_dirfd, in->meta_name, 0);
+		return 0;
+	}
 	if (st.st_size == 0)
 		return 0;
 	rc = hc_sha256_fd(in->hash, in->fd, st.st_size, err);
