@@ -797,6 +797,8 @@ mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
 
 	memset(res, 0, sizeof(*res));
 	hc_strlcpy(res->path, out_path, sizeof(res->path));
+	if (*out_path == '\0')
+		return hc_err_set(err, HC_EUSAGE, "--out: empty path");
 	if (expect_sha256 != NULL && *expect_sha256 != '\0' && !hc_sha256_hex_valid(expect_sha256))
 		return hc_err_set(err, HC_EUSAGE, "--sha256: '%s' is not 64 hex digits",
 		                  expect_sha256);

@@ -101,7 +101,8 @@ typedef int (*mf_district_fn)(void *ctx, const char **district, struct hc_err *e
 /*
  * Parses url once and gives its candidates (mf_rewrite_url), asking
  * district() only when url is on cfg->origin_host. A URL that is not an
- * absolute http(s) URL is HC_EDATA naming it.
+ * absolute http(s) URL is HC_EUSAGE naming it: it came from the command
+ * line (manifest entries are checked when the manifest is parsed).
  */
 int mf_candidates_for(const struct mf_config *cfg, const char *url, mf_district_fn district,
                       void *ctx, struct mf_candidates *out, struct hc_err *err);
@@ -109,9 +110,11 @@ int mf_candidates_for(const struct mf_config *cfg, const char *url, mf_district_
 /*
  * Installs url at out_path: see DESIGN.md section 5. expect_sha256 may be NULL.
  * out_path never holds a partial or unverified file; out_path.part holds the
- * bytes so far and is resumed by the next run. Returns 0, HC_EUNAVAIL (no
- * source reachable), HC_EDATA (checksum failed everywhere), HC_ECANTCREAT,
- * HC_EIO. res is filled in every case.
+ * bytes so far and is resumed by the next run. A bad url or an empty
+ * out_path is HC_EUSAGE, and an out_path or part that is a link or not a
+ * regular file HC_ECANTCREAT, both before any transfer. Returns 0,
+ * HC_EUNAVAIL (no source reachable), HC_EDATA (checksum failed
+ * everywhere), HC_ECANTCREAT, HC_EIO. res is filled in every case.
  */
 int mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
                const char *expect_sha256, enum mf_progress_mode progress,

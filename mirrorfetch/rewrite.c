@@ -94,8 +94,12 @@ mf_candidates_for(const struct mf_config *cfg, const char *url, mf_district_fn d
 
 	out->n = 0;
 	rc = hc_url_parse(url, &u, err);
-	if (rc != 0)
-		return rc;
+	if (rc != 0) {
+		hc_err_prefix(err, "URL '%s'", url);
+		if (err != NULL)
+			err->status = HC_EUSAGE;
+		return HC_EUSAGE;
+	}
 	if (mf_is_origin(&u, cfg->origin_host))
 		rc = district(ctx, &d, err);
 	if (rc == 0)
