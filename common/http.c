@@ -23,6 +23,17 @@
  * multi-gigabyte builds, at a cost of this many bytes per transfer. */
 #define HTTP_RECV_BUFFER (256 * 1024)
 
+/* The stall window is sampled in this many steps: a stall is seen at most
+ * one step (plus libcurl's idle wake-up, about a second) after the window
+ * it spans. Two more samples than steps keep one at least a window old. */
+#define STALL_STEPS 32
+#define STALL_RING (STALL_STEPS + 2)
+
+struct http_sample {
+	int64_t ms;
+	curl_off_t bytes;
+};
+
 struct http_xfer {
 	const struct hc_http_config *cfg;
 	const struct hc_http_request *req;
@@ -34,8 +45,9 @@ struct http_xfer {
 	int sink_failed;
 	int stalled;
 	int cancelled;
-	int64_t win_start_ms;
-	curl_off_t win_bytes;
+	/* Byte counts sampled for the stall check, oldest overwritten first. */
+	struct http_sample stall_ring[STALL_RING];
+	size_t stall_next, stall_n;
 };
 
 const char *
@@ -236,13 +248,51 @@ http_on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return len;
 }
 
+/*
+ * 1 when fewer than stall_bytes_per_s * stall_seconds bytes came in the
+ * last stall_seconds (a sliding window: a transfer that slows down is
+ * caught stall_seconds after it did, not after the next fixed window).
+ */
+static int
+http_stalled(struct http_xfer *x, curl_off_t dlnow, int64_t now)
+{
+	const struct hc_http_config *cfg = x->cfg;
+	int64_t window, step;
+	const struct http_sample *base = NULL;
+	size_t i;
+
+	if (cfg->stall_bytes_per_s == 0 || cfg->stall_seconds <= 0)
+		return 0;
+	window = (int64_t)cfg->stall_seconds * 1000;
+	step = window / STALL_STEPS > 0 ? window / STALL_STEPS : 1;
+	if (x->stall_n == 0 ||
+	    now - x->stall_ring[(x->stall_next + STALL_RING - 1) % STALL_RING].ms >= step) {
+		x->stall_ring[x->stall_next].ms = now;
+		x->stall_ring[x->stall_next].bytes = dlnow;
+		x->stall_next = (x->stall_next + 1) % STALL_RING;
+		if (x->stall_n < STALL_RING)
+			x->stall_n++;
+	}
+	/* The newest sample at least a window old is where the window starts. */
+	for (i = 1; i <= x->stall_n; i++) {
+		const struct http_sample *s = &x->stall_ring[(x->stall_next + STALL_RING - i) %
+		                                             STALL_RING];
+		if (now - s->ms >= window) {
+			base = s;
+			break;
+		}
+	}
+	if (base == NULL)
+		return 0;
+	return (uint64_t)(dlnow - base->bytes) * 1000 <
+	       cfg->stall_bytes_per_s * (uint64_t)(now - base->ms);
+}
+
 static int
 http_on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
                  curl_off_t ultotal, curl_off_t ulnow)
 {
 	struct http_xfer *x = arg;
-	const struct hc_http_config *cfg = x->cfg;
-	int64_t now;
 
 	(void)dltotal;
 	(void)ultotal;
@@ -251,23 +301,9 @@ http_on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
 		x->cancelled = 1;
 		return 1;
 	}
-	if (cfg->stall_bytes_per_s == 0 || cfg->stall_seconds <= 0)
-		return 0;
-	now = hc_now_ms();
-	if (x->win_start_ms == 0) {
-		x->win_start_ms = now;
-		x->win_bytes = dlnow;
-		return 0;
-	}
-	if (now - x->win_start_ms >= (int64_t)cfg->stall_seconds * 1000) {
-		uint64_t got = (uint64_t)(dlnow - x->win_bytes);
-		uint64_t rate = got * 1000 / (uint64_t)(now - x->win_start_ms);
-		if (rate < cfg->stall_bytes_per_s) {
-			x->stalled = 1;
-			return 1;
-		}
-		x->win_start_ms = now;
-		x->win_bytes = dlnow;
+	if (http_stalled(x, dlnow, hc_now_ms())) {
+		x->stalled = 1;
+		return 1;
 	}
 	return 0;
 }
