@@ -144,6 +144,50 @@ test_bad_inputs(void **state)
 	assert_string_equal(err.msg, "mirror.url_pattern gives 'bxl1/b', not a URL");
 }
 
+/* The district callback of test_candidates_for: counts its calls. */
+static int
+fixed_district(void *ctx, const char **district, struct hc_err *err)
+{
+	(void)err;
+	(*(int *)ctx)++;
+	*district = "bxl1";
+	return 0;
+}
+
+/* One parse gives the candidates and their hosts; the district is asked
+ * for only for origin URLs; a bad URL is a usage error naming it. */
+static void
+test_candidates_for(void **state)
+{
+	struct mf_config cfg;
+	struct mf_candidates c;
+	struct hc_err err = { 0, "" };
+	int calls = 0;
+
+	(void)state;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.origin_host = ORIGIN;
+	cfg.url_pattern = PATTERN;
+	assert_int_equal(mf_candidates_for(&cfg, "https://mirror-a.experiencenet.com/b.zip",
+	                                   fixed_district, &calls, &c, &err), 0);
+	assert_int_equal(calls, 1);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.c[0].host, "bxl1.hydramirror.experiencenet.com");
+	assert_string_equal(c.c[1].host, "mirror-a.experiencenet.com");
+	assert_int_equal(mf_candidates_for(&cfg, "http://127.0.0.1:8080/b.zip", fixed_district,
+	                                   &calls, &c, &err), 0);
+	assert_int_equal(calls, 1);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.c[0].host, "127.0.0.1");
+	assert_int_equal(mf_candidates_for(&cfg, "ftp://h/x", fixed_district, &calls, &c, &err),
+	                 HC_EUSAGE);
+	assert_int_equal(err.status, HC_EUSAGE);
+	assert_non_null(strstr(err.msg, "ftp://h/x"));
+	assert_int_equal(mf_candidates_for(&cfg, "http://127.0.0.1:99999/x", fixed_district,
+	                                   &calls, &c, &err), HC_EUSAGE);
+	assert_int_equal(c.n, 0);
+}
+
 int
 main(void)
 {
@@ -154,6 +198,7 @@ main(void)
 		cmocka_unit_test(test_other_host_untouched),
 		cmocka_unit_test(test_pattern_with_port_and_slash),
 		cmocka_unit_test(test_bad_inputs),
+		cmocka_unit_test(test_candidates_for),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
