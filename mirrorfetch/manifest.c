@@ -283,14 +283,83 @@ manifest_check_tree(const struct mf_manifest *m, struct hc_err *err)
 	return 0;
 }
 
+/* manifest_version, tool_id and tool_version into m. */
+static int
+manifest_parse_header(struct json_object *root, struct mf_manifest *m, struct hc_err *err)
+{
+	int rc;
+
+	rc = manifest_get_name(root, "manifest_version", &m->manifest_version, err);
+	if (rc == 0 && strcmp(m->manifest_version, "1") != 0 &&
+	    strncmp(m->manifest_version, "1.", 2) != 0)
+		rc = hc_err_set(err, HC_EDATA, "manifest: manifest_version '%s' is not 1.x",
+		                m->manifest_version);
+	if (rc == 0)
+		rc = manifest_get_name(root, "tool_id", &m->tool_id, err);
+	if (rc == 0)
+		rc = manifest_get_name(root, "tool_version", &m->tool_version, err);
+	return rc;
+}
+
+/* Every entry of files[] into m, sorted by path and checked as a tree. */
+static int
+manifest_parse_files(struct json_object *root, struct mf_manifest *m, struct hc_err *err)
+{
+	struct json_object *files = NULL;
+	size_t n, i;
+	int rc;
+
+	if (!json_object_object_get_ex(root, "files", &files) || files == NULL ||
+	    !json_object_is_type(files, json_type_array))
+		return hc_err_set(err, HC_EDATA, "manifest: missing or non-array 'files'");
+	n = json_object_array_length(files);
+	if (n > MF_MANIFEST_FILES_MAX)
+		return hc_err_set(err, HC_EDATA, "manifest: %zu files, more than %d", n,
+		                  MF_MANIFEST_FILES_MAX);
+	m->files = calloc(n > 0 ? n : 1, sizeof(*m->files));
+	if (m->files == NULL)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	for (i = 0; i < n; i++) {
+		rc = manifest_parse_file(json_object_array_get_idx(files, i), i, &m->files[i], err);
+		m->n = i + 1;  /* so that free sees what this entry allocated */
+		if (rc != 0)
+			return rc;
+	}
+	qsort(m->files, m->n, sizeof(*m->files), manifest_cmp_files);
+	return manifest_check_tree(m, err);
+}
+
+/* manifest_hash is given, well formed, and the hash of m's canonical form. */
+static int
+manifest_check_hash(struct json_object *root, struct mf_manifest *m, struct hc_err *err)
+{
+	struct json_object *v = NULL;
+	char got[HC_SHA256_HEX_LEN + 1];
+	const char *hash;
+	int rc;
+
+	if (!json_object_object_get_ex(root, "manifest_hash", &v) || v == NULL ||
+	    !json_object_is_type(v, json_type_string))
+		return hc_err_set(err, HC_EDATA, "manifest: missing or non-string 'manifest_hash'");
+	hash = json_object_get_string(v);
+	if (!hc_sha256_hex_valid(hash))
+		return hc_err_set(err, HC_EDATA, "manifest: manifest_hash '%.80s' is not 64 hex "
+		                  "digits", hash);
+	hc_hex_lower(m->manifest_hash, hash, HC_SHA256_HEX_LEN);
+	rc = mf_manifest_hash(m, got, err);
+	if (rc != 0)
+		return rc;
+	if (strcmp(got, m->manifest_hash) != 0)
+		return hc_err_set(err, HC_EDATA, "manifest: manifest_hash mismatch: the manifest "
+		                  "says %s, its content hashes to %s", m->manifest_hash, got);
+	return 0;
+}
+
 int
 mf_manifest_parse(const char *text, size_t len, struct mf_manifest **out, struct hc_err *err)
 {
-	struct json_object *root = NULL, *files = NULL, *v = NULL;
+	struct json_object *root = NULL;
 	struct mf_manifest *m = NULL;
-	char got[HC_SHA256_HEX_LEN + 1];
-	const char *hash;
-	size_t n, i;
 	int rc;
 
 	*out = NULL;
@@ -306,65 +375,15 @@ mf_manifest_parse(const char *text, size_t len, struct mf_manifest **out, struct
 		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
 		goto done;
 	}
-	rc = manifest_get_name(root, "manifest_version", &m->manifest_version, err);
-	if (rc == 0 && strcmp(m->manifest_version, "1") != 0 &&
-	    strncmp(m->manifest_version, "1.", 2) != 0)
-		rc = hc_err_set(err, HC_EDATA, "manifest: manifest_version '%s' is not 1.x",
-		                m->manifest_version);
+	rc = manifest_parse_header(root, m, err);
 	if (rc == 0)
-		rc = manifest_get_name(root, "tool_id", &m->tool_id, err);
+		rc = manifest_parse_files(root, m, err);
 	if (rc == 0)
-		rc = manifest_get_name(root, "tool_version", &m->tool_version, err);
-	if (rc != 0)
-		goto done;
-	if (!json_object_object_get_ex(root, "files", &files) || files == NULL ||
-	    !json_object_is_type(files, json_type_array)) {
-		rc = hc_err_set(err, HC_EDATA, "manifest: missing or non-array 'files'");
-		goto done;
+		rc = manifest_check_hash(root, m, err);
+	if (rc == 0) {
+		*out = m;
+		m = NULL;
 	}
-	n = json_object_array_length(files);
-	if (n > MF_MANIFEST_FILES_MAX) {
-		rc = hc_err_set(err, HC_EDATA, "manifest: %zu files, more than %d", n,
-		                MF_MANIFEST_FILES_MAX);
-		goto done;
-	}
-	m->files = calloc(n > 0 ? n : 1, sizeof(*m->files));
-	if (m->files == NULL) {
-		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
-		goto done;
-	}
-	for (i = 0; i < n; i++) {
-		rc = manifest_parse_file(json_object_array_get_idx(files, i), i, &m->files[i], err);
-		m->n = i + 1;  /* so that free sees what this entry allocated */
-		if (rc != 0)
-			goto done;
-	}
-	qsort(m->files, m->n, sizeof(*m->files), manifest_cmp_files);
-	rc = manifest_check_tree(m, err);
-	if (rc != 0)
-		goto done;
-	if (!json_object_object_get_ex(root, "manifest_hash", &v) || v == NULL ||
-	    !json_object_is_type(v, json_type_string)) {
-		rc = hc_err_set(err, HC_EDATA, "manifest: missing or non-string 'manifest_hash'");
-		goto done;
-	}
-	hash = json_object_get_string(v);
-	if (!hc_sha256_hex_valid(hash)) {
-		rc = hc_err_set(err, HC_EDATA, "manifest: manifest_hash '%.80s' is not 64 hex digits",
-		                hash);
-		goto done;
-	}
-	hc_hex_lower(m->manifest_hash, hash, HC_SHA256_HEX_LEN);
-	rc = mf_manifest_hash(m, got, err);
-	if (rc != 0)
-		goto done;
-	if (strcmp(got, m->manifest_hash) != 0) {
-		rc = hc_err_set(err, HC_EDATA, "manifest: manifest_hash mismatch: the manifest says %s, "
-		                "its content hashes to %s", m->manifest_hash, got);
-		goto done;
-	}
-	*out = m;
-	m = NULL;
 done:
 	mf_manifest_free(m);
 	json_object_put(root);
@@ -507,16 +526,42 @@ manifest_file_url(const char *base, const char *id, const char *version, const c
 	                   ever, epath) != 0 ? HC_EDATA : 0;
 }
 
+/* Sorts the listed files and gives them their URLs and m its names. */
+static int
+manifest_fill(struct mf_manifest *m, const char *tool_id, const char *version,
+              const char *base_url, struct hc_err *err)
+{
+	char url[MF_URL_MAX];
+	size_t i;
+
+	qsort(m->files, m->n, sizeof(*m->files), manifest_cmp_files);
+	for (i = 0; i < m->n; i++) {
+		m->files[i].index = i;
+		if (manifest_file_url(base_url, tool_id, version, m->files[i].path, url) != 0)
+			return hc_err_set(err, HC_EDATA, "%s: URL longer than %d bytes",
+			                  m->files[i].path, MF_URL_MAX - 1);
+		m->files[i].url = hc_strdup(url);
+		if (m->files[i].url == NULL)
+			return hc_err_set(err, HC_ENOMEM, "out of memory");
+	}
+	m->manifest_version = hc_strdup(MF_MANIFEST_VERSION);
+	m->tool_id = hc_strdup(tool_id);
+	m->tool_version = hc_strdup(version);
+	if (m->manifest_version == NULL || m->tool_id == NULL || m->tool_version == NULL)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	return 0;
+}
+
 int
 mf_manifest_from_dir(const char *dir, const char *tool_id, const char *version,
                      const char *base_url, struct mf_manifest **out, struct hc_err *err)
 {
 	struct manifest_walk w;
 	struct mf_manifest *m = NULL;
-	char why[128], url[MF_URL_MAX];
+	char why[128];
 	struct hc_url u;
 	char dir_name[HC_PATH_MAX * 4];
-	size_t i, dir_len;
+	size_t dir_len;
 	int rc, root = -1;
 
 	*out = NULL;
@@ -553,27 +598,9 @@ mf_manifest_from_dir(const char *dir, const char *tool_id, const char *version,
 	w.files = NULL;
 	if (rc != 0)
 		goto done;
-	qsort(m->files, m->n, sizeof(*m->files), manifest_cmp_files);
-	for (i = 0; i < m->n; i++) {
-		m->files[i].index = i;
-		if (manifest_file_url(base_url, tool_id, version, m->files[i].path, url) != 0) {
-			rc = hc_err_set(err, HC_EDATA, "%s: URL longer than %d bytes", m->files[i].path,
-			                MF_URL_MAX - 1);
-			goto done;
-		}
-		m->files[i].url = hc_strdup(url);
-		if (m->files[i].url == NULL) {
-			rc = hc_err_set(err, HC_ENOMEM, "out of memory");
-			goto done;
-		}
-	}
-	m->manifest_version = hc_strdup(MF_MANIFEST_VERSION);
-	m->tool_id = hc_strdup(tool_id);
-	m->tool_version = hc_strdup(version);
-	if (m->manifest_version == NULL || m->tool_id == NULL || m->tool_version == NULL) {
-		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
+	rc = manifest_fill(m, tool_id, version, base_url, err);
+	if (rc != 0)
 		goto done;
-	}
 	rc = mf_manifest_hash(m, m->manifest_hash, err);
 	if (rc != 0)
 		goto done;
