@@ -17,7 +17,6 @@
 
 #include "mirrorfetch/internal.h"
 
-#define MOD MF_MOD
 /* The side file that says which source and which file the part came from. */
 #define PART_META_SUFFIX ".meta"
 /* Progress redraws at most this often. */
@@ -332,7 +331,7 @@ install_get_prepare(struct install *in, const struct mf_candidate *c,
 		/* An ETag only identifies a file on the server that issued it. */
 		if (strcasecmp(in->prefix_host, c->host) == 0 && in->prefix_etag[0] == '"')
 			req->if_range = in->prefix_etag;
-		hc_log(HC_LOG_INFO, MOD, "resuming at %" PRIu64 " bytes from %s", in->have, c->host);
+		hc_log(HC_LOG_INFO, MF_MOD, "resuming at %" PRIu64 " bytes from %s", in->have, c->host);
 	}
 }
 
@@ -376,7 +375,7 @@ install_get_transfer_verdict(struct install *in, int rc, const struct hc_http_re
 			return GET_CHANGED;
 		}
 		/* The part is whole: only its digest is left to check. */
-		hc_log(HC_LOG_INFO, MOD, "%s already holds all %" PRIu64 " bytes",
+		hc_log(HC_LOG_INFO, MF_MOD, "%s already holds all %" PRIu64 " bytes",
 		       in->part_path, in->have);
 		in->spliced = 1;
 		a->result = "ok";
@@ -418,7 +417,7 @@ install_get_verify(struct install *in, struct mf_attempt *a, struct hc_err *why)
 	want = in->expect[0] != '\0' ? in->expect :
 	       in->advertised[0] != '\0' ? in->advertised : in->prefix_sha;
 	if (want[0] == '\0') {
-		hc_log(HC_LOG_WARN, MOD, "%s sent no X-File-SHA256 or Repr-Digest and no "
+		hc_log(HC_LOG_WARN, MF_MOD, "%s sent no X-File-SHA256 or Repr-Digest and no "
 		       "--sha256 was given: %s is not verified", in->host, in->out_path);
 	} else if (strcmp(got, want) != 0) {
 		a->result = "sha256_mismatch";
@@ -447,7 +446,7 @@ install_get(struct install *in, const struct mf_candidate *c, struct mf_attempt 
 	int rc, flush_errno;
 
 	install_get_prepare(in, c, &req);
-	hc_log(HC_LOG_INFO, MOD, "downloading %s", c->url);
+	hc_log(HC_LOG_INFO, MF_MOD, "downloading %s", c->url);
 	rc = hc_http_request(&in->cfg->http, &req, &resp, why);
 	/* Everything received is in the part file and the hash from here on. */
 	flush_errno = mf_writer_flush(in->writer);
@@ -572,7 +571,7 @@ install_open_part(struct install *in, struct hc_err *err)
 		return hc_err_prefix(err, "%s", in->part_path);
 	in->have = (uint64_t)st.st_size;
 	install_load_meta(in);
-	hc_log(HC_LOG_INFO, MOD, "found %s with %" PRIu64 " bytes, resuming", in->part_path,
+	hc_log(HC_LOG_INFO, MF_MOD, "found %s with %" PRIu64 " bytes, resuming", in->part_path,
 	       in->have);
 	return 0;
 }
@@ -593,10 +592,10 @@ install_log_fallback(const struct install *in, const struct mf_candidate *c,
                      int is_district, const struct hc_err *why)
 {
 	if (is_district)
-		hc_log(HC_LOG_WARN, MOD, "district mirror %s unavailable (%s), falling back to %s",
+		hc_log(HC_LOG_WARN, MF_MOD, "district mirror %s unavailable (%s), falling back to %s",
 		       c->host, why->msg, in->cfg->origin_host);
 	else
-		hc_log(HC_LOG_WARN, MOD, "source %s failed: %s", c->host, why->msg);
+		hc_log(HC_LOG_WARN, MF_MOD, "source %s failed: %s", c->host, why->msg);
 }
 
 /* The file is verified: into place, and the result says where it came from. */
@@ -615,7 +614,7 @@ install_finish(struct install *in, const struct mf_candidate *c, int fallback,
 	res->bytes = in->have;
 	res->fallback = fallback;
 	res->elapsed_ms = hc_now_ms() - start;
-	hc_log(HC_LOG_INFO, MOD, "download complete: %s %" PRIu64 " bytes sha256 %s "
+	hc_log(HC_LOG_INFO, MF_MOD, "download complete: %s %" PRIu64 " bytes sha256 %s "
 	       "from %s in %" PRId64 " ms", in->out_path, res->bytes, res->sha256, c->host,
 	       res->elapsed_ms);
 	return 0;
@@ -649,7 +648,7 @@ install_try(struct install *in, const struct mf_candidate *c, int is_district,
 		rc = install_discard(in, err);
 		if (rc != 0)
 			return rc;
-		hc_log(HC_LOG_WARN, MOD, "%s, restarting from zero", t->why.msg);
+		hc_log(HC_LOG_WARN, MF_MOD, "%s, restarting from zero", t->why.msg);
 		a = install_new_attempt(in, c->url, c->host);
 		if (a == NULL)
 			return TRY_STOP;

@@ -21,10 +21,12 @@ struct swap_parent {
 	int staged_fd;
 };
 
-/* Opens or makes the folder seg in cur. A file or link in the way is
+/* Opens or makes the folder seg in cur, the last segment of the first
+ * rel_len bytes of rel (for messages). A file or link in the way is
  * removed with --delete, else refused. The fd or a negative status. */
 static int
-swap_step(struct mf_sync *s, int cur, const char *seg, const char *rel, struct hc_err *err)
+swap_step(struct mf_sync *s, int cur, const char *seg, const char *rel, int rel_len,
+          struct hc_err *err)
 {
 	struct stat st;
 	int fd;
@@ -32,37 +34,37 @@ swap_step(struct mf_sync *s, int cur, const char *seg, const char *rel, struct h
 	if (fstatat(cur, seg, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (!S_ISDIR(st.st_mode)) {
 			if (!s->opt->delete_extra)
-				return hc_err_set(err, HC_ECANTCREAT, "%s/%s is in the way (not a "
-				                  "folder); --delete would remove it", s->dir, rel);
+				return hc_err_set(err, HC_ECANTCREAT, "%s/%.*s is in the way (not a "
+				                  "folder); --delete would remove it", s->dir, rel_len, rel);
 			if (unlinkat(cur, seg, 0) != 0)
-				return hc_err_set(err, HC_EIO, "remove %s/%s: %s", s->dir, rel,
+				return hc_err_set(err, HC_EIO, "remove %s/%.*s: %s", s->dir, rel_len, rel,
 				                  strerror(errno));
 			s->res->deleted++;
 		}
 	} else if (errno != ENOENT) {
-		return hc_err_set(err, HC_EIO, "stat %s/%s: %s", s->dir, rel, strerror(errno));
+		return hc_err_set(err, HC_EIO, "stat %s/%.*s: %s", s->dir, rel_len, rel,
+		                  strerror(errno));
 	}
 	if (mkdirat(cur, seg, 0755) == 0) {
 		/* The new folder's entry must survive a crash with the files in it. */
 		if (fsync(cur) != 0)
 			return hc_err_set(err, HC_EIO, "fsync %s: %s", s->dir, strerror(errno));
 	} else if (errno != EEXIST) {
-		return hc_err_set(err, HC_ECANTCREAT, "mkdir %s/%s: %s", s->dir, rel,
+		return hc_err_set(err, HC_ECANTCREAT, "mkdir %s/%.*s: %s", s->dir, rel_len, rel,
 		                  strerror(errno));
 	}
 	fd = openat(cur, seg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return hc_err_set(err, HC_ECANTCREAT, "open %s/%s: %s", s->dir, rel,
+		return hc_err_set(err, HC_ECANTCREAT, "open %s/%.*s: %s", s->dir, rel_len, rel,
 		                  strerror(errno));
 	return fd;
 }
 
 /* Opens the folder parent of DIR (relative, "" for DIR), making the
- * folders on the way. */
+ * folders on the way. parent is shorter than MF_MANIFEST_PATH_MAX. */
 static int
 swap_open_parent(struct mf_sync *s, const char *parent, int *out, struct hc_err *err)
 {
-	char rel[MF_MANIFEST_PATH_MAX];
 	const char *p = parent;
 	int cur;
 
@@ -78,8 +80,7 @@ swap_open_parent(struct mf_sync *s, const char *parent, int *out, struct hc_err 
 
 		memcpy(seg, p, n);
 		seg[n] = '\0';
-		hc_snprintf(rel, sizeof(rel), "%.*s", (int)(p - parent + (ptrdiff_t)n), parent);
-		fd = swap_step(s, cur, seg, rel, err);
+		fd = swap_step(s, cur, seg, parent, (int)(p - parent) + (int)n, err);
 		close(cur);
 		if (fd < 0)
 			return fd;
