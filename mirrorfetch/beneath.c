@@ -100,8 +100,9 @@ beneath_dir_step(int dirfd, const char *name, int create, int replace, int *made
 			return fd;
 		if (errno == ENOENT)
 			return create ? HC_ECANTCREAT : HC_ENOTFOUND;
+		/* Another worker may have removed the same entry first. */
 		if (!replace || (errno != ELOOP && errno != ENOTDIR) ||
-		    unlinkat(dirfd, name, 0) != 0)
+		    (unlinkat(dirfd, name, 0) != 0 && errno != ENOENT))
 			return HC_ECANTCREAT;
 	}
 	return HC_ECANTCREAT;
