@@ -375,6 +375,78 @@ http_report(struct http_xfer *x, CURLcode cc, const char *curl_msg,
 	}
 }
 
+/* The request's header lines: If-Range for a resume, then the extra ones.
+ * On error *out is freed and NULL. */
+static int
+http_headers(const struct hc_http_request *req, struct curl_slist **out, struct hc_err *err)
+{
+	char line[HTTP_HEADER_LINE_MAX];
+	struct curl_slist *tmp;
+	size_t i;
+
+	*out = NULL;
+	if (req->range_from > 0 && req->if_range != NULL && *req->if_range != '\0') {
+		if (hc_snprintf(line, sizeof(line), "If-Range: %s", req->if_range) != 0)
+			return hc_err_set(err, HC_EDATA, "If-Range value too long");
+		tmp = curl_slist_append(*out, line);
+		if (tmp == NULL)
+			return hc_err_set(err, HC_ENOMEM, "out of memory");
+		*out = tmp;
+	}
+	for (i = 0; req->headers != NULL && req->headers[i] != NULL; i++) {
+		tmp = curl_slist_append(*out, req->headers[i]);
+		if (tmp == NULL) {
+			curl_slist_free_all(*out);
+			*out = NULL;
+			return hc_err_set(err, HC_ENOMEM, "out of memory");
+		}
+		*out = tmp;
+	}
+	return 0;
+}
+
+/* Every option of one transfer on x->curl (libcurl copies the strings). */
+static int
+http_options(struct http_xfer *x, const char *method, struct curl_slist *resolve,
+             struct curl_slist *headers, char *curl_msg, struct hc_err *err)
+{
+	const struct hc_http_config *cfg = x->cfg;
+	const struct hc_http_request *req = x->req;
+	char range[HTTP_HEADER_LINE_MAX];
+
+	curl_easy_setopt(x->curl, CURLOPT_URL, req->url);
+	curl_easy_setopt(x->curl, CURLOPT_RESOLVE, resolve);
+	curl_easy_setopt(x->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(x->curl, CURLOPT_ERRORBUFFER, curl_msg);
+	curl_easy_setopt(x->curl, CURLOPT_USERAGENT, "hydra-agent/" HC_VERSION);
+	curl_easy_setopt(x->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(x->curl, CURLOPT_BUFFERSIZE, (long)HTTP_RECV_BUFFER);
+	curl_easy_setopt(x->curl, CURLOPT_CONNECTTIMEOUT_MS,
+	                 (long)(cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms :
+	                        HTTP_DEFAULT_CONNECT_TIMEOUT_MS));
+	if (cfg->total_timeout_ms > 0)
+		curl_easy_setopt(x->curl, CURLOPT_TIMEOUT_MS, (long)cfg->total_timeout_ms);
+	if (cfg->ca_file != NULL && *cfg->ca_file != '\0')
+		curl_easy_setopt(x->curl, CURLOPT_CAINFO, cfg->ca_file);
+	if (strcmp(method, "HEAD") == 0)
+		curl_easy_setopt(x->curl, CURLOPT_NOBODY, 1L);
+	if (req->range_from > 0) {
+		if (hc_snprintf(range, sizeof(range), "%" PRId64 "-", req->range_from) != 0)
+			return hc_err_set(err, HC_ESOFTWARE, "range too long");
+		curl_easy_setopt(x->curl, CURLOPT_RANGE, range);
+	}
+	if (headers != NULL)
+		curl_easy_setopt(x->curl, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(x->curl, CURLOPT_HEADERFUNCTION, http_on_header);
+	curl_easy_setopt(x->curl, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(x->curl, CURLOPT_WRITEFUNCTION, http_on_body);
+	curl_easy_setopt(x->curl, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(x->curl, CURLOPT_XFERINFOFUNCTION, http_on_progress);
+	curl_easy_setopt(x->curl, CURLOPT_XFERINFODATA, x);
+	curl_easy_setopt(x->curl, CURLOPT_NOPROGRESS, 0L);
+	return 0;
+}
+
 int
 hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *req,
                 struct hc_http_response *resp, struct hc_err *err)
@@ -383,14 +455,13 @@ hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *
 	struct hc_url u = { .path_query = NULL };
 	struct hc_dns_result dns;
 	struct hc_dns_config dns_cfg;
-	struct curl_slist *resolve = NULL, *headers = NULL, *tmp;
+	struct curl_slist *resolve = NULL, *headers = NULL;
 	char entry[HTTP_RESOLVE_MAX];
-	char line[HTTP_HEADER_LINE_MAX];
 	char curl_msg[CURL_ERROR_SIZE] = "";
 	const char *method = req->method != NULL ? req->method : "GET";
 	int64_t start = hc_now_ms();
+	char *ip = NULL;
 	CURLcode cc;
-	size_t i;
 	int rc;
 
 	hc_http_response_init(resp);
@@ -413,85 +484,24 @@ hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *
 		goto done;
 	}
 	x.curl = curl_easy_init();
-	if (x.curl == NULL) {
-		rc = hc_err_set(err, HC_ENOMEM, "curl_easy_init failed");
-		goto done;
-	}
-	tmp = curl_slist_append(resolve, entry);
-	if (tmp == NULL) {
+	resolve = curl_slist_append(NULL, entry);
+	if (x.curl == NULL || resolve == NULL) {
 		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
 		goto done;
 	}
-	resolve = tmp;
-	if (req->range_from > 0) {
-		if (req->if_range != NULL && *req->if_range != '\0') {
-			if (hc_snprintf(line, sizeof(line), "If-Range: %s", req->if_range) != 0) {
-				rc = hc_err_set(err, HC_EDATA, "If-Range value too long");
-				goto done;
-			}
-			tmp = curl_slist_append(headers, line);
-			if (tmp == NULL) {
-				rc = hc_err_set(err, HC_ENOMEM, "out of memory");
-				goto done;
-			}
-			headers = tmp;
-		}
-	}
-	for (i = 0; req->headers != NULL && req->headers[i] != NULL; i++) {
-		tmp = curl_slist_append(headers, req->headers[i]);
-		if (tmp == NULL) {
-			rc = hc_err_set(err, HC_ENOMEM, "out of memory");
-			goto done;
-		}
-		headers = tmp;
-	}
-
-	curl_easy_setopt(x.curl, CURLOPT_URL, req->url);
-	curl_easy_setopt(x.curl, CURLOPT_RESOLVE, resolve);
-	curl_easy_setopt(x.curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(x.curl, CURLOPT_ERRORBUFFER, curl_msg);
-	curl_easy_setopt(x.curl, CURLOPT_USERAGENT, "hydra-agent/" HC_VERSION);
-	curl_easy_setopt(x.curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(x.curl, CURLOPT_BUFFERSIZE, (long)HTTP_RECV_BUFFER);
-	curl_easy_setopt(x.curl, CURLOPT_CONNECTTIMEOUT_MS,
-	                 (long)(cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms :
-	                        HTTP_DEFAULT_CONNECT_TIMEOUT_MS));
-	if (cfg->total_timeout_ms > 0)
-		curl_easy_setopt(x.curl, CURLOPT_TIMEOUT_MS, (long)cfg->total_timeout_ms);
-	if (cfg->ca_file != NULL && *cfg->ca_file != '\0')
-		curl_easy_setopt(x.curl, CURLOPT_CAINFO, cfg->ca_file);
-	if (strcmp(method, "HEAD") == 0)
-		curl_easy_setopt(x.curl, CURLOPT_NOBODY, 1L);
-	if (req->range_from > 0) {
-		if (hc_snprintf(line, sizeof(line), "%" PRId64 "-", req->range_from) != 0) {
-			rc = hc_err_set(err, HC_ESOFTWARE, "range too long");
-			goto done;
-		}
-		curl_easy_setopt(x.curl, CURLOPT_RANGE, line);
-	}
-	if (headers != NULL)
-		curl_easy_setopt(x.curl, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(x.curl, CURLOPT_HEADERFUNCTION, http_on_header);
-	curl_easy_setopt(x.curl, CURLOPT_HEADERDATA, &x);
-	curl_easy_setopt(x.curl, CURLOPT_WRITEFUNCTION, http_on_body);
-	curl_easy_setopt(x.curl, CURLOPT_WRITEDATA, &x);
-	curl_easy_setopt(x.curl, CURLOPT_XFERINFOFUNCTION, http_on_progress);
-	curl_easy_setopt(x.curl, CURLOPT_XFERINFODATA, &x);
-	curl_easy_setopt(x.curl, CURLOPT_NOPROGRESS, 0L);
-
+	rc = http_headers(req, &headers, err);
+	if (rc == 0)
+		rc = http_options(&x, method, resolve, headers, curl_msg, err);
+	if (rc != 0)
+		goto done;
 	cc = curl_easy_perform(x.curl);
-	{
-		char *ip = NULL;
-		if (curl_easy_getinfo(x.curl, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip != NULL)
-			hc_strlcpy(resp->primary_ip, ip, sizeof(resp->primary_ip));
-	}
+	if (curl_easy_getinfo(x.curl, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip != NULL)
+		hc_strlcpy(resp->primary_ip, ip, sizeof(resp->primary_ip));
 	if (cc != CURLE_OK || x.http_error) {
 		if (curl_msg[0] == '\0')
 			hc_strlcpy(curl_msg, curl_easy_strerror(cc), sizeof(curl_msg));
 		rc = http_report(&x, cc, curl_msg, &u, err);
-		goto done;
 	}
-	rc = 0;
 done:
 	resp->elapsed_ms = hc_now_ms() - start;
 	if (x.curl != NULL)
