@@ -34,7 +34,8 @@
  * link and without leaving dirfd: openat2 with RESOLVE_BENEATH |
  * RESOLVE_NO_SYMLINKS, or O_NOFOLLOW at each step where openat2 is missing.
  * flags as for openat; O_CLOEXEC is added. The fd, or -1 with errno (ELOOP
- * or ENOTDIR for a link on the way). */
+ * or ENOTDIR for a link on the way). With O_PATH the fallback may hand back
+ * a final link itself: callers check the type with fstat. */
 int mf_open_beneath(int dirfd, const char *rel, int flags, mode_t mode);
 
 /* Opens the folder rel below dirfd into *out ("" is dirfd itself, dup'ed).

@@ -1,7 +1,7 @@
 #!/bin/bash
 # hydra-agent sync against planted links and lying manifests (issue 19,
-# items 2, 7 and 8): links planted in DIR/.hydra-staging (a part file, the
-# .hydra-parts folder, a staged folder) are never written through; an
+# items 2, 7 and 8): links planted at DIR/.hydra-staging or in it (a part
+# file, the .hydra-parts folder, a staged folder) are never written through; an
 # index with no entry is read back; a manifest size that disagrees with the
 # bytes is a content failure (exit 65), not a file fetched on every sync.
 . "$(dirname "$0")/../lib.sh"
@@ -67,6 +67,15 @@ sync link-staged-dir "$D" "$T_DIR/m.json"
 t_eq "link at a staged folder: exit 0" "$RC" 0
 t_eq "link at a staged folder: nothing written through it" "$(ls -A "$T_DIR/outside3" | wc -l)" 0
 same_tree "link at a staged folder" "$D"
+
+# .hydra-staging itself a link out of DIR.
+D="$T_DIR/d6"
+mkdir -p "$D" "$T_DIR/outside6"
+ln -s "$T_DIR/outside6" "$D/.hydra-staging"
+sync link-staging "$D" "$T_DIR/m.json"
+t_eq "link at .hydra-staging: exit 0" "$RC" 0
+t_eq "link at .hydra-staging: nothing written through it" "$(ls -A "$T_DIR/outside6" | wc -l)" 0
+same_tree "link at .hydra-staging" "$D"
 
 # A staged part's meta file a link.
 D="$T_DIR/d4"
