@@ -71,15 +71,21 @@ done:
 int
 mf_open_beneath(int dirfd, const char *rel, int flags, mode_t mode)
 {
+	/* Set once openat2 answered ENOSYS or EPERM: the answer does not change
+	 * within a process, and asking again costs a syscall per file. */
+	static atomic_int no_openat2;
 	int fd;
 
 	if (rel[0] == '/' || rel[0] == '\0') {
 		errno = EINVAL;
 		return -1;
 	}
-	fd = beneath_openat2(dirfd, rel, flags, mode);
-	if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
-		return fd;
+	if (!atomic_load(&no_openat2)) {
+		fd = beneath_openat2(dirfd, rel, flags, mode);
+		if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
+			return fd;
+		atomic_store(&no_openat2, 1);
+	}
 	return beneath_stepwise(dirfd, rel, flags, mode);
 }
 
