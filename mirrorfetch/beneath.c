@@ -262,8 +262,10 @@ mf_write_at(int dirfd, const char *name, const void *data, size_t len, mode_t mo
 	char tmp[HC_PATH_MAX];
 	int fd = -1, rc = 0, i;
 
+	/* name.tmp.PID.N: beside name and under its prefix, so a leftover of
+	 * .hydra-index is still the sync's own state to every reader. */
 	for (i = 0; i < WRITE_AT_TRIES && fd < 0; i++) {
-		if (hc_snprintf(tmp, sizeof(tmp), ".%s.%ld.%u.tmp", name, (long)getpid(),
+		if (hc_snprintf(tmp, sizeof(tmp), "%s.tmp.%ld.%u", name, (long)getpid(),
 		                atomic_fetch_add(&counter, 1)) != 0)
 			return hc_err_set(err, HC_EIO, "%s: name too long", name);
 		fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
