@@ -246,5 +246,15 @@ swap_delete_one(void *ctx, const struct hc_walk_entry *e, struct hc_err *err)
 int
 mf_swap_delete_extra(struct mf_sync *s, struct hc_err *err)
 {
-	return hc_walk(s->dir_fd, s->dir, MF_SYNC_DEPTH_MAX, 1, swap_delete_one, s, err);
+	int rc = hc_walk(s->dir_fd, s->dir, MF_SYNC_DEPTH_MAX, 1, swap_delete_one, s, err);
+
+	/* A tree deeper or longer than any manifest path is a problem of DIR,
+	 * not of the manifest (exit 73, not 65). */
+	if (rc == HC_EDATA) {
+		hc_err_prefix(err, "--delete");
+		if (err != NULL)
+			err->status = HC_ECANTCREAT;
+		rc = HC_ECANTCREAT;
+	}
+	return rc;
 }

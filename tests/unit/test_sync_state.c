@@ -58,7 +58,7 @@ teardown(void **state)
 static void
 put(const struct fixture *f, const char *rel, const char *text)
 {
-	char path[512], cmd[600];
+	char path[2048], cmd[2200];
 	FILE *fp;
 
 	snprintf(path, sizeof(path), "%s/%s", f->root, rel);
@@ -474,6 +474,36 @@ test_delete_extra(void **state)
 	mf_manifest_free(m);
 }
 
+/* A tree below DIR longer than any manifest path stops --delete as a DIR
+ * problem (73), not a manifest one (65). */
+static void
+test_delete_extra_too_long(void **state)
+{
+	struct fixture *f = *state;
+	struct mf_manifest *m;
+	struct state st;
+	struct hc_err err = { 0, "" };
+	char rel[1400], seg[201];
+	int i;
+
+	put(f, "src/a", "a");
+	m = manifest_of_src(f);
+	memset(seg, 'x', sizeof(seg) - 1);
+	seg[sizeof(seg) - 1] = '\0';
+	snprintf(rel, sizeof(rel), "dir");
+	for (i = 0; i < 6; i++)
+		snprintf(rel + strlen(rel), sizeof(rel) - strlen(rel), "/%s", seg);
+	snprintf(rel + strlen(rel), sizeof(rel) - strlen(rel), "/f");
+	put(f, rel, "deep");
+	state_open(&st, f, m);
+	st.opt.delete_extra = 1;
+	assert_int_equal(mf_swap_delete_extra(&st.s, &err), HC_ECANTCREAT);
+	assert_int_equal(err.status, HC_ECANTCREAT);
+	assert_non_null(strstr(err.msg, "--delete: "));
+	state_close(&st);
+	mf_manifest_free(m);
+}
+
 int
 main(void)
 {
@@ -486,6 +516,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_plan_from_index, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_swap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_extra, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_extra_too_long, setup, teardown),
 	};
 
 	hc_log_open(NULL, HC_LOG_ERROR, 0, NULL);
