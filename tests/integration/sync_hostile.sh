@@ -85,16 +85,18 @@ sync link-meta "$D" "$T_DIR/m.json"
 t_eq "link at a part's meta: exit 0" "$RC" 0
 t_eq "link at a part's meta: its target is untouched" "$(cksum < "$T_DIR/victim")" "$VICTIM"
 
-# Item 7: a sync where nothing matched writes an index with no entry; the
-# next sync reads it (under SANITIZE=1 a qsort on NULL was reported here).
+# Item 7: a sync where no file could be fetched writes an index with no
+# entry; the next sync reads it (under SANITIZE=1 a qsort on NULL aborted
+# here).
 D="$T_DIR/d5"
-jq '.files = []' "$T_DIR/m.json" > "$T_DIR/empty.json"
-H=$(jq -j '"manifest_version\t\(.manifest_version)\ntool_id\t\(.tool_id)\ntool_version\t\(.tool_version)\n"' \
-	"$T_DIR/empty.json" | sha256sum | cut -d' ' -f1)
-jq --arg h "$H" '.manifest_hash = $h' "$T_DIR/empty.json" > "$T_DIR/empty2.json"
-sync empty-1 "$D" "$T_DIR/empty2.json"
-t_eq "empty manifest: exit 0" "$RC" 0
-sync empty-2 "$D" "$T_DIR/m.json"
+DEAD=$(t_free_port)
+"$A" manifest --dir "$SRC" --tool-id t --version 1.0 --base-url "http://127.0.0.1:$DEAD" \
+	--out "$T_DIR/m-dead.json" 2> /dev/null
+sync dead "$D" "$T_DIR/m-dead.json"
+t_eq "no source: exit 69" "$RC" 69
+t_eq "no source: an index with no entry is written" "$(cat "$D/.hydra-index" 2>/dev/null)" \
+	"hydra-index 1"
+sync after-empty-index "$D" "$T_DIR/m.json"
 t_eq "after an index with no entry: exit 0" "$RC" 0
 same_tree "after an index with no entry" "$D"
 
