@@ -41,49 +41,28 @@ same_tree() {
 	fi
 }
 
-# A link at the part file of a.bin.
-D="$T_DIR/d1"
-mkdir -p "$D/.hydra-staging/.hydra-parts"
-ln -s "$T_DIR/victim" "$D/.hydra-staging/.hydra-parts/a.bin.part"
-sync link-part "$D" "$T_DIR/m.json"
-t_eq "link at a part file: exit 0" "$RC" 0
-t_eq "link at a part file: its target is untouched" "$(cksum < "$T_DIR/victim")" "$VICTIM"
-same_tree "link at a part file" "$D"
-
-# The .hydra-parts folder itself a link out of DIR.
-D="$T_DIR/d2"
-mkdir -p "$D/.hydra-staging" "$T_DIR/outside2"
-ln -s "$T_DIR/outside2" "$D/.hydra-staging/.hydra-parts"
-sync link-parts-dir "$D" "$T_DIR/m.json"
-t_eq "link at .hydra-parts: exit 0" "$RC" 0
-t_eq "link at .hydra-parts: nothing written through it" "$(ls -A "$T_DIR/outside2" | wc -l)" 0
-same_tree "link at .hydra-parts" "$D"
-
-# A staged folder a link out of DIR.
-D="$T_DIR/d3"
-mkdir -p "$D/.hydra-staging" "$T_DIR/outside3"
-ln -s "$T_DIR/outside3" "$D/.hydra-staging/sub"
-sync link-staged-dir "$D" "$T_DIR/m.json"
-t_eq "link at a staged folder: exit 0" "$RC" 0
-t_eq "link at a staged folder: nothing written through it" "$(ls -A "$T_DIR/outside3" | wc -l)" 0
-same_tree "link at a staged folder" "$D"
-
-# .hydra-staging itself a link out of DIR.
-D="$T_DIR/d6"
-mkdir -p "$D" "$T_DIR/outside6"
-ln -s "$T_DIR/outside6" "$D/.hydra-staging"
-sync link-staging "$D" "$T_DIR/m.json"
-t_eq "link at .hydra-staging: exit 0" "$RC" 0
-t_eq "link at .hydra-staging: nothing written through it" "$(ls -A "$T_DIR/outside6" | wc -l)" 0
-same_tree "link at .hydra-staging" "$D"
-
-# A staged part's meta file a link.
-D="$T_DIR/d4"
-mkdir -p "$D/.hydra-staging/.hydra-parts"
-ln -s "$T_DIR/victim" "$D/.hydra-staging/.hydra-parts/a.bin.part.meta"
-sync link-meta "$D" "$T_DIR/m.json"
-t_eq "link at a part's meta: exit 0" "$RC" 0
-t_eq "link at a part's meta: its target is untouched" "$(cksum < "$T_DIR/victim")" "$VICTIM"
+# planted NAME LABEL REL TARGET: a fresh DIR with a link at REL (below DIR)
+# to TARGET, a file or a folder outside DIR; the sync succeeds, writes
+# nothing through the link, and DIR ends up holding the tool.
+planted() {
+	_d="$T_DIR/$1"
+	mkdir -p "$(dirname "$_d/$3")"
+	ln -s "$4" "$_d/$3"
+	sync "$1" "$_d" "$T_DIR/m.json"
+	t_eq "link at $2: exit 0" "$RC" 0
+	if [ -d "$4" ]; then
+		t_eq "link at $2: nothing written through it" "$(ls -A "$4" | wc -l)" 0
+	else
+		t_eq "link at $2: its target is untouched" "$(cksum < "$4")" "$VICTIM"
+	fi
+	same_tree "link at $2" "$_d"
+}
+mkdir -p "$T_DIR/outside-parts" "$T_DIR/outside-staged" "$T_DIR/outside-staging"
+planted link-part "a part file" .hydra-staging/.hydra-parts/a.bin.part "$T_DIR/victim"
+planted link-meta "a part's meta" .hydra-staging/.hydra-parts/a.bin.part.meta "$T_DIR/victim"
+planted link-parts-dir ".hydra-parts" .hydra-staging/.hydra-parts "$T_DIR/outside-parts"
+planted link-staged-dir "a staged folder" .hydra-staging/sub "$T_DIR/outside-staged"
+planted link-staging ".hydra-staging" .hydra-staging "$T_DIR/outside-staging"
 
 # Item 7: a sync where no file could be fetched writes an index with no
 # entry; the next sync reads it (under SANITIZE=1 a qsort on NULL aborted
