@@ -50,6 +50,8 @@ install_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 		return hc_err_set(err, HC_EUSAGE, "install: unexpected argument '%s'", argv[optind]);
 	if (url == NULL || out == NULL)
 		return hc_err_set(err, HC_EUSAGE, "install: --url and --out are required");
+	if (*out == '\0')
+		return hc_err_set(err, HC_EUSAGE, "install: --out is empty");
 	rc = ag_progress_arg(progress, &bar, err);
 	if (rc != 0)
 		return rc;
@@ -89,8 +91,12 @@ const struct ag_command ag_cmd_install = {
 	"  --json          print the result as one JSON object on stdout\n"
 	"  --progress M    progress bar on stderr: auto (when a terminal), bar, none\n"
 	"\n"
-	"Exit: 0 installed, 64 usage, 65 checksum failed everywhere, 69 no source\n"
-	"reachable, 73 cannot create PATH.part, 74 I/O error (disk full included).\n",
+	"A PATH or PATH.part that is a symbolic link or not a regular file is refused\n"
+	"before anything is downloaded.\n"
+	"\n"
+	"Exit: 0 installed, 64 usage (a malformed --url included), 65 checksum failed\n"
+	"everywhere, 69 no source reachable, 73 cannot create PATH.part (or\n"
+	"PATH is a link, a folder), 74 I/O error (disk full included).\n",
 	.run = install_run,
 	.needs_log = 1,
 };

@@ -29,7 +29,10 @@ manifest_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 
 	(void)ctx;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "d:t:v:b:o:h", opts, NULL)) != -1) {
+	for (;;) {
+		opt = getopt_long(argc, argv, "d:t:v:b:o:h", opts, NULL);
+		if (opt == -1)
+			break;
 		switch (opt) {
 		case 'd': dir = optarg; break;
 		case 't': tool_id = optarg; break;

@@ -32,7 +32,10 @@ sync_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 
 	memset(&so, 0, sizeof(so));
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "m:H:d:Dj:Jp:h", opts, NULL)) != -1) {
+	for (;;) {
+		opt = getopt_long(argc, argv, "m:H:d:Dj:Jp:h", opts, NULL);
+		if (opt == -1)
+			break;
 		switch (opt) {
 		case 'm': so.manifest = optarg; break;
 		case 'H':

@@ -23,6 +23,17 @@
  * multi-gigabyte builds, at a cost of this many bytes per transfer. */
 #define HTTP_RECV_BUFFER (256 * 1024)
 
+/* The stall window is sampled in this many steps: a stall is seen at most
+ * one step (plus libcurl's idle wake-up, about a second) after the window
+ * it spans. Two more samples than steps keep one at least a window old. */
+#define STALL_STEPS 32
+#define STALL_RING (STALL_STEPS + 2)
+
+struct http_sample {
+	int64_t ms;
+	curl_off_t bytes;
+};
+
 struct http_xfer {
 	const struct hc_http_config *cfg;
 	const struct hc_http_request *req;
@@ -34,8 +45,9 @@ struct http_xfer {
 	int sink_failed;
 	int stalled;
 	int cancelled;
-	int64_t win_start_ms;
-	curl_off_t win_bytes;
+	/* Byte counts sampled for the stall check, oldest overwritten first. */
+	struct http_sample stall_ring[STALL_RING];
+	size_t stall_next, stall_n;
 };
 
 const char *
@@ -236,13 +248,51 @@ http_on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return len;
 }
 
+/*
+ * 1 when fewer than stall_bytes_per_s * stall_seconds bytes came in the
+ * last stall_seconds (a sliding window: a transfer that slows down is
+ * caught stall_seconds after it did, not after the next fixed window).
+ */
+static int
+http_stalled(struct http_xfer *x, curl_off_t dlnow, int64_t now)
+{
+	const struct hc_http_config *cfg = x->cfg;
+	int64_t window, step;
+	const struct http_sample *base = NULL;
+	size_t i;
+
+	if (cfg->stall_bytes_per_s == 0 || cfg->stall_seconds <= 0)
+		return 0;
+	window = (int64_t)cfg->stall_seconds * 1000;
+	step = window / STALL_STEPS > 0 ? window / STALL_STEPS : 1;
+	if (x->stall_n == 0 ||
+	    now - x->stall_ring[(x->stall_next + STALL_RING - 1) % STALL_RING].ms >= step) {
+		x->stall_ring[x->stall_next].ms = now;
+		x->stall_ring[x->stall_next].bytes = dlnow;
+		x->stall_next = (x->stall_next + 1) % STALL_RING;
+		if (x->stall_n < STALL_RING)
+			x->stall_n++;
+	}
+	/* The newest sample at least a window old is where the window starts. */
+	for (i = 1; i <= x->stall_n; i++) {
+		const struct http_sample *s = &x->stall_ring[(x->stall_next + STALL_RING - i) %
+		                                             STALL_RING];
+		if (now - s->ms >= window) {
+			base = s;
+			break;
+		}
+	}
+	if (base == NULL)
+		return 0;
+	return (uint64_t)(dlnow - base->bytes) * 1000 <
+	       cfg->stall_bytes_per_s * (uint64_t)(now - base->ms);
+}
+
 static int
 http_on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
                  curl_off_t ultotal, curl_off_t ulnow)
 {
 	struct http_xfer *x = arg;
-	const struct hc_http_config *cfg = x->cfg;
-	int64_t now;
 
 	(void)dltotal;
 	(void)ultotal;
@@ -251,23 +301,9 @@ http_on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
 		x->cancelled = 1;
 		return 1;
 	}
-	if (cfg->stall_bytes_per_s == 0 || cfg->stall_seconds <= 0)
-		return 0;
-	now = hc_now_ms();
-	if (x->win_start_ms == 0) {
-		x->win_start_ms = now;
-		x->win_bytes = dlnow;
-		return 0;
-	}
-	if (now - x->win_start_ms >= (int64_t)cfg->stall_seconds * 1000) {
-		uint64_t got = (uint64_t)(dlnow - x->win_bytes);
-		uint64_t rate = got * 1000 / (uint64_t)(now - x->win_start_ms);
-		if (rate < cfg->stall_bytes_per_s) {
-			x->stalled = 1;
-			return 1;
-		}
-		x->win_start_ms = now;
-		x->win_bytes = dlnow;
+	if (http_stalled(x, dlnow, hc_now_ms())) {
+		x->stalled = 1;
+		return 1;
 	}
 	return 0;
 }
@@ -339,6 +375,78 @@ http_report(struct http_xfer *x, CURLcode cc, const char *curl_msg,
 	}
 }
 
+/* The request's header lines: If-Range for a resume, then the extra ones.
+ * On error *out is freed and NULL. */
+static int
+http_headers(const struct hc_http_request *req, struct curl_slist **out, struct hc_err *err)
+{
+	char line[HTTP_HEADER_LINE_MAX];
+	struct curl_slist *tmp;
+	size_t i;
+
+	*out = NULL;
+	if (req->range_from > 0 && req->if_range != NULL && *req->if_range != '\0') {
+		if (hc_snprintf(line, sizeof(line), "If-Range: %s", req->if_range) != 0)
+			return hc_err_set(err, HC_EDATA, "If-Range value too long");
+		tmp = curl_slist_append(*out, line);
+		if (tmp == NULL)
+			return hc_err_set(err, HC_ENOMEM, "out of memory");
+		*out = tmp;
+	}
+	for (i = 0; req->headers != NULL && req->headers[i] != NULL; i++) {
+		tmp = curl_slist_append(*out, req->headers[i]);
+		if (tmp == NULL) {
+			curl_slist_free_all(*out);
+			*out = NULL;
+			return hc_err_set(err, HC_ENOMEM, "out of memory");
+		}
+		*out = tmp;
+	}
+	return 0;
+}
+
+/* Every option of one transfer on x->curl (libcurl copies the strings). */
+static int
+http_options(struct http_xfer *x, const char *method, struct curl_slist *resolve,
+             struct curl_slist *headers, char *curl_msg, struct hc_err *err)
+{
+	const struct hc_http_config *cfg = x->cfg;
+	const struct hc_http_request *req = x->req;
+	char range[HTTP_HEADER_LINE_MAX];
+
+	curl_easy_setopt(x->curl, CURLOPT_URL, req->url);
+	curl_easy_setopt(x->curl, CURLOPT_RESOLVE, resolve);
+	curl_easy_setopt(x->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(x->curl, CURLOPT_ERRORBUFFER, curl_msg);
+	curl_easy_setopt(x->curl, CURLOPT_USERAGENT, "hydra-agent/" HC_VERSION);
+	curl_easy_setopt(x->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(x->curl, CURLOPT_BUFFERSIZE, (long)HTTP_RECV_BUFFER);
+	curl_easy_setopt(x->curl, CURLOPT_CONNECTTIMEOUT_MS,
+	                 (long)(cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms :
+	                        HTTP_DEFAULT_CONNECT_TIMEOUT_MS));
+	if (cfg->total_timeout_ms > 0)
+		curl_easy_setopt(x->curl, CURLOPT_TIMEOUT_MS, (long)cfg->total_timeout_ms);
+	if (cfg->ca_file != NULL && *cfg->ca_file != '\0')
+		curl_easy_setopt(x->curl, CURLOPT_CAINFO, cfg->ca_file);
+	if (strcmp(method, "HEAD") == 0)
+		curl_easy_setopt(x->curl, CURLOPT_NOBODY, 1L);
+	if (req->range_from > 0) {
+		if (hc_snprintf(range, sizeof(range), "%" PRId64 "-", req->range_from) != 0)
+			return hc_err_set(err, HC_ESOFTWARE, "range too long");
+		curl_easy_setopt(x->curl, CURLOPT_RANGE, range);
+	}
+	if (headers != NULL)
+		curl_easy_setopt(x->curl, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(x->curl, CURLOPT_HEADERFUNCTION, http_on_header);
+	curl_easy_setopt(x->curl, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(x->curl, CURLOPT_WRITEFUNCTION, http_on_body);
+	curl_easy_setopt(x->curl, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(x->curl, CURLOPT_XFERINFOFUNCTION, http_on_progress);
+	curl_easy_setopt(x->curl, CURLOPT_XFERINFODATA, x);
+	curl_easy_setopt(x->curl, CURLOPT_NOPROGRESS, 0L);
+	return 0;
+}
+
 int
 hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *req,
                 struct hc_http_response *resp, struct hc_err *err)
@@ -347,14 +455,13 @@ hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *
 	struct hc_url u = { .path_query = NULL };
 	struct hc_dns_result dns;
 	struct hc_dns_config dns_cfg;
-	struct curl_slist *resolve = NULL, *headers = NULL, *tmp;
+	struct curl_slist *resolve = NULL, *headers = NULL;
 	char entry[HTTP_RESOLVE_MAX];
-	char line[HTTP_HEADER_LINE_MAX];
 	char curl_msg[CURL_ERROR_SIZE] = "";
 	const char *method = req->method != NULL ? req->method : "GET";
 	int64_t start = hc_now_ms();
+	char *ip = NULL;
 	CURLcode cc;
-	size_t i;
 	int rc;
 
 	hc_http_response_init(resp);
@@ -377,85 +484,24 @@ hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *
 		goto done;
 	}
 	x.curl = curl_easy_init();
-	if (x.curl == NULL) {
-		rc = hc_err_set(err, HC_ENOMEM, "curl_easy_init failed");
-		goto done;
-	}
-	tmp = curl_slist_append(resolve, entry);
-	if (tmp == NULL) {
+	resolve = curl_slist_append(NULL, entry);
+	if (x.curl == NULL || resolve == NULL) {
 		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
 		goto done;
 	}
-	resolve = tmp;
-	if (req->range_from > 0) {
-		if (req->if_range != NULL && *req->if_range != '\0') {
-			if (hc_snprintf(line, sizeof(line), "If-Range: %s", req->if_range) != 0) {
-				rc = hc_err_set(err, HC_EDATA, "If-Range value too long");
-				goto done;
-			}
-			tmp = curl_slist_append(headers, line);
-			if (tmp == NULL) {
-				rc = hc_err_set(err, HC_ENOMEM, "out of memory");
-				goto done;
-			}
-			headers = tmp;
-		}
-	}
-	for (i = 0; req->headers != NULL && req->headers[i] != NULL; i++) {
-		tmp = curl_slist_append(headers, req->headers[i]);
-		if (tmp == NULL) {
-			rc = hc_err_set(err, HC_ENOMEM, "out of memory");
-			goto done;
-		}
-		headers = tmp;
-	}
-
-	curl_easy_setopt(x.curl, CURLOPT_URL, req->url);
-	curl_easy_setopt(x.curl, CURLOPT_RESOLVE, resolve);
-	curl_easy_setopt(x.curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(x.curl, CURLOPT_ERRORBUFFER, curl_msg);
-	curl_easy_setopt(x.curl, CURLOPT_USERAGENT, "hydra-agent/" HC_VERSION);
-	curl_easy_setopt(x.curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(x.curl, CURLOPT_BUFFERSIZE, (long)HTTP_RECV_BUFFER);
-	curl_easy_setopt(x.curl, CURLOPT_CONNECTTIMEOUT_MS,
-	                 (long)(cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms :
-	                        HTTP_DEFAULT_CONNECT_TIMEOUT_MS));
-	if (cfg->total_timeout_ms > 0)
-		curl_easy_setopt(x.curl, CURLOPT_TIMEOUT_MS, (long)cfg->total_timeout_ms);
-	if (cfg->ca_file != NULL && *cfg->ca_file != '\0')
-		curl_easy_setopt(x.curl, CURLOPT_CAINFO, cfg->ca_file);
-	if (strcmp(method, "HEAD") == 0)
-		curl_easy_setopt(x.curl, CURLOPT_NOBODY, 1L);
-	if (req->range_from > 0) {
-		if (hc_snprintf(line, sizeof(line), "%" PRId64 "-", req->range_from) != 0) {
-			rc = hc_err_set(err, HC_ESOFTWARE, "range too long");
-			goto done;
-		}
-		curl_easy_setopt(x.curl, CURLOPT_RANGE, line);
-	}
-	if (headers != NULL)
-		curl_easy_setopt(x.curl, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(x.curl, CURLOPT_HEADERFUNCTION, http_on_header);
-	curl_easy_setopt(x.curl, CURLOPT_HEADERDATA, &x);
-	curl_easy_setopt(x.curl, CURLOPT_WRITEFUNCTION, http_on_body);
-	curl_easy_setopt(x.curl, CURLOPT_WRITEDATA, &x);
-	curl_easy_setopt(x.curl, CURLOPT_XFERINFOFUNCTION, http_on_progress);
-	curl_easy_setopt(x.curl, CURLOPT_XFERINFODATA, &x);
-	curl_easy_setopt(x.curl, CURLOPT_NOPROGRESS, 0L);
-
+	rc = http_headers(req, &headers, err);
+	if (rc == 0)
+		rc = http_options(&x, method, resolve, headers, curl_msg, err);
+	if (rc != 0)
+		goto done;
 	cc = curl_easy_perform(x.curl);
-	{
-		char *ip = NULL;
-		if (curl_easy_getinfo(x.curl, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip != NULL)
-			hc_strlcpy(resp->primary_ip, ip, sizeof(resp->primary_ip));
-	}
+	if (curl_easy_getinfo(x.curl, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip != NULL)
+		hc_strlcpy(resp->primary_ip, ip, sizeof(resp->primary_ip));
 	if (cc != CURLE_OK || x.http_error) {
 		if (curl_msg[0] == '\0')
 			hc_strlcpy(curl_msg, curl_easy_strerror(cc), sizeof(curl_msg));
 		rc = http_report(&x, cc, curl_msg, &u, err);
-		goto done;
 	}
-	rc = 0;
 done:
 	resp->elapsed_ms = hc_now_ms() - start;
 	if (x.curl != NULL)

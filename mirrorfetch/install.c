@@ -15,9 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "mirrorfetch/mirrorfetch.h"
+#include "mirrorfetch/internal.h"
 
-#define MOD "mirrorfetch"
 /* The side file that says which source and which file the part came from. */
 #define PART_META_SUFFIX ".meta"
 /* Progress redraws at most this often. */
@@ -28,9 +27,10 @@
 struct install {
 	const struct mf_config *cfg;
 	struct mf_result *res;
-	const char *out_path;
-	char part_path[PATH_MAX];
-	char meta_path[PATH_MAX];
+	const struct mf_fetch_target *t;
+	const char *out_path;                     /* t->display */
+	const char *part_path;                    /* t->part_display */
+	char meta_name[PATH_MAX];                 /* beside the part, in t->part_dirfd */
 	int fd;
 	struct hc_sha256 *hash;
 	struct mf_writer *writer;                 /* writes and hashes behind the network */
@@ -48,6 +48,8 @@ struct install {
 	int spliced;      /* this response continues bytes an earlier one wrote */
 	int64_t unsatisfied_total; /* a 416's total, -1 when no 416 came */
 	int bad_range;
+	int size_mismatch; /* the source's byte count is not t->size */
+	uint64_t size_seen;
 	int write_errno;
 	/* Progress. */
 	enum mf_progress_mode progress;
@@ -55,6 +57,12 @@ struct install {
 	uint64_t attempt_start_bytes;
 	int64_t attempt_start_ms;
 	int64_t last_draw_ms;
+};
+
+/* The district lookup of one install. */
+struct install_lookup {
+	const struct mf_config *cfg;
+	char district[MF_DISTRICT_MAX];
 };
 
 void
@@ -124,7 +132,7 @@ install_discard(struct install *in, struct hc_err *err)
 	in->prefix_host[0] = '\0';
 	in->prefix_etag[0] = '\0';
 	in->prefix_sha[0] = '\0';
-	unlink(in->meta_path);
+	unlinkat(in->t->part_dirfd, in->meta_name, 0);
 	return 0;
 }
 
@@ -138,7 +146,7 @@ install_save_meta(struct install *in)
 	if (hc_snprintf(text, sizeof(text), "%s\n%s\n%s\n", in->prefix_host,
 	                in->prefix_etag, in->prefix_sha) != 0)
 		return;
-	(void)hc_atomic_write(in->meta_path, text, strlen(text), 0644, NULL);
+	(void)mf_write_at(in->t->part_dirfd, in->meta_name, text, strlen(text), 0644, NULL);
 }
 
 static void
@@ -148,7 +156,7 @@ install_load_meta(struct install *in)
 	char *fields[3] = { NULL, NULL, NULL };
 	size_t len = 0, i;
 
-	if (hc_read_file(in->meta_path, PART_META_MAX, &text, &len, NULL) != 0)
+	if (mf_read_at(in->t->part_dirfd, in->meta_name, PART_META_MAX, &text, &len, NULL) != 0)
 		return;
 	line = text;
 	for (i = 0; i < 3 && line != NULL; i++) {
@@ -167,6 +175,18 @@ install_load_meta(struct install *in)
 	free(text);
 }
 
+/* With a size to hold the file to, a source announcing another total is
+ * not the file: 1 and the mismatch noted. total -1: not announced. */
+static int
+install_size_differs(struct install *in, int64_t total)
+{
+	if (!in->t->has_size || total < 0 || (uint64_t)total == in->t->size)
+		return 0;
+	in->size_mismatch = 1;
+	in->size_seen = (uint64_t)total;
+	return 1;
+}
+
 static int
 install_on_headers(void *ctx, const struct hc_http_response *r)
 {
@@ -175,6 +195,9 @@ install_on_headers(void *ctx, const struct hc_http_response *r)
 
 	/* hc_http_request hands over a valid lower-case digest or "". */
 	hc_strlcpy(in->advertised, r->sha256, sizeof(in->advertised));
+	if (install_size_differs(in, r->status == 206 ? r->range_total :
+	                         r->status == 200 ? r->content_length : -1))
+		return -1;
 	if (r->status == 206) {
 		if ((uint64_t)r->range_start != in->range_from) {
 			in->bad_range = 1;
@@ -215,8 +238,15 @@ static int
 install_sink(void *ctx, const void *data, size_t len)
 {
 	struct install *in = ctx;
-	int rc = mf_writer_push(in->writer, data, len);
+	int rc;
 
+	/* More bytes than the file has: stop before writing them. */
+	if (in->t->has_size && len > in->t->size - in->have) {
+		in->size_mismatch = 1;
+		in->size_seen = in->have + len;
+		return -1;
+	}
+	rc = mf_writer_push(in->writer, data, len);
 	if (rc != 0) {
 		in->write_errno = rc;
 		return -1;
@@ -274,54 +304,56 @@ install_probe(struct install *in, const char *url, struct mf_attempt *a,
 
 enum get_outcome { GET_OK, GET_SOURCE_FAILED, GET_MISMATCH, GET_CHANGED, GET_LOCAL_ERROR };
 
-/* One GET from url, appending to the part file. why says what went wrong. */
-static enum get_outcome
-install_get(struct install *in, const char *url, const char *host, struct mf_attempt *a,
-            struct hc_err *why)
+/* Resets the per-attempt state and fills req for a GET of c, resuming at
+ * the bytes the part file holds. */
+static void
+install_get_prepare(struct install *in, const struct mf_candidate *c,
+                    struct hc_http_request *req)
 {
-	struct hc_http_request req = { 0 };
-	struct hc_http_response resp;
-	char got[HC_SHA256_HEX_LEN + 1];
-	const char *want;
-	int rc, flush_errno;
-
-	in->host = host;
+	in->host = c->host;
 	in->range_from = in->have;
 	in->changed = 0;
 	in->spliced = 0;
 	in->unsatisfied_total = -1;
 	in->bad_range = 0;
+	in->size_mismatch = 0;
 	in->write_errno = 0;
 	in->advertised[0] = '\0';
 	in->attempt_start_ms = hc_now_ms();
 	in->attempt_start_bytes = in->have;
-	req.url = url;
-	req.sink = install_sink;
-	req.on_headers = install_on_headers;
-	req.ctx = in;
-	req.fail_on_http_error = 1;
+	req->url = c->url;
+	req->sink = install_sink;
+	req->on_headers = install_on_headers;
+	req->ctx = in;
+	req->fail_on_http_error = 1;
 	if (in->have > 0) {
-		req.range_from = (int64_t)in->have;
+		req->range_from = (int64_t)in->have;
 		/* An ETag only identifies a file on the server that issued it. */
-		if (strcasecmp(in->prefix_host, host) == 0 && in->prefix_etag[0] == '"')
-			req.if_range = in->prefix_etag;
-		hc_log(HC_LOG_INFO, MOD, "resuming at %" PRIu64 " bytes from %s", in->have, host);
+		if (strcasecmp(in->prefix_host, c->host) == 0 && in->prefix_etag[0] == '"')
+			req->if_range = in->prefix_etag;
+		hc_log(HC_LOG_INFO, MF_MOD, "resuming at %" PRIu64 " bytes from %s", in->have, c->host);
 	}
-	hc_log(HC_LOG_INFO, MOD, "downloading %s", url);
-	rc = hc_http_request(&in->cfg->http, &req, &resp, why);
-	/* Everything received is in the part file and the hash from here on. */
-	flush_errno = mf_writer_flush(in->writer);
-	if (flush_errno != 0 && in->write_errno == 0)
-		in->write_errno = flush_errno;
-	a->http_status = resp.status;
-	a->bytes = resp.body_bytes;
-	a->ms = resp.elapsed_ms;
-	if (in->progress == MF_PROGRESS_BAR && resp.body_bytes > 0)
-		install_draw(in, 1);
+}
+
+/* What a finished transfer means before the digest is looked at: GET_OK
+ * when the part now holds the whole file as far as the transfer can tell. */
+static enum get_outcome
+install_get_transfer_verdict(struct install *in, int rc, const struct hc_http_response *resp,
+                             struct mf_attempt *a, struct hc_err *why)
+{
+	const char *host = in->host;
+
 	if (in->write_errno != 0) {
 		a->result = "io";
 		hc_err_set(why, HC_EIO, "write %s: %s", in->part_path, strerror(in->write_errno));
 		return GET_LOCAL_ERROR;
+	}
+	if (in->size_mismatch) {
+		a->result = "size_mismatch";
+		hc_err_set(why, HC_EDATA, "size mismatch: %s has %s%" PRIu64 " bytes, want %" PRIu64,
+		           host, in->size_seen > in->have ? "" : "at least ", in->size_seen,
+		           in->t->size);
+		return GET_MISMATCH;
 	}
 	if (in->changed) {
 		a->result = "changed";
@@ -343,14 +375,17 @@ install_get(struct install *in, const char *url, const char *host, struct mf_att
 			return GET_CHANGED;
 		}
 		/* The part is whole: only its digest is left to check. */
-		hc_log(HC_LOG_INFO, MOD, "%s already holds all %" PRIu64 " bytes",
+		hc_log(HC_LOG_INFO, MF_MOD, "%s already holds all %" PRIu64 " bytes",
 		       in->part_path, in->have);
 		in->spliced = 1;
 		a->result = "ok";
-	} else if (rc != 0) {
-		a->result = hc_fail_name(resp.fail);
+		return GET_OK;
+	}
+	if (rc != 0) {
+		a->result = hc_fail_name(resp->fail);
 		return GET_SOURCE_FAILED;
-	} else if (in->total > 0 && in->have != in->total) {
+	}
+	if (in->total > 0 && in->have != in->total) {
 		/* A 206 that stops short of the end is not the file. The bytes
 		 * are good as far as they go: the next source resumes them. */
 		a->result = "short";
@@ -358,6 +393,23 @@ install_get(struct install *in, const char *url, const char *host, struct mf_att
 		           in->have, in->total);
 		return GET_SOURCE_FAILED;
 	}
+	if (in->t->has_size && in->have != in->t->size) {
+		a->result = "size_mismatch";
+		hc_err_set(why, HC_EDATA, "size mismatch: %s sent %" PRIu64 " bytes, want %" PRIu64,
+		           host, in->have, in->t->size);
+		return GET_MISMATCH;
+	}
+	return GET_OK;
+}
+
+/* Compares the digest of the part with --sha256, else the source's, else
+ * the one the prefix came with. */
+static enum get_outcome
+install_get_verify(struct install *in, struct mf_attempt *a, struct hc_err *why)
+{
+	char got[HC_SHA256_HEX_LEN + 1];
+	const char *want;
+
 	if (hc_sha256_hex(in->hash, got) != 0) {
 		hc_err_set(why, HC_ESOFTWARE, "sha256 failed");
 		return GET_LOCAL_ERROR;
@@ -365,15 +417,15 @@ install_get(struct install *in, const char *url, const char *host, struct mf_att
 	want = in->expect[0] != '\0' ? in->expect :
 	       in->advertised[0] != '\0' ? in->advertised : in->prefix_sha;
 	if (want[0] == '\0') {
-		hc_log(HC_LOG_WARN, MOD, "%s sent no X-File-SHA256 or Repr-Digest and no "
-		       "--sha256 was given: %s is not verified", host, in->out_path);
+		hc_log(HC_LOG_WARN, MF_MOD, "%s sent no X-File-SHA256 or Repr-Digest and no "
+		       "--sha256 was given: %s is not verified", in->host, in->out_path);
 	} else if (strcmp(got, want) != 0) {
 		a->result = "sha256_mismatch";
 		if (in->spliced) {
 			/* The prefix may be what is wrong (a stale part file): this
 			 * source deserves one try from zero before it is blamed. */
 			hc_err_set(why, HC_EDATA, "sha256 mismatch after resuming at %" PRIu64
-			           " bytes from %s", in->range_from, host);
+			           " bytes from %s", in->range_from, in->host);
 			return GET_CHANGED;
 		}
 		hc_err_set(why, HC_EDATA, "sha256 mismatch: got %s, want %s", got, want);
@@ -383,36 +435,118 @@ install_get(struct install *in, const char *url, const char *host, struct mf_att
 	return GET_OK;
 }
 
+/* One GET from c, appending to the part file. why says what went wrong. */
+static enum get_outcome
+install_get(struct install *in, const struct mf_candidate *c, struct mf_attempt *a,
+            struct hc_err *why)
+{
+	struct hc_http_request req = { 0 };
+	struct hc_http_response resp;
+	enum get_outcome outcome;
+	int rc, flush_errno;
+
+	install_get_prepare(in, c, &req);
+	hc_log(HC_LOG_INFO, MF_MOD, "downloading %s", c->url);
+	rc = hc_http_request(&in->cfg->http, &req, &resp, why);
+	/* Everything received is in the part file and the hash from here on. */
+	flush_errno = mf_writer_flush(in->writer);
+	if (flush_errno != 0 && in->write_errno == 0)
+		in->write_errno = flush_errno;
+	a->http_status = resp.status;
+	a->bytes = resp.body_bytes;
+	a->ms = resp.elapsed_ms;
+	if (in->progress == MF_PROGRESS_BAR && resp.body_bytes > 0)
+		install_draw(in, 1);
+	outcome = install_get_transfer_verdict(in, rc, &resp, a, why);
+	if (outcome != GET_OK)
+		return outcome;
+	return install_get_verify(in, a, why);
+}
+
 /* fsync, rename PATH.part to PATH, fsync the directory. */
 static int
 install_commit(struct install *in, struct hc_err *err)
 {
 	if (fsync(in->fd) != 0)
 		return hc_err_set(err, HC_EIO, "fsync %s: %s", in->part_path, strerror(errno));
-	if (rename(in->part_path, in->out_path) != 0)
+	if (renameat(in->t->part_dirfd, in->t->part_name, in->t->dirfd, in->t->name) != 0)
 		return hc_err_set(err, HC_EIO, "rename %s: %s", in->out_path, strerror(errno));
-	unlink(in->meta_path);
-	return hc_fsync_dir(in->out_path, err);
+	unlinkat(in->t->part_dirfd, in->meta_name, 0);
+	if (fsync(in->t->dirfd) != 0)
+		return hc_err_set(err, HC_EIO, "fsync the folder of %s: %s", in->out_path,
+		                  strerror(errno));
+	return 0;
 }
 
-/* Opens the part file (part_path, or PATH.part), re-hashing what an earlier
- * run left in it. */
+/* Refuses a final name that exists and is not a regular file: a link
+ * there would be replaced by the verified file but is the mark of someone
+ * else's plan, and a folder cannot be replaced at all. */
 static int
-install_open_part(struct install *in, const char *part_path, struct hc_err *err)
+install_check_final(struct install *in, struct hc_err *err)
 {
 	struct stat st;
-	int fd, rc;
 
-	if ((part_path != NULL ?
-	     hc_snprintf(in->part_path, sizeof(in->part_path), "%s", part_path) :
-	     hc_snprintf(in->part_path, sizeof(in->part_path), "%s.part", in->out_path)) != 0 ||
-	    hc_snprintf(in->meta_path, sizeof(in->meta_path), "%s" PART_META_SUFFIX,
-	                in->part_path) != 0)
-		return hc_err_set(err, HC_ECANTCREAT, "path too long: %s", in->out_path);
-	fd = open(in->part_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fstatat(in->t->dirfd, in->t->name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (errno == ENOENT)
+			return 0;
+		return hc_err_set(err, HC_ECANTCREAT, "stat %s: %s", in->out_path, strerror(errno));
+	}
+	if (S_ISLNK(st.st_mode))
+		return hc_err_set(err, HC_ECANTCREAT, "%s is a symbolic link; refusing to "
+		                  "replace it", in->out_path);
+	if (!S_ISREG(st.st_mode))
+		return hc_err_set(err, HC_ECANTCREAT, "%s exists and is not a regular file",
+		                  in->out_path);
+	return 0;
+}
+
+/* Opens the part file without following a link: created with O_EXCL, or an
+ * earlier run's regular file reopened. A link, FIFO, folder or other
+ * non-regular file there is refused before a byte is written. */
+static int
+install_open_part_fd(struct install *in, int *created, struct hc_err *err)
+{
+	const struct mf_fetch_target *t = in->t;
+	struct stat st;
+	int fd;
+
+	*created = 0;
+	fd = openat(t->part_dirfd, t->part_name,
+	            O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		*created = 1;
+		return fd;
+	}
+	if (errno == EEXIST)
+		fd = openat(t->part_dirfd, t->part_name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return hc_err_set(err, HC_ECANTCREAT, "cannot create %s: %s", in->part_path,
-		                  strerror(errno));
+		                  errno == ELOOP ? "it is a symbolic link" :
+		                  errno == EISDIR ? "it is a folder" : strerror(errno));
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return hc_err_set(err, HC_ECANTCREAT, "cannot create %s: it exists and is not a "
+		                  "regular file", in->part_path);
+	}
+	return fd;
+}
+
+/* Opens the part file, re-hashing what an earlier run left in it. */
+static int
+install_open_part(struct install *in, struct hc_err *err)
+{
+	struct stat st;
+	int fd, rc, created;
+
+	if (hc_snprintf(in->meta_name, sizeof(in->meta_name), "%s" PART_META_SUFFIX,
+	                in->t->part_name) != 0)
+		return hc_err_set(err, HC_ECANTCREAT, "path too long: %s", in->out_path);
+	rc = install_check_final(in, err);
+	if (rc != 0)
+		return rc;
+	fd = install_open_part_fd(in, &created, err);
+	if (fd < 0)
+		return fd;
 	/* Two installs to one PATH would truncate each other's bytes. The loser
 	 * leaves the part alone: in->fd stays -1, so nothing is cleaned up. */
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -423,6 +557,13 @@ install_open_part(struct install *in, const char *part_path, struct hc_err *err)
 	in->fd = fd;
 	if (fstat(in->fd, &st) != 0)
 		return hc_err_set(err, HC_EIO, "stat %s: %s", in->part_path, strerror(errno));
+	/* A part longer than the file can be is not a prefix of it. */
+	if (in->t->has_size && (uint64_t)st.st_size > in->t->size) {
+		if (ftruncate(in->fd, 0) != 0)
+			return hc_err_set(err, HC_EIO, "truncate %s: %s", in->part_path, strerror(errno));
+		unlinkat(in->t->part_dirfd, in->meta_name, 0);
+		return 0;
+	}
 	if (st.st_size == 0)
 		return 0;
 	rc = hc_sha256_fd(in->hash, in->fd, st.st_size, err);
@@ -430,131 +571,166 @@ install_open_part(struct install *in, const char *part_path, struct hc_err *err)
 		return hc_err_prefix(err, "%s", in->part_path);
 	in->have = (uint64_t)st.st_size;
 	install_load_meta(in);
-	hc_log(HC_LOG_INFO, MOD, "found %s with %" PRIu64 " bytes, resuming", in->part_path,
+	hc_log(HC_LOG_INFO, MF_MOD, "found %s with %" PRIu64 " bytes, resuming", in->part_path,
 	       in->have);
 	return 0;
 }
 
+/* What the candidate loop has met so far: it decides between "checksum
+ * failed everywhere" and "no source". */
+struct install_tally {
+	int mismatches;
+	int source_failures;
+	struct hc_err why;
+};
+
+enum try_result { TRY_COMMITTED, TRY_NEXT, TRY_STOP };
+
+/* Logs why candidate c was left, in the words of DESIGN.md section 7. */
+static void
+install_log_fallback(const struct install *in, const struct mf_candidate *c,
+                     int is_district, const struct hc_err *why)
+{
+	if (is_district)
+		hc_log(HC_LOG_WARN, MF_MOD, "district mirror %s unavailable (%s), falling back to %s",
+		       c->host, why->msg, in->cfg->origin_host);
+	else
+		hc_log(HC_LOG_WARN, MF_MOD, "source %s failed: %s", c->host, why->msg);
+}
+
+/* The file is verified: into place, and the result says where it came from. */
+static int
+install_finish(struct install *in, const struct mf_candidate *c, int fallback,
+               int64_t start, struct hc_err *err)
+{
+	struct mf_result *res = in->res;
+	int rc;
+
+	rc = install_commit(in, err);
+	if (rc != 0)
+		return rc;
+	hc_strlcpy(res->source_url, c->url, sizeof(res->source_url));
+	hc_strlcpy(res->source_host, c->host, sizeof(res->source_host));
+	res->bytes = in->have;
+	res->fallback = fallback;
+	res->elapsed_ms = hc_now_ms() - start;
+	hc_log(HC_LOG_INFO, MF_MOD, "download complete: %s %" PRIu64 " bytes sha256 %s "
+	       "from %s in %" PRId64 " ms", in->out_path, res->bytes, res->sha256, c->host,
+	       res->elapsed_ms);
+	return 0;
+}
+
+/*
+ * Tries candidate c: a HEAD probe for a district mirror, the GET, and one
+ * restart from zero when the source changed under a resume. TRY_COMMITTED
+ * when the file is verified (not yet in place), TRY_NEXT to go on, TRY_STOP
+ * when no attempt is left, or a negative status that ends the install.
+ */
+static int
+install_try(struct install *in, const struct mf_candidate *c, int is_district,
+            struct install_tally *t, struct hc_err *err)
+{
+	struct mf_attempt *a;
+	enum get_outcome outcome;
+	int rc;
+
+	a = install_new_attempt(in, c->url, c->host);
+	if (a == NULL)
+		return TRY_STOP;
+	if (is_district && install_probe(in, c->url, a, &t->why) != 0) {
+		t->source_failures++;
+		install_log_fallback(in, c, 1, &t->why);
+		return TRY_NEXT;
+	}
+	outcome = install_get(in, c, a, &t->why);
+	if (outcome == GET_CHANGED) {
+		/* Start this source again from zero, once. */
+		rc = install_discard(in, err);
+		if (rc != 0)
+			return rc;
+		hc_log(HC_LOG_WARN, MF_MOD, "%s, restarting from zero", t->why.msg);
+		a = install_new_attempt(in, c->url, c->host);
+		if (a == NULL)
+			return TRY_STOP;
+		outcome = install_get(in, c, a, &t->why);
+	}
+	if (outcome == GET_OK)
+		return TRY_COMMITTED;
+	if (outcome == GET_LOCAL_ERROR) {
+		/* A full disk needs the space back more than it needs the part. */
+		if (in->write_errno == ENOSPC) {
+			unlinkat(in->t->part_dirfd, in->t->part_name, 0);
+			unlinkat(in->t->part_dirfd, in->meta_name, 0);
+		}
+		return hc_err_set(err, t->why.status, "%s", t->why.msg);
+	}
+	if (outcome == GET_MISMATCH || outcome == GET_CHANGED) {
+		t->mismatches++;
+		rc = install_discard(in, err);
+		if (rc != 0)
+			return rc;
+	} else {
+		t->source_failures++;
+	}
+	install_log_fallback(in, c, is_district, &t->why);
+	return TRY_NEXT;
+}
+
 int
-mf_fetch(const struct mf_config *cfg, char candidates[][MF_URL_MAX], size_t n,
-         const char *out_path, const char *part_path, const char *expect_sha256,
-         enum mf_progress_mode progress, struct mf_result *res, struct hc_err *err)
+mf_fetch_at(const struct mf_config *cfg, const struct mf_candidates *cand,
+            const struct mf_fetch_target *t, enum mf_progress_mode progress,
+            struct mf_result *res, struct hc_err *err)
 {
 	struct install in;
-	struct hc_err why = { 0, "" };
+	struct install_tally tally = { 0, 0, { 0, "" } };
 	int64_t start = hc_now_ms();
-	int mismatches = 0, source_failures = 0;
 	size_t i;
-	int rc;
+	int rc = 0, tried = TRY_NEXT;
 
 	memset(res, 0, sizeof(*res));
 	memset(&in, 0, sizeof(in));
 	in.cfg = cfg;
 	in.res = res;
-	in.out_path = out_path;
+	in.t = t;
+	in.out_path = t->display;
+	in.part_path = t->part_display;
 	in.fd = -1;
 	in.progress = progress;
-	hc_strlcpy(res->path, out_path, sizeof(res->path));
-	if (n == 0)
-		return hc_err_set(err, HC_ESOFTWARE, "no candidate URL for %s", out_path);
-	if (expect_sha256 != NULL && *expect_sha256 != '\0') {
-		if (!hc_sha256_hex_valid(expect_sha256))
+	hc_strlcpy(res->path, t->display, sizeof(res->path));
+	if (cand->n == 0)
+		return hc_err_set(err, HC_ESOFTWARE, "no candidate URL for %s", t->display);
+	if (t->expect_sha256 != NULL && *t->expect_sha256 != '\0') {
+		if (!hc_sha256_hex_valid(t->expect_sha256))
 			return hc_err_set(err, HC_EUSAGE, "--sha256: '%s' is not 64 hex digits",
-			                  expect_sha256);
-		hc_hex_lower(in.expect, expect_sha256, HC_SHA256_HEX_LEN);
+			                  t->expect_sha256);
+		hc_hex_lower(in.expect, t->expect_sha256, HC_SHA256_HEX_LEN);
 	}
 	in.hash = hc_sha256_new();
 	if (in.hash == NULL)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
-	rc = install_open_part(&in, part_path, err);
+	rc = install_open_part(&in, err);
 	if (rc != 0)
 		goto done;
 	rc = mf_writer_new(in.fd, in.hash, in.have, &in.writer, err);
 	if (rc != 0)
 		goto done;
 
-	for (i = 0; i < n; i++) {
-		struct hc_url u;
-		char host[HC_HOST_MAX];
-		int is_district = n > 1 && i + 1 < n;
-		struct mf_attempt *a;
-		enum get_outcome outcome;
-
-		if (hc_url_parse(candidates[i], &u, err) != 0) {
-			rc = HC_EDATA;
-			goto done;
-		}
-		hc_strlcpy(host, u.host, sizeof(host));
-		hc_url_free(&u);
-		a = install_new_attempt(&in, candidates[i], host);
-		if (a == NULL)
-			break;
-		if (is_district && install_probe(&in, candidates[i], a, &why) != 0) {
-			source_failures++;
-			hc_log(HC_LOG_WARN, MOD, "district mirror %s unavailable (%s), falling back to %s",
-			       host, why.msg, cfg->origin_host);
-			continue;
-		}
-		outcome = install_get(&in, candidates[i], host, a, &why);
-		if (outcome == GET_CHANGED) {
-			/* Start this source again from zero, once. */
-			rc = install_discard(&in, err);
-			if (rc != 0)
-				goto done;
-			hc_log(HC_LOG_WARN, MOD, "%s, restarting from zero", why.msg);
-			a = install_new_attempt(&in, candidates[i], host);
-			if (a == NULL)
-				break;
-			outcome = install_get(&in, candidates[i], host, a, &why);
-		}
-		if (outcome == GET_OK) {
-			rc = install_commit(&in, err);
-			if (rc != 0)
-				goto done;
-			hc_strlcpy(res->source_url, candidates[i], sizeof(res->source_url));
-			hc_strlcpy(res->source_host, host, sizeof(res->source_host));
-			res->bytes = in.have;
-			res->fallback = i > 0;
-			res->elapsed_ms = hc_now_ms() - start;
-			hc_log(HC_LOG_INFO, MOD, "download complete: %s %" PRIu64 " bytes sha256 %s "
-			       "from %s in %" PRId64 " ms", out_path, res->bytes, res->sha256, host,
-			       res->elapsed_ms);
-			rc = 0;
-			goto done;
-		}
-		if (outcome == GET_LOCAL_ERROR) {
-			rc = hc_err_set(err, why.status, "%s", why.msg);
-			/* A full disk needs the space back more than it needs the part. */
-			if (in.write_errno == ENOSPC) {
-				unlink(in.part_path);
-				unlink(in.meta_path);
-			}
-			goto done;
-		}
-		if (outcome == GET_MISMATCH || outcome == GET_CHANGED) {
-			mismatches++;
-			rc = install_discard(&in, err);
-			if (rc != 0)
-				goto done;
-		} else {
-			source_failures++;
-		}
-		if (is_district)
-			hc_log(HC_LOG_WARN, MOD, "district mirror %s unavailable (%s), falling back to %s",
-			       host, why.msg, cfg->origin_host);
-		else
-			hc_log(HC_LOG_WARN, MOD, "source %s failed: %s", host, why.msg);
-	}
-	if (mismatches > 0 && source_failures == 0)
-		rc = hc_err_set(err, HC_EDATA, "checksum failed on every source: %s", why.msg);
+	for (i = 0; i < cand->n && tried == TRY_NEXT; i++)
+		tried = install_try(&in, &cand->c[i], cand->n > 1 && i + 1 < cand->n, &tally, err);
+	if (tried == TRY_COMMITTED)
+		rc = install_finish(&in, &cand->c[i - 1], i > 1, start, err);
+	else if (tried < 0)
+		rc = tried;
+	else if (tally.mismatches > 0 && tally.source_failures == 0)
+		rc = hc_err_set(err, HC_EDATA, "checksum failed on every source: %s", tally.why.msg);
 	else
-		rc = hc_err_set(err, HC_EUNAVAIL, "no source could deliver %s: %s", candidates[n - 1],
-		                why.msg);
+		rc = hc_err_set(err, HC_EUNAVAIL, "no source could deliver %s: %s",
+		                cand->c[cand->n - 1].url, tally.why.msg);
 done:
 	/* A part with bytes is kept for the next run to resume; an empty one is not. */
 	if (rc != 0 && in.fd >= 0 && in.have == 0) {
-		unlink(in.part_path);
-		unlink(in.meta_path);
+		unlinkat(t->part_dirfd, t->part_name, 0);
+		unlinkat(t->part_dirfd, in.meta_name, 0);
 	}
 	res->elapsed_ms = hc_now_ms() - start;
 	mf_writer_free(in.writer);
@@ -564,29 +740,77 @@ done:
 	return rc;
 }
 
+/* The district of an install, asked for only when the URL is the origin's. */
+static int
+install_district(void *ctx, const char **district, struct hc_err *err)
+{
+	struct install_lookup *l = ctx;
+	int rc;
+
+	rc = mf_district_lookup(l->cfg, l->district, err);
+	*district = l->district;
+	return rc;
+}
+
+/* Opens the folder of out_path and fills t: PATH and PATH.part there. */
+static int
+install_target(const char *out_path, char *part_name, size_t part_size, char *part_display,
+               size_t display_size, struct mf_fetch_target *t, struct hc_err *err)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(out_path, '/');
+
+	memset(t, 0, sizeof(*t));
+	t->dirfd = -1;
+	t->part_dirfd = -1;
+	t->display = out_path;
+	t->name = slash != NULL ? slash + 1 : out_path;
+	/* "b" lives in ".", "/b" in "/", "a/b" in "a". */
+	if (hc_snprintf(dir, sizeof(dir), "%.*s", slash == NULL || slash == out_path ? 1 :
+	                (int)(slash - out_path), slash == NULL ? "." : out_path) != 0 ||
+	    hc_snprintf(part_name, part_size, "%s.part", t->name) != 0 ||
+	    hc_snprintf(part_display, display_size, "%s.part", out_path) != 0)
+		return hc_err_set(err, HC_ECANTCREAT, "path too long: %s", out_path);
+	if (t->name[0] == '\0')
+		return hc_err_set(err, HC_ECANTCREAT, "%s: names a folder, not a file", out_path);
+	t->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (t->dirfd < 0)
+		return hc_err_set(err, HC_ECANTCREAT, "cannot create %s: %s: %s", part_display, dir,
+		                  strerror(errno));
+	t->part_dirfd = t->dirfd;
+	t->part_name = part_name;
+	t->part_display = part_display;
+	return 0;
+}
+
 int
 mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
            const char *expect_sha256, enum mf_progress_mode progress,
            struct mf_result *res, struct hc_err *err)
 {
-	char district[MF_DISTRICT_MAX] = "";
-	char candidates[2][MF_URL_MAX];
-	size_t n = 0;
+	struct install_lookup l = { cfg, "" };
+	struct mf_candidates cand;
+	struct mf_fetch_target t;
+	char part_name[PATH_MAX], part_display[PATH_MAX];
 	int rc;
 
 	memset(res, 0, sizeof(*res));
 	hc_strlcpy(res->path, out_path, sizeof(res->path));
+	if (*out_path == '\0')
+		return hc_err_set(err, HC_EUSAGE, "--out: empty path");
 	if (expect_sha256 != NULL && *expect_sha256 != '\0' && !hc_sha256_hex_valid(expect_sha256))
 		return hc_err_set(err, HC_EUSAGE, "--sha256: '%s' is not 64 hex digits",
 		                  expect_sha256);
-	if (mf_is_origin_url(url, cfg->origin_host)) {
-		rc = mf_district_lookup(cfg, district, err);
-		if (rc != 0)
-			return rc;
-	}
-	rc = mf_rewrite_url(url, district, cfg->origin_host, cfg->url_pattern, candidates, &n,
-	                    err);
+	rc = mf_candidates_for(cfg, url, install_district, &l, &cand, err);
 	if (rc != 0)
 		return rc;
-	return mf_fetch(cfg, candidates, n, out_path, NULL, expect_sha256, progress, res, err);
+	rc = install_target(out_path, part_name, sizeof(part_name), part_display,
+	                    sizeof(part_display), &t, err);
+	if (rc == 0) {
+		t.expect_sha256 = expect_sha256;
+		rc = mf_fetch_at(cfg, &cand, &t, progress, res, err);
+	}
+	if (t.dirfd >= 0)
+		close(t.dirfd);
+	return rc;
 }

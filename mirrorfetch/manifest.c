@@ -4,14 +4,14 @@
  * manifest_hash covers, and the generator behind `hydra-agent manifest`.
  * docs/sync.md is the reference for the format and the canonical form.
  */
-#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <json-c/json.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "mirrorfetch/mirrorfetch.h"
 
@@ -119,60 +119,35 @@ manifest_cmp_files(const void *a, const void *b)
 
 /* ------------------------------------------------------------ canonical form */
 
-struct manifest_buf {
-	char *p;
-	size_t len, cap;
-};
-
-static int
-manifest_buf_add(struct manifest_buf *b, const char *s, size_t len)
-{
-	if (len > b->cap - b->len) {
-		size_t cap = b->cap > 0 ? b->cap : 4096;
-		char *p;
-		while (cap - b->len < len)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (p == NULL)
-			return HC_ENOMEM;
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, len);
-	b->len += len;
-	return 0;
-}
-
 int
 mf_manifest_canonical(const struct mf_manifest *m, char **out, size_t *len,
                       struct hc_err *err)
 {
-	struct manifest_buf b = { NULL, 0, 0 };
-	char line[MANIFEST_LINE_MAX];
+	struct hc_buf b;
 	size_t i;
-	int rc = 0;
+	int rc;
 
 	*out = NULL;
 	*len = 0;
-	if (hc_snprintf(line, sizeof(line), "manifest_version\t%s\ntool_id\t%s\ntool_version\t%s\n",
-	                m->manifest_version, m->tool_id, m->tool_version) != 0)
-		return hc_err_set(err, HC_EDATA, "manifest: header too long");
-	rc = manifest_buf_add(&b, line, strlen(line));
+	/* Every line is bounded by the validated fields: the cap is never the
+	 * limit for a parsed manifest. */
+	hc_buf_init(&b, (size_t)MF_MANIFEST_FILES_MAX * MANIFEST_LINE_MAX);
+	rc = hc_buf_printf(&b, "manifest_version\t%s\ntool_id\t%s\ntool_version\t%s\n",
+	                   m->manifest_version, m->tool_id, m->tool_version);
 	for (i = 0; rc == 0 && i < m->n; i++) {
 		const struct mf_manifest_file *f = &m->files[i];
-		if (hc_snprintf(line, sizeof(line), "%s\t%s\t%" PRIu64 "\t%s\n", f->path, f->sha256,
-		                f->size, f->url) != 0) {
-			free(b.p);
-			return hc_err_set(err, HC_EDATA, "manifest: entry %s too long", f->path);
-		}
-		rc = manifest_buf_add(&b, line, strlen(line));
+		rc = hc_buf_printf(&b, "%s\t%s\t%" PRIu64 "\t%s\n", f->path, f->sha256, f->size,
+		                   f->url);
 	}
 	if (rc != 0) {
-		free(b.p);
-		return hc_err_set(err, HC_ENOMEM, "out of memory");
+		hc_buf_free(&b);
+		return hc_err_set(err, rc, rc == HC_ENOMEM ? "out of memory" :
+		                  "manifest: canonical form too long");
 	}
-	*out = b.p;
+	if (b.p == NULL && hc_buf_add(&b, "", 0) != 0)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
 	*len = b.len;
+	*out = hc_buf_take(&b);
 	return 0;
 }
 
@@ -308,14 +283,83 @@ manifest_check_tree(const struct mf_manifest *m, struct hc_err *err)
 	return 0;
 }
 
+/* manifest_version, tool_id and tool_version into m. */
+static int
+manifest_parse_header(struct json_object *root, struct mf_manifest *m, struct hc_err *err)
+{
+	int rc;
+
+	rc = manifest_get_name(root, "manifest_version", &m->manifest_version, err);
+	if (rc == 0 && strcmp(m->manifest_version, "1") != 0 &&
+	    strncmp(m->manifest_version, "1.", 2) != 0)
+		rc = hc_err_set(err, HC_EDATA, "manifest: manifest_version '%s' is not 1.x",
+		                m->manifest_version);
+	if (rc == 0)
+		rc = manifest_get_name(root, "tool_id", &m->tool_id, err);
+	if (rc == 0)
+		rc = manifest_get_name(root, "tool_version", &m->tool_version, err);
+	return rc;
+}
+
+/* Every entry of files[] into m, sorted by path and checked as a tree. */
+static int
+manifest_parse_files(struct json_object *root, struct mf_manifest *m, struct hc_err *err)
+{
+	struct json_object *files = NULL;
+	size_t n, i;
+	int rc;
+
+	if (!json_object_object_get_ex(root, "files", &files) || files == NULL ||
+	    !json_object_is_type(files, json_type_array))
+		return hc_err_set(err, HC_EDATA, "manifest: missing or non-array 'files'");
+	n = json_object_array_length(files);
+	if (n > MF_MANIFEST_FILES_MAX)
+		return hc_err_set(err, HC_EDATA, "manifest: %zu files, more than %d", n,
+		                  MF_MANIFEST_FILES_MAX);
+	m->files = calloc(n > 0 ? n : 1, sizeof(*m->files));
+	if (m->files == NULL)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	for (i = 0; i < n; i++) {
+		rc = manifest_parse_file(json_object_array_get_idx(files, i), i, &m->files[i], err);
+		m->n = i + 1;  /* so that free sees what this entry allocated */
+		if (rc != 0)
+			return rc;
+	}
+	qsort(m->files, m->n, sizeof(*m->files), manifest_cmp_files);
+	return manifest_check_tree(m, err);
+}
+
+/* manifest_hash is given, well formed, and the hash of m's canonical form. */
+static int
+manifest_check_hash(struct json_object *root, struct mf_manifest *m, struct hc_err *err)
+{
+	struct json_object *v = NULL;
+	char got[HC_SHA256_HEX_LEN + 1];
+	const char *hash;
+	int rc;
+
+	if (!json_object_object_get_ex(root, "manifest_hash", &v) || v == NULL ||
+	    !json_object_is_type(v, json_type_string))
+		return hc_err_set(err, HC_EDATA, "manifest: missing or non-string 'manifest_hash'");
+	hash = json_object_get_string(v);
+	if (!hc_sha256_hex_valid(hash))
+		return hc_err_set(err, HC_EDATA, "manifest: manifest_hash '%.80s' is not 64 hex "
+		                  "digits", hash);
+	hc_hex_lower(m->manifest_hash, hash, HC_SHA256_HEX_LEN);
+	rc = mf_manifest_hash(m, got, err);
+	if (rc != 0)
+		return rc;
+	if (strcmp(got, m->manifest_hash) != 0)
+		return hc_err_set(err, HC_EDATA, "manifest: manifest_hash mismatch: the manifest "
+		                  "says %s, its content hashes to %s", m->manifest_hash, got);
+	return 0;
+}
+
 int
 mf_manifest_parse(const char *text, size_t len, struct mf_manifest **out, struct hc_err *err)
 {
-	struct json_object *root = NULL, *files = NULL, *v = NULL;
+	struct json_object *root = NULL;
 	struct mf_manifest *m = NULL;
-	char got[HC_SHA256_HEX_LEN + 1];
-	const char *hash;
-	size_t n, i;
 	int rc;
 
 	*out = NULL;
@@ -331,65 +375,15 @@ mf_manifest_parse(const char *text, size_t len, struct mf_manifest **out, struct
 		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
 		goto done;
 	}
-	rc = manifest_get_name(root, "manifest_version", &m->manifest_version, err);
-	if (rc == 0 && strcmp(m->manifest_version, "1") != 0 &&
-	    strncmp(m->manifest_version, "1.", 2) != 0)
-		rc = hc_err_set(err, HC_EDATA, "manifest: manifest_version '%s' is not 1.x",
-		                m->manifest_version);
+	rc = manifest_parse_header(root, m, err);
 	if (rc == 0)
-		rc = manifest_get_name(root, "tool_id", &m->tool_id, err);
+		rc = manifest_parse_files(root, m, err);
 	if (rc == 0)
-		rc = manifest_get_name(root, "tool_version", &m->tool_version, err);
-	if (rc != 0)
-		goto done;
-	if (!json_object_object_get_ex(root, "files", &files) || files == NULL ||
-	    !json_object_is_type(files, json_type_array)) {
-		rc = hc_err_set(err, HC_EDATA, "manifest: missing or non-array 'files'");
-		goto done;
+		rc = manifest_check_hash(root, m, err);
+	if (rc == 0) {
+		*out = m;
+		m = NULL;
 	}
-	n = json_object_array_length(files);
-	if (n > MF_MANIFEST_FILES_MAX) {
-		rc = hc_err_set(err, HC_EDATA, "manifest: %zu files, more than %d", n,
-		                MF_MANIFEST_FILES_MAX);
-		goto done;
-	}
-	m->files = calloc(n > 0 ? n : 1, sizeof(*m->files));
-	if (m->files == NULL) {
-		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
-		goto done;
-	}
-	for (i = 0; i < n; i++) {
-		rc = manifest_parse_file(json_object_array_get_idx(files, i), i, &m->files[i], err);
-		m->n = i + 1;  /* so that free sees what this entry allocated */
-		if (rc != 0)
-			goto done;
-	}
-	qsort(m->files, m->n, sizeof(*m->files), manifest_cmp_files);
-	rc = manifest_check_tree(m, err);
-	if (rc != 0)
-		goto done;
-	if (!json_object_object_get_ex(root, "manifest_hash", &v) || v == NULL ||
-	    !json_object_is_type(v, json_type_string)) {
-		rc = hc_err_set(err, HC_EDATA, "manifest: missing or non-string 'manifest_hash'");
-		goto done;
-	}
-	hash = json_object_get_string(v);
-	if (!hc_sha256_hex_valid(hash)) {
-		rc = hc_err_set(err, HC_EDATA, "manifest: manifest_hash '%.80s' is not 64 hex digits",
-		                hash);
-		goto done;
-	}
-	hc_hex_lower(m->manifest_hash, hash, HC_SHA256_HEX_LEN);
-	rc = mf_manifest_hash(m, got, err);
-	if (rc != 0)
-		goto done;
-	if (strcmp(got, m->manifest_hash) != 0) {
-		rc = hc_err_set(err, HC_EDATA, "manifest: manifest_hash mismatch: the manifest says %s, "
-		                "its content hashes to %s", m->manifest_hash, got);
-		goto done;
-	}
-	*out = m;
-	m = NULL;
 done:
 	mf_manifest_free(m);
 	json_object_put(root);
@@ -440,96 +434,72 @@ done:
 
 struct manifest_walk {
 	const char *dir;
-	size_t dir_len;
 	struct mf_manifest_file *files;
 	size_t n, cap;
 	uint64_t bytes;
 };
 
+/* Lists and hashes one regular file, read through its folder's fd. */
 static int
-manifest_walk_add(struct manifest_walk *w, const char *full, const struct stat *st,
-                  struct hc_err *err)
+manifest_walk_add(struct manifest_walk *w, const struct hc_walk_entry *e, struct hc_err *err)
 {
 	struct mf_manifest_file *f;
-	const char *rel = full + w->dir_len + 1;
+	struct hc_sha256 *h = NULL;
 	char why[128];
-	int rc;
+	int fd = -1, rc;
 
-	if (mf_manifest_check_path(rel, strlen(rel), why, sizeof(why)) != 0)
-		return hc_err_set(err, HC_EDATA, "%s: cannot be listed: %s", full, why);
-	if (w->n >= MF_MANIFEST_FILES_MAX)
-		return hc_err_set(err, HC_EDATA, "%s: more than %d files", w->dir,
+	if (mf_manifest_check_path(e->rel, strlen(e->rel), why, sizeof(why)) != 0)
+		return hc_err_set(err, HC_EDATA, "%s/%s: cannot be listed: %s", w->dir, e->rel, why);
+	rc = hc_array_reserve((void **)&w->files, &w->cap, w->n + 1, sizeof(*w->files),
+	                      MF_MANIFEST_FILES_MAX);
+	if (rc != 0)
+		return hc_err_set(err, rc, "%s: more than %d files or out of memory", w->dir,
 		                  MF_MANIFEST_FILES_MAX);
-	if (w->n == w->cap) {
-		size_t cap = w->cap > 0 ? w->cap * 2 : 64;
-		void *p = realloc(w->files, cap * sizeof(*w->files));
-		if (p == NULL)
-			return hc_err_set(err, HC_ENOMEM, "out of memory");
-		w->files = p;
-		w->cap = cap;
-	}
 	f = &w->files[w->n];
 	memset(f, 0, sizeof(*f));
-	rc = hc_sha256_file(full, f->sha256, err);
-	if (rc != 0)
-		return rc;
-	f->path = hc_strdup(rel);
-	if (f->path == NULL)
+	h = hc_sha256_new();
+	if (h == NULL)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
-	f->size = (uint64_t)st->st_size;
+	fd = openat(e->dirfd, e->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		rc = hc_err_set(err, HC_EIO, "open %s/%s: %s", w->dir, e->rel, strerror(errno));
+		goto done;
+	}
+	rc = hc_sha256_fd(h, fd, -1, err);
+	if (rc == 0 && hc_sha256_hex(h, f->sha256) != 0)
+		rc = hc_err_set(err, HC_ESOFTWARE, "sha256 failed");
+	if (rc != 0)
+		goto done;
+	f->path = hc_strdup(e->rel);
+	if (f->path == NULL) {
+		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
+		goto done;
+	}
+	f->size = (uint64_t)e->st->st_size;
 	w->bytes += f->size;
 	w->n++;
-	return 0;
+done:
+	if (fd >= 0)
+		close(fd);
+	hc_sha256_free(h);
+	return rc;
 }
 
 static int
-manifest_walk_dir(struct manifest_walk *w, const char *path, int depth, struct hc_err *err)
+manifest_walk_one(void *ctx, const struct hc_walk_entry *e, struct hc_err *err)
 {
-	DIR *d = NULL;
-	struct dirent *de;
-	int rc = 0;
+	struct manifest_walk *w = ctx;
 
-	if (depth > MANIFEST_WALK_DEPTH_MAX)
-		return hc_err_set(err, HC_EDATA, "%s: folders nested deeper than %d", path,
-		                  MANIFEST_WALK_DEPTH_MAX);
-	d = opendir(path);
-	if (d == NULL)
-		return hc_err_set(err, HC_EIO, "open %s: %s", path, strerror(errno));
-	for (;;) {
-		char full[PATH_MAX];
-		struct stat st;
-
-		errno = 0;
-		de = readdir(d);
-		if (de == NULL) {
-			if (errno != 0)
-				rc = hc_err_set(err, HC_EIO, "read %s: %s", path, strerror(errno));
-			break;
-		}
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		/* The sync state of a synced folder is not part of the tool. */
-		if (depth == 0 && strncmp(de->d_name, ".hydra-", 7) == 0)
-			continue;
-		if (hc_snprintf(full, sizeof(full), "%s/%s", path, de->d_name) != 0) {
-			rc = hc_err_set(err, HC_EDATA, "%s/%s: path too long", path, de->d_name);
-			break;
-		}
-		if (lstat(full, &st) != 0) {
-			rc = hc_err_set(err, HC_EIO, "stat %s: %s", full, strerror(errno));
-			break;
-		}
-		if (S_ISDIR(st.st_mode))
-			rc = manifest_walk_dir(w, full, depth + 1, err);
-		else if (S_ISREG(st.st_mode))
-			rc = manifest_walk_add(w, full, &st, err);
-		else
-			hc_log(HC_LOG_WARN, MOD, "%s: not a regular file or folder, not listed", full);
-		if (rc != 0)
-			break;
-	}
-	closedir(d);
-	return rc;
+	/* The sync state of a synced folder is not part of the tool. */
+	if (e->depth == 0 && strncmp(e->name, ".hydra-", 7) == 0)
+		return S_ISDIR(e->st->st_mode) ? HC_WALK_SKIP : 0;
+	if (S_ISDIR(e->st->st_mode))
+		return 0;
+	if (S_ISREG(e->st->st_mode))
+		return manifest_walk_add(w, e, err);
+	hc_log(HC_LOG_WARN, MOD, "%s/%s: not a regular file or folder, not listed", w->dir,
+	       e->rel);
+	return 0;
 }
 
 /* {base}/api/v1/tools/{id}/{version}/files/{path}, each part percent-encoded.
@@ -556,16 +526,43 @@ manifest_file_url(const char *base, const char *id, const char *version, const c
 	                   ever, epath) != 0 ? HC_EDATA : 0;
 }
 
+/* Sorts the listed files and gives them their URLs and m its names. */
+static int
+manifest_fill(struct mf_manifest *m, const char *tool_id, const char *version,
+              const char *base_url, struct hc_err *err)
+{
+	char url[MF_URL_MAX];
+	size_t i;
+
+	qsort(m->files, m->n, sizeof(*m->files), manifest_cmp_files);
+	for (i = 0; i < m->n; i++) {
+		m->files[i].index = i;
+		if (manifest_file_url(base_url, tool_id, version, m->files[i].path, url) != 0)
+			return hc_err_set(err, HC_EDATA, "%s: URL longer than %d bytes",
+			                  m->files[i].path, MF_URL_MAX - 1);
+		m->files[i].url = hc_strdup(url);
+		if (m->files[i].url == NULL)
+			return hc_err_set(err, HC_ENOMEM, "out of memory");
+	}
+	m->manifest_version = hc_strdup(MF_MANIFEST_VERSION);
+	m->tool_id = hc_strdup(tool_id);
+	m->tool_version = hc_strdup(version);
+	if (m->manifest_version == NULL || m->tool_id == NULL || m->tool_version == NULL)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	return 0;
+}
+
 int
 mf_manifest_from_dir(const char *dir, const char *tool_id, const char *version,
                      const char *base_url, struct mf_manifest **out, struct hc_err *err)
 {
 	struct manifest_walk w;
 	struct mf_manifest *m = NULL;
-	char why[128], url[MF_URL_MAX];
+	char why[128];
 	struct hc_url u;
-	size_t i;
-	int rc;
+	char dir_name[HC_PATH_MAX * 4];
+	size_t dir_len;
+	int rc, root = -1;
 
 	*out = NULL;
 	memset(&w, 0, sizeof(w));
@@ -580,54 +577,30 @@ mf_manifest_from_dir(const char *dir, const char *tool_id, const char *version,
 		return HC_EUSAGE;
 	}
 	hc_url_free(&u);
-	w.dir = dir;
-	w.dir_len = strlen(dir);
-	while (w.dir_len > 1 && dir[w.dir_len - 1] == '/')
-		w.dir_len--;
+	/* Messages name files as "DIR/path" with DIR as given, less trailing '/'. */
+	dir_len = strlen(dir);
+	while (dir_len > 1 && dir[dir_len - 1] == '/')
+		dir_len--;
+	if (hc_snprintf(dir_name, sizeof(dir_name), "%.*s", (int)dir_len, dir) != 0)
+		return hc_err_set(err, HC_EUSAGE, "--dir: path too long");
+	w.dir = dir_name;
 	m = calloc(1, sizeof(*m));
 	if (m == NULL)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
-	{
-		char root[PATH_MAX];
-		struct stat st;
-		if (hc_snprintf(root, sizeof(root), "%.*s", (int)w.dir_len, dir) != 0) {
-			rc = hc_err_set(err, HC_EUSAGE, "--dir: path too long");
-			goto done;
-		}
-		if (stat(root, &st) != 0 || !S_ISDIR(st.st_mode)) {
-			rc = hc_err_set(err, HC_EUSAGE, "--dir %s: not a folder", dir);
-			goto done;
-		}
-		w.dir = root;
-		rc = manifest_walk_dir(&w, root, 0, err);
-		w.dir = dir;
+	root = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0) {
+		rc = hc_err_set(err, HC_EUSAGE, "--dir %s: not a folder", dir);
+		goto done;
 	}
+	rc = hc_walk(root, dir_name, MANIFEST_WALK_DEPTH_MAX, 0, manifest_walk_one, &w, err);
 	m->files = w.files;
 	m->n = w.n;
 	w.files = NULL;
 	if (rc != 0)
 		goto done;
-	qsort(m->files, m->n, sizeof(*m->files), manifest_cmp_files);
-	for (i = 0; i < m->n; i++) {
-		m->files[i].index = i;
-		if (manifest_file_url(base_url, tool_id, version, m->files[i].path, url) != 0) {
-			rc = hc_err_set(err, HC_EDATA, "%s: URL longer than %d bytes", m->files[i].path,
-			                MF_URL_MAX - 1);
-			goto done;
-		}
-		m->files[i].url = hc_strdup(url);
-		if (m->files[i].url == NULL) {
-			rc = hc_err_set(err, HC_ENOMEM, "out of memory");
-			goto done;
-		}
-	}
-	m->manifest_version = hc_strdup(MF_MANIFEST_VERSION);
-	m->tool_id = hc_strdup(tool_id);
-	m->tool_version = hc_strdup(version);
-	if (m->manifest_version == NULL || m->tool_id == NULL || m->tool_version == NULL) {
-		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
+	rc = manifest_fill(m, tool_id, version, base_url, err);
+	if (rc != 0)
 		goto done;
-	}
 	rc = mf_manifest_hash(m, m->manifest_hash, err);
 	if (rc != 0)
 		goto done;
@@ -636,6 +609,8 @@ mf_manifest_from_dir(const char *dir, const char *tool_id, const char *version,
 	*out = m;
 	m = NULL;
 done:
+	if (root >= 0)
+		close(root);
 	free(w.files);
 	mf_manifest_free(m);
 	return rc;

@@ -67,42 +67,58 @@ struct mf_result {
 int mf_district_lookup(const struct mf_config *cfg, char out[MF_DISTRICT_MAX],
                        struct hc_err *err);
 
-/*
- * The candidate URLs for url, in order: when district is non-empty and url's
- * host equals origin_host (case-insensitive), url_pattern with {district}
- * substituted plus url's path and query, then url itself; otherwise url alone.
- * *n is 1 or 2; each out[i] is MF_URL_MAX bytes. 0 or HC_EDATA / HC_ECONFIG.
- */
-int mf_rewrite_url(const char *url, const char *district, const char *origin_host,
-                   const char *url_pattern, char out[2][MF_URL_MAX], size_t *n,
-                   struct hc_err *err);
+/* Sources tried for one file: the district mirror, then the origin. */
+#define MF_CANDIDATES_MAX 2
 
-/* 1 when url's host is origin_host (case-insensitive). */
-int mf_is_origin_url(const char *url, const char *origin_host);
+/* One source of a file: its URL and that URL's host, parsed once. */
+struct mf_candidate {
+	char url[MF_URL_MAX];
+	char host[HC_HOST_MAX];
+};
+
+struct mf_candidates {
+	struct mf_candidate c[MF_CANDIDATES_MAX];
+	size_t n;
+};
+
+/* 1 when u's host is origin_host (case-insensitive). */
+int mf_is_origin(const struct hc_url *u, const char *origin_host);
+
+/*
+ * The candidates for url (already parsed into u), in order: when district is
+ * non-empty and u's host equals origin_host (case-insensitive), url_pattern
+ * with {district} substituted plus url's path and query, then url itself;
+ * otherwise url alone. out->n is 1 or 2. 0 or HC_EDATA / HC_ECONFIG.
+ */
+int mf_rewrite_url(const struct hc_url *u, const char *url, const char *district,
+                   const char *origin_host, const char *url_pattern,
+                   struct mf_candidates *out, struct hc_err *err);
+
+/* Gives the district for an origin URL: *district is "" when none is known.
+ * Called at most once per mf_candidates_for, only for origin URLs. */
+typedef int (*mf_district_fn)(void *ctx, const char **district, struct hc_err *err);
+
+/*
+ * Parses url once and gives its candidates (mf_rewrite_url), asking
+ * district() only when url is on cfg->origin_host. A URL that is not an
+ * absolute http(s) URL is HC_EUSAGE naming it: it came from the command
+ * line (manifest entries are checked when the manifest is parsed).
+ */
+int mf_candidates_for(const struct mf_config *cfg, const char *url, mf_district_fn district,
+                      void *ctx, struct mf_candidates *out, struct hc_err *err);
 
 /*
  * Installs url at out_path: see DESIGN.md section 5. expect_sha256 may be NULL.
  * out_path never holds a partial or unverified file; out_path.part holds the
- * bytes so far and is resumed by the next run. Returns 0, HC_EUNAVAIL (no
- * source reachable), HC_EDATA (checksum failed everywhere), HC_ECANTCREAT,
- * HC_EIO. res is filled in every case.
+ * bytes so far and is resumed by the next run. A bad url or an empty
+ * out_path is HC_EUSAGE, and an out_path or part that is a link or not a
+ * regular file HC_ECANTCREAT, both before any transfer. Returns 0,
+ * HC_EUNAVAIL (no source reachable), HC_EDATA (checksum failed
+ * everywhere), HC_ECANTCREAT, HC_EIO. res is filled in every case.
  */
 int mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
                const char *expect_sha256, enum mf_progress_mode progress,
                struct mf_result *res, struct hc_err *err);
-
-/*
- * The candidate loop of mf_install for one file, without the district lookup
- * and rewrite: candidates[0..n-1] come from mf_rewrite_url (with n > 1 every
- * candidate but the last is HEAD-probed first and logged as a district
- * mirror on failure). Same contract as mf_install: out_path only ever holds
- * a verified file; the bytes so far live in part_path (NULL: out_path.part,
- * with part_path.meta beside it) and are resumed. Safe to run on several
- * threads at once for different out_paths and part_paths.
- */
-int mf_fetch(const struct mf_config *cfg, char candidates[][MF_URL_MAX], size_t n,
-             const char *out_path, const char *part_path, const char *expect_sha256,
-             enum mf_progress_mode progress, struct mf_result *res, struct hc_err *err);
 
 /*
  * A pipelined writer for a part file: mf_writer_push copies bytes into a

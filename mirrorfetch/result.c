@@ -1,4 +1,5 @@
-/* The --json report of an install (DESIGN.md section 5). */
+/* The --json reports: an install's (DESIGN.md section 5) and a sync's
+ * (docs/sync.md). The one place results are printed. */
 #include <json-c/json.h>
 
 #include "mirrorfetch/mirrorfetch.h"
@@ -37,6 +38,54 @@ mf_result_print_json(const struct mf_result *res, int status, FILE *out)
 		json_object_array_add(attempts, j);
 	}
 	json_object_object_add(o, "attempts", attempts);
+	fprintf(out, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+}
+
+void
+mf_sync_result_print_json(const struct mf_sync_result *res, int status, FILE *out)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *transfers = json_object_new_array();
+	size_t i;
+
+	if (o == NULL || transfers == NULL) {
+		json_object_put(o);
+		json_object_put(transfers);
+		fputs("{\"status\": \"nomem\"}\n", out);
+		return;
+	}
+	json_object_object_add(o, "status", json_object_new_string(hc_status_name(status)));
+	json_object_object_add(o, "dir", json_object_new_string(res->dir));
+	json_object_object_add(o, "tool_id", json_object_new_string(res->tool_id));
+	json_object_object_add(o, "tool_version", json_object_new_string(res->tool_version));
+	json_object_object_add(o, "manifest_hash", json_object_new_string(res->manifest_hash));
+	json_object_object_add(o, "files", json_object_new_int64((int64_t)res->files));
+	json_object_object_add(o, "unchanged", json_object_new_int64((int64_t)res->unchanged));
+	json_object_object_add(o, "from_index", json_object_new_int64((int64_t)res->from_index));
+	json_object_object_add(o, "hashed", json_object_new_int64((int64_t)res->hashed));
+	json_object_object_add(o, "downloaded", json_object_new_int64((int64_t)res->downloaded));
+	json_object_object_add(o, "reused_staged",
+	                       json_object_new_int64((int64_t)res->reused_staged));
+	json_object_object_add(o, "deleted", json_object_new_int64((int64_t)res->deleted));
+	json_object_object_add(o, "bytes", json_object_new_int64((int64_t)res->bytes));
+	json_object_object_add(o, "total_bytes", json_object_new_int64((int64_t)res->total_bytes));
+	json_object_object_add(o, "elapsed_ms", json_object_new_int64(res->elapsed_ms));
+	json_object_object_add(o, "failed_path", json_object_new_string(res->failed_path));
+	for (i = 0; i < res->n_transfers; i++) {
+		const struct mf_sync_transfer *t = &res->transfers[i];
+		struct json_object *j = json_object_new_object();
+		if (j == NULL)
+			break;
+		json_object_object_add(j, "path", json_object_new_string(t->path != NULL ? t->path : ""));
+		json_object_object_add(j, "bytes", json_object_new_int64((int64_t)t->bytes));
+		json_object_object_add(j, "host", json_object_new_string(t->host));
+		json_object_object_add(j, "fallback", json_object_new_boolean(t->fallback));
+		json_object_object_add(j, "ms", json_object_new_int64(t->ms));
+		json_object_array_add(transfers, j);
+	}
+	json_object_object_add(o, "transfers", transfers);
 	fprintf(out, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 	                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);

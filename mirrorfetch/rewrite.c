@@ -5,18 +5,10 @@
 #include "mirrorfetch/mirrorfetch.h"
 
 int
-mf_is_origin_url(const char *url, const char *origin_host)
+mf_is_origin(const struct hc_url *u, const char *origin_host)
 {
-	struct hc_url u;
-	int same;
-
-	if (origin_host == NULL || *origin_host == '\0')
-		return 0;
-	if (hc_url_parse(url, &u, NULL) != 0)
-		return 0;
-	same = strcasecmp(u.host, origin_host) == 0;
-	hc_url_free(&u);
-	return same;
+	return origin_host != NULL && *origin_host != '\0' &&
+	       strcasecmp(u->host, origin_host) == 0;
 }
 
 /* Writes pattern with every {district} replaced into out, without a trailing
@@ -48,41 +40,70 @@ rewrite_base(const char *pattern, const char *district, char *out, size_t size)
 	return 0;
 }
 
-int
-mf_rewrite_url(const char *url, const char *district, const char *origin_host,
-               const char *url_pattern, char out[2][MF_URL_MAX], size_t *n,
-               struct hc_err *err)
+/* The district candidate for u: its URL, and its host from the one parse
+ * that also proves the pattern gives a URL. */
+static int
+rewrite_district(const struct hc_url *u, const char *district, const char *url_pattern,
+                 struct mf_candidate *out, struct hc_err *err)
 {
-	struct hc_url u = { .path_query = NULL };
 	char base[MF_URL_MAX];
+	struct hc_url d;
+
+	if (rewrite_base(url_pattern, district, base, sizeof(base)) != 0 ||
+	    hc_snprintf(out->url, sizeof(out->url), "%s%s", base, u->path_query) != 0)
+		return hc_err_set(err, HC_ECONFIG, "mirror.url_pattern: URL too long");
+	/* A pattern that yields no valid URL is a config error, not a fallback. */
+	if (hc_url_parse(out->url, &d, NULL) != 0)
+		return hc_err_set(err, HC_ECONFIG, "mirror.url_pattern gives '%s', not a URL",
+		                  out->url);
+	hc_strlcpy(out->host, d.host, sizeof(out->host));
+	hc_url_free(&d);
+	return 0;
+}
+
+int
+mf_rewrite_url(const struct hc_url *u, const char *url, const char *district,
+               const char *origin_host, const char *url_pattern,
+               struct mf_candidates *out, struct hc_err *err)
+{
 	int rc;
 
-	*n = 0;
+	out->n = 0;
+	if (district != NULL && *district != '\0' && mf_is_origin(u, origin_host)) {
+		rc = rewrite_district(u, district, url_pattern, &out->c[0], err);
+		if (rc != 0)
+			return rc;
+		out->n = 1;
+	}
+	if (hc_strlcpy(out->c[out->n].url, url, MF_URL_MAX) != 0) {
+		out->n = 0;
+		return hc_err_set(err, HC_EDATA, "URL too long");
+	}
+	hc_strlcpy(out->c[out->n].host, u->host, sizeof(out->c[out->n].host));
+	out->n++;
+	return 0;
+}
+
+int
+mf_candidates_for(const struct mf_config *cfg, const char *url, mf_district_fn district,
+                  void *ctx, struct mf_candidates *out, struct hc_err *err)
+{
+	struct hc_url u;
+	const char *d = "";
+	int rc;
+
+	out->n = 0;
 	rc = hc_url_parse(url, &u, err);
-	if (rc != 0)
-		return rc;
-	if (district != NULL && *district != '\0' && origin_host != NULL &&
-	    strcasecmp(u.host, origin_host) == 0) {
-		if (rewrite_base(url_pattern, district, base, sizeof(base)) != 0 ||
-		    hc_snprintf(out[0], MF_URL_MAX, "%s%s", base, u.path_query) != 0) {
-			rc = hc_err_set(err, HC_ECONFIG, "mirror.url_pattern: URL too long");
-			goto done;
-		}
-		/* A pattern that yields no valid URL is a config error, not a fallback. */
-		if (hc_cfg_check_url(out[0], base, sizeof(base)) != 0) {
-			rc = hc_err_set(err, HC_ECONFIG, "mirror.url_pattern gives '%s', not a URL",
-			                out[0]);
-			goto done;
-		}
-		*n = 1;
+	if (rc != 0) {
+		hc_err_prefix(err, "URL '%s'", url);
+		if (err != NULL)
+			err->status = HC_EUSAGE;
+		return HC_EUSAGE;
 	}
-	if (hc_strlcpy(out[*n], url, MF_URL_MAX) != 0) {
-		rc = hc_err_set(err, HC_EDATA, "URL too long");
-		goto done;
-	}
-	(*n)++;
-	rc = 0;
-done:
+	if (mf_is_origin(&u, cfg->origin_host))
+		rc = district(ctx, &d, err);
+	if (rc == 0)
+		rc = mf_rewrite_url(&u, url, d, cfg->origin_host, cfg->url_pattern, out, err);
 	hc_url_free(&u);
 	return rc;
 }

@@ -41,6 +41,16 @@ t_grep "malformed YAML names file:line:col" "$T_DIR/broken.out" "broken.yaml:2:"
 "$A" --config "$T_DIR/none.yaml" check-config > "$T_DIR/none.out" 2>&1
 t_eq "a named config that is missing exits 66 (EX_NOINPUT)" "$?" 66
 
+# A malformed URL is a usage error before anything is written or fetched.
+"$A" --config "$T_DIR/good.yaml" sync --manifest "http://" --dir "$T_DIR/never" \
+	> "$T_DIR/badurl.out" 2>&1
+t_eq "sync --manifest http:// exits 64" "$?" 64
+[ ! -e "$T_DIR/never" ] && t_ok "sync with a malformed --manifest URL creates no DIR" ||
+	t_fail "sync with a malformed --manifest URL creates no DIR" "$(ls -A "$T_DIR")"
+"$A" --config "$T_DIR/good.yaml" install --url "http://127.0.0.1:99999/b" --out "" \
+	> "$T_DIR/emptyout.out" 2>&1
+t_eq "install --out \"\" exits 64" "$?" 64
+
 # make install puts the programs and the man page under DESTDIR/PREFIX.
 make -s -C "$T_ROOT" BUILD="$BUILD" install DESTDIR="$T_DIR/dest" PREFIX=/usr/local > "$T_DIR/install.log" 2>&1
 t_eq "make install succeeds" "$?" 0

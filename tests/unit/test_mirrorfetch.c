@@ -5,12 +5,50 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "mirrorfetch/mirrorfetch.h"
 
 #define ORIGIN "mirror-a.experiencenet.com"
 #define PATTERN "https://{district}.hydramirror.experiencenet.com"
+
+/* mf_rewrite_url over a URL parsed here; the candidates' URLs in out. */
+static int
+rewrite(const char *url, const char *district, const char *pattern, char out[2][MF_URL_MAX],
+        size_t *n, struct hc_err *err)
+{
+	struct mf_candidates c;
+	struct hc_url u;
+	size_t i;
+	int rc;
+
+	*n = 0;
+	rc = hc_url_parse(url, &u, err);
+	if (rc != 0)
+		return rc;
+	rc = mf_rewrite_url(&u, url, district, ORIGIN, pattern, &c, err);
+	hc_url_free(&u);
+	for (i = 0; rc == 0 && i < c.n; i++)
+		snprintf(out[i], MF_URL_MAX, "%s", c.c[i].url);
+	if (rc == 0)
+		*n = c.n;
+	return rc;
+}
+
+/* 1 when url parses and is on ORIGIN. */
+static int
+is_origin(const char *url)
+{
+	struct hc_url u;
+	int yes;
+
+	if (hc_url_parse(url, &u, NULL) != 0)
+		return 0;
+	yes = mf_is_origin(&u, ORIGIN);
+	hc_url_free(&u);
+	return yes;
+}
 
 static void
 test_rewrite_origin_url(void **state)
@@ -20,9 +58,9 @@ test_rewrite_origin_url(void **state)
 	size_t n = 0;
 
 	(void)state;
-	assert_int_equal(mf_rewrite_url(
+	assert_int_equal(rewrite(
 	    "https://mirror-a.experiencenet.com/api/v1/peer/files/exp/build-42.zip?v=3",
-	    "bxl1", ORIGIN, PATTERN, out, &n, &err), 0);
+	    "bxl1", PATTERN, out, &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(out[0],
 	    "https://bxl1.hydramirror.experiencenet.com/api/v1/peer/files/exp/build-42.zip?v=3");
@@ -38,13 +76,13 @@ test_rewrite_host_case_insensitive(void **state)
 	size_t n = 0;
 
 	(void)state;
-	assert_int_equal(mf_rewrite_url("https://MIRROR-A.ExperienceNet.com/b.zip", "bxl1",
-	                                ORIGIN, PATTERN, out, &n, &err), 0);
+	assert_int_equal(rewrite("https://MIRROR-A.ExperienceNet.com/b.zip", "bxl1", PATTERN, out,
+	                         &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(out[0], "https://bxl1.hydramirror.experiencenet.com/b.zip");
-	assert_true(mf_is_origin_url("https://MIRROR-A.experiencenet.com/x", ORIGIN));
-	assert_false(mf_is_origin_url("https://mirror-b.experiencenet.com/x", ORIGIN));
-	assert_false(mf_is_origin_url("https://mirror-a.experiencenet.com.evil/x", ORIGIN));
+	assert_true(is_origin("https://MIRROR-A.experiencenet.com/x"));
+	assert_false(is_origin("https://mirror-b.experiencenet.com/x"));
+	assert_false(is_origin("https://mirror-a.experiencenet.com.evil/x"));
 }
 
 static void
@@ -55,8 +93,8 @@ test_no_district_means_origin_alone(void **state)
 	size_t n = 0;
 
 	(void)state;
-	assert_int_equal(mf_rewrite_url("https://mirror-a.experiencenet.com/b.zip", "",
-	                                ORIGIN, PATTERN, out, &n, &err), 0);
+	assert_int_equal(rewrite("https://mirror-a.experiencenet.com/b.zip", "", PATTERN, out, &n,
+	                         &err), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(out[0], "https://mirror-a.experiencenet.com/b.zip");
 }
@@ -69,8 +107,8 @@ test_other_host_untouched(void **state)
 	size_t n = 0;
 
 	(void)state;
-	assert_int_equal(mf_rewrite_url("https://cdn.example.com/mirror-a.experiencenet.com/b.zip",
-	                                "bxl1", ORIGIN, PATTERN, out, &n, &err), 0);
+	assert_int_equal(rewrite("https://cdn.example.com/mirror-a.experiencenet.com/b.zip",
+	                                "bxl1", PATTERN, out, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(out[0], "https://cdn.example.com/mirror-a.experiencenet.com/b.zip");
 }
@@ -83,8 +121,8 @@ test_pattern_with_port_and_slash(void **state)
 	size_t n = 0;
 
 	(void)state;
-	assert_int_equal(mf_rewrite_url("http://mirror-a.experiencenet.com:8080/f", "gnt2",
-	                                ORIGIN, "http://{district}.m.example:9090/", out, &n,
+	assert_int_equal(rewrite("http://mirror-a.experiencenet.com:8080/f", "gnt2",
+	                         "http://{district}.m.example:9090/", out, &n,
 	                                &err), 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(out[0], "http://gnt2.m.example:9090/f");
@@ -99,11 +137,55 @@ test_bad_inputs(void **state)
 	size_t n = 0;
 
 	(void)state;
-	assert_int_equal(mf_rewrite_url("not a url", "bxl1", ORIGIN, PATTERN, out, &n, &err),
+	assert_int_equal(rewrite("not a url", "bxl1", PATTERN, out, &n, &err),
 	                 HC_EDATA);
-	assert_int_equal(mf_rewrite_url("https://mirror-a.experiencenet.com/b", "bxl1", ORIGIN,
-	                                "{district}", out, &n, &err), HC_ECONFIG);
+	assert_int_equal(rewrite("https://mirror-a.experiencenet.com/b", "bxl1", "{district}", out,
+	                         &n, &err), HC_ECONFIG);
 	assert_string_equal(err.msg, "mirror.url_pattern gives 'bxl1/b', not a URL");
+}
+
+/* The district callback of test_candidates_for: counts its calls. */
+static int
+fixed_district(void *ctx, const char **district, struct hc_err *err)
+{
+	(void)err;
+	(*(int *)ctx)++;
+	*district = "bxl1";
+	return 0;
+}
+
+/* One parse gives the candidates and their hosts; the district is asked
+ * for only for origin URLs; a bad URL is a usage error naming it. */
+static void
+test_candidates_for(void **state)
+{
+	struct mf_config cfg;
+	struct mf_candidates c;
+	struct hc_err err = { 0, "" };
+	int calls = 0;
+
+	(void)state;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.origin_host = ORIGIN;
+	cfg.url_pattern = PATTERN;
+	assert_int_equal(mf_candidates_for(&cfg, "https://mirror-a.experiencenet.com/b.zip",
+	                                   fixed_district, &calls, &c, &err), 0);
+	assert_int_equal(calls, 1);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.c[0].host, "bxl1.hydramirror.experiencenet.com");
+	assert_string_equal(c.c[1].host, "mirror-a.experiencenet.com");
+	assert_int_equal(mf_candidates_for(&cfg, "http://127.0.0.1:8080/b.zip", fixed_district,
+	                                   &calls, &c, &err), 0);
+	assert_int_equal(calls, 1);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.c[0].host, "127.0.0.1");
+	assert_int_equal(mf_candidates_for(&cfg, "ftp://h/x", fixed_district, &calls, &c, &err),
+	                 HC_EUSAGE);
+	assert_int_equal(err.status, HC_EUSAGE);
+	assert_non_null(strstr(err.msg, "ftp://h/x"));
+	assert_int_equal(mf_candidates_for(&cfg, "http://127.0.0.1:99999/x", fixed_district,
+	                                   &calls, &c, &err), HC_EUSAGE);
+	assert_int_equal(c.n, 0);
 }
 
 int
@@ -116,6 +198,7 @@ main(void)
 		cmocka_unit_test(test_other_host_untouched),
 		cmocka_unit_test(test_pattern_with_port_and_slash),
 		cmocka_unit_test(test_bad_inputs),
+		cmocka_unit_test(test_candidates_for),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,205 @@
+/*
+ * mirrorfetch's private part: what the files of an install and a sync share.
+ * Not an interface: only the files of mirrorfetch and its unit tests
+ * include it.
+ *
+ *   beneath.c  opening, making and removing paths below a folder fd, no link
+ *              followed (every path under a synced DIR goes through it)
+ *   index.c    DIR/.hydra-index: which files are known right without hashing
+ *   plan.c     what each manifest entry needs: keep, reuse from staging, fetch
+ *   transfer.c the manifest download and the fetch workers
+ *   swap.c     staged files into DIR, --delete, the staging cleanup
+ *   sync.c     mf_sync: the phases in order
+ */
+#ifndef MIRRORFETCH_INTERNAL_H
+#define MIRRORFETCH_INTERNAL_H
+
+#include <pthread.h>
+#include <sys/stat.h>
+
+#include "mirrorfetch/mirrorfetch.h"
+
+#define MF_MOD "mirrorfetch"
+/* Under staging: the part files of downloads in progress. */
+#define MF_SYNC_PARTS_DIR ".hydra-parts"
+/* Names that start so at the top of DIR are the sync's own state. */
+#define MF_SYNC_RESERVED_PREFIX ".hydra-"
+/* Folders below DIR deeper than this are refused: a manifest path is under
+ * MF_MANIFEST_PATH_MAX bytes, so it has fewer segments than half of that. */
+#define MF_SYNC_DEPTH_MAX (MF_MANIFEST_PATH_MAX / 2)
+
+/* ------------------------------------------------------------------ beneath */
+
+/* Opens rel (relative, '/'-separated) below dirfd without following any
+ * link and without leaving dirfd: openat2 with RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS, or O_NOFOLLOW at each step where openat2 is missing.
+ * flags as for openat; O_CLOEXEC is added. The fd, or -1 with errno (ELOOP
+ * or ENOTDIR for a link on the way). With O_PATH the fallback may hand back
+ * a final link itself: callers check the type with fstat. */
+int mf_open_beneath(int dirfd, const char *rel, int flags, mode_t mode);
+
+/* Opens the folder rel below dirfd into *out ("" is dirfd itself, dup'ed).
+ * With create, missing folders are made (0755) and fsynced into their
+ * parent; with replace too, an entry in the way that is not a folder (a
+ * link, a file) is removed first. what names dirfd in messages. 0,
+ * HC_ENOTFOUND (absent, without create), HC_ECANTCREAT. */
+int mf_dir_beneath(int dirfd, const char *rel, int create, int replace, int *out,
+                   const char *what, struct hc_err *err);
+
+/* Removes the entry name of dirfd and, for a folder, all it holds; no link
+ * is followed (a link is removed, never its target). Absent is fine. 0,
+ * HC_EIO or HC_EDATA (deeper than MF_SYNC_DEPTH_MAX). */
+int mf_remove_tree_at(int dirfd, const char *name, const char *what, struct hc_err *err);
+
+/* Reads the regular file name in dirfd (a link is not followed) up to max
+ * bytes into *out, NUL added; caller frees. HC_ENOTFOUND, HC_EDATA (larger
+ * than max, or not a regular file), HC_EIO. */
+int mf_read_at(int dirfd, const char *name, size_t max, char **out, size_t *len,
+               struct hc_err *err);
+
+/* Writes name in dirfd atomically: a new temp file beside it (O_EXCL,
+ * O_NOFOLLOW), fsync, renameat over name (a link there is replaced, not
+ * followed), fsync of dirfd. On error name is unchanged and no temp file
+ * is left. 0 or HC_EIO. */
+int mf_write_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+                struct hc_err *err);
+
+/* Splits rel at its last '/': the folder part into parent ("" when none),
+ * and *base points at the last segment within rel. 0 or HC_EDATA when
+ * parent is too small. */
+int mf_split_path(const char *rel, char *parent, size_t size, const char **base);
+
+/* ------------------------------------------------------------------ fetch */
+
+/* Where mf_fetch_at puts one file: the part file part_name in part_dirfd
+ * (its meta beside it), renamed to name in dirfd once verified. */
+struct mf_fetch_target {
+	int dirfd;
+	const char *name;
+	int part_dirfd;
+	const char *part_name;
+	const char *display;        /* the file's path in logs and results */
+	const char *part_display;   /* the part file's, in messages */
+	const char *expect_sha256;  /* NULL or "": the source's digest decides */
+	int has_size;               /* size is the byte count the file must have */
+	uint64_t size;
+};
+
+/* The candidate loop of mf_install for one file, for a target given by
+ * folder fds; with cand->n > 1 every candidate but the last is HEAD-probed
+ * first and logged as a district mirror on failure. The final name only
+ * ever holds a verified file; the bytes so far live in the part file and
+ * are resumed. Safe on several threads for different targets. A part or
+ * final name that is a link or not a regular file is refused with
+ * HC_ECANTCREAT before anything is written or downloaded. With has_size, a
+ * source that sends another byte count fails like a digest mismatch. */
+int mf_fetch_at(const struct mf_config *cfg, const struct mf_candidates *cand,
+                const struct mf_fetch_target *t, enum mf_progress_mode progress,
+                struct mf_result *res, struct hc_err *err);
+
+/* ------------------------------------------------------------------ index */
+
+struct mf_index_entry {
+	char *path;
+	char sha256[HC_SHA256_HEX_LEN + 1];
+	uint64_t size;
+	int64_t mtime_ns, ctime_ns;
+	uint64_t ino;
+};
+
+/* Entries sorted by path once loaded; an empty index has entries NULL. */
+struct mf_index {
+	struct mf_index_entry *entries;
+	size_t n, cap;
+};
+
+/* Loads name in dirfd into idx (empty first). A missing or damaged index
+ * only costs hashing: it is logged, never an error, and damaged lines are
+ * skipped. */
+void mf_index_load(struct mf_index *idx, int dirfd, const char *name);
+/* The entry for path, or NULL. */
+const struct mf_index_entry *mf_index_find(const struct mf_index *idx, const char *path);
+/* 1 when st is the file e was recorded from (size, mtime, ctime, inode). */
+int mf_index_same_stat(const struct mf_index_entry *e, const struct stat *st);
+/* Appends an entry (path copied). 0, HC_ENOMEM or HC_EDATA past the bound. */
+int mf_index_add(struct mf_index *idx, const char *path, const char *sha256,
+                 const struct stat *st, struct hc_err *err);
+/* Writes idx as name in dirfd atomically (mf_write_at). */
+int mf_index_save(const struct mf_index *idx, int dirfd, const char *name,
+                  struct hc_err *err);
+void mf_index_free(struct mf_index *idx);
+
+/* ------------------------------------------------------------------ sync */
+
+enum mf_sync_action {
+	MF_SYNC_KEEP,      /* DIR already holds it */
+	MF_SYNC_STAGED,    /* a verified copy waits in staging */
+	MF_SYNC_FETCH,     /* download into staging */
+};
+
+/* What planning still has to hash for an item. */
+enum mf_sync_check {
+	MF_CHECK_NONE,
+	MF_CHECK_DIR,      /* DIR/path has the right size but no index entry says so */
+	MF_CHECK_STAGED,   /* a copy of the right size waits in staging */
+};
+
+struct mf_sync_item {
+	const struct mf_manifest_file *f;
+	enum mf_sync_action action;
+	int indexed;             /* st is valid for the index */
+	struct stat st;
+	enum mf_sync_check check;
+	int matched;             /* the hash of the checked copy is the manifest's */
+	int done;                /* fetched and verified */
+};
+
+/* One sync's state, shared by its phases. dir_fd and staging_fd are open
+ * folders (staging_fd -1 until staging exists); every path below them is
+ * opened through mf_open_beneath / mf_dir_beneath. */
+struct mf_sync {
+	const struct mf_config *cfg;
+	const struct mf_sync_options *opt;
+	struct mf_sync_result *res;
+	struct mf_manifest *m;
+	const char *dir;         /* DIR as given, without trailing slashes, for messages */
+	int dir_fd;
+	int staging_fd;
+	char district[MF_DISTRICT_MAX];
+	int district_known;
+	pthread_mutex_t district_mu;
+	struct mf_index index;
+	struct mf_sync_item *items;
+	size_t n_fetch;
+	/* Workers. */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	size_t next;             /* next item to look at */
+	size_t running;          /* workers not yet ended */
+	int stop;                /* a fetch failed: start no more */
+	int fail_status;
+	char fail_msg[HC_ERR_MAX];
+	atomic_uint_least64_t rx;
+	uint64_t done_bytes;
+	size_t done_files;
+};
+
+/* Fills s->items and s->n_fetch: KEEP when DIR holds the file (index, else
+ * hash), STAGED when a verified copy waits in staging, else FETCH. Hashing
+ * runs on opt->jobs threads. Counts go into s->res. Writes nothing. */
+int mf_plan(struct mf_sync *s, struct hc_err *err);
+
+/* Gets the manifest (opt->manifest, a URL through the candidates or a file),
+ * parses it and checks opt->manifest_hash; into s->m. */
+int mf_transfer_manifest(struct mf_sync *s, struct hc_err *err);
+/* Fetches every FETCH item into staging on opt->jobs threads; the first
+ * failure stops the others and is returned. */
+int mf_transfer_all(struct mf_sync *s, struct hc_err *err);
+
+/* Renames every fetched or staged file into DIR, making the folders on the
+ * way, then fsyncs the folders it changed. */
+int mf_swap(struct mf_sync *s, struct hc_err *err);
+/* --delete: removes what DIR holds that the manifest does not list. */
+int mf_swap_delete_extra(struct mf_sync *s, struct hc_err *err);
+
+#endif
