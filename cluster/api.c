@@ -107,15 +107,18 @@ static int
 clu_fail(struct clu_response *resp, int status, const char *fmt, ...)
 {
 	char msg[HC_ERR_MAX];
+	char clean[HC_ERR_MAX * 3]; /* each bad byte may become 3 */
 	struct json_object *obj;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* The message may quote a client's bytes; JSON text must be UTF-8. */
+	clu_utf8_repair(msg, clean, sizeof(clean));
 	obj = json_object_new_object();
 	if (obj == NULL ||
-	    json_object_object_add(obj, "error", json_object_new_string(msg)) != 0) {
+	    json_object_object_add(obj, "error", json_object_new_string(clean)) != 0) {
 		json_object_put(obj);
 		return HC_ENOMEM;
 	}
@@ -477,15 +480,61 @@ oom:
 	return HC_ENOMEM;
 }
 
-/* Parses a request body that must be a JSON object with only the listed
- * fields. Returns 0 with *out set, or answers 400/413 and sets *answered. */
+/* One field a request body may carry and the JSON type it must have; null
+ * is never accepted for a field that is present. */
+struct clu_field {
+	const char *name;
+	enum json_type type;
+	const char *label;   /* "a string": for "expected a string, got null" */
+};
+
+static const char *
+clu_json_type_label(struct json_object *v)
+{
+	switch (json_object_get_type(v)) {
+	case json_type_null:    return "null";
+	case json_type_boolean: return "a boolean";
+	case json_type_double:  return "a number";
+	case json_type_int:     return "an integer";
+	case json_type_object:  return "an object";
+	case json_type_array:   return "an array";
+	case json_type_string:  return "a string";
+	}
+	return "something else";
+}
+
+/* Checks each member of obj against fields: known name, the right type.
+ * 0, or HC_EDATA with err naming the field. */
 static int
-clu_body_object(const struct clu_request *req, const char *const *allowed,
+clu_body_fields(struct json_object *obj, const struct clu_field *fields,
+                struct hc_err *err)
+{
+	size_t k;
+
+	json_object_object_foreach(obj, key, val) {
+		for (k = 0; fields[k].name != NULL; k++) {
+			if (strcmp(key, fields[k].name) == 0)
+				break;
+		}
+		if (fields[k].name == NULL)
+			return hc_err_set(err, HC_EDATA, "unknown field '%s'", key);
+		if (val == NULL || !json_object_is_type(val, fields[k].type))
+			return hc_err_set(err, HC_EDATA, "field '%s': expected %s, got %s", key,
+			                  fields[k].label, clu_json_type_label(val));
+	}
+	return 0;
+}
+
+/* Parses a request body that must be a JSON object with only the listed
+ * fields, each of its type, in valid UTF-8 without NULs or repeated keys.
+ * Returns 0 with *out set, or answers 400/413 and sets *answered. */
+static int
+clu_body_object(const struct clu_request *req, const struct clu_field *fields,
                 struct json_object **out, struct clu_response *resp, int *answered)
 {
 	struct json_object *obj = NULL;
 	struct hc_err err = { 0, "" };
-	size_t k;
+	int rc;
 
 	*out = NULL;
 	*answered = 1;
@@ -495,23 +544,14 @@ clu_body_object(const struct clu_request *req, const char *const *allowed,
 		return clu_fail(resp, 400, "request body: expected a JSON object");
 	if (hc_json_parse(req->body, req->body_len, &obj, &err) != 0)
 		return clu_fail(resp, 400, "request body: %s", err.msg);
-	if (!json_object_is_type(obj, json_type_object)) {
+	rc = clu_json_strict(req->body, req->body_len, &err);
+	if (rc == 0 && !json_object_is_type(obj, json_type_object))
+		rc = hc_err_set(&err, HC_EDATA, "expected a JSON object");
+	if (rc == 0)
+		rc = clu_body_fields(obj, fields, &err);
+	if (rc != 0) {
 		json_object_put(obj);
-		return clu_fail(resp, 400, "request body: expected a JSON object");
-	}
-	{
-		json_object_object_foreach(obj, key, val) {
-			(void)val;
-			for (k = 0; allowed[k] != NULL; k++) {
-				if (strcmp(key, allowed[k]) == 0)
-					break;
-			}
-			if (allowed[k] == NULL) {
-				int rc = clu_fail(resp, 400, "request body: unknown field '%s'", key);
-				json_object_put(obj);
-				return rc;
-			}
-		}
+		return rc == HC_ENOMEM ? rc : clu_fail(resp, 400, "request body: %s", err.msg);
 	}
 	*answered = 0;
 	*out = obj;
@@ -539,7 +579,11 @@ static int
 clu_post_district(struct clu_api *api, const char *id, const struct clu_request *req,
                   struct clu_response *resp)
 {
-	static const char *const allowed[] = { "district", "venue", NULL };
+	static const struct clu_field fields[] = {
+		{ "district", json_type_string, "a string" },
+		{ "venue", json_type_string, "a string" },
+		{ NULL, json_type_null, NULL },
+	};
 	const struct clu_node *n = clu_fleet_find(api->fleet, id);
 	struct json_object *body = NULL;
 	struct hc_err err = { 0, "" };
@@ -549,7 +593,7 @@ clu_post_district(struct clu_api *api, const char *id, const struct clu_request 
 
 	if (n == NULL)
 		return clu_fail(resp, 404, "unknown node '%s'", id);
-	rc = clu_body_object(req, allowed, &body, resp, &answered);
+	rc = clu_body_object(req, fields, &body, resp, &answered);
 	if (rc != 0 || answered)
 		return rc;
 	if (hc_json_get_string(body, "district", &district, &err) != 0 ||
@@ -592,7 +636,11 @@ static int
 clu_post_status(struct clu_api *api, const char *id, const struct clu_request *req,
                 struct clu_response *resp)
 {
-	static const char *const allowed[] = { "status", "drained", NULL };
+	static const struct clu_field fields[] = {
+		{ "status", json_type_string, "a string" },
+		{ "drained", json_type_boolean, "a boolean" },
+		{ NULL, json_type_null, NULL },
+	};
 	const struct clu_node *n = clu_fleet_find(api->fleet, id);
 	struct json_object *body = NULL, *v = NULL;
 	struct hc_err err = { 0, "" };
@@ -602,7 +650,7 @@ clu_post_status(struct clu_api *api, const char *id, const struct clu_request *r
 
 	if (n == NULL)
 		return clu_fail(resp, 404, "unknown node '%s'", id);
-	rc = clu_body_object(req, allowed, &body, resp, &answered);
+	rc = clu_body_object(req, fields, &body, resp, &answered);
 	if (rc != 0 || answered)
 		return rc;
 	if (hc_json_opt_string(body, "status", &status_text, &err) != 0) {
@@ -614,12 +662,8 @@ clu_post_status(struct clu_api *api, const char *id, const struct clu_request *r
 		              "or offline", status_text);
 		goto done;
 	}
-	if (json_object_object_get_ex(body, "drained", &v) && v != NULL) {
-		if (hc_json_get_bool(body, "drained", &drained, &err) != 0) {
-			rc = clu_fail(resp, 400, "request body: %s", err.msg);
-			goto done;
-		}
-	}
+	if (json_object_object_get_ex(body, "drained", &v))
+		drained = json_object_get_boolean(v) ? 1 : 0;
 	if (status == -1 && drained == -1) {
 		rc = clu_fail(resp, 400, "request body: nothing to change: give 'status', "
 		              "'drained' or both");

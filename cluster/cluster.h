@@ -184,6 +184,19 @@ int clu_api_handle(struct clu_api *api, const struct clu_request *req,
                    struct clu_response *resp);
 void clu_response_free(struct clu_response *resp);
 
+/* ------------------------------------------------------------------ json */
+
+/* Checks a request body json-c already accepted, for what json-c lets
+ * through: invalid UTF-8, a NUL byte or a \u0000 in a string, a key given
+ * twice in one object. 0, or HC_EDATA with err naming the field
+ * ("field 'drained' given twice"), HC_ENOMEM. */
+int clu_json_strict(const char *text, size_t len, struct hc_err *err);
+/* Length of the longest valid UTF-8 prefix of s[0..len). */
+size_t clu_utf8_valid_len(const char *s, size_t len);
+/* Copies the string in to out (size > 0) as valid UTF-8, each invalid byte
+ * replaced with U+FFFD, cut short at a character boundary to fit. */
+void clu_utf8_repair(const char *in, char *out, size_t size);
+
 /* ------------------------------------------------------------------ server */
 
 struct clu_server; /* opaque: libmicrohttpd daemon serving a clu_api */

@@ -206,6 +206,21 @@ expect "drained of the wrong type is 400" 400 \
 	"field 'drained': expected a boolean, got a string"
 req POST "/nodes/$BOOM/status" '{}'
 expect "a status change of nothing is 400" 400 "nothing to change"
+# Issue 19 item 13: what json-c lets through is refused, the field named.
+req POST "/nodes/$BOOM/status" '{"drained":null}'
+expect "null for a boolean is 400" 400 "field 'drained': expected a boolean, got null"
+req POST "/nodes/$BOOM/district" '{"district":"bxl1-test","district":"bxl1"}'
+expect "a key given twice is 400" 400 "field 'district' given twice"
+req POST "/nodes/$BOOM/district" '{"district":"bxl1\u0000-test"}'
+expect "a NUL in a string is 400" 400 "field 'district': contains a NUL character"
+req POST "/nodes/$BOOM/district" "$(printf '{"district":"bxl1\377"}')"
+expect "invalid UTF-8 in a body is 400" 400 "request body: invalid UTF-8 at offset 17"
+req GET "/nodes/node-%FF%C0"
+if [ "$CODE" = 400 ] && python3 -c 'import json,sys; json.load(open(sys.argv[1], encoding="utf-8"))' "$OUT" 2>/dev/null; then
+	t_ok "an error quoting invalid bytes is still valid JSON"
+else
+	t_fail "an error quoting invalid bytes is still valid JSON" "$CODE $(od -c "$OUT" | head -3)"
+fi
 head -c 5000 /dev/zero | tr '\0' ' ' > "$T_DIR/big.json"
 CODE=$(curl -s -o "$OUT" -w '%{http_code}' -X POST --data-binary @"$T_DIR/big.json" \
 	"$URL/nodes/$BOOM/status")

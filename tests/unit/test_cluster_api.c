@@ -147,7 +147,7 @@ test_errors(void **state)
 	expect(api, "GET", "/api/v1/nodes/bad%20id", NULL, NULL, 400,
 	       "node id: 'bad%20id' is not a node id");
 	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/district", NULL, "{\"district\":null}",
-	       400, "request body: missing field 'district'");
+	       400, "request body: field 'district': expected a string, got null");
 	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/district", NULL,
 	       "{\"district\":\"bxl1\",\"venue\":7}", 400,
 	       "request body: field 'venue': expected a string, got an integer");
@@ -157,7 +157,10 @@ test_errors(void **state)
 	       "{\"status\":\"online\",\"drained\":1}", 400,
 	       "field 'drained': expected a boolean, got an integer");
 	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/status", NULL,
-	       "{\"status\":null,\"drained\":null}", 400, "nothing to change");
+	       "{\"status\":null,\"drained\":null}", 400,
+	       "field 'status': expected a string, got null");
+	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/status", NULL, "{}", 400,
+	       "nothing to change");
 	memset(big, ' ', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/status", NULL, big, 413,
@@ -229,6 +232,116 @@ test_save(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* Sends len raw bytes as the body of POST path; returns the status, the
+ * answer in *out (caller frees). */
+static int
+post_raw(struct clu_api *api, const char *path, const char *body, size_t len,
+         char **out)
+{
+	struct clu_request req = { "POST", path, NULL, 0, body, len };
+	struct clu_response resp;
+
+	assert_int_equal(clu_api_handle(api, &req, &resp), 0);
+	assert_non_null(resp.body);
+	*out = resp.body;
+	return resp.status;
+}
+
+/* Whether s is entirely valid UTF-8 (an error body must be, to be JSON). */
+static int
+utf8_ok(const char *s)
+{
+	return clu_utf8_valid_len(s, strlen(s)) == strlen(s);
+}
+
+/* Issue 19 item 13: what json-c lets through is refused with the field
+ * named, nothing is changed, and error bodies stay valid UTF-8 JSON. */
+static void
+test_strict_json(void **state)
+{
+	static const struct {
+		const char *body;
+		size_t len;          /* 0: strlen */
+		const char *want;
+	} cases[] = {
+		{ "{\"district\":\"bxl1\\u0000-test\"}", 0,
+		  "field 'district': contains a NUL character" },
+		{ "{\"district\":\"bxl1\0x\"}", 16, "request body: invalid JSON" },
+		{ "{\"district\":\"bxl1-test\",\"district\":\"bxl1\"}", 0,
+		  "field 'district' given twice" },
+		{ "{\"district\":\"bxl1\",\"distr\\u0069ct\":\"bxl1-test\"}", 0,
+		  "field 'district' given twice" },
+		{ "{\"district\":\"bxl1\\u0000\",\"venue\":\"x\"}", 0,
+		  "field 'district': contains a NUL character" },
+		{ "{\"dis\\u0000trict\":\"bxl1\"}", 0, "a field name contains a NUL character" },
+		{ "{\"district\":\"bxl1\xff\"}", 0, "invalid UTF-8 at offset 17" },
+		{ "{\"district\":\"\xed\xa0\x80\"}", 0, "invalid UTF-8 at offset 13" },
+		{ "{\"district\":null}", 0, "field 'district': expected a string, got null" },
+		{ "{\"district\":\"bxl1\",\"venue\":null}", 0,
+		  "field 'venue': expected a string, got null" },
+	};
+	struct clu_api *api = api_new(NULL);
+	char *out = NULL;
+	size_t i;
+	int status;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len = cases[i].len != 0 ? cases[i].len : strlen(cases[i].body);
+
+		status = post_raw(api, "/api/v1/nodes/node-74f9fbf2/district", cases[i].body,
+		                  len, &out);
+		if (status != 400 || strstr(out, cases[i].want) == NULL || !utf8_ok(out))
+			fail_msg("case %zu: got %d %s, want 400 with %s", i, status, out,
+			         cases[i].want);
+		free(out);
+	}
+	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/status", NULL,
+	       "{\"drained\":null}", 400, "field 'drained': expected a boolean, got null");
+	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/status", NULL,
+	       "{\"status\":null}", 400, "field 'status': expected a string, got null");
+	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/status", NULL,
+	       "{\"drained\":true,\"drained\":false}", 400, "field 'drained' given twice");
+	/* A valid body in UTF-8 with an escape is still accepted. */
+	expect(api, "POST", "/api/v1/nodes/node-74f9fbf2/district", NULL,
+	       "{\"district\":\"bxl1\",\"venue\":\"rupel\\u006donde\"}", 200,
+	       "\"venue\":\"rupelmonde\"");
+	/* Nothing above changed the node. */
+	expect(api, "GET", "/api/v1/nodes/node-74f9fbf2", NULL, NULL, 200,
+	       "\"district\":\"bxl1\",\"venue\":\"rupelmonde\"");
+	expect(api, "GET", "/api/v1/nodes/node-74f9fbf2", NULL, NULL, 200, "\"drained\":false");
+	/* Invalid bytes a client sent are not echoed raw into an error body. */
+	status = call(api, "GET", "/api/v1/nodes/node-\xff\xfe", NULL, NULL, &out);
+	assert_int_equal(status, 400);
+	assert_true(utf8_ok(out));
+	assert_non_null(strstr(out, "node-\xEF\xBF\xBD\xEF\xBF\xBD"));
+	free(out);
+	status = call(api, "GET", "/api/v1/bodies/eligible", "head_id=\xc0\xaf", NULL, &out);
+	assert_int_equal(status, 400);
+	assert_true(utf8_ok(out));
+	free(out);
+	clu_api_free(api);
+}
+
+/* The UTF-8 rules: overlong forms, surrogates and code points past U+10FFFF
+ * are invalid; repair replaces each bad byte and never cuts a character. */
+static void
+test_utf8(void **state)
+{
+	char out[8];
+
+	(void)state;
+	assert_int_equal(clu_utf8_valid_len("a\xc3\xa9z", 4), 4);
+	assert_int_equal(clu_utf8_valid_len("a\xc0\x80", 3), 1);
+	assert_int_equal(clu_utf8_valid_len("\xf4\x90\x80\x80", 4), 0);
+	assert_int_equal(clu_utf8_valid_len("\xf0\x9f\x98\x80", 4), 4);
+	assert_int_equal(clu_utf8_valid_len("\xe2\x82", 2), 0);
+	clu_utf8_repair("a\xffz", out, sizeof(out));
+	assert_string_equal(out, "a\xEF\xBF\xBDz");
+	clu_utf8_repair("abcde\xc3\xa9", out, 7);
+	assert_string_equal(out, "abcde");
+}
+
 int
 main(void)
 {
@@ -237,6 +350,8 @@ main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_405_allow),
 		cmocka_unit_test(test_save),
+		cmocka_unit_test(test_strict_json),
+		cmocka_unit_test(test_utf8),
 	};
 	hc_log_open(NULL, HC_LOG_ERROR, 0, NULL); /* quiet: answers are asserted */
 	return cmocka_run_group_tests(tests, NULL, NULL);
