@@ -103,6 +103,20 @@ req GET "/body/config?node_id=$BOOM"
 expect "body config follows the move" 200 \
 	"{\"node_id\":\"$BOOM\",\"district\":\"bxl1-test\",\"venue\":\"rupelmonde\",\"owner\":\"visit.flanders\"}"
 
+# Issue 20: peppy reports what it measured; the eligible answer carries it.
+req POST "/heads/$PEPPY/latency" \
+	"{\"samples\":[{\"node_id\":\"$COSMIC\",\"transport\":\"wg\",\"rtt_ms\":7.25}]}"
+expect "a latency report is accepted" 200 '"samples":1'
+req GET "/bodies/eligible?head_id=$PEPPY"
+t_eq "the eligible answer carries the head's estimate" "$(field $COSMIC rtt_ms)" "7.25"
+req POST "/heads/$PEPPY/latency" \
+	"{\"samples\":[{\"node_id\":\"$COSMIC\",\"transport\":\"wg\",\"rtt_ms\":-3}]}"
+expect "a negative round trip is 400" 400 "samples[0].rtt_ms: -3 is not a round trip"
+req POST "/heads/$BOOM/latency" '{"samples":[]}'
+expect "a body cannot report" 400 "is a body, not a head"
+req GET "/bodies/eligible?head_id=$PEPPY"
+t_eq "a refused report stores nothing" "$(field $COSMIC rtt_ms)" "7.25"
+
 # Test A step 7: restore boom-pickle; it is first again, same venue.
 req POST "/nodes/$BOOM/district" '{"district":"bxl1","venue":"rupelmonde"}'
 expect "step 7: boom-pickle moves back to bxl1" 200 '"district":"bxl1"'

@@ -342,6 +342,155 @@ test_utf8(void **state)
 	assert_string_equal(out, "abcde");
 }
 
+static const char latency_fleet[] =
+	"nodes:\n"
+	"  - {id: head-1, name: h, role: head, district: d1, venue: a, owner: o,\n"
+	"     lan_ip: 127.0.0.1, wg_ip: 127.0.0.2, status: online}\n"
+	"  - {id: near-1, name: n, role: body, district: d1, venue: a, owner: o,\n"
+	"     lan_ip: 127.0.0.3, wg_ip: 127.0.0.4, status: online, idle: true}\n"
+	"  - {id: big-1, name: b, role: body, district: d1, venue: b, owner: o,\n"
+	"     lan_ip: 127.0.0.5, wg_ip: 127.0.0.6, status: online, idle: true,\n"
+	"     vram_mb: 8192}\n"
+	"  - {id: small-1, name: s, role: body, district: d1, venue: c, owner: o,\n"
+	"     lan_ip: 127.0.0.7, wg_ip: 127.0.0.8, status: online, idle: true,\n"
+	"     vram_mb: 4096}\n";
+
+static struct clu_api *
+latency_api(void)
+{
+	struct clu_fleet *fleet = NULL;
+	struct clu_api *api = NULL;
+	struct hc_err err = { 0, "" };
+
+	assert_int_equal(clu_fleet_load_buffer("fleet.yaml", latency_fleet,
+	                                       sizeof(latency_fleet) - 1, &fleet, &err), 0);
+	assert_int_equal(clu_api_new(fleet, NULL, &api, &err), 0);
+	return api;
+}
+
+/* The body ids of head-1's eligible answer, space separated, into ids. */
+static void
+eligible_ids(struct clu_api *api, char *ids, size_t size, char **answer)
+{
+	char *out = NULL, *p;
+
+	assert_int_equal(call(api, "GET", "/api/v1/bodies/eligible", "head_id=head-1", NULL,
+	                      &out), 200);
+	ids[0] = '\0';
+	for (p = strstr(out, "\"node_id\":\""); p != NULL;
+	     p = strstr(p + 1, "\"node_id\":\"")) {
+		char *q = p + 11, *end = strchr(q, '"');
+		size_t len = strlen(ids);
+		snprintf(ids + len, size - len, "%s%.*s", len > 0 ? " " : "", (int)(end - q), q);
+	}
+	*answer = out;
+}
+
+static void
+report(struct clu_api *api, const char *body, int want, const char *text)
+{
+	expect(api, "POST", "/api/v1/heads/head-1/latency", NULL, body, want, text);
+}
+
+/* Issue 20: reports rank the cross-venue partition for the head; the
+ * quickroute gate is unchanged; bad reports store nothing. */
+static void
+test_latency(void **state)
+{
+	struct clu_api *api = latency_api();
+	char ids[256], *out = NULL;
+
+	(void)state;
+	/* Same venue wins through quickroute whatever was measured. */
+	report(api, "{\"samples\":[{\"node_id\":\"near-1\",\"transport\":\"lan\",\"rtt_ms\":40},"
+	       "{\"node_id\":\"small-1\",\"transport\":\"wg\",\"rtt_ms\":5}]}", 200,
+	       "\"samples\":2");
+	eligible_ids(api, ids, sizeof(ids), &out);
+	assert_string_equal(ids, "near-1");
+	assert_non_null(strstr(out, "\"partition\":\"quickroute\""));
+	assert_non_null(strstr(out, "\"rtt_ms\":40"));
+	free(out);
+	expect(api, "POST", "/api/v1/nodes/near-1/status", NULL, "{\"drained\":true}", 200,
+	       "\"drained\":true");
+	/* Across venues the 5 ms body leads although the server ranks it second
+	 * (less VRAM); the unmeasured one follows. */
+	eligible_ids(api, ids, sizeof(ids), &out);
+	assert_string_equal(ids, "small-1 big-1");
+	assert_non_null(strstr(out, "\"rtt_ms\":5}"));
+	free(out);
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":40},"
+	       "{\"node_id\":\"big-1\",\"transport\":\"wg\",\"rtt_ms\":30.5}]}", 200,
+	       "\"samples\":2");
+	eligible_ids(api, ids, sizeof(ids), &out);
+	assert_string_equal(ids, "small-1 big-1");
+	assert_non_null(strstr(out, "\"rtt_ms\":30.5")); /* the best transport counts */
+	free(out);
+	/* The estimate decays towards new reports: 30.5 then 0.5 gives 15.5. */
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":0.5}]}",
+	       200, "\"samples\":1");
+	eligible_ids(api, ids, sizeof(ids), &out);
+	assert_non_null(strstr(out, "\"rtt_ms\":15.5"));
+	free(out);
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":0}]}",
+	       200, "\"samples\":1");
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":0}]}",
+	       200, "\"samples\":1");
+	/* big-1 decayed to 3.875 ms, small-1 is at 5: 2 ms steps 1 and 2, so
+	 * big-1 leads now. */
+	eligible_ids(api, ids, sizeof(ids), &out);
+	assert_string_equal(ids, "big-1 small-1");
+	free(out);
+	report(api, "{\"samples\":[{\"node_id\":\"small-1\",\"transport\":\"lan\",\"rtt_ms\":2.9}]}",
+	       200, "\"samples\":1");
+	/* small-1 now 3.95, big-1 3.875: the same 2 ms step, server order. */
+	eligible_ids(api, ids, sizeof(ids), &out);
+	assert_string_equal(ids, "big-1 small-1");
+	free(out);
+
+	/* Bad reports: 400 naming the field, and nothing stored. */
+	report(api, "{\"samples\":[{\"node_id\":\"node-x\",\"transport\":\"lan\",\"rtt_ms\":1}]}",
+	       400, "samples[0].node_id: 'node-x' is not a body of the fleet");
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":1},"
+	       "{\"node_id\":\"head-1\",\"transport\":\"lan\",\"rtt_ms\":1}]}",
+	       400, "samples[1].node_id: 'head-1' is not a body of the fleet");
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":-1}]}",
+	       400, "samples[0].rtt_ms: -1 is not a round trip of 0 to 60000 ms");
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":1e9}]}",
+	       400, "samples[0].rtt_ms: 1e+09 is not a round trip");
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":\"1\"}]}",
+	       400, "samples[0].rtt_ms: expected a number");
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"ip\",\"rtt_ms\":1}]}",
+	       400, "samples[0].transport: 'ip' is not lan or wg");
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"rtt_ms\":1}]}",
+	       400, "samples[0]: missing field 'transport'");
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":1,"
+	       "\"x\":1}]}", 400, "samples[0]: unknown field 'x'");
+	report(api, "{\"samples\":[]}", 400, "field 'samples': empty");
+	report(api, "{\"samples\":{}}", 400, "field 'samples': expected an array, got an object");
+	report(api, "{}", 400, "field 'samples': expected an array");
+	expect(api, "POST", "/api/v1/heads/node-x/latency", NULL, "{\"samples\":[]}", 404,
+	       "unknown head 'node-x'");
+	expect(api, "POST", "/api/v1/heads/big-1/latency", NULL, "{\"samples\":[]}", 400,
+	       "node 'big-1' is a body, not a head");
+	expect(api, "GET", "/api/v1/heads/head-1/latency", NULL, NULL, 405, "allowed: POST");
+	{
+		char big[CLU_BODY_MAX];
+		size_t len = 0, i;
+
+		len += (size_t)snprintf(big + len, sizeof(big) - len, "{\"samples\":[");
+		for (i = 0; i <= CLU_LATENCY_SAMPLES_MAX && len + 8 < sizeof(big); i++)
+			len += (size_t)snprintf(big + len, sizeof(big) - len, "%s{}", i ? "," : "");
+		snprintf(big + len, sizeof(big) - len, "]}");
+		/* 257 empty objects fit in the body limit: too many, named as such. */
+		report(api, big, 400, "field 'samples': more than 256 samples");
+	}
+	eligible_ids(api, ids, sizeof(ids), &out);
+	assert_string_equal(ids, "big-1 small-1");
+	assert_non_null(strstr(out, "\"rtt_ms\":3.88")); /* unchanged by the refused ones */
+	free(out);
+	clu_api_free(api);
+}
+
 int
 main(void)
 {
@@ -352,6 +501,7 @@ main(void)
 		cmocka_unit_test(test_save),
 		cmocka_unit_test(test_strict_json),
 		cmocka_unit_test(test_utf8),
+		cmocka_unit_test(test_latency),
 	};
 	hc_log_open(NULL, HC_LOG_ERROR, 0, NULL); /* quiet: answers are asserted */
 	return cmocka_run_group_tests(tests, NULL, NULL);
