@@ -48,10 +48,8 @@ classify_errno(int e)
 	}
 }
 
-/* Starts a non-blocking connect. Returns PENDING with *fd open, or a final
- * result with *fd == -1. */
-static enum disc_probe_result
-connect_start(const char *ip, int port, int *fd, char *why, size_t why_size)
+enum disc_probe_result
+disc_connect_start(const char *ip, int port, int *fd, char *why, size_t why_size)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -82,9 +80,8 @@ connect_start(const char *ip, int port, int *fd, char *why, size_t why_size)
 	return DISC_PROBE_PENDING;
 }
 
-/* The connect on fd has signalled: reads its outcome and closes fd. */
-static enum disc_probe_result
-connect_finish(int *fd, char *why, size_t why_size)
+enum disc_probe_result
+disc_connect_finish(int *fd, char *why, size_t why_size)
 {
 	int e = 0;
 	socklen_t len = sizeof(e);
@@ -111,7 +108,7 @@ disc_probe_tcp(const char *ip, int port, int timeout_ms, volatile sig_atomic_t *
 	int64_t deadline = hc_now_ms() + timeout_ms;
 	int fd = -1;
 
-	r = connect_start(ip, port, &fd, why, why_size);
+	r = disc_connect_start(ip, port, &fd, why, why_size);
 	while (r == DISC_PROBE_PENDING) {
 		struct pollfd p = { .fd = fd, .events = POLLOUT };
 		int64_t left = deadline - hc_now_ms();
@@ -134,7 +131,7 @@ disc_probe_tcp(const char *ip, int port, int timeout_ms, volatile sig_atomic_t *
 			break;
 		}
 		if (n > 0)
-			r = connect_finish(&fd, why, why_size);
+			r = disc_connect_finish(&fd, why, why_size);
 	}
 	if (fd >= 0)
 		close(fd);
@@ -189,6 +186,7 @@ record(struct disc_choice *out, const struct disc_body *b, const char *ip,
 	p->transport = t;
 	p->result = r;
 	p->ms = ms;
+	p->rtt_ms = -1;
 }
 
 static void
@@ -363,7 +361,7 @@ disc_choose_parallel(const struct disc_config *cfg, const struct disc_list *list
 	cands = p->cands;
 	n = disc_candidates(list, cands);
 	for (i = 0; i < n; i++) {
-		p->results[i] = connect_start(cands[i].ip, cfg->port, &fds[i], p->why[i],
+		p->results[i] = disc_connect_start(cands[i].ip, cfg->port, &fds[i], p->why[i],
 		                              DISC_REASON_MAX);
 		p->ms[i] = hc_now_ms() - start;
 	}
@@ -408,7 +406,7 @@ disc_choose_parallel(const struct disc_config *cfg, const struct disc_list *list
 		for (i = 0; got > 0 && i < np; i++) {
 			if (pfd[i].revents == 0)
 				continue;
-			p->results[idx[i]] = connect_finish(&fds[idx[i]], p->why[idx[i]],
+			p->results[idx[i]] = disc_connect_finish(&fds[idx[i]], p->why[idx[i]],
 			                                    DISC_REASON_MAX);
 			p->ms[idx[i]] = hc_now_ms() - start;
 		}
