@@ -5,6 +5,7 @@
  * measurement costs one probe round.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ struct rtt_run {
 	int64_t start_us[DISC_RTT_SOCKETS];
 	struct pollfd pfd[DISC_RTT_SOCKETS];
 	size_t idx[DISC_RTT_SOCKETS];
+	double waited_ms;                    /* how long the measurement ran */
 };
 
 static int
@@ -76,11 +78,11 @@ cand_done(const struct rtt_run *r, size_t c)
 	return 1;
 }
 
-/* Whether waiting longer can change the choice: no, once some address is
- * complete with a median m and m + DISC_RTT_MARGIN_MS has passed, since
- * whatever answers later is slower than that. */
-static int
-worth_waiting(const struct rtt_run *r, int64_t start_us)
+/* How long waiting can still change the choice, in ms (0: stop). Once some
+ * address is complete with a median m, whatever answers after m +
+ * DISC_RTT_MARGIN_MS is slower than that and could not be chosen. */
+static int64_t
+worth_waiting_ms(const struct rtt_run *r, int64_t start_us)
 {
 	double best = -1, m, elapsed_ms = (double)(now_us() - start_us) / 1000.0;
 	size_t c;
@@ -97,7 +99,11 @@ worth_waiting(const struct rtt_run *r, int64_t start_us)
 	}
 	if (!pending)
 		return 0;
-	return best < 0 || elapsed_ms <= best + DISC_RTT_MARGIN_MS;
+	if (best < 0)
+		return INT64_MAX;
+	/* +1: poll's granularity is a millisecond; never wait 0 by rounding. */
+	return best + DISC_RTT_MARGIN_MS < elapsed_ms ? 0 :
+	       (int64_t)(best + DISC_RTT_MARGIN_MS - elapsed_ms) + 1;
 }
 
 static void
@@ -176,10 +182,15 @@ rtt_collect(const struct rtt_run *r, const struct disc_list *list, struct disc_r
 			hc_log(HC_LOG_DEBUG, "discovery", "measured %s via %s: %.2f ms",
 			       list->bodies[k->body].node_id,
 			       k->transport == DISC_LAN ? "LAN" : "WireGuard", m);
-		else
+		else if (cand_done(r, c))
 			hc_log(HC_LOG_DEBUG, "discovery", "measured %s via %s: no answer",
 			       list->bodies[k->body].node_id,
 			       k->transport == DISC_LAN ? "LAN" : "WireGuard");
+		else
+			hc_log(HC_LOG_DEBUG, "discovery", "measured %s via %s: over %.2f ms "
+			       "(slower than the best, not waited for)",
+			       list->bodies[k->body].node_id,
+			       k->transport == DISC_LAN ? "LAN" : "WireGuard", r->waited_ms);
 	}
 }
 
@@ -188,7 +199,7 @@ disc_measure_tcp(void *ctx, const struct disc_config *cfg, const struct disc_lis
                  struct disc_rtt *out, struct hc_err *err)
 {
 	struct rtt_run *r;
-	int64_t start, left;
+	int64_t start, left, worth;
 	size_t i;
 	int rc = 0;
 
@@ -200,19 +211,23 @@ disc_measure_tcp(void *ctx, const struct disc_config *cfg, const struct disc_lis
 	start = now_us();
 	rtt_start(r, cfg);
 	/* Bounded by probe_timeout_ms: left shrinks every round. */
-	while (worth_waiting(r, start)) {
+	for (;;) {
+		worth = worth_waiting_ms(r, start);
+		left = cfg->probe_timeout_ms - (now_us() - start) / 1000;
+		if (worth == 0 || left <= 0)
+			break;
 		if (cfg->cancel != NULL && *cfg->cancel) {
 			rc = hc_err_set(err, HC_EUNAVAIL, "discovery cancelled");
 			break;
 		}
-		left = cfg->probe_timeout_ms - (now_us() - start) / 1000;
-		if (left <= 0)
-			break;
+		if (worth < left)
+			left = worth;
 		rc = rtt_poll(r, (int)(left < DISC_CANCEL_SLICE_MS ? left : DISC_CANCEL_SLICE_MS),
 		              err);
 		if (rc != 0)
 			break;
 	}
+	r->waited_ms = (double)(now_us() - start) / 1000.0;
 	for (i = 0; i < r->nsock; i++) {
 		if (!r->done[i] && r->fd[i] >= 0)
 			close(r->fd[i]);
