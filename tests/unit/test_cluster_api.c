@@ -24,17 +24,24 @@ static const char fleet_text[] =
 	"     venue: cloud-seven, owner: visit.flanders, lan_ip: 127.11.0.12,\n"
 	"     wg_ip: 127.10.100.12, status: online, idle: true, vram_mb: 8192}\n";
 
+/* An api over the fleet in text. */
 static struct clu_api *
-api_new(const char *save_path)
+api_of(const char *text, const char *save_path)
 {
 	struct clu_fleet *fleet = NULL;
 	struct clu_api *api = NULL;
 	struct hc_err err = { 0, "" };
 
-	assert_int_equal(clu_fleet_load_buffer("fleet.yaml", fleet_text,
-	                                       sizeof(fleet_text) - 1, &fleet, &err), 0);
+	assert_int_equal(clu_fleet_load_buffer("fleet.yaml", text, strlen(text), &fleet,
+	                                       &err), 0);
 	assert_int_equal(clu_api_new(fleet, save_path, &api, &err), 0);
 	return api;
+}
+
+static struct clu_api *
+api_new(const char *save_path)
+{
+	return api_of(fleet_text, save_path);
 }
 
 /* Runs one request; query is "k=v&k2=v2" (already decoded) or NULL. The
@@ -355,19 +362,6 @@ static const char latency_fleet[] =
 	"     lan_ip: 127.0.0.7, wg_ip: 127.0.0.8, status: online, idle: true,\n"
 	"     vram_mb: 4096}\n";
 
-static struct clu_api *
-latency_api(void)
-{
-	struct clu_fleet *fleet = NULL;
-	struct clu_api *api = NULL;
-	struct hc_err err = { 0, "" };
-
-	assert_int_equal(clu_fleet_load_buffer("fleet.yaml", latency_fleet,
-	                                       sizeof(latency_fleet) - 1, &fleet, &err), 0);
-	assert_int_equal(clu_api_new(fleet, NULL, &api, &err), 0);
-	return api;
-}
-
 /* The body ids of head-1's eligible answer, space separated, into ids. */
 static void
 eligible_ids(struct clu_api *api, char *ids, size_t size, char **answer)
@@ -397,7 +391,7 @@ report(struct clu_api *api, const char *body, int want, const char *text)
 static void
 test_latency(void **state)
 {
-	struct clu_api *api = latency_api();
+	struct clu_api *api = api_of(latency_fleet, NULL);
 	char ids[256], *out = NULL;
 
 	(void)state;
