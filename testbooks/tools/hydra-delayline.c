@@ -153,6 +153,19 @@ struct dl_state {
 	unsigned long forwarded, delayed, dropped;
 };
 
+/* The first free slot of the queue, DL_QUEUE_MAX when it is full. */
+static size_t
+dl_free_slot(const struct dl_state *s)
+{
+	size_t i;
+
+	for (i = 0; i < DL_QUEUE_MAX; i++) {
+		if (s->queue[i].len == 0)
+			break;
+	}
+	return i;
+}
+
 /* Reads what from has (bounded by the queue) and queues it for to. */
 static void
 dl_read(struct dl_state *s, int from, int to)
@@ -167,8 +180,7 @@ dl_read(struct dl_state *s, int from, int to)
 		if (n <= 0)
 			return;
 		ms = from == s->fd_a ? dl_delay_of(buf, (size_t)n, s->delays, s->ndelays) : 0;
-		for (i = 0; i < DL_QUEUE_MAX && s->queue[i].len != 0; i++)
-			;
+		i = dl_free_slot(s);
 		if (i == DL_QUEUE_MAX) {
 			s->dropped++;
 			continue;
@@ -208,6 +220,28 @@ dl_flush(struct dl_state *s)
 	return (int)next;
 }
 
+/* Forwards until a signal or duration_s seconds have passed. */
+static void
+dl_run(struct dl_state *s, long long duration_s)
+{
+	int64_t end = hc_now_ms() + duration_s * 1000;
+	int wait;
+
+	while (!dl_stop && hc_now_ms() < end) {
+		struct pollfd p[2] = { { s->fd_a, POLLIN, 0 }, { s->fd_b, POLLIN, 0 } };
+
+		wait = dl_flush(s);
+		if (wait < 0 || wait > 100)
+			wait = 100;  /* look at the clock and the signals */
+		if (poll(p, 2, wait) < 0 && errno != EINTR)
+			return;
+		if (p[0].revents & POLLIN)
+			dl_read(s, s->fd_a, s->fd_b);
+		if (p[1].revents & POLLIN)
+			dl_read(s, s->fd_b, s->fd_a);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -223,8 +257,7 @@ main(int argc, char **argv)
 	const char *ns_a = NULL, *dev_a = NULL, *ns_b = NULL, *dev_b = NULL;
 	struct dl_state s;
 	long long duration = 600;
-	int64_t end;
-	int opt, wait;
+	int opt;
 
 	memset(&s, 0, sizeof(s));
 	for (;;) {
@@ -272,20 +305,7 @@ main(int argc, char **argv)
 	signal(SIGINT, dl_on_signal);
 	printf("ready\n");
 	fflush(stdout);
-	end = hc_now_ms() + duration * 1000;
-	while (!dl_stop && hc_now_ms() < end) {
-		struct pollfd p[2] = { { s.fd_a, POLLIN, 0 }, { s.fd_b, POLLIN, 0 } };
-
-		wait = dl_flush(&s);
-		if (wait < 0 || wait > 100)
-			wait = 100;  /* look at the clock and the signals */
-		if (poll(p, 2, wait) < 0 && errno != EINTR)
-			break;
-		if (p[0].revents & POLLIN)
-			dl_read(&s, s.fd_a, s.fd_b);
-		if (p[1].revents & POLLIN)
-			dl_read(&s, s.fd_b, s.fd_a);
-	}
+	dl_run(&s, duration);
 	printf("forwarded %lu, delayed %lu, dropped %lu\n", s.forwarded, s.delayed, s.dropped);
 	close(s.fd_a);
 	close(s.fd_b);
