@@ -3,13 +3,14 @@
  * (epoll where available) hands each complete request to clu_api_handle.
  *
  * Slow and idle clients must not lock anyone out (issue 19): a connection
- * gets CLU_HEAD_TIMEOUT_MS to deliver a whole request head, one address
- * holds at most CLU_PER_IP_LIMIT connections, and connections still waiting
- * for a head never fill the server: past CLU_PENDING_MAX the oldest of them
- * is closed to make room. libmicrohttpd only has an inactivity timeout (a
- * byte a second resets it), so a reaper thread closes late heads by shutting
- * their sockets down; libmicrohttpd then sees the end of the stream and
- * releases the connection in its own thread.
+ * gets CLU_REQUEST_TIMEOUT_MS to deliver a whole request (head and body),
+ * one address holds at most CLU_PER_IP_LIMIT connections, and connections
+ * still waiting for their request never fill the server: past
+ * CLU_PENDING_MAX the oldest of them is closed to make room. libmicrohttpd
+ * only has an inactivity timeout (a byte a second resets it), so a reaper
+ * thread closes late requests by shutting their sockets down;
+ * libmicrohttpd then sees the end of the stream and releases the
+ * connection in its own thread.
  */
 #include <limits.h>
 #include <microhttpd.h>
@@ -22,18 +23,20 @@
 
 #include "cluster/cluster.h"
 
-/* A request head is a few hundred bytes sent at once; a client that has not
- * finished one in this time is slow on purpose or broken. */
-#define CLU_HEAD_TIMEOUT_MS 3000
-/* How often late heads are looked for: a head is closed at most this much
+/* A request is a head of a few hundred bytes and a body of at most
+ * CLU_BODY_MAX sent at once; a client that has not finished one in this
+ * time is slow on purpose or broken. */
+#define CLU_REQUEST_TIMEOUT_MS 3000
+/* How often late requests are looked for: one is closed at most this much
  * after its deadline. */
 #define CLU_REAP_INTERVAL_MS 250
-/* Inactivity once a head is in (a body being sent): the API answers at once. */
+/* Inactivity of any connection; CLU_REQUEST_TIMEOUT_MS is the tighter bound
+ * while a request arrives, and the API answers at once. */
 #define CLU_CONN_TIMEOUT_S 10
 /* Connections in total: a fleet's heads and operators need a few dozen; the
  * rest absorbs a flood of slow clients while they wait to be closed. */
 #define CLU_CONN_LIMIT 1024
-/* Connections waiting for a head; the CLU_CONN_LIMIT - CLU_PENDING_MAX slots
+/* Connections waiting for a request; the CLU_CONN_LIMIT - CLU_PENDING_MAX slots
  * above it are kept for connections being answered and being torn down, so
  * a new client is always accepted. */
 #define CLU_PENDING_MAX 768
@@ -48,10 +51,10 @@
  * log, the listening socket and libmicrohttpd's own descriptors. */
 #define CLU_FD_NEED (CLU_CONN_LIMIT + 64)
 
-/* One accepted connection; on the pending list while it owes a head. */
+/* One accepted connection; on the pending list while it owes a request. */
 struct clu_sock {
 	int fd;
-	int64_t since_ms;       /* when it started waiting for its head */
+	int64_t since_ms;       /* when it started waiting for its request */
 	int pending;            /* on the list */
 	struct clu_sock *prev, *next;
 };
@@ -84,7 +87,7 @@ struct clu_params {
 	size_t n;         /* may reach CLU_PARAMS_MAX + 1: "too many" */
 };
 
-/* ------------------------------------------------------------ pending heads */
+/* --------------------------------------------------------- pending requests */
 
 /* Appends k to the pending list (srv->mu held). */
 static void
@@ -132,7 +135,7 @@ clu_pending_cut(struct clu_server *srv, struct clu_sock *k)
 }
 
 /* libmicrohttpd's connection start and end: keeps the pending list, and
- * makes room by closing the oldest pending head when it is full. */
+ * makes room by closing the oldest pending connection when it is full. */
 static void
 clu_notify_conn(void *cls, struct MHD_Connection *conn, void **socket_context,
                 enum MHD_ConnectionNotificationCode code)
@@ -169,10 +172,10 @@ clu_notify_conn(void *cls, struct MHD_Connection *conn, void **socket_context,
 	pthread_mutex_unlock(&srv->mu);
 }
 
-/* The connection of conn delivered a head (head 1) or finished a request and
- * now owes the next head (head 0). */
+/* The connection of conn delivered a whole request (in 1) or was answered
+ * and now owes the next one (in 0). */
 static void
-clu_head_state(struct clu_server *srv, struct MHD_Connection *conn, int head)
+clu_request_state(struct clu_server *srv, struct MHD_Connection *conn, int in)
 {
 	const union MHD_ConnectionInfo *info;
 	struct clu_sock *k;
@@ -182,14 +185,14 @@ clu_head_state(struct clu_server *srv, struct MHD_Connection *conn, int head)
 		return;
 	k = info->socket_context;
 	pthread_mutex_lock(&srv->mu);
-	if (head)
+	if (in)
 		clu_pending_del(srv, k);
 	else if (!k->pending)
 		clu_pending_add(srv, k);
 	pthread_mutex_unlock(&srv->mu);
 }
 
-/* The reaper thread: closes heads older than CLU_HEAD_TIMEOUT_MS and says
+/* The reaper thread: closes requests older than CLU_REQUEST_TIMEOUT_MS and says
  * once a reap round how many connections were closed and why. */
 static void *
 clu_reaper(void *arg)
@@ -199,7 +202,7 @@ clu_reaper(void *arg)
 
 	pthread_mutex_lock(&srv->mu);
 	while (!srv->stop) {
-		int64_t cutoff = hc_now_ms() - CLU_HEAD_TIMEOUT_MS;
+		int64_t cutoff = hc_now_ms() - CLU_REQUEST_TIMEOUT_MS;
 		size_t n = 0;
 
 		/* Bounded: the list holds at most CLU_PENDING_MAX entries. */
@@ -214,8 +217,8 @@ clu_reaper(void *arg)
 		if (late > 0 || room > 0) {
 			pthread_mutex_unlock(&srv->mu);
 			hc_log(HC_LOG_DEBUG, "cluster", "closed %lu connections without a "
-			       "request head after %d ms and %lu to make room for new ones",
-			       late, CLU_HEAD_TIMEOUT_MS, room);
+			       "whole request after %d ms and %lu to make room for new ones",
+			       late, CLU_REQUEST_TIMEOUT_MS, room);
 			pthread_mutex_lock(&srv->mu);
 			continue;
 		}
@@ -302,13 +305,12 @@ clu_take_body(struct clu_conn *c, const char *data, size_t size)
 /* The first call for a request: the head is in. A declared body over the
  * limit is refused before it is read. */
 static enum MHD_Result
-clu_begin(struct clu_server *srv, struct MHD_Connection *conn, void **con_cls)
+clu_begin(struct MHD_Connection *conn, void **con_cls)
 {
 	struct clu_conn *c;
 	const char *cl;
 	long long declared;
 
-	clu_head_state(srv, conn, 1);
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return MHD_NO;
@@ -336,7 +338,7 @@ clu_handler(void *cls, struct MHD_Connection *conn, const char *url,
 
 	(void)version;
 	if (c == NULL) {
-		ret = clu_begin(srv, conn, con_cls);
+		ret = clu_begin(conn, con_cls);
 		c = *con_cls;
 		if (ret != MHD_YES || c->len <= CLU_BODY_MAX)
 			return ret;
@@ -345,6 +347,7 @@ clu_handler(void *cls, struct MHD_Connection *conn, const char *url,
 		*upload_data_size = 0;
 		return ret;
 	}
+	clu_request_state(srv, conn, 1);
 	memset(&params, 0, sizeof(params));
 	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, clu_collect_param, &params);
 	req.method = method;
@@ -370,7 +373,7 @@ clu_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		free(c);
 		*con_cls = NULL;
 	}
-	clu_head_state(cls, conn, 0);
+	clu_request_state(cls, conn, 0);
 }
 
 /* Whether one more libmicrohttpd line may be logged now; *dropped is set

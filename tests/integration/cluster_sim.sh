@@ -324,9 +324,9 @@ unload() {
 	: > "$T_DIR/loaders"
 }
 
-# held NAME: no connection of NAME stayed open past HELD_BOUND_S: the head
-# timeout (3 s) closes slow and idle ones, where they would otherwise stay
-# for the whole 15 s run.
+# held NAME: no connection of NAME stayed open past HELD_BOUND_S: the
+# request timeout (3 s) closes slow and idle ones, where they would
+# otherwise stay for the whole 15 s run.
 HELD_BOUND_S=8
 held() {
 	_h=$(tail -n 1 "$T_DIR/$1.out" | grep -o '"held_max_s": [0-9.]*' | grep -o '[0-9.]*$')
@@ -360,6 +360,11 @@ else
 	unload
 	held slowN "slow heads from 220 addresses"
 	held idleN "idle connections from 400 addresses"
+	# A whole head at once, then the body at a byte a second.
+	load body1 300 body 30 127.81.0.1
+	served "300 slow bodies from 30 addresses"
+	unload
+	held body1 "slow bodies"
 	req GET /health
 	expect "the loaded sim is still healthy" 200 '"status":"healthy"'
 	_l=$(wc -l < "$T_DIR/loaded.log")

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Slow and idle HTTP clients against one server, for load tests.
 
-  slowloris.py --host 127.0.0.1 --port P --count N --duration S --mode slow|idle
+  slowloris.py --host 127.0.0.1 --port P --count N --duration S --mode slow|idle|body
                [--sources K --source-base 127.77.0.1] [--reconnect]
 
 Holds N TCP connections open for S seconds. mode slow sends one byte of a
 request head that never ends, per connection, once a second; mode idle
-sends nothing. --sources spreads the connections over K loopback source
+sends nothing; mode body sends a whole head announcing a 4000-byte body at
+once, then one byte of the body a second. --sources spreads the connections over K loopback source
 addresses counted up from --source-base (a per-address cap then sees N/K
 each). --reconnect opens a new connection for each one the server closes,
 so the pressure stays at N (topped up once a second). Prints "ready" once
@@ -31,6 +32,8 @@ DURATION_MAX = 600      # seconds
 SOURCES_MAX = 4096
 RECONNECTS_PER_CONN = 100  # a server closing at once cannot spin us forever
 HEAD = b"GET /api/v1/health HTTP/1.1\r\nHost: slowloris\r\nX-Slow: "
+BODY_HEAD = (b"POST /api/v1/nodes/x/status HTTP/1.1\r\nHost: slowloris\r\n"
+             b"Content-Type: application/json\r\nContent-Length: 4000\r\n\r\n")
 
 
 def loopback(text, what):
@@ -92,10 +95,13 @@ class Load:
     def trickle(self):
         for s in list(self.conns):
             sent = self.conns[s]
-            byte = HEAD[sent:sent + 1] if sent < len(HEAD) else b"a"
+            if self.args.mode == "body" and sent == 0:
+                chunk = BODY_HEAD
+            else:
+                chunk = HEAD[sent:sent + 1] if sent < len(HEAD) else b"a"
             try:
-                s.send(byte)
-                self.conns[s] = sent + 1
+                s.send(chunk)
+                self.conns[s] = sent + len(chunk)
             except BlockingIOError:
                 pass
             except OSError:
@@ -119,7 +125,7 @@ class Load:
             if time.monotonic() < next_trickle:
                 continue
             next_trickle += 1.0
-            if a.mode == "slow":
+            if a.mode in ("slow", "body"):
                 self.trickle()
             # Topping up once a second paces reconnects to N a second.
             while a.reconnect and len(self.conns) < a.count and budget > 0:
@@ -138,7 +144,7 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--duration", type=float, required=True)
-    p.add_argument("--mode", choices=("slow", "idle"), required=True)
+    p.add_argument("--mode", choices=("slow", "idle", "body"), required=True)
     p.add_argument("--sources", type=int, default=0)
     p.add_argument("--source-base", default="127.77.0.1")
     p.add_argument("--reconnect", action="store_true")
