@@ -340,18 +340,87 @@ par_get(void *arg, size_t i, const char *ip, char *why, size_t why_size, int64_t
 	return p->results[i];
 }
 
+/* Marks every probe still pending as timed out (they all started together,
+ * so all of them are out of time) and closes its socket. */
+static void
+par_expire(struct par_ctx *p, int *fds, size_t n, int64_t start, int timeout_ms)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (p->results[i] != DISC_PROBE_PENDING)
+			continue;
+		close(fds[i]);
+		fds[i] = -1;
+		p->results[i] = DISC_PROBE_TIMEOUT;
+		p->ms[i] = hc_now_ms() - start;
+		hc_snprintf(p->why[i], DISC_REASON_MAX, "no answer within %d ms", timeout_ms);
+	}
+}
+
+/* One poll over the pending probes, at most wait_ms; files what finished. */
+static int
+par_poll(struct par_ctx *p, int *fds, size_t n, int64_t start, int wait_ms,
+         struct hc_err *err)
+{
+	struct pollfd pfd[DISC_MAX_CANDIDATES];
+	size_t idx[DISC_MAX_CANDIDATES];
+	size_t i, np = 0;
+	int got;
+
+	for (i = 0; i < n; i++) {
+		if (p->results[i] != DISC_PROBE_PENDING)
+			continue;
+		pfd[np] = (struct pollfd){ .fd = fds[i], .events = POLLOUT };
+		idx[np++] = i;
+	}
+	got = poll(pfd, np, wait_ms);
+	if (got < 0 && errno != EINTR)
+		return hc_err_set(err, HC_ESOFTWARE, "poll: %s", strerror(errno));
+	for (i = 0; got > 0 && i < np; i++) {
+		if (pfd[i].revents == 0)
+			continue;
+		p->results[idx[i]] = disc_connect_finish(&fds[idx[i]], p->why[idx[i]],
+		                                         DISC_REASON_MAX);
+		p->ms[idx[i]] = hc_now_ms() - start;
+	}
+	return 0;
+}
+
+/* Waits until the decision rule can tell (every probe bounded by
+ * probe_timeout_ms), or a cancel. 0 or an error already set in err. */
+static int
+par_wait(const struct disc_config *cfg, struct par_ctx *p, int *fds, size_t n,
+         int64_t start, struct hc_err *err)
+{
+	int64_t deadline = start + cfg->probe_timeout_ms, left;
+	int rc;
+
+	while (disc_decide(p->results, n) == DISC_UNDECIDED) {
+		if (cancelled(cfg->cancel))
+			return hc_err_set(err, HC_EUNAVAIL, "discovery cancelled");
+		left = deadline - hc_now_ms();
+		if (left <= 0) {
+			par_expire(p, fds, n, start, cfg->probe_timeout_ms);
+			continue;
+		}
+		rc = par_poll(p, fds, n, start,
+		              (int)(left < DISC_CANCEL_SLICE_MS ? left : DISC_CANCEL_SLICE_MS), err);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
 int
 disc_choose_parallel(const struct disc_config *cfg, const struct disc_list *list,
                      struct disc_choice *out, struct hc_err *err)
 {
 	struct par_ctx *p = NULL;
 	struct disc_candidate *cands;
-	struct pollfd pfd[DISC_MAX_CANDIDATES];
-	size_t idx[DISC_MAX_CANDIDATES];
 	int fds[DISC_MAX_CANDIDATES];
-	int64_t start = hc_now_ms(), deadline = start + cfg->probe_timeout_ms;
-	size_t n, i, np;
-	long d;
+	int64_t start = hc_now_ms();
+	size_t n, i;
 	int rc = 0;
 
 	choice_init(out);
@@ -362,55 +431,12 @@ disc_choose_parallel(const struct disc_config *cfg, const struct disc_list *list
 	n = disc_candidates(list, cands);
 	for (i = 0; i < n; i++) {
 		p->results[i] = disc_connect_start(cands[i].ip, cfg->port, &fds[i], p->why[i],
-		                              DISC_REASON_MAX);
+		                                   DISC_REASON_MAX);
 		p->ms[i] = hc_now_ms() - start;
 	}
-	for (;;) {
-		int64_t left;
-		int got;
-
-		d = disc_decide(p->results, n);
-		if (d != DISC_UNDECIDED)
-			break;
-		if (cancelled(cfg->cancel)) {
-			rc = hc_err_set(err, HC_EUNAVAIL, "discovery cancelled");
-			goto done;
-		}
-		left = deadline - hc_now_ms();
-		if (left <= 0) {
-			/* Every probe started together, so all of them are out of time. */
-			for (i = 0; i < n; i++) {
-				if (p->results[i] != DISC_PROBE_PENDING)
-					continue;
-				close(fds[i]);
-				fds[i] = -1;
-				p->results[i] = DISC_PROBE_TIMEOUT;
-				p->ms[i] = hc_now_ms() - start;
-				hc_snprintf(p->why[i], DISC_REASON_MAX, "no answer within %d ms",
-				            cfg->probe_timeout_ms);
-			}
-			continue;
-		}
-		np = 0;
-		for (i = 0; i < n; i++) {
-			if (p->results[i] != DISC_PROBE_PENDING)
-				continue;
-			pfd[np] = (struct pollfd){ .fd = fds[i], .events = POLLOUT };
-			idx[np++] = i;
-		}
-		got = poll(pfd, np, (int)(left < DISC_CANCEL_SLICE_MS ? left : DISC_CANCEL_SLICE_MS));
-		if (got < 0 && errno != EINTR) {
-			rc = hc_err_set(err, HC_ESOFTWARE, "poll: %s", strerror(errno));
-			goto done;
-		}
-		for (i = 0; got > 0 && i < np; i++) {
-			if (pfd[i].revents == 0)
-				continue;
-			p->results[idx[i]] = disc_connect_finish(&fds[idx[i]], p->why[idx[i]],
-			                                    DISC_REASON_MAX);
-			p->ms[idx[i]] = hc_now_ms() - start;
-		}
-	}
+	rc = par_wait(cfg, p, fds, n, start, err);
+	if (rc != 0)
+		goto done;
 	for (i = 0; i < n; i++) {
 		if (p->results[i] == DISC_PROBE_PENDING)
 			p->ms[i] = hc_now_ms() - start;
