@@ -5,10 +5,14 @@
  * measurement costs one probe round.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -129,6 +133,24 @@ rtt_start(struct rtt_run *r, const struct disc_config *cfg)
 	r->nsock = r->ncand * DISC_RTT_SAMPLES;
 }
 
+/* The kernel's round trip of fd's handshake (TCP_INFO tcpi_rtt, its first
+ * sample being SYN to SYN-ACK), or -1. Preferred over our own clock: it
+ * does not grow when this process is slow to be scheduled, so a busy head
+ * still ranks its bodies by the network. */
+static double
+handshake_ms(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+	    len < offsetof(struct tcp_info, tcpi_rtt) + sizeof(ti.tcpi_rtt) ||
+	    ti.tcpi_state != TCP_ESTABLISHED || ti.tcpi_rtt == 0)
+		return -1;
+	return (double)ti.tcpi_rtt / 1000.0;
+}
+
 /* One poll over the pending sockets, at most wait_ms. */
 static int
 rtt_poll(struct rtt_run *r, int wait_ms, struct hc_err *err)
@@ -149,12 +171,15 @@ rtt_poll(struct rtt_run *r, int wait_ms, struct hc_err *err)
 	for (i = 0; got > 0 && i < np; i++) {
 		size_t k = r->idx[i];
 		int64_t t = now_us();
+		double kernel_ms;
 
 		if (r->pfd[i].revents == 0)
 			continue;
 		r->done[k] = 1;
+		kernel_ms = handshake_ms(r->fd[k]);
 		if (disc_connect_finish(&r->fd[k], why, sizeof(why)) == DISC_PROBE_OK)
-			r->ms[k] = (double)(t - r->start_us[k]) / 1000.0;
+			r->ms[k] = kernel_ms >= 0 ? kernel_ms :
+			           (double)(t - r->start_us[k]) / 1000.0;
 	}
 	return 0;
 }
@@ -214,8 +239,12 @@ disc_measure_tcp(void *ctx, const struct disc_config *cfg, const struct disc_lis
 	for (;;) {
 		worth = worth_waiting_ms(r, start);
 		left = cfg->probe_timeout_ms - (now_us() - start) / 1000;
-		if (worth == 0 || left <= 0)
+		if (worth == 0 || left <= 0) {
+			/* Handshakes that finished while we were not looking still
+			 * count: their round trip is the kernel's. */
+			rc = rtt_poll(r, 0, err);
 			break;
+		}
 		if (cfg->cancel != NULL && *cfg->cancel) {
 			rc = hc_err_set(err, HC_EUNAVAIL, "discovery cancelled");
 			break;

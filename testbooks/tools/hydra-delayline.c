@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/hc.h"
@@ -45,7 +46,8 @@
 #define DL_DURATION_MAX_S 3600
 
 struct dl_packet {
-	int64_t due_ms;
+	int64_t due_us;      /* microseconds: a millisecond clock could hold a
+	                        5 ms packet for only 4.1 */
 	int to;              /* fd to write it to */
 	size_t len;
 	unsigned char data[DL_PACKET_MAX];
@@ -57,6 +59,15 @@ struct dl_delay {
 };
 
 static volatile sig_atomic_t dl_stop;
+
+static int64_t
+dl_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static void
 dl_on_signal(int sig)
@@ -185,7 +196,7 @@ dl_read(struct dl_state *s, int from, int to)
 			s->dropped++;
 			continue;
 		}
-		s->queue[i].due_ms = hc_now_ms() + ms;
+		s->queue[i].due_us = dl_now_us() + (int64_t)ms * 1000;
 		s->queue[i].to = to;
 		s->queue[i].len = (size_t)n;
 		memcpy(s->queue[i].data, buf, (size_t)n);
@@ -194,11 +205,12 @@ dl_read(struct dl_state *s, int from, int to)
 	}
 }
 
-/* Writes every packet that is due; returns ms until the next one (or -1). */
+/* Writes every packet that is due; returns ms until the next one, rounded
+ * up (or -1). */
 static int
 dl_flush(struct dl_state *s)
 {
-	int64_t now = hc_now_ms(), next = -1;
+	int64_t now = dl_now_us(), next = -1;
 	size_t i;
 
 	for (i = 0; i < DL_QUEUE_MAX; i++) {
@@ -206,7 +218,7 @@ dl_flush(struct dl_state *s)
 
 		if (p->len == 0)
 			continue;
-		if (p->due_ms <= now) {
+		if (p->due_us <= now) {
 			if (write(p->to, p->data, p->len) < 0)
 				s->dropped++;
 			else
@@ -214,10 +226,10 @@ dl_flush(struct dl_state *s)
 			p->len = 0;
 			continue;
 		}
-		if (next < 0 || p->due_ms - now < next)
-			next = p->due_ms - now;
+		if (next < 0 || p->due_us - now < next)
+			next = p->due_us - now;
 	}
-	return (int)next;
+	return next < 0 ? -1 : (int)((next + 999) / 1000);
 }
 
 /* Forwards until a signal or duration_s seconds have passed. */
