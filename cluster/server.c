@@ -56,6 +56,7 @@ struct clu_sock {
 	int fd;
 	int64_t since_ms;       /* when it started waiting for its request */
 	int pending;            /* on the list */
+	int cut;                /* shut down by us: never listed again */
 	struct clu_sock *prev, *next;
 };
 
@@ -131,6 +132,7 @@ static void
 clu_pending_cut(struct clu_server *srv, struct clu_sock *k)
 {
 	clu_pending_del(srv, k);
+	k->cut = 1;
 	(void)shutdown(k->fd, SHUT_RDWR);
 }
 
@@ -187,7 +189,7 @@ clu_request_state(struct clu_server *srv, struct MHD_Connection *conn, int in)
 	pthread_mutex_lock(&srv->mu);
 	if (in)
 		clu_pending_del(srv, k);
-	else if (!k->pending)
+	else if (!k->pending && !k->cut)
 		clu_pending_add(srv, k);
 	pthread_mutex_unlock(&srv->mu);
 }
