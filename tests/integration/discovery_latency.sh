@@ -33,7 +33,8 @@ PROBE_MS=1000
 
 dn_setup
 ip netns add "$NSB" || { t_fail "create namespace $NSB" "ip netns add failed"; dn_finish; }
-trap 'ip netns del "$NSB" 2> /dev/null; dn_teardown; t_cleanup' EXIT
+# t_cleanup runs this last, on every way out (t_done included).
+T_ON_EXIT='ip netns del "$NSB" 2> /dev/null'
 ip -n "$NSB" link set lo up
 _args=""
 for d in $DELAYS; do _args="$_args --delay $d"; done
