@@ -64,6 +64,8 @@ print_json(const struct disc_choice *ch, struct hc_err *err)
 		bad |= json_add(o, "same_venue", json_object_new_boolean(ch->body.same_venue)) != 0;
 		bad |= json_add(o, "cached", json_object_new_boolean(ch->cached)) != 0;
 		bad |= json_add(o, "elapsed_ms", json_object_new_int64(ch->elapsed_ms)) != 0;
+		bad |= json_add(o, "ranking", json_object_new_string(
+		                ch->ranking == DISC_RANK_LATENCY ? "latency" : "server")) != 0;
 	}
 	for (i = 0; !bad && i < ch->nprobes; i++) {
 		const struct disc_probe_record *p = &ch->probes[i];
@@ -79,6 +81,9 @@ print_json(const struct disc_choice *ch, struct hc_err *err)
 		bad |= json_add(e, "result",
 		                json_object_new_string(disc_probe_result_name(p->result))) != 0;
 		bad |= json_add(e, "ms", json_object_new_int64(p->ms)) != 0;
+		if (p->rtt_ms >= 0)
+			bad |= json_add(e, "rtt_ms", json_object_new_double(
+			                (double)(int64_t)(p->rtt_ms * 100 + 0.5) / 100)) != 0;
 		bad |= json_object_array_add(probes, e) != 0;
 	}
 	if (!bad) {
@@ -100,6 +105,7 @@ discover_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "mode", required_argument, NULL, 'm' },
+		{ "rank", required_argument, NULL, 'r' },
 		{ "no-cache", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -107,7 +113,7 @@ discover_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 	struct disc_config dc;
 	struct disc_choice *ch = NULL;
 	char *dns = NULL;
-	int as_json = 0, use_cache = 1, mode = -1;
+	int as_json = 0, use_cache = 1, mode = -1, rank = -1;
 	int c, rc;
 
 	optind = 1;
@@ -131,6 +137,15 @@ discover_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 				return hc_err_set(err, HC_EUSAGE, "discover: --mode: '%s' is not "
 				                  "sequential or parallel", optarg);
 			break;
+		case 'r':
+			if (strcmp(optarg, "latency") == 0)
+				rank = DISC_RANK_LATENCY;
+			else if (strcmp(optarg, "server") == 0)
+				rank = DISC_RANK_SERVER;
+			else
+				return hc_err_set(err, HC_EUSAGE, "discover: --rank: '%s' is not "
+				                  "latency or server", optarg);
+			break;
 		case 'h':
 			fputs(ag_cmd_discover.usage, stdout);
 			return 0;
@@ -146,6 +161,8 @@ discover_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 		goto done;
 	if (mode >= 0)
 		dc.mode = (enum disc_mode)mode;
+	if (rank >= 0)
+		dc.rank = (enum disc_rank)rank;
 	ch = malloc(sizeof(*ch));
 	if (ch == NULL) {
 		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
@@ -249,16 +266,21 @@ const struct ag_command ag_cmd_discover = {
 	.name = "discover",
 	.summary = "pick the body to stream from and print its IP",
 	.usage =
-	"usage: hydra-agent [--config FILE] discover [--json] [--mode MODE] [--no-cache]\n"
+	"usage: hydra-agent [--config FILE] discover [--json] [--mode MODE] [--rank RANK]\n"
+	"                                           [--no-cache]\n"
 	"\n"
 	"Uses the cached body when it answers one probe; otherwise asks the cluster\n"
 	"for the eligible bodies (discovery.cluster_url, head_id, district, venue) and\n"
 	"probes each one on discovery.port, LAN first, then WireGuard, then the next\n"
-	"body. Prints the chosen IP and caches the choice in state_dir.\n"
+	"body. A cross-venue list is first put in the order of the TCP connect round\n"
+	"trips measured to each body (3 samples per address, all at once). Prints the\n"
+	"chosen IP and caches the choice in state_dir.\n"
 	"\n"
 	"  --json        print node_id, name, ip, transport, same_venue, cached,\n"
-	"                elapsed_ms and every probe as one JSON object\n"
+	"                elapsed_ms, ranking and every probe (with rtt_ms when measured)\n"
+	"                as one JSON object\n"
 	"  --mode MODE   sequential or parallel, overriding discovery.mode\n"
+	"  --rank RANK   latency (default) or server: the cluster's order, as in Phase 1\n"
 	"  --no-cache    ignore the cached body (the new choice is still cached)\n"
 	"\n"
 	"Exit status: 0, 69 when no body answers or the cluster is unreachable,\n"

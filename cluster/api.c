@@ -15,11 +15,14 @@
 #define CLU_PREFIX "/api/v1/"
 /* Longest path worth routing: the prefix, "nodes/", an id and "/district". */
 #define CLU_PATH_MAX 256
+/* Largest answer: /nodes of a fleet file at its 4 MiB limit fits easily. */
+#define CLU_ANSWER_MAX (16 * 1024 * 1024)
 
 struct clu_api {
 	pthread_mutex_t lock;
 	struct clu_fleet *fleet;
 	char *save_path;
+	struct clu_latency *latency; /* what heads measured (issue 20) */
 };
 
 int
@@ -37,7 +40,13 @@ clu_api_new(struct clu_fleet *fleet, const char *save_path, struct clu_api **out
 			return hc_err_set(err, HC_ENOMEM, "out of memory");
 		}
 	}
+	if (clu_latency_new(&api->latency, err) != 0) {
+		free(api->save_path);
+		free(api);
+		return HC_ENOMEM;
+	}
 	if (pthread_mutex_init(&api->lock, NULL) != 0) {
+		clu_latency_free(api->latency);
 		free(api->save_path);
 		free(api);
 		return hc_err_set(err, HC_ESOFTWARE, "pthread_mutex_init failed");
@@ -54,6 +63,7 @@ clu_api_free(struct clu_api *api)
 		return;
 	pthread_mutex_destroy(&api->lock);
 	clu_fleet_free(api->fleet);
+	clu_latency_free(api->latency);
 	free(api->save_path);
 	free(api);
 }
@@ -72,29 +82,25 @@ clu_response_free(struct clu_response *resp)
 static int
 clu_respond(struct clu_response *resp, int status, struct json_object *obj)
 {
+	struct hc_buf body;
 	const char *text;
-	size_t len;
+	int rc;
 
 	if (obj == NULL)
 		return HC_ENOMEM;
+	/* Answers are a fleet listing at most; the cap only guards a runaway. */
+	hc_buf_init(&body, CLU_ANSWER_MAX);
 	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
 	                                           JSON_C_TO_STRING_NOSLASHESCAPE);
-	if (text == NULL) {
-		json_object_put(obj);
-		return HC_ENOMEM;
-	}
-	len = strlen(text);
-	resp->body = malloc(len + 2);
-	if (resp->body == NULL) {
-		json_object_put(obj);
-		return HC_ENOMEM;
-	}
-	memcpy(resp->body, text, len);
-	resp->body[len] = '\n';
-	resp->body[len + 1] = '\0';
-	resp->body_len = len + 1;
-	resp->status = status;
+	rc = text != NULL ? hc_buf_printf(&body, "%s\n", text) : HC_ENOMEM;
 	json_object_put(obj);
+	if (rc != 0) {
+		hc_buf_free(&body);
+		return HC_ENOMEM;
+	}
+	resp->body_len = body.len;
+	resp->body = hc_buf_take(&body);
+	resp->status = status;
 	return 0;
 }
 
@@ -107,15 +113,18 @@ static int
 clu_fail(struct clu_response *resp, int status, const char *fmt, ...)
 {
 	char msg[HC_ERR_MAX];
+	char clean[HC_ERR_MAX * 3]; /* each bad byte may become 3 */
 	struct json_object *obj;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* The message may quote a client's bytes; JSON text must be UTF-8. */
+	clu_utf8_repair(msg, clean, sizeof(clean));
 	obj = json_object_new_object();
 	if (obj == NULL ||
-	    json_object_object_add(obj, "error", json_object_new_string(msg)) != 0) {
+	    json_object_object_add(obj, "error", json_object_new_string(clean)) != 0) {
 		json_object_put(obj);
 		return HC_ENOMEM;
 	}
@@ -394,41 +403,119 @@ clu_get_body_config(struct clu_api *api, const struct clu_request *req,
 	return clu_respond(resp, 200, o);
 }
 
+/* The query parameters of /bodies/eligible into q (exclude ids point into
+ * buf). 0 with q set, or a status after answering (then *answered is 1). */
+static int
+clu_eligible_query(const struct clu_request *req, struct clu_query *q,
+                   const char **exclude, char *buf, size_t size,
+                   struct clu_response *resp, int *answered)
+{
+	static const char *const allowed[] = { "district", "venue", "head_id", "exclude",
+	                                       NULL };
+	int rc;
+
+	*answered = 1;
+	rc = clu_check_params(req, allowed, resp);
+	if (rc != 0 || resp->body != NULL)
+		return rc;
+	*answered = 0;
+	rc = clu_param_place(req, "district", &q->district, resp, answered);
+	if (rc == 0 && !*answered)
+		rc = clu_param_place(req, "venue", &q->venue, resp, answered);
+	if (rc == 0 && !*answered)
+		rc = clu_param_id(req, "head_id", 0, &q->head_id, resp, answered);
+	if (rc == 0 && !*answered)
+		rc = clu_param_exclude(req, buf, size, exclude, &q->nexclude, resp, answered);
+	if (rc != 0 || *answered)
+		return rc;
+	q->exclude = exclude;
+	*answered = 1;
+	if (q->head_id == NULL && q->district == NULL)
+		return clu_fail(resp, 400, "missing query parameter 'district' "
+		                "(required without head_id)");
+	if (q->head_id == NULL && q->venue == NULL)
+		return clu_fail(resp, 400, "missing query parameter 'venue' "
+		                "(required without head_id)");
+	*answered = 0;
+	return 0;
+}
+
+/* Adds "rtt_ms" to o with at most two decimals ("5", "15.5", "3.88"):
+ * json-c would print the binary double (3.8799999999999999). */
+static int
+clu_add_rtt(struct json_object *o, double rtt_ms)
+{
+	char text[32];
+	size_t len;
+
+	if (hc_snprintf(text, sizeof(text), "%.2f", rtt_ms) != 0)
+		return HC_EDATA;
+	len = strlen(text);
+	while (len > 0 && text[len - 1] == '0')
+		text[--len] = '\0';
+	if (len > 0 && text[len - 1] == '.')
+		text[--len] = '\0';
+	return clu_add(o, "rtt_ms", json_object_new_double_s(rtt_ms, text));
+}
+
+/* The eligible answer as JSON; NULL when out of memory. */
+static struct json_object *
+clu_eligible_json(const struct clu_eligible *e, const struct clu_query *q)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *arr = json_object_new_array();
+	size_t i;
+	int rc;
+
+	if (o == NULL || arr == NULL)
+		goto oom;
+	for (i = 0; i < e->n; i++) {
+		struct json_object *n = clu_node_json(e->picks[i].node, 0, e->picks[i].same_venue);
+		/* Phase 2: the head's estimate, only where there is one. */
+		if (n != NULL && e->picks[i].has_rtt && clu_add_rtt(n, e->picks[i].rtt_ms) != 0) {
+			json_object_put(n);
+			n = NULL;
+		}
+		if (n == NULL || json_object_array_add(arr, n) != 0) {
+			json_object_put(n);
+			goto oom;
+		}
+	}
+	rc = clu_add(o, "bodies", arr);
+	arr = NULL;
+	if (rc != 0 ||
+	    clu_add(o, "partition", json_object_new_string(clu_partition_name(e->partition))) != 0 ||
+	    clu_add(o, "district", json_object_new_string(e->district)) != 0 ||
+	    clu_add(o, "venue", json_object_new_string(e->venue)) != 0 ||
+	    (q->head_id != NULL &&
+	     clu_add(o, "head_id", json_object_new_string(q->head_id)) != 0))
+		goto oom;
+	return o;
+oom:
+	json_object_put(arr);
+	json_object_put(o);
+	return NULL;
+}
+
 static int
 clu_get_eligible(struct clu_api *api, const struct clu_request *req,
                  struct clu_response *resp)
 {
-	static const char *const allowed[] = { "district", "venue", "head_id", "exclude",
-	                                       NULL };
 	struct clu_eligible e = { NULL, 0, CLU_PART_NONE, NULL, NULL };
-	struct clu_query q = { NULL, NULL, NULL, NULL, 0 };
+	struct clu_query q;
 	const char *exclude[CLU_EXCLUDE_MAX];
 	char exclude_buf[CLU_EXCLUDE_BUF];
-	struct json_object *o = NULL, *arr = NULL;
 	struct hc_err err = { 0, "" };
+	struct json_object *o;
 	int answered = 0, rc;
-	size_t i;
 
-	rc = clu_check_params(req, allowed, resp);
-	if (rc != 0 || resp->body != NULL)
-		return rc;
-	rc = clu_param_place(req, "district", &q.district, resp, &answered);
-	if (rc == 0 && !answered)
-		rc = clu_param_place(req, "venue", &q.venue, resp, &answered);
-	if (rc == 0 && !answered)
-		rc = clu_param_id(req, "head_id", 0, &q.head_id, resp, &answered);
-	if (rc == 0 && !answered)
-		rc = clu_param_exclude(req, exclude_buf, sizeof(exclude_buf), exclude,
-		                       &q.nexclude, resp, &answered);
+	memset(&q, 0, sizeof(q));
+	rc = clu_eligible_query(req, &q, exclude, exclude_buf, sizeof(exclude_buf), resp,
+	                        &answered);
 	if (rc != 0 || answered)
 		return rc;
-	q.exclude = exclude;
-	if (q.head_id == NULL && q.district == NULL)
-		return clu_fail(resp, 400, "missing query parameter 'district' "
-		                "(required without head_id)");
-	if (q.head_id == NULL && q.venue == NULL)
-		return clu_fail(resp, 400, "missing query parameter 'venue' "
-		                "(required without head_id)");
+	q.latency = api->latency;
+	q.now_ms = hc_now_ms();
 	rc = clu_policy_eligible(api->fleet, &q, &e, &err);
 	if (rc == HC_ENOMEM)
 		return rc;
@@ -447,45 +534,66 @@ clu_get_eligible(struct clu_api *api, const struct clu_request *req,
 	       clu_partition_name(e.partition), e.n, e.n > 0 ? ", first " : "",
 	       e.n > 0 ? e.picks[0].node->id : "",
 	       q.nexclude > 0 ? " (excluding unreachable bodies)" : "");
+	o = clu_eligible_json(&e, &q);
+	clu_eligible_free(&e);
+	return o != NULL ? clu_respond(resp, 200, o) : HC_ENOMEM;
+}
 
-	o = json_object_new_object();
-	arr = json_object_new_array();
-	if (o == NULL || arr == NULL)
-		goto oom;
-	for (i = 0; i < e.n; i++) {
-		struct json_object *n = clu_node_json(e.picks[i].node, 0, e.picks[i].same_venue);
-		if (n == NULL || json_object_array_add(arr, n) != 0) {
-			json_object_put(n);
-			goto oom;
-		}
+/* One field a request body may carry and the JSON type it must have; null
+ * is never accepted for a field that is present. */
+struct clu_field {
+	const char *name;
+	enum json_type type;
+	const char *label;   /* "a string": for "expected a string, got null" */
+};
+
+static const char *
+clu_json_type_label(struct json_object *v)
+{
+	switch (json_object_get_type(v)) {
+	case json_type_null:    return "null";
+	case json_type_boolean: return "a boolean";
+	case json_type_double:  return "a number";
+	case json_type_int:     return "an integer";
+	case json_type_object:  return "an object";
+	case json_type_array:   return "an array";
+	case json_type_string:  return "a string";
 	}
-	rc = clu_add(o, "bodies", arr);
-	arr = NULL;
-	if (rc != 0 ||
-	    clu_add(o, "partition", json_object_new_string(clu_partition_name(e.partition))) != 0 ||
-	    clu_add(o, "district", json_object_new_string(e.district)) != 0 ||
-	    clu_add(o, "venue", json_object_new_string(e.venue)) != 0 ||
-	    (q.head_id != NULL &&
-	     clu_add(o, "head_id", json_object_new_string(q.head_id)) != 0))
-		goto oom;
-	clu_eligible_free(&e);
-	return clu_respond(resp, 200, o);
-oom:
-	clu_eligible_free(&e);
-	json_object_put(arr);
-	json_object_put(o);
-	return HC_ENOMEM;
+	return "something else";
+}
+
+/* Checks each member of obj against fields: known name, the right type.
+ * 0, or HC_EDATA with err naming the field. */
+static int
+clu_body_fields(struct json_object *obj, const struct clu_field *fields,
+                struct hc_err *err)
+{
+	size_t k;
+
+	json_object_object_foreach(obj, key, val) {
+		for (k = 0; fields[k].name != NULL; k++) {
+			if (strcmp(key, fields[k].name) == 0)
+				break;
+		}
+		if (fields[k].name == NULL)
+			return hc_err_set(err, HC_EDATA, "unknown field '%s'", key);
+		if (val == NULL || !json_object_is_type(val, fields[k].type))
+			return hc_err_set(err, HC_EDATA, "field '%s': expected %s, got %s", key,
+			                  fields[k].label, clu_json_type_label(val));
+	}
+	return 0;
 }
 
 /* Parses a request body that must be a JSON object with only the listed
- * fields. Returns 0 with *out set, or answers 400/413 and sets *answered. */
+ * fields, each of its type, in valid UTF-8 without NULs or repeated keys.
+ * Returns 0 with *out set, or answers 400/413 and sets *answered. */
 static int
-clu_body_object(const struct clu_request *req, const char *const *allowed,
+clu_body_object(const struct clu_request *req, const struct clu_field *fields,
                 struct json_object **out, struct clu_response *resp, int *answered)
 {
 	struct json_object *obj = NULL;
 	struct hc_err err = { 0, "" };
-	size_t k;
+	int rc;
 
 	*out = NULL;
 	*answered = 1;
@@ -495,23 +603,14 @@ clu_body_object(const struct clu_request *req, const char *const *allowed,
 		return clu_fail(resp, 400, "request body: expected a JSON object");
 	if (hc_json_parse(req->body, req->body_len, &obj, &err) != 0)
 		return clu_fail(resp, 400, "request body: %s", err.msg);
-	if (!json_object_is_type(obj, json_type_object)) {
+	rc = clu_json_strict(req->body, req->body_len, &err);
+	if (rc == 0 && !json_object_is_type(obj, json_type_object))
+		rc = hc_err_set(&err, HC_EDATA, "expected a JSON object");
+	if (rc == 0)
+		rc = clu_body_fields(obj, fields, &err);
+	if (rc != 0) {
 		json_object_put(obj);
-		return clu_fail(resp, 400, "request body: expected a JSON object");
-	}
-	{
-		json_object_object_foreach(obj, key, val) {
-			(void)val;
-			for (k = 0; allowed[k] != NULL; k++) {
-				if (strcmp(key, allowed[k]) == 0)
-					break;
-			}
-			if (allowed[k] == NULL) {
-				int rc = clu_fail(resp, 400, "request body: unknown field '%s'", key);
-				json_object_put(obj);
-				return rc;
-			}
-		}
+		return rc == HC_ENOMEM ? rc : clu_fail(resp, 400, "request body: %s", err.msg);
 	}
 	*answered = 0;
 	*out = obj;
@@ -539,7 +638,11 @@ static int
 clu_post_district(struct clu_api *api, const char *id, const struct clu_request *req,
                   struct clu_response *resp)
 {
-	static const char *const allowed[] = { "district", "venue", NULL };
+	static const struct clu_field fields[] = {
+		{ "district", json_type_string, "a string" },
+		{ "venue", json_type_string, "a string" },
+		{ NULL, json_type_null, NULL },
+	};
 	const struct clu_node *n = clu_fleet_find(api->fleet, id);
 	struct json_object *body = NULL;
 	struct hc_err err = { 0, "" };
@@ -549,7 +652,7 @@ clu_post_district(struct clu_api *api, const char *id, const struct clu_request 
 
 	if (n == NULL)
 		return clu_fail(resp, 404, "unknown node '%s'", id);
-	rc = clu_body_object(req, allowed, &body, resp, &answered);
+	rc = clu_body_object(req, fields, &body, resp, &answered);
 	if (rc != 0 || answered)
 		return rc;
 	if (hc_json_get_string(body, "district", &district, &err) != 0 ||
@@ -592,7 +695,11 @@ static int
 clu_post_status(struct clu_api *api, const char *id, const struct clu_request *req,
                 struct clu_response *resp)
 {
-	static const char *const allowed[] = { "status", "drained", NULL };
+	static const struct clu_field fields[] = {
+		{ "status", json_type_string, "a string" },
+		{ "drained", json_type_boolean, "a boolean" },
+		{ NULL, json_type_null, NULL },
+	};
 	const struct clu_node *n = clu_fleet_find(api->fleet, id);
 	struct json_object *body = NULL, *v = NULL;
 	struct hc_err err = { 0, "" };
@@ -602,7 +709,7 @@ clu_post_status(struct clu_api *api, const char *id, const struct clu_request *r
 
 	if (n == NULL)
 		return clu_fail(resp, 404, "unknown node '%s'", id);
-	rc = clu_body_object(req, allowed, &body, resp, &answered);
+	rc = clu_body_object(req, fields, &body, resp, &answered);
 	if (rc != 0 || answered)
 		return rc;
 	if (hc_json_opt_string(body, "status", &status_text, &err) != 0) {
@@ -614,12 +721,8 @@ clu_post_status(struct clu_api *api, const char *id, const struct clu_request *r
 		              "or offline", status_text);
 		goto done;
 	}
-	if (json_object_object_get_ex(body, "drained", &v) && v != NULL) {
-		if (hc_json_get_bool(body, "drained", &drained, &err) != 0) {
-			rc = clu_fail(resp, 400, "request body: %s", err.msg);
-			goto done;
-		}
-	}
+	if (json_object_object_get_ex(body, "drained", &v))
+		drained = json_object_get_boolean(v) ? 1 : 0;
 	if (status == -1 && drained == -1) {
 		rc = clu_fail(resp, 400, "request body: nothing to change: give 'status', "
 		              "'drained' or both");
@@ -648,11 +751,63 @@ done:
 	return rc;
 }
 
+/* Phase 2 (issue 20): a head reports the round trips it measured. The whole
+ * report is checked before anything is stored. */
+static int
+clu_post_latency(struct clu_api *api, const char *id, const struct clu_request *req,
+                 struct clu_response *resp)
+{
+	static const struct clu_field fields[] = {
+		{ "samples", json_type_array, "an array" },
+		{ NULL, json_type_null, NULL },
+	};
+	const struct clu_node *head = clu_fleet_find(api->fleet, id);
+	struct clu_rtt_sample *samples = NULL;
+	struct json_object *body = NULL, *arr = NULL, *o;
+	struct hc_err err = { 0, "" };
+	int answered = 0, rc;
+	size_t n = 0;
+
+	if (head == NULL)
+		return clu_fail(resp, 404, "unknown head '%s'", id);
+	if (head->role != CLU_ROLE_HEAD)
+		return clu_fail(resp, 400, "node '%s' is a body, not a head", id);
+	rc = clu_body_object(req, fields, &body, resp, &answered);
+	if (rc != 0 || answered)
+		return rc;
+	samples = calloc(CLU_LATENCY_SAMPLES_MAX, sizeof(*samples));
+	if (samples == NULL) {
+		rc = HC_ENOMEM;
+		goto done;
+	}
+	(void)json_object_object_get_ex(body, "samples", &arr);
+	rc = clu_latency_parse(api->fleet, arr, samples, &n, &err);
+	if (rc == 0)
+		rc = clu_latency_report(api->latency, head->id, samples, n, hc_now_ms(), &err);
+	if (rc != 0) {
+		rc = rc == HC_ENOMEM ? rc : clu_fail(resp, 400, "request body: %s", err.msg);
+		goto done;
+	}
+	hc_log(HC_LOG_DEBUG, "cluster", "head %s reported %zu round trips", head->id, n);
+	o = json_object_new_object();
+	if (o == NULL || clu_add(o, "head_id", json_object_new_string(head->id)) != 0 ||
+	    clu_add(o, "samples", json_object_new_int64((int64_t)n)) != 0) {
+		json_object_put(o);
+		rc = HC_ENOMEM;
+		goto done;
+	}
+	rc = clu_respond(resp, 200, o);
+done:
+	free(samples);
+	json_object_put(body);
+	return rc;
+}
+
 /* ---------------------------------------------------------------- routing */
 
 enum clu_route {
 	CLU_R_NONE, CLU_R_HEALTH, CLU_R_NODES, CLU_R_NODE, CLU_R_NODE_DISTRICT,
-	CLU_R_NODE_STATUS, CLU_R_BODY_CONFIG, CLU_R_ELIGIBLE,
+	CLU_R_NODE_STATUS, CLU_R_BODY_CONFIG, CLU_R_ELIGIBLE, CLU_R_HEAD_LATENCY,
 };
 
 /* Maps path to a route; for node routes copies the raw id into id. */
@@ -661,6 +816,7 @@ clu_route_of(const char *path, char *id, size_t id_size)
 {
 	const char *rest, *slash;
 	size_t len;
+	int head = 0;
 
 	if (strncmp(path, CLU_PREFIX, strlen(CLU_PREFIX)) != 0)
 		return CLU_R_NONE;
@@ -673,7 +829,9 @@ clu_route_of(const char *path, char *id, size_t id_size)
 		return CLU_R_BODY_CONFIG;
 	if (strcmp(rest, "bodies/eligible") == 0)
 		return CLU_R_ELIGIBLE;
-	if (strncmp(rest, "nodes/", 6) != 0)
+	if (strncmp(rest, "heads/", 6) == 0)
+		head = 1;
+	else if (strncmp(rest, "nodes/", 6) != 0)
 		return CLU_R_NONE;
 	rest += 6;
 	slash = strchr(rest, '/');
@@ -682,6 +840,9 @@ clu_route_of(const char *path, char *id, size_t id_size)
 		len = id_size - 1;
 	memcpy(id, rest, len);
 	id[len] = '\0';
+	if (head)
+		return slash != NULL && strcmp(slash, "/latency") == 0 ? CLU_R_HEAD_LATENCY :
+		       CLU_R_NONE;
 	if (slash == NULL)
 		return CLU_R_NODE;
 	if (strcmp(slash, "/district") == 0)
@@ -707,14 +868,15 @@ clu_dispatch(struct clu_api *api, const struct clu_request *req,
 	route = clu_route_of(req->path, id, sizeof(id));
 	if (route == CLU_R_NONE)
 		return clu_fail(resp, 404, "no such endpoint: %s", req->path);
-	want = route == CLU_R_NODE_DISTRICT || route == CLU_R_NODE_STATUS ? "POST" : "GET";
+	want = route == CLU_R_NODE_DISTRICT || route == CLU_R_NODE_STATUS ||
+	       route == CLU_R_HEAD_LATENCY ? "POST" : "GET";
 	if (strcmp(req->method, want) != 0) {
 		resp->allow = want;
 		return clu_fail(resp, 405, "method %s not allowed on %s (allowed: %s)",
 		                req->method, req->path, want);
 	}
 	if (route == CLU_R_NODE || route == CLU_R_NODE_DISTRICT ||
-	    route == CLU_R_NODE_STATUS) {
+	    route == CLU_R_NODE_STATUS || route == CLU_R_HEAD_LATENCY) {
 		if (clu_check_node_id(id, what, sizeof(what)) != 0)
 			return clu_fail(resp, 400, "node id: %s", what);
 	}
@@ -731,6 +893,7 @@ clu_dispatch(struct clu_api *api, const struct clu_request *req,
 	case CLU_R_NODE_STATUS:   return clu_post_status(api, id, req, resp);
 	case CLU_R_BODY_CONFIG:   return clu_get_body_config(api, req, resp);
 	case CLU_R_ELIGIBLE:      return clu_get_eligible(api, req, resp);
+	case CLU_R_HEAD_LATENCY:  return clu_post_latency(api, id, req, resp);
 	case CLU_R_NONE:          break;
 	}
 	return clu_fail(resp, 404, "no such endpoint: %s", req->path);

@@ -13,6 +13,8 @@
 
 #include "common/hc.h"
 
+struct json_object;
+
 /* ------------------------------------------------------------------ fleet */
 
 enum clu_role { CLU_ROLE_HEAD, CLU_ROLE_BODY };
@@ -85,6 +87,50 @@ const char *clu_status_name(int status); /* "online", "offline" */
 /* "online" or "offline" into *out. 0 or HC_EDATA. */
 int clu_status_parse(const char *text, int *out);
 
+/* ------------------------------------------------------------------ latency */
+
+/* Body selection Phase 2 (issue 20): round trips heads measured to bodies. */
+
+/* A report is one sample per body and transport a head probed: at most
+ * DISC_MAX_BODIES (64) bodies on two transports, with room to spare. */
+#define CLU_LATENCY_SAMPLES_MAX 256
+/* A TCP connect round trip above a minute is no measurement. */
+#define CLU_RTT_MAX_MS 60000
+/* Estimates this close rank as equal, so the server's order (idle, VRAM)
+ * decides among them: below the jitter of a connect. */
+#define CLU_RTT_TIE_MS 2
+
+enum clu_transport { CLU_TRANSPORT_LAN, CLU_TRANSPORT_WG };
+
+struct clu_rtt_sample {
+	const char *node_id;  /* a body of the fleet; borrowed */
+	int transport;        /* enum clu_transport */
+	double rtt_ms;
+};
+
+struct clu_latency; /* opaque: the estimates per (head, body) */
+
+int clu_latency_new(struct clu_latency **out, struct hc_err *err);
+void clu_latency_free(struct clu_latency *lat);
+/* Parses the "samples" array of a report against fleet into out (room for
+ * CLU_LATENCY_SAMPLES_MAX); node_id then points into the fleet. HC_EDATA
+ * naming the field ("samples[2].rtt_ms: ...") for a missing or mistyped
+ * field, an unknown body, a transport other than lan or wg, a round trip
+ * outside 0..CLU_RTT_MAX_MS, none or too many samples. */
+int clu_latency_parse(const struct clu_fleet *fleet, struct json_object *samples,
+                      struct clu_rtt_sample *out, size_t *n, struct hc_err *err);
+/* Folds a parsed report of head_id into the estimates at now_ms (hc_now_ms):
+ * per body the lowest of its samples, weighed into a decaying estimate.
+ * head_id and the samples' ids must be the fleet's strings. 0 or HC_ENOMEM
+ * (then nothing new is stored). */
+int clu_latency_report(struct clu_latency *lat, const char *head_id,
+                       const struct clu_rtt_sample *s, size_t n, int64_t now_ms,
+                       struct hc_err *err);
+/* The estimate of (head, body) at now_ms: 0 with *rtt_ms, HC_ENOTFOUND
+ * when there is none or it went stale. lat may be NULL (none). */
+int clu_latency_get(const struct clu_latency *lat, const char *head_id,
+                    const char *body_id, int64_t now_ms, double *rtt_ms);
+
 /* ------------------------------------------------------------------ policy */
 
 /* GET /api/v1/bodies/eligible. Without head_id, district and venue are
@@ -98,6 +144,10 @@ struct clu_query {
 	 * quickroute that is all unreachable gives way to cross-venue. */
 	const char *const *exclude;
 	size_t nexclude;
+	/* Phase 2: the heads' measurements (NULL: none) at now_ms; they rank
+	 * the cross-venue partition and fill clu_pick.rtt_ms. */
+	const struct clu_latency *latency;
+	int64_t now_ms;
 };
 
 /* Ids one query may exclude: as many bodies as a head looks at, each at most
@@ -116,6 +166,8 @@ enum clu_partition {
 struct clu_pick {
 	const struct clu_node *node;
 	int same_venue;        /* body is in the head's (or the query's) venue */
+	int has_rtt;           /* the head's estimate of this body is known */
+	double rtt_ms;
 };
 
 struct clu_eligible {
@@ -129,7 +181,9 @@ struct clu_eligible {
 /*
  * The partition policy: a pure function of the fleet and the query.
  * Heads are never listed; bodies must be online and not drained. Order within
- * a partition: idle first, vram_mb descending, then node id.
+ * a partition: idle first, vram_mb descending, then node id; across venues,
+ * bodies the head measured come first, by estimate in steps of
+ * CLU_RTT_TIE_MS, the rest after them in that order.
  * Errors: HC_EDATA (district or venue missing without head_id; head_id names
  * a body), HC_ENOTFOUND (unknown head), HC_ENOMEM. On error *out is empty.
  */
@@ -183,6 +237,19 @@ void clu_api_free(struct clu_api *api);
 int clu_api_handle(struct clu_api *api, const struct clu_request *req,
                    struct clu_response *resp);
 void clu_response_free(struct clu_response *resp);
+
+/* ------------------------------------------------------------------ json */
+
+/* Checks a request body json-c already accepted, for what json-c lets
+ * through: invalid UTF-8, a NUL byte or a \u0000 in a string, a key given
+ * twice in one object. 0, or HC_EDATA with err naming the field
+ * ("field 'drained' given twice"), HC_ENOMEM. */
+int clu_json_strict(const char *text, size_t len, struct hc_err *err);
+/* Length of the longest valid UTF-8 prefix of s[0..len). */
+size_t clu_utf8_valid_len(const char *s, size_t len);
+/* Copies the string in to out (size > 0) as valid UTF-8, each invalid byte
+ * replaced with U+FFFD, cut short at a character boundary to fit. */
+void clu_utf8_repair(const char *in, char *out, size_t size);
 
 /* ------------------------------------------------------------------ server */
 

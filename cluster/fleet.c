@@ -442,12 +442,14 @@ clu_fleet_to_yaml(const struct clu_fleet *fleet, char **out, size_t *len,
 {
 	static const char header[] =
 		"# Fleet of hydra-cluster-sim (DESIGN.md section 9), written by --save.\n";
-	struct stat st;
-	char *text = NULL;
-	size_t hlen = sizeof(header) - 1, got = 0;
+	struct hc_buf text;
+	char chunk[8192];
+	ssize_t n;
 	int fd = -1;
 	int rc;
 
+	/* Bounded like the file it will be read back from. */
+	hc_buf_init(&text, CLU_FLEET_FILE_MAX);
 	/* hc_cfg_dump writes to a descriptor; an anonymous memory file keeps the
 	 * whole text in memory for the atomic write. */
 	fd = memfd_create("clu-fleet", MFD_CLOEXEC);
@@ -456,33 +458,33 @@ clu_fleet_to_yaml(const struct clu_fleet *fleet, char **out, size_t *len,
 	rc = hc_cfg_dump(clu_fleet_schema, fleet, fd, err);
 	if (rc != 0)
 		goto done;
-	if (fstat(fd, &st) != 0 || lseek(fd, 0, SEEK_SET) != 0) {
+	if (lseek(fd, 0, SEEK_SET) != 0) {
 		rc = hc_err_set(err, HC_EIO, "memfd: %s", strerror(errno));
 		goto done;
 	}
-	text = malloc(hlen + (size_t)st.st_size + 1);
-	if (text == NULL) {
-		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
-		goto done;
-	}
-	memcpy(text, header, hlen);
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, text + hlen + got, (size_t)st.st_size - got);
+	rc = hc_buf_add(&text, header, sizeof(header) - 1);
+	/* Bounded: hc_buf_add fails past CLU_FLEET_FILE_MAX. */
+	while (rc == 0) {
+		n = read(fd, chunk, sizeof(chunk));
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0) {
-			rc = hc_err_set(err, HC_EIO, "memfd read: %s",
-			                n < 0 ? strerror(errno) : "short read");
+		if (n < 0) {
+			rc = hc_err_set(err, HC_EIO, "memfd read: %s", strerror(errno));
 			goto done;
 		}
-		got += (size_t)n;
+		if (n == 0)
+			break;
+		rc = hc_buf_add(&text, chunk, (size_t)n);
 	}
-	text[hlen + got] = '\0';
-	*out = text;
-	*len = hlen + got;
-	text = NULL;
+	if (rc != 0) {
+		rc = hc_err_set(err, rc, rc == HC_ENOMEM ? "out of memory" :
+		                "fleet larger than %d bytes", CLU_FLEET_FILE_MAX);
+		goto done;
+	}
+	*len = text.len;
+	*out = hc_buf_take(&text);
 done:
-	free(text);
+	hc_buf_free(&text);
 	close(fd);
 	return rc;
 }

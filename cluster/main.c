@@ -20,7 +20,8 @@ usage(FILE *out)
 	      "       hydra-cluster-sim --help | --version\n"
 	      "\n"
 	      "Serves the cluster API of a fleet file: body config, eligible bodies\n"
-	      "(quickroute, then cross-venue same owner), node moves and state.\n"
+	      "(quickroute, then cross-venue same owner ranked by the round trips\n"
+	      "heads report), node moves and state.\n"
 	      "\n"
 	      "options:\n"
 	      "  --fleet FILE       fleet YAML: nodes: [{id, name, role, district, venue,\n"
@@ -34,21 +35,11 @@ usage(FILE *out)
 	      "69 cannot listen, 78 bad fleet file.\n", out);
 }
 
-int
-main(int argc, char **argv)
+/* Loads the fleet, serves it until SIGTERM or SIGINT. Returns the exit code. */
+static int
+run(const char *fleet_path, const char *listen, int save, const char *log_file,
+    enum hc_log_level level)
 {
-	static const struct option opts[] = {
-		{ "fleet", required_argument, NULL, 'f' },
-		{ "listen", required_argument, NULL, 'L' },
-		{ "save", no_argument, NULL, 's' },
-		{ "log-level", required_argument, NULL, 'l' },
-		{ "log-file", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *fleet_path = NULL, *listen = NULL, *log_file = NULL;
-	enum hc_log_level level = HC_LOG_INFO;
 	struct clu_fleet *fleet = NULL;
 	struct clu_api *api = NULL;
 	struct clu_server *srv = NULL;
@@ -57,38 +48,8 @@ main(int argc, char **argv)
 	socklen_t sslen = 0;
 	char where[128];
 	sigset_t stop;
-	int save = 0, opt, sig = 0, rc;
+	int sig = 0, rc;
 
-	for (;;) {
-		opt = getopt_long(argc, argv, "", opts, NULL);
-		if (opt == -1)
-			break;
-		switch (opt) {
-		case 'f': fleet_path = optarg; break;
-		case 'L': listen = optarg; break;
-		case 's': save = 1; break;
-		case 'o': log_file = optarg; break;
-		case 'l':
-			if (hc_log_level_parse(optarg, &level) != 0) {
-				fprintf(stderr, "hydra-cluster-sim: --log-level: '%s' is not debug, "
-				        "info, warn or error\n", optarg);
-				return 64;
-			}
-			break;
-		case 'h': usage(stdout); return 0;
-		case 'V': printf("hydra-cluster-sim %s\n", HC_VERSION); return 0;
-		default: usage(stderr); return 64;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "hydra-cluster-sim: unexpected argument '%s'\n", argv[optind]);
-		return 64;
-	}
-	if (fleet_path == NULL || listen == NULL) {
-		fprintf(stderr, "hydra-cluster-sim: --fleet and --listen are required\n");
-		usage(stderr);
-		return 64;
-	}
 	if (hc_parse_listen(listen, &ss, &sslen, &err) != 0) {
 		fprintf(stderr, "hydra-cluster-sim: --listen: %s\n", err.msg);
 		return 64;
@@ -138,4 +99,54 @@ fail:
 	clu_fleet_free(fleet);
 	hc_log_close();
 	return hc_status_exit_code(rc);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "fleet", required_argument, NULL, 'f' },
+		{ "listen", required_argument, NULL, 'L' },
+		{ "save", no_argument, NULL, 's' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "log-file", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *fleet_path = NULL, *listen = NULL, *log_file = NULL;
+	enum hc_log_level level = HC_LOG_INFO;
+	int save = 0, opt;
+
+	for (;;) {
+		opt = getopt_long(argc, argv, "", opts, NULL);
+		if (opt == -1)
+			break;
+		switch (opt) {
+		case 'f': fleet_path = optarg; break;
+		case 'L': listen = optarg; break;
+		case 's': save = 1; break;
+		case 'o': log_file = optarg; break;
+		case 'l':
+			if (hc_log_level_parse(optarg, &level) != 0) {
+				fprintf(stderr, "hydra-cluster-sim: --log-level: '%s' is not debug, "
+				        "info, warn or error\n", optarg);
+				return 64;
+			}
+			break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("hydra-cluster-sim %s\n", HC_VERSION); return 0;
+		default: usage(stderr); return 64;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "hydra-cluster-sim: unexpected argument '%s'\n", argv[optind]);
+		return 64;
+	}
+	if (fleet_path == NULL || listen == NULL) {
+		fprintf(stderr, "hydra-cluster-sim: --fleet and --listen are required\n");
+		usage(stderr);
+		return 64;
+	}
+	return run(fleet_path, listen, save, log_file, level);
 }

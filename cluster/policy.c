@@ -5,9 +5,9 @@
  * compared in order until one differs.
  *
  * Where later phases attach (runbooks/body-selection.md says the same):
- *  - Phase 2 (measured latency): one more key in clu_cross_venue_keys, right
- *    after clu_key_idle; quickroute needs none (same venue is the lowest
- *    latency by definition).
+ *  - Phase 2 (measured latency, issue 20): clu_key_rtt leads
+ *    clu_cross_venue_keys, before idle and VRAM; quickroute needs none (same
+ *    venue is the lowest latency by definition, and the gate stays a gate).
  *  - Phase 3 (sharing tier and cost): clu_filter_may_serve grows the
  *    allowed_orgs test; clu_key_cost_tier joins clu_cross_venue_keys.
  *  - Phase 5 (marketplace): clu_filter_may_serve also accepts a marketplace
@@ -28,6 +28,8 @@ struct clu_ctx {
 	const char *venue;
 	const char *const *exclude;
 	size_t nexclude;
+	const struct clu_latency *latency;
+	int64_t now_ms;
 };
 
 /* 1 when body belongs in the partition. */
@@ -129,8 +131,24 @@ static const clu_key clu_quickroute_keys[] = {
 /* Strict venue keeps the quickroute order: both are one venue. */
 #define clu_strict_venue_keys clu_quickroute_keys
 
+/* Measured before unmeasured; among measured, lower estimate first, in steps
+ * of CLU_RTT_TIE_MS so that bodies about as close keep the order below. */
+static int
+clu_key_rtt(const struct clu_pick *a, const struct clu_pick *b)
+{
+	long long sa, sb;
+
+	if (a->has_rtt != b->has_rtt)
+		return b->has_rtt - a->has_rtt;
+	if (!a->has_rtt)
+		return 0;
+	sa = (long long)(a->rtt_ms / CLU_RTT_TIE_MS);
+	sb = (long long)(b->rtt_ms / CLU_RTT_TIE_MS);
+	return (sa > sb) - (sa < sb);
+}
+
 static const clu_key clu_cross_venue_keys[] = {
-	clu_key_idle, clu_key_vram_desc, clu_key_id, NULL,
+	clu_key_rtt, clu_key_idle, clu_key_vram_desc, clu_key_id, NULL,
 };
 
 static int
@@ -174,6 +192,9 @@ clu_partition(const struct clu_fleet *fleet, const struct clu_ctx *ctx,
 		picks[n].node = body;
 		picks[n].same_venue = strcmp(body->district, ctx->district) == 0 &&
 		                      strcmp(body->venue, ctx->venue) == 0;
+		picks[n].has_rtt = ctx->head != NULL &&
+		                   clu_latency_get(ctx->latency, ctx->head->id, body->id,
+		                                   ctx->now_ms, &picks[n].rtt_ms) == 0;
 		n++;
 	}
 	if (n == 0) {
@@ -190,7 +211,8 @@ int
 clu_policy_eligible(const struct clu_fleet *fleet, const struct clu_query *q,
                     struct clu_eligible *out, struct hc_err *err)
 {
-	struct clu_ctx ctx = { NULL, NULL, NULL, q->exclude, q->nexclude };
+	struct clu_ctx ctx = { NULL, NULL, NULL, q->exclude, q->nexclude, q->latency,
+	                       q->now_ms };
 	int rc;
 
 	memset(out, 0, sizeof(*out));

@@ -37,6 +37,7 @@ try_cache(const struct disc_config *cfg, struct disc_choice *out,
 	probe->transport = c.transport;
 	probe->result = r;
 	probe->ms = hc_now_ms() - start;
+	probe->rtt_ms = -1;
 	*probed = 1;
 	if (r == DISC_PROBE_OK) {
 		memset(out, 0, sizeof(*out));
@@ -63,14 +64,78 @@ try_cache(const struct disc_config *cfg, struct disc_choice *out,
 	return 0;
 }
 
-/* The failover loop over list in the configured mode. */
+/*
+ * Phase 2 (issue 20): a cross-venue list is put in the order of the round
+ * trips measured now, unless rank is server. Other lists keep the server's
+ * order: quickroute is a gate. A failed measurement keeps the server's
+ * order too. Returns the ranking used; rtt holds the medians (or -1s).
+ */
+static enum disc_rank
+discover_rank(const struct disc_config *cfg, struct disc_list *list, struct disc_rtt *rtt)
+{
+	struct hc_err merr = { 0, "" };
+	char first[DISC_LABEL_MAX];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < DISC_MAX_BODIES; i++)
+		rtt->lan_ms[i] = rtt->wg_ms[i] = -1;
+	if (!list->cross_venue || cfg->rank != DISC_RANK_LATENCY || list->n == 0)
+		return DISC_RANK_SERVER;
+	hc_strlcpy(first, list->bodies[0].node_id, sizeof(first));
+	rc = cfg->measure != NULL ? cfg->measure(cfg->measure_ctx, cfg, list, rtt, &merr) :
+	     disc_measure_tcp(NULL, cfg, list, rtt, &merr);
+	if (rc != 0) {
+		hc_log(HC_LOG_WARN, "discovery", "latency measurement failed (%s); keeping "
+		       "the cluster's order", merr.msg);
+		for (i = 0; i < DISC_MAX_BODIES; i++)
+			rtt->lan_ms[i] = rtt->wg_ms[i] = -1;
+		return DISC_RANK_SERVER;
+	}
+	disc_rank_by_rtt(list, rtt);
+	/* No figures here (they are in the debug lines): both modes log the
+	 * same info lines. */
+	if (disc_rtt_best(rtt, 0) >= 0)
+		hc_log(HC_LOG_INFO, "discovery", "cross-venue bodies ranked by measured "
+		       "latency: first %s (the cluster ranked %s first)",
+		       list->bodies[0].node_id, first);
+	return DISC_RANK_LATENCY;
+}
+
+/* Notes on each probe record of a measured body its median round trip. */
+static void
+discover_note_rtt(struct disc_choice *out, const struct disc_list *list,
+                  const struct disc_rtt *rtt)
+{
+	size_t i, b;
+
+	for (i = 0; i < out->nprobes; i++) {
+		struct disc_probe_record *p = &out->probes[i];
+
+		for (b = 0; b < list->n; b++) {
+			if (strcmp(list->bodies[b].node_id, p->node_id) == 0)
+				p->rtt_ms = p->transport == DISC_LAN ? rtt->lan_ms[b] : rtt->wg_ms[b];
+		}
+	}
+}
+
+/* The failover loop over list in the configured mode, after ranking it. */
 static int
-discover_choose(const struct disc_config *cfg, const struct disc_list *list,
+discover_choose(const struct disc_config *cfg, struct disc_list *list,
                 struct disc_choice *out, struct hc_err *err)
 {
+	struct disc_rtt rtt;
+	enum disc_rank ranking = discover_rank(cfg, list, &rtt);
+	int rc;
+
 	if (cfg->mode == DISC_MODE_PARALLEL)
-		return disc_choose_parallel(cfg, list, out, err);
-	return disc_choose_sequential(cfg, list, NULL, NULL, out, err);
+		rc = disc_choose_parallel(cfg, list, out, err);
+	else
+		rc = disc_choose_sequential(cfg, list, NULL, NULL, out, err);
+	out->ranking = ranking;
+	if (ranking == DISC_RANK_LATENCY)
+		discover_note_rtt(out, list, &rtt);
+	return rc;
 }
 
 /* Puts n earlier probe records in front of out's, as many as fit. */

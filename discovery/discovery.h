@@ -30,6 +30,14 @@
 #define DISC_REASON_MAX 256
 
 enum disc_mode { DISC_MODE_SEQUENTIAL, DISC_MODE_PARALLEL };
+/* How a cross-venue list is ordered before the failover loop (issue 20):
+ * by the round trips this head measures (Phase 2, the default), or as the
+ * server ranked it (Phase 1, kept for rollback). Other lists are never
+ * re-ranked: quickroute stays a gate. */
+enum disc_rank { DISC_RANK_LATENCY, DISC_RANK_SERVER };
+
+struct disc_list;
+struct disc_rtt;
 enum disc_transport { DISC_LAN, DISC_WG };
 
 /* Filled by the caller (the agent maps its ag_config onto it). Strings are
@@ -42,9 +50,16 @@ struct disc_config {
 	int port;                  /* the probe port on every body (47990) */
 	int probe_timeout_ms;      /* one TCP connect */
 	enum disc_mode mode;
+	enum disc_rank rank;
 	int launch_window_s;       /* an exit sooner is a stream-launch failure */
 	const char *state_dir;     /* cache and demotion files */
 	struct hc_http_config http;/* for the eligible-list GET */
+	/* Phase 2 measurements: NULL uses disc_measure_tcp (tests pass their
+	 * own). */
+	int (*measure)(void *ctx, const struct disc_config *cfg,
+	               const struct disc_list *list, struct disc_rtt *out,
+	               struct hc_err *err);
+	void *measure_ctx;
 	/* Set non-zero (from a signal handler) to stop probing within
 	 * DISC_CANCEL_SLICE_MS; the call then returns HC_EUNAVAIL. May be NULL. */
 	volatile sig_atomic_t *cancel;
@@ -68,6 +83,7 @@ struct disc_body {
 struct disc_list {
 	size_t n;
 	size_t total;              /* bodies the server sent (may exceed n) */
+	int cross_venue;           /* the cross-venue partition: ranked by latency */
 	int gated;                 /* the quickroute partition: other venues were not
 	                              considered, and are worth asking for when every
 	                              body here is unreachable */
@@ -119,6 +135,14 @@ enum disc_probe_result disc_probe_tcp(const char *ip, int port, int timeout_ms,
                                       volatile sig_atomic_t *cancel,
                                       char *why, size_t why_size);
 
+/* The pieces of disc_probe_tcp, for probes run many at a time: starts a
+ * non-blocking connect (DISC_PROBE_PENDING with *fd open, else a final
+ * result with *fd -1), and reads the outcome once fd is writable (closes
+ * it). */
+enum disc_probe_result disc_connect_start(const char *ip, int port, int *fd,
+                                          char *why, size_t why_size);
+enum disc_probe_result disc_connect_finish(int *fd, char *why, size_t why_size);
+
 /* ------------------------------------------------------------ choice */
 
 /* One address to probe: a body's LAN or WireGuard IP, in failover order. */
@@ -147,6 +171,7 @@ struct disc_probe_record {
 	enum disc_transport transport;
 	enum disc_probe_result result;
 	int64_t ms;
+	double rtt_ms;             /* median measured round trip, < 0: not measured */
 };
 
 struct disc_choice {
@@ -156,6 +181,7 @@ struct disc_choice {
 	int cached;                /* came from the cache (re-probed) */
 	int64_t elapsed_ms;
 	size_t eligible;           /* bodies in the list (0 when cached) */
+	enum disc_rank ranking;    /* the order the failover loop followed */
 	size_t nprobes;
 	struct disc_probe_record probes[DISC_MAX_CANDIDATES + 1];
 };
@@ -181,6 +207,42 @@ int disc_choose_parallel(const struct disc_config *cfg, const struct disc_list *
 
 /* "lan" or "wireguard". */
 const char *disc_transport_name(enum disc_transport t);
+
+/* ------------------------------------------------------------ latency */
+
+/* Connects per address and measurement: the median of three is not thrown
+ * by one handshake that met a busy moment. */
+#define DISC_RTT_SAMPLES 3
+/* Bodies whose medians are within this of the best keep the server's order
+ * (idle, then VRAM): closer than that is connect jitter, not distance. */
+#define DISC_RTT_MARGIN_MS 2.0
+
+/* Median connect round trips of each body of a list, in ms; < 0 where no
+ * sample answered (or the address is missing). */
+struct disc_rtt {
+	double lan_ms[DISC_MAX_BODIES];
+	double wg_ms[DISC_MAX_BODIES];
+};
+
+/* The default disc_config.measure. Measures every LAN and WireGuard
+ * address of list with DISC_RTT_SAMPLES
+ * TCP connects each, all started at once and bounded by probe_timeout_ms
+ * (and cfg->cancel). Stops early once every address still pending is
+ * already slower than the best median plus DISC_RTT_MARGIN_MS: it could not
+ * be chosen. Logs "measured <id> via <LAN|WireGuard>: <rtt> ms" at debug.
+ * 0, HC_ENOMEM, HC_EUNAVAIL when cancelled. */
+int disc_measure_tcp(void *ctx, const struct disc_config *cfg,
+                     const struct disc_list *list, struct disc_rtt *out,
+                     struct hc_err *err);
+
+/* Reorders list by measured latency: repeatedly the first body (in current
+ * order) whose best median is within DISC_RTT_MARGIN_MS of the lowest left;
+ * then the unmeasured bodies, then demoted ones, each in current order.
+ * rtt is permuted along. */
+void disc_rank_by_rtt(struct disc_list *list, struct disc_rtt *rtt);
+
+/* The lower of a body's two medians, < 0 when neither was measured. */
+double disc_rtt_best(const struct disc_rtt *rtt, size_t body);
 
 /* ------------------------------------------------------------ state */
 

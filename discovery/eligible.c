@@ -96,6 +96,7 @@ disc_parse_eligible(const char *text, size_t len, struct disc_list *out,
 	out->n = 0;
 	out->total = 0;
 	out->gated = 0;
+	out->cross_venue = 0;
 	out->tried_before = 0;
 	rc = hc_json_parse(text, len, &root, err);
 	if (rc != 0) {
@@ -110,6 +111,7 @@ disc_parse_eligible(const char *text, size_t len, struct disc_list *out,
 		goto done;
 	}
 	out->gated = strcmp(partition, "quickroute") == 0;
+	out->cross_venue = strcmp(partition, "cross_venue") == 0;
 	n = json_object_array_length(arr);
 	out->total = n;
 	for (i = 0; i < n && i < DISC_MAX_BODIES; i++) {

@@ -48,10 +48,8 @@ classify_errno(int e)
 	}
 }
 
-/* Starts a non-blocking connect. Returns PENDING with *fd open, or a final
- * result with *fd == -1. */
-static enum disc_probe_result
-connect_start(const char *ip, int port, int *fd, char *why, size_t why_size)
+enum disc_probe_result
+disc_connect_start(const char *ip, int port, int *fd, char *why, size_t why_size)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -82,9 +80,8 @@ connect_start(const char *ip, int port, int *fd, char *why, size_t why_size)
 	return DISC_PROBE_PENDING;
 }
 
-/* The connect on fd has signalled: reads its outcome and closes fd. */
-static enum disc_probe_result
-connect_finish(int *fd, char *why, size_t why_size)
+enum disc_probe_result
+disc_connect_finish(int *fd, char *why, size_t why_size)
 {
 	int e = 0;
 	socklen_t len = sizeof(e);
@@ -111,7 +108,7 @@ disc_probe_tcp(const char *ip, int port, int timeout_ms, volatile sig_atomic_t *
 	int64_t deadline = hc_now_ms() + timeout_ms;
 	int fd = -1;
 
-	r = connect_start(ip, port, &fd, why, why_size);
+	r = disc_connect_start(ip, port, &fd, why, why_size);
 	while (r == DISC_PROBE_PENDING) {
 		struct pollfd p = { .fd = fd, .events = POLLOUT };
 		int64_t left = deadline - hc_now_ms();
@@ -134,7 +131,7 @@ disc_probe_tcp(const char *ip, int port, int timeout_ms, volatile sig_atomic_t *
 			break;
 		}
 		if (n > 0)
-			r = connect_finish(&fd, why, why_size);
+			r = disc_connect_finish(&fd, why, why_size);
 	}
 	if (fd >= 0)
 		close(fd);
@@ -189,6 +186,7 @@ record(struct disc_choice *out, const struct disc_body *b, const char *ip,
 	p->transport = t;
 	p->result = r;
 	p->ms = ms;
+	p->rtt_ms = -1;
 }
 
 static void
@@ -342,18 +340,87 @@ par_get(void *arg, size_t i, const char *ip, char *why, size_t why_size, int64_t
 	return p->results[i];
 }
 
+/* Marks every probe still pending as timed out (they all started together,
+ * so all of them are out of time) and closes its socket. */
+static void
+par_expire(struct par_ctx *p, int *fds, size_t n, int64_t start, int timeout_ms)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (p->results[i] != DISC_PROBE_PENDING)
+			continue;
+		close(fds[i]);
+		fds[i] = -1;
+		p->results[i] = DISC_PROBE_TIMEOUT;
+		p->ms[i] = hc_now_ms() - start;
+		hc_snprintf(p->why[i], DISC_REASON_MAX, "no answer within %d ms", timeout_ms);
+	}
+}
+
+/* One poll over the pending probes, at most wait_ms; files what finished. */
+static int
+par_poll(struct par_ctx *p, int *fds, size_t n, int64_t start, int wait_ms,
+         struct hc_err *err)
+{
+	struct pollfd pfd[DISC_MAX_CANDIDATES];
+	size_t idx[DISC_MAX_CANDIDATES];
+	size_t i, np = 0;
+	int got;
+
+	for (i = 0; i < n; i++) {
+		if (p->results[i] != DISC_PROBE_PENDING)
+			continue;
+		pfd[np] = (struct pollfd){ .fd = fds[i], .events = POLLOUT };
+		idx[np++] = i;
+	}
+	got = poll(pfd, np, wait_ms);
+	if (got < 0 && errno != EINTR)
+		return hc_err_set(err, HC_ESOFTWARE, "poll: %s", strerror(errno));
+	for (i = 0; got > 0 && i < np; i++) {
+		if (pfd[i].revents == 0)
+			continue;
+		p->results[idx[i]] = disc_connect_finish(&fds[idx[i]], p->why[idx[i]],
+		                                         DISC_REASON_MAX);
+		p->ms[idx[i]] = hc_now_ms() - start;
+	}
+	return 0;
+}
+
+/* Waits until the decision rule can tell (every probe bounded by
+ * probe_timeout_ms), or a cancel. 0 or an error already set in err. */
+static int
+par_wait(const struct disc_config *cfg, struct par_ctx *p, int *fds, size_t n,
+         int64_t start, struct hc_err *err)
+{
+	int64_t deadline = start + cfg->probe_timeout_ms, left;
+	int rc;
+
+	while (disc_decide(p->results, n) == DISC_UNDECIDED) {
+		if (cancelled(cfg->cancel))
+			return hc_err_set(err, HC_EUNAVAIL, "discovery cancelled");
+		left = deadline - hc_now_ms();
+		if (left <= 0) {
+			par_expire(p, fds, n, start, cfg->probe_timeout_ms);
+			continue;
+		}
+		rc = par_poll(p, fds, n, start,
+		              (int)(left < DISC_CANCEL_SLICE_MS ? left : DISC_CANCEL_SLICE_MS), err);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
 int
 disc_choose_parallel(const struct disc_config *cfg, const struct disc_list *list,
                      struct disc_choice *out, struct hc_err *err)
 {
 	struct par_ctx *p = NULL;
 	struct disc_candidate *cands;
-	struct pollfd pfd[DISC_MAX_CANDIDATES];
-	size_t idx[DISC_MAX_CANDIDATES];
 	int fds[DISC_MAX_CANDIDATES];
-	int64_t start = hc_now_ms(), deadline = start + cfg->probe_timeout_ms;
-	size_t n, i, np;
-	long d;
+	int64_t start = hc_now_ms();
+	size_t n, i;
 	int rc = 0;
 
 	choice_init(out);
@@ -363,56 +430,13 @@ disc_choose_parallel(const struct disc_config *cfg, const struct disc_list *list
 	cands = p->cands;
 	n = disc_candidates(list, cands);
 	for (i = 0; i < n; i++) {
-		p->results[i] = connect_start(cands[i].ip, cfg->port, &fds[i], p->why[i],
-		                              DISC_REASON_MAX);
+		p->results[i] = disc_connect_start(cands[i].ip, cfg->port, &fds[i], p->why[i],
+		                                   DISC_REASON_MAX);
 		p->ms[i] = hc_now_ms() - start;
 	}
-	for (;;) {
-		int64_t left;
-		int got;
-
-		d = disc_decide(p->results, n);
-		if (d != DISC_UNDECIDED)
-			break;
-		if (cancelled(cfg->cancel)) {
-			rc = hc_err_set(err, HC_EUNAVAIL, "discovery cancelled");
-			goto done;
-		}
-		left = deadline - hc_now_ms();
-		if (left <= 0) {
-			/* Every probe started together, so all of them are out of time. */
-			for (i = 0; i < n; i++) {
-				if (p->results[i] != DISC_PROBE_PENDING)
-					continue;
-				close(fds[i]);
-				fds[i] = -1;
-				p->results[i] = DISC_PROBE_TIMEOUT;
-				p->ms[i] = hc_now_ms() - start;
-				hc_snprintf(p->why[i], DISC_REASON_MAX, "no answer within %d ms",
-				            cfg->probe_timeout_ms);
-			}
-			continue;
-		}
-		np = 0;
-		for (i = 0; i < n; i++) {
-			if (p->results[i] != DISC_PROBE_PENDING)
-				continue;
-			pfd[np] = (struct pollfd){ .fd = fds[i], .events = POLLOUT };
-			idx[np++] = i;
-		}
-		got = poll(pfd, np, (int)(left < DISC_CANCEL_SLICE_MS ? left : DISC_CANCEL_SLICE_MS));
-		if (got < 0 && errno != EINTR) {
-			rc = hc_err_set(err, HC_ESOFTWARE, "poll: %s", strerror(errno));
-			goto done;
-		}
-		for (i = 0; got > 0 && i < np; i++) {
-			if (pfd[i].revents == 0)
-				continue;
-			p->results[idx[i]] = connect_finish(&fds[idx[i]], p->why[idx[i]],
-			                                    DISC_REASON_MAX);
-			p->ms[idx[i]] = hc_now_ms() - start;
-		}
-	}
+	rc = par_wait(cfg, p, fds, n, start, err);
+	if (rc != 0)
+		goto done;
 	for (i = 0; i < n; i++) {
 		if (p->results[i] == DISC_PROBE_PENDING)
 			p->ms[i] = hc_now_ms() - start;

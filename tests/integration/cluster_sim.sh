@@ -103,6 +103,20 @@ req GET "/body/config?node_id=$BOOM"
 expect "body config follows the move" 200 \
 	"{\"node_id\":\"$BOOM\",\"district\":\"bxl1-test\",\"venue\":\"rupelmonde\",\"owner\":\"visit.flanders\"}"
 
+# Issue 20: peppy reports what it measured; the eligible answer carries it.
+req POST "/heads/$PEPPY/latency" \
+	"{\"samples\":[{\"node_id\":\"$COSMIC\",\"transport\":\"wg\",\"rtt_ms\":7.25}]}"
+expect "a latency report is accepted" 200 '"samples":1'
+req GET "/bodies/eligible?head_id=$PEPPY"
+t_eq "the eligible answer carries the head's estimate" "$(field $COSMIC rtt_ms)" "7.25"
+req POST "/heads/$PEPPY/latency" \
+	"{\"samples\":[{\"node_id\":\"$COSMIC\",\"transport\":\"wg\",\"rtt_ms\":-3}]}"
+expect "a negative round trip is 400" 400 "samples[0].rtt_ms: -3 is not a round trip"
+req POST "/heads/$BOOM/latency" '{"samples":[]}'
+expect "a body cannot report" 400 "is a body, not a head"
+req GET "/bodies/eligible?head_id=$PEPPY"
+t_eq "a refused report stores nothing" "$(field $COSMIC rtt_ms)" "7.25"
+
 # Test A step 7: restore boom-pickle; it is first again, same venue.
 req POST "/nodes/$BOOM/district" '{"district":"bxl1","venue":"rupelmonde"}'
 expect "step 7: boom-pickle moves back to bxl1" 200 '"district":"bxl1"'
@@ -206,6 +220,23 @@ expect "drained of the wrong type is 400" 400 \
 	"field 'drained': expected a boolean, got a string"
 req POST "/nodes/$BOOM/status" '{}'
 expect "a status change of nothing is 400" 400 "nothing to change"
+# Issue 19 item 13: what json-c lets through is refused, the field named.
+req POST "/nodes/$BOOM/status" '{"drained":null}'
+expect "null for a boolean is 400" 400 "field 'drained': expected a boolean, got null"
+req POST "/nodes/$BOOM/district" '{"district":"bxl1-test","district":"bxl1"}'
+expect "a key given twice is 400" 400 "field 'district' given twice"
+req POST "/nodes/$BOOM/district" '{"district":"bxl1\u0000-test"}'
+expect "a NUL in a string is 400" 400 "field 'district': contains a NUL character"
+req POST "/nodes/$BOOM/district" "$(printf '{"district":"bxl1\377"}')"
+expect "invalid UTF-8 in a body is 400" 400 "request body: invalid UTF-8 at offset 17"
+req GET "/nodes/node-%FF%C0"
+if ! command -v python3 > /dev/null 2>&1; then
+	t_skip "an error quoting invalid bytes is still valid JSON" "python3 is not installed"
+elif [ "$CODE" = 400 ] && python3 -c 'import json,sys; json.load(open(sys.argv[1], encoding="utf-8"))' "$OUT" 2>/dev/null; then
+	t_ok "an error quoting invalid bytes is still valid JSON"
+else
+	t_fail "an error quoting invalid bytes is still valid JSON" "$CODE $(od -c "$OUT" | head -3)"
+fi
 head -c 5000 /dev/zero | tr '\0' ' ' > "$T_DIR/big.json"
 CODE=$(curl -s -o "$OUT" -w '%{http_code}' -X POST --data-binary @"$T_DIR/big.json" \
 	"$URL/nodes/$BOOM/status")
@@ -258,6 +289,91 @@ expect "--save failure is 500" 500 "saving fleet: create $T_DIR/gone/fleet.yaml.
 req GET "/nodes/$BOOM"
 expect "--save failure keeps the old placement" 200 '"district":"bxl1","venue":"rupelmonde"'
 t_stop unsaveable
+
+# Issue 19 item 6: slow and idle clients never lock a normal one out.
+# served NAME: 20 health requests from 127.0.0.1, paced over about 6 s (two
+# head timeouts, so closing and topping up happen meanwhile); each must be
+# answered 200 within SERVED_BOUND_S (an idle sim answers in milliseconds).
+SERVED_BOUND_S=2
+served() {
+	_ok=0 _worst=0
+	for _i in $(seq 1 20); do
+		_r=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 5 \
+			"$URL/health")
+		_t=${_r#* }
+		if [ "${_r%% *}" = 200 ] && awk -v t="$_t" -v b="$SERVED_BOUND_S" 'BEGIN { exit !(t < b) }'; then
+			_ok=$((_ok + 1))
+		fi
+		_worst=$(awk -v t="$_t" -v w="$_worst" 'BEGIN { print (t > w ? t : w) }')
+		sleep 0.3
+	done
+	t_eq "$1: 20 of 20 served within ${SERVED_BOUND_S}s (slowest ${_worst}s)" "$_ok" 20
+}
+
+# load NAME COUNT MODE SOURCES BASE: slowloris in the background until the
+# first COUNT connections are under way; its output in $T_DIR/NAME.out.
+load() {
+	python3 "$T_ROOT/tests/support/slowloris.py" --port "$PORT" --count "$2" \
+		--duration 15 --mode "$3" --sources "$4" --source-base "$5" --reconnect \
+		> "$T_DIR/$1.out" 2>&1 &
+	echo "$1 $!" >> "$T_DIR/loaders"
+	t_wait_log "$T_DIR/$1.out" ready 30000 || t_fail "$1 starts" "$(cat "$T_DIR/$1.out")"
+}
+
+# unload: waits for the loaders (each stops itself after 15 s).
+unload() {
+	while read -r _n _p; do wait "$_p"; done < "$T_DIR/loaders"
+	: > "$T_DIR/loaders"
+}
+
+# held NAME: no connection of NAME stayed open past HELD_BOUND_S: the
+# request timeout (3 s) closes slow and idle ones, where they would
+# otherwise stay for the whole 15 s run.
+HELD_BOUND_S=8
+held() {
+	_h=$(tail -n 1 "$T_DIR/$1.out" | grep -o '"held_max_s": [0-9.]*' | grep -o '[0-9.]*$')
+	if [ -n "$_h" ] && awk -v h="$_h" -v b="$HELD_BOUND_S" 'BEGIN { exit !(h < b) }'; then
+		t_ok "$2 are closed within ${HELD_BOUND_S}s (longest ${_h}s)"
+	else
+		t_fail "$2 are closed within ${HELD_BOUND_S}s" "$(tail -n 1 "$T_DIR/$1.out")"
+	fi
+}
+
+if ! command -v python3 > /dev/null 2>&1; then
+	t_skip "slow clients" "python3 is not installed"
+elif ! ulimit -n 8192 2> /dev/null; then
+	t_skip "slow clients" "cannot raise the open file limit to 8192 (hard $(ulimit -Hn))"
+else
+	: > "$T_DIR/loaders"
+	cp "$FIXTURE" "$T_DIR/load.yaml"
+	start loaded "$T_DIR/load.yaml"
+	# One address each: the per-address cap keeps them to a few slots.
+	load slow1 1100 slow 1 127.77.0.1
+	load idle1 2000 idle 1 127.78.0.1
+	served "1,100 slow and 2,000 idle from one address each"
+	unload
+	held slow1 "slow heads from one address"
+	held idle1 "idle connections from one address"
+	# Spread over many addresses, under the per-address cap: the head
+	# timeout and the room kept for new clients have to do it.
+	load slowN 1100 slow 220 127.79.0.1
+	load idleN 2000 idle 400 127.80.0.1
+	served "1,100 slow and 2,000 idle from 620 addresses"
+	unload
+	held slowN "slow heads from 220 addresses"
+	held idleN "idle connections from 400 addresses"
+	# A whole head at once, then the body at a byte a second.
+	load body1 300 body 30 127.81.0.1
+	served "300 slow bodies from 30 addresses"
+	unload
+	held body1 "slow bodies"
+	req GET /health
+	expect "the loaded sim is still healthy" 200 '"status":"healthy"'
+	_l=$(wc -l < "$T_DIR/loaded.log")
+	if [ "$_l" -lt 1000 ]; then t_ok "the flood does not flood the log ($_l lines)"
+	else t_fail "the flood does not flood the log" "$_l lines"; fi
+	t_stop loaded
+fi
 
 # Bad fleet files and command lines: sysexits codes and exact messages.
 printf 'nodes:\n  - id: node-1\n    colour: green\n' > "$T_DIR/bad.yaml"

@@ -92,7 +92,7 @@ static void
 eligible(const struct clu_fleet *fleet, const char *district, const char *venue,
          const char *head_id, struct clu_eligible *e)
 {
-	struct clu_query q = { district, venue, head_id, NULL, 0 };
+	struct clu_query q = { district, venue, head_id, NULL, 0, NULL, 0 };
 	struct hc_err err = { 0, "" };
 
 	if (clu_policy_eligible(fleet, &q, e, &err) != 0)
@@ -182,7 +182,7 @@ test_exclude_unreachable(void **state)
 	static const char *const boom_only[] = { BOOM };
 	static const char *const both[] = { BOOM, COSMIC };
 	static const char *const cosmic[] = { COSMIC, NULL };
-	struct clu_query q = { NULL, NULL, HEAD, boom_only, 1 };
+	struct clu_query q = { NULL, NULL, HEAD, boom_only, 1, NULL, 0 };
 
 	(void)state;
 	assert_int_equal(clu_policy_eligible(fleet, &q, &e, &err), 0);
@@ -249,7 +249,7 @@ test_missing_head_id_strict_venue(void **state)
 		{ NULL },
 	};
 	struct clu_fleet *fleet = fleet_of(specs);
-	struct clu_query q = { "bxl1", NULL, NULL, NULL, 0 };
+	struct clu_query q = { "bxl1", NULL, NULL, NULL, 0, NULL, 0 };
 	struct hc_err err = { 0, "" };
 	struct clu_eligible e;
 	static const char *const want[] = { BOOM, "node-r-other", NULL };
@@ -429,7 +429,7 @@ static void
 test_unknown_head(void **state)
 {
 	struct clu_fleet *fleet = fleet_of(seed_fleet);
-	struct clu_query q = { "bxl1", "rupelmonde", "node-nope", NULL, 0 };
+	struct clu_query q = { "bxl1", "rupelmonde", "node-nope", NULL, 0, NULL, 0 };
 	struct hc_err err = { 0, "" };
 	struct clu_eligible e;
 

@@ -635,6 +635,139 @@ test_log_lines_exact(void **state)
 	free(l);
 }
 
+/* ------------------------------------------------------------ latency */
+
+/* A list of n bodies "b0".."bN" with rtt[i] as LAN median (< 0: none). */
+static void
+rtt_list(struct disc_list *l, struct disc_rtt *r, const double *rtt, size_t n)
+{
+	size_t i;
+
+	memset(l, 0, sizeof(*l));
+	l->n = n;
+	l->cross_venue = 1;
+	for (i = 0; i < DISC_MAX_BODIES; i++)
+		r->lan_ms[i] = r->wg_ms[i] = -1;
+	for (i = 0; i < n; i++) {
+		snprintf(l->bodies[i].node_id, sizeof(l->bodies[i].node_id), "b%zu", i);
+		snprintf(l->bodies[i].lan_ip, sizeof(l->bodies[i].lan_ip), "127.78.0.%zu", i + 1);
+		r->lan_ms[i] = rtt[i];
+	}
+}
+
+static void
+rtt_order(const struct disc_list *l, char *out, size_t size)
+{
+	size_t i, len;
+
+	out[0] = '\0';
+	for (i = 0; i < l->n; i++) {
+		len = strlen(out);
+		snprintf(out + len, size - len, "%s%s", i > 0 ? " " : "", l->bodies[i].node_id);
+	}
+}
+
+/* Issue 20: lowest median first; within DISC_RTT_MARGIN_MS the server's
+ * order; unmeasured after measured; demoted last whatever they measured. */
+static void
+test_rank_by_rtt(void **state)
+{
+	struct disc_list *l = malloc(sizeof(*l));
+	struct disc_rtt *r = malloc(sizeof(*r));
+	char order[128];
+
+	(void)state;
+	/* 40 ms ranked first by the server, 5 ms second: 5 ms wins. */
+	rtt_list(l, r, (const double[]){ 40, 5 }, 2);
+	disc_rank_by_rtt(l, r);
+	rtt_order(l, order, sizeof(order));
+	assert_string_equal(order, "b1 b0");
+	assert_true(r->lan_ms[0] == 5 && r->lan_ms[1] == 40); /* medians move along */
+	/* Equal, or within the margin: the server's order stands. */
+	rtt_list(l, r, (const double[]){ 20, 20, 20 }, 3);
+	disc_rank_by_rtt(l, r);
+	rtt_order(l, order, sizeof(order));
+	assert_string_equal(order, "b0 b1 b2");
+	rtt_list(l, r, (const double[]){ 6.5, 5 }, 2);
+	disc_rank_by_rtt(l, r);
+	rtt_order(l, order, sizeof(order));
+	assert_string_equal(order, "b0 b1");
+	rtt_list(l, r, (const double[]){ 7.5, 5 }, 2);
+	disc_rank_by_rtt(l, r);
+	rtt_order(l, order, sizeof(order));
+	assert_string_equal(order, "b1 b0");
+	/* Unreachable after measured, demoted last. */
+	rtt_list(l, r, (const double[]){ -1, 60, 1, 30, 10 }, 5);
+	l->bodies[2].demoted = 1;
+	disc_rank_by_rtt(l, r);
+	rtt_order(l, order, sizeof(order));
+	assert_string_equal(order, "b4 b3 b1 b0 b2");
+	/* The best of LAN and WireGuard counts. */
+	rtt_list(l, r, (const double[]){ 30, 20 }, 2);
+	r->wg_ms[0] = 3;
+	assert_true(disc_rtt_best(r, 0) == 3);
+	disc_rank_by_rtt(l, r);
+	rtt_order(l, order, sizeof(order));
+	assert_string_equal(order, "b0 b1");
+	free(r);
+	free(l);
+}
+
+/* disc_measure_tcp against real listeners on 127.78.x: an address that
+ * listens has a median, one that refuses has none, nothing waits for the
+ * timeout when every address has answered, and the measurement is logged. */
+static void
+test_measure_tcp(void **state)
+{
+	struct disc_list *l = malloc(sizeof(*l));
+	struct disc_rtt *r = malloc(sizeof(*r));
+	struct disc_config cfg;
+	struct hc_err err = { 0, "" };
+	char dir[32], path[64];
+	int fds[2], port = free_port();
+	int64_t start;
+	char *msgs;
+
+	(void)state;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.port = port;
+	cfg.probe_timeout_ms = 5000;
+	rtt_list(l, r, (const double[]){ -1, -1 }, 2);
+	snprintf(l->bodies[0].wg_ip, sizeof(l->bodies[0].wg_ip), "127.78.1.1");
+	fds[0] = listen_on("127.78.0.1", port);
+	fds[1] = listen_on("127.78.0.2", port);
+	if (fds[0] < 0 || fds[1] < 0) {
+		if (fds[0] >= 0)
+			close(fds[0]);
+		free(r);
+		free(l);
+		skip();
+	}
+	make_tmpdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/log", dir);
+	assert_int_equal(hc_log_open(path, HC_LOG_DEBUG, 0, &err), 0);
+	start = hc_now_ms();
+	assert_int_equal(disc_measure_tcp(NULL, &cfg, l, r, &err), 0);
+	/* Loopback answers in well under a second; 5 s would be the timeout. */
+	assert_true(hc_now_ms() - start < 1000);
+	hc_log_close();
+	assert_true(r->lan_ms[0] >= 0 && r->lan_ms[0] < 1000);
+	assert_true(r->lan_ms[1] >= 0 && r->lan_ms[1] < 1000);
+	assert_true(r->wg_ms[0] < 0); /* 127.78.1.1 refuses */
+	assert_true(r->wg_ms[1] < 0); /* no address */
+	msgs = log_messages(path);
+	assert_non_null(strstr(msgs, "DEBUG discovery: measured b0 via LAN: "));
+	assert_non_null(strstr(msgs, "DEBUG discovery: measured b0 via WireGuard: no answer"));
+	assert_non_null(strstr(msgs, "DEBUG discovery: measured b1 via LAN: "));
+	free(msgs);
+	unlink(path);
+	rmdir(dir);
+	close(fds[0]);
+	close(fds[1]);
+	free(r);
+	free(l);
+}
+
 /* ------------------------------------------------------------ state */
 
 static void
@@ -797,6 +930,8 @@ main(void)
 		cmocka_unit_test(test_cache_round_trip),
 		cmocka_unit_test(test_demotions),
 		cmocka_unit_test(test_subst_ip),
+		cmocka_unit_test(test_rank_by_rtt),
+		cmocka_unit_test(test_measure_tcp),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
