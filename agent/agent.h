@@ -7,6 +7,7 @@
 #define AG_DEFAULT_CONFIG "/etc/hydra-agent/agent.yaml"
 
 enum ag_discovery_mode { AG_MODE_SEQUENTIAL, AG_MODE_PARALLEL };
+enum ag_discovery_rank { AG_RANK_LATENCY, AG_RANK_SERVER };
 
 struct ag_config {
 	char *node_id;
@@ -40,6 +41,7 @@ struct ag_config {
 		long long port;
 		long long probe_timeout_ms;
 		int mode;  /* enum ag_discovery_mode */
+		int rank;  /* enum ag_discovery_rank: the cross-venue partition's order */
 		long long launch_window_s;
 	} discovery;
 };

@@ -56,6 +56,8 @@ static const struct hc_cfg_field ag_mirror_schema[] = {
 };
 
 static const char *const ag_mode_names[] = { "sequential", "parallel", NULL };
+/* In the order of enum ag_discovery_rank. */
+static const char *const ag_rank_names[] = { "latency", "server", NULL };
 
 static const struct hc_cfg_field ag_discovery_schema[] = {
 	{ .key = "cluster_url", .type = HC_CFG_STRING,
@@ -71,6 +73,8 @@ static const struct hc_cfg_field ag_discovery_schema[] = {
 	  .max = AG_TIMEOUT_MS_MAX },
 	{ .key = "mode", .type = HC_CFG_ENUM, .offset = AG_OFF(discovery.mode),
 	  .def = "sequential", .enum_values = ag_mode_names },
+	{ .key = "rank", .type = HC_CFG_ENUM, .offset = AG_OFF(discovery.rank),
+	  .def = "latency", .enum_values = ag_rank_names },
 	{ .key = "launch_window_s", .type = HC_CFG_INT,
 	  .offset = AG_OFF(discovery.launch_window_s), .def = "10", .min = 1, .max = 3600 },
 	{ .key = NULL },

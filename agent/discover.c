@@ -35,6 +35,7 @@ disc_config_from(const struct ag_ctx *ctx, struct disc_config *dc, char **dns_ow
 	dc->probe_timeout_ms = (int)c->discovery.probe_timeout_ms;
 	dc->mode = c->discovery.mode == AG_MODE_PARALLEL ? DISC_MODE_PARALLEL :
 	           DISC_MODE_SEQUENTIAL;
+	dc->rank = c->discovery.rank == AG_RANK_SERVER ? DISC_RANK_SERVER : DISC_RANK_LATENCY;
 	dc->launch_window_s = (int)c->discovery.launch_window_s;
 	dc->state_dir = c->state_dir;
 	return 0;
@@ -280,7 +281,8 @@ const struct ag_command ag_cmd_discover = {
 	"                elapsed_ms, ranking and every probe (with rtt_ms when measured)\n"
 	"                as one JSON object\n"
 	"  --mode MODE   sequential or parallel, overriding discovery.mode\n"
-	"  --rank RANK   latency (default) or server: the cluster's order, as in Phase 1\n"
+	"  --rank RANK   latency or server (the cluster's order, as in Phase 1),\n"
+	"                overriding discovery.rank\n"
 	"  --no-cache    ignore the cached body (the new choice is still cached)\n"
 	"\n"
 	"Exit status: 0, 69 when no body answers or the cluster is unreachable,\n"

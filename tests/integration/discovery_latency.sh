@@ -104,6 +104,7 @@ discovery:
   probe_timeout_ms: $PROBE_MS
   mode: $_m
   launch_window_s: 2
+${RANK:+  rank: $RANK}
 EOF
 	nsx "$BIN/hydra-agent" --config "$T_DIR/$_n.yaml" --log-level debug discover --json \
 		--no-cache "$@" > "$T_DIR/$_n.out" 2> "$T_DIR/$_n.err"
@@ -149,6 +150,19 @@ t_eq "--rank server: the cluster's first (40 ms) body" \
 	"$(dn_json_field "$T_DIR/lat-server.out" node_id)" "$SLOW"
 t_eq "--rank server: ranking server" "$(dn_json_field "$T_DIR/lat-server.out" ranking)" server
 t_nogrep "--rank server: nothing measured" "$T_DIR/lat-server.log" "measured "
+
+# The same rollback from agent.yaml, and the option overriding the file.
+RANK=server run lat-cfgserver sequential
+t_eq "discovery.rank: server: the cluster's first (40 ms) body" \
+	"$(dn_json_field "$T_DIR/lat-cfgserver.out" node_id)" "$SLOW"
+t_eq "discovery.rank: server: ranking server" \
+	"$(dn_json_field "$T_DIR/lat-cfgserver.out" ranking)" server
+RANK=server run lat-cfgover sequential --rank latency
+t_eq "--rank latency over discovery.rank: server: the 5 ms body" \
+	"$(dn_json_field "$T_DIR/lat-cfgover.out" node_id)" "$FAST"
+RANK=fastest run lat-cfgbad sequential
+t_eq "discovery.rank: fastest is a config error (78)" "$RC" 78
+t_grep "discovery.rank: fastest names file:line:col" "$T_DIR/lat-cfgbad.err" "lat-cfgbad.yaml:12:"
 
 # The head's report: what it measured, sent to the sim. (hydra-agent does not
 # send it itself yet: hc_http_request has no POST; see docs/discovery.md.)
