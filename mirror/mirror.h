@@ -145,6 +145,14 @@ int mir_store_commit(struct mir_store *st, const char *path, const char *tmp,
                      uint64_t reserved, struct mir_entry **pin,
                      struct hc_err *err);
 
+/* Records path as committed (size bytes, the origin's sha256 or "") with
+ * no file written: for tools that place files themselves and for the
+ * store's benchmark. A file absent at path reads as absent (and drops the
+ * record); a file present is checked as a changed one on its first get.
+ * reserved as for mir_store_commit. HC_EDATA for a bad path or digest. */
+int mir_store_record(struct mir_store *st, const char *path, uint64_t size,
+                     const char *sha256, uint64_t reserved, struct hc_err *err);
+
 /* Makes room for size more bytes by evicting least recently used unpinned
  * files. 0 when reserved (undo with mir_store_unreserve), or HC_EIO when
  * the store cannot hold it. No limit: always 0. */
@@ -154,7 +162,9 @@ void mir_store_unreserve(struct mir_store *st, uint64_t size);
 /* Removes the file at path. 0 or HC_ENOTFOUND. */
 int mir_store_delete(struct mir_store *st, const char *path, struct hc_err *err);
 
-/* Writes the index when it changed. 0 or HC_EIO. */
+/* Appends what changed to the index (a journal), or rewrites it whole when
+ * it grew past a few records per file. Called about once a second. 0,
+ * HC_EIO or HC_ENOMEM; what was not written is written by a later call. */
 int mir_store_flush(struct mir_store *st, struct hc_err *err);
 
 void mir_store_stats(struct mir_store *st, struct mir_store_stats *out);
