@@ -1,6 +1,9 @@
 /* hydra-mirror store: digests computed once, LRU eviction, pins, the index
- * across a reopen, stale temp files, confinement. */
+ * across a reopen (journal replay, a torn tail, compaction), eviction
+ * outside the lock, stale temp files, confinement. */
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -216,6 +221,237 @@ test_empty_digest_stays_unknown(void **state)
 	mir_store_close(st);
 }
 
+/* Reads meta/index into buf; returns its number of lines. */
+static int
+index_lines(const struct fixture *fx, char *buf, size_t size)
+{
+	char path[PATH_MAX * 2];
+	FILE *fp;
+	size_t n, i;
+	int lines = 0;
+
+	snprintf(path, sizeof(path), "%s/meta/index", fx->root);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	n = fread(buf, 1, size - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	for (i = 0; i < n; i++)
+		lines += buf[i] == '\n';
+	return lines;
+}
+
+static void
+append_index(const struct fixture *fx, const char *text)
+{
+	char path[PATH_MAX * 2];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/meta/index", fx->root);
+	fp = fopen(path, "a");
+	assert_non_null(fp);
+	fputs(text, fp);
+	assert_int_equal(fclose(fp), 0);
+}
+
+/* Evicts one file (each is 100 bytes in a store of 500 holding 500). */
+static void
+evict_one(struct mir_store *st)
+{
+	assert_int_equal(mir_store_reserve(st, 100), 0);
+	mir_store_unreserve(st, 100);
+}
+
+/* The LRU list (reservations kept, so that each evicts a file): a touch
+ * moves a file to the young end, the victim is the oldest unpinned one,
+ * pinned files are passed over and, released, are the oldest again. */
+static void
+test_lru_list(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct mir_file c, d;
+	struct hc_err err = { 0, "" };
+
+	assert_int_equal(mir_store_open(fx->root, 500, 1, &st, &err), 0);
+	put(st, "a", 100, 0);
+	put(st, "b", 100, 0);
+	put(st, "c", 100, 0);
+	put(st, "d", 100, 0);
+	put(st, "e", 100, 0);
+	touch(st, "b");
+	touch(st, "a");                         /* order: c d e b a */
+	assert_int_equal(mir_store_get(st, "c", 0, &c, &err), 0);
+	assert_int_equal(mir_store_get(st, "d", 0, &d, &err), 0);
+	assert_int_equal(mir_store_reserve(st, 100), 0);                          /* c, d pinned: e goes */
+	assert_false(exists(fx, "e"));
+	assert_true(exists(fx, "c") && exists(fx, "d") && exists(fx, "b"));
+	close(c.fd);
+	mir_store_release(st, c.entry);         /* c is the oldest again */
+	put(st, "f", 100, 100);             /* takes the first reservation */
+	assert_int_equal(mir_store_reserve(st, 100), 0);
+	assert_false(exists(fx, "c"));
+	assert_true(exists(fx, "b") && exists(fx, "d"));
+	assert_int_equal(mir_store_reserve(st, 100), 0);                          /* d still pinned: b */
+	assert_false(exists(fx, "b"));
+	close(d.fd);
+	mir_store_release(st, d.entry);
+	assert_int_equal(mir_store_reserve(st, 100), 0);
+	assert_false(exists(fx, "d"));
+	assert_true(exists(fx, "a") && exists(fx, "f"));
+	mir_store_close(st);
+}
+
+/* The journal replays adds, touches and removes in order; a torn last
+ * record is ignored, and appending after it works. */
+static void
+test_journal_replay_torn_tail(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct mir_store_stats stats;
+	struct hc_err err = { 0, "" };
+	char text[4096];
+
+	assert_int_equal(mir_store_open(fx->root, 300, 1, &st, &err), 0);
+	put(st, "a", 100, 0);
+	put(st, "b", 100, 0);
+	put(st, "c", 100, 0);
+	touch(st, "a");                         /* order: b c a */
+	assert_int_equal(mir_store_delete(st, "b", &err), 0);
+	mir_store_close(st);
+	index_lines(fx, text, sizeof(text));
+	assert_non_null(strstr(text, "\nT a\n"));
+	assert_non_null(strstr(text, "\nR b\n"));
+	append_index(fx, "A 100 1 2 - torn-rec");   /* a crash in the middle of an append */
+	st = NULL;
+	assert_int_equal(mir_store_open(fx->root, 300, 1, &st, &err), 0);
+	mir_store_stats(st, &stats);
+	assert_true(stats.files == 2 && stats.bytes == 200);
+	put(st, "d", 100, 0);
+	mir_store_close(st);
+	index_lines(fx, text, sizeof(text));
+	assert_null(strstr(text, "torn-rec"));
+	assert_non_null(strstr(text, "\nA 100 "));
+	st = NULL;
+	assert_int_equal(mir_store_open(fx->root, 300, 1, &st, &err), 0);
+	mir_store_stats(st, &stats);
+	assert_true(stats.files == 3);
+	evict_one(st);                          /* order: c a d */
+	assert_false(exists(fx, "c"));
+	assert_true(exists(fx, "a") && exists(fx, "d"));
+	mir_store_close(st);
+	/* Garbage in the middle is skipped, not fatal. */
+	append_index(fx, "Z what\nA nonsense\n");
+	st = NULL;
+	assert_int_equal(mir_store_open(fx->root, 300, 1, &st, &err), 0);
+	mir_store_stats(st, &stats);
+	assert_true(stats.files == 2);
+	mir_store_close(st);
+}
+
+/* A journal grown past its bound is rewritten with one record per file,
+ * in LRU order. */
+static void
+test_compaction_keeps_order(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct mir_store_stats stats;
+	struct hc_err err = { 0, "" };
+	static char text[1 << 16];
+	char path[32];
+	int i;
+
+	assert_int_equal(mir_store_open(fx->root, 1300, 1, &st, &err), 0);
+	put(st, "a", 100, 0);
+	put(st, "b", 100, 0);
+	put(st, "c", 100, 0);
+	for (i = 0; i < 6000; i++) {
+		snprintf(path, sizeof(path), "x%d", i % 10);
+		assert_int_equal(mir_store_record(st, path, 100, "", 0, &err), 0);
+	}
+	touch(st, "a");                         /* order: b c x... a */
+	assert_int_equal(mir_store_flush(st, &err), 0);
+	assert_int_equal(index_lines(fx, text, sizeof(text)), 14);
+	mir_store_close(st);
+	st = NULL;
+	assert_int_equal(mir_store_open(fx->root, 1300, 1, &st, &err), 0);
+	mir_store_stats(st, &stats);
+	assert_true(stats.files == 13 && stats.unverified == 10);
+	assert_int_equal(mir_store_reserve(st, 100), 0);
+	assert_false(exists(fx, "b"));
+	assert_true(exists(fx, "a") && exists(fx, "c"));
+	assert_int_equal(mir_store_reserve(st, 100), 0);
+	assert_false(exists(fx, "c"));
+	assert_true(exists(fx, "a"));
+	mir_store_close(st);
+}
+
+/* unlinkat of the test binary: while armed, checks from another thread that
+ * the store lock is free while an evicted file is unlinked. */
+static struct {
+	struct mir_store *st;
+	int armed, calls, lock_free;
+	char name[64];
+} unlink_probe;
+
+static void *
+stats_thread(void *arg)
+{
+	struct mir_store_stats stats;
+
+	mir_store_stats(arg, &stats);
+	return NULL;
+}
+
+int
+unlinkat(int dirfd, const char *path, int flags)
+{
+	if (unlink_probe.armed) {
+		pthread_t t;
+		struct timespec deadline;
+
+		unlink_probe.calls++;
+		snprintf(unlink_probe.name, sizeof(unlink_probe.name), "%s", path);
+		assert_int_equal(pthread_create(&t, NULL, stats_thread, unlink_probe.st), 0);
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += 5;
+		if (pthread_timedjoin_np(t, NULL, &deadline) == 0)
+			unlink_probe.lock_free = 1;
+		else
+			pthread_detach(t);
+	}
+	return (int)syscall(SYS_unlinkat, dirfd, path, flags);
+}
+
+static void
+test_evict_unlinks_outside_lock(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct hc_err err = { 0, "" };
+	char evicted[PATH_MAX * 2];
+
+	assert_int_equal(mir_store_open(fx->root, 200, 1, &st, &err), 0);
+	put(st, "a", 100, 0);
+	put(st, "b", 100, 0);
+	unlink_probe.st = st;
+	unlink_probe.armed = 1;
+	assert_int_equal(mir_store_reserve(st, 100), 0);
+	unlink_probe.armed = 0;
+	assert_int_equal(unlink_probe.calls, 1);
+	assert_true(unlink_probe.lock_free);
+	assert_non_null(strstr(unlink_probe.name, "evict."));
+	snprintf(evicted, sizeof(evicted), "%s/tmp/%s", fx->root, unlink_probe.name);
+	assert_int_equal(access(evicted, F_OK), -1);
+	assert_false(exists(fx, "a"));
+	/* A commit to the evicted path right after stays. */
+	put(st, "a", 100, 100);
+	assert_true(exists(fx, "a"));
+	mir_store_close(st);
+}
+
 static void
 test_lru_pins_and_restart(void **state)
 {
@@ -350,6 +586,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_digest_once_and_on_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_digest_stays_unknown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lru_pins_and_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lru_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_journal_replay_torn_tail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compaction_keeps_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_evict_unlinks_outside_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_pins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_confinement, setup, teardown),
 	};
