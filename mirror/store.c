@@ -41,7 +41,15 @@
 #define STORE_INDEX_MAGIC_V1 "hydra-mirror-index 1\n"
 /* A record is at most a path plus four numbers and a digest. */
 #define STORE_LINE_MAX (MIR_PATH_MAX + 160)
+/* Bucket counts are powers of two; the table grows at one entry per
+ * bucket, so that a lookup meets about one entry. */
 #define STORE_BUCKETS_MIN 1024
+/* Start-up sizes the table from the index: at least this many bytes per
+ * record (an add record is about a hundred), never past STORE_BUCKETS_MAX
+ * buckets (32 MiB) on the word of a file; the table grows past it as
+ * usual. Sizing it once spares the rehashes of a million-file restart. */
+#define STORE_INDEX_BYTES_PER_BUCKET 64
+#define STORE_BUCKETS_MAX ((size_t)1 << 22)
 /* Written in place of a digest the origin did not give. */
 #define STORE_NO_DIGEST "-"
 /* openat2 answers EAGAIN when a rename races the resolution; a few tries
@@ -83,6 +91,7 @@ struct mir_entry {
 	int64_t mtime_s;
 	int32_t mtime_ns;
 	int32_t pins;
+	uint32_t hash;               /* of path: chains compare it first */
 	unsigned char sha[HC_SHA256_LEN];
 	unsigned char flags;
 	char path[];
@@ -140,7 +149,8 @@ link_add_after(struct store_link *at, struct store_link *l)
 	at->next = l;
 }
 
-static uint64_t
+/* FNV-1a, folded to 32 bits. */
+static uint32_t
 store_hash(const char *s)
 {
 	uint64_t h = 1469598103934665603ULL;
@@ -149,16 +159,17 @@ store_hash(const char *s)
 		h ^= (unsigned char)*s;
 		h *= 1099511628211ULL;
 	}
-	return h;
+	return (uint32_t)(h ^ (h >> 32));
 }
 
 static struct mir_entry *
 store_find(struct mir_store *st, const char *path)
 {
-	struct mir_entry *e = st->buckets[store_hash(path) % st->nbuckets];
+	uint32_t h = store_hash(path);
+	struct mir_entry *e = st->buckets[h & (st->nbuckets - 1)];
 
 	for (; e != NULL; e = e->hnext)
-		if (strcmp(e->path, path) == 0)
+		if (e->hash == h && strcmp(e->path, path) == 0)
 			return e;
 	return NULL;
 }
@@ -174,7 +185,7 @@ store_grow(struct mir_store *st)
 	for (i = 0; i < st->nbuckets; i++) {
 		struct mir_entry *e = st->buckets[i], *next;
 		for (; e != NULL; e = next) {
-			size_t k = store_hash(e->path) % nb;
+			size_t k = e->hash & (nb - 1);
 			next = e->hnext;
 			e->hnext = b[k];
 			b[k] = e;
@@ -183,6 +194,25 @@ store_grow(struct mir_store *st)
 	free(st->buckets);
 	st->buckets = b;
 	st->nbuckets = nb;
+}
+
+/* Sizes the empty table for an index of size bytes. */
+static void
+store_presize(struct mir_store *st, uint64_t size)
+{
+	size_t want = STORE_BUCKETS_MIN;
+	struct mir_entry **b;
+
+	while (want < STORE_BUCKETS_MAX && want < size / STORE_INDEX_BYTES_PER_BUCKET)
+		want *= 2;
+	if (want <= st->nbuckets || st->n > 0)
+		return;
+	b = calloc(want, sizeof(*b));
+	if (b == NULL)
+		return;  /* grown as entries come */
+	free(st->buckets);
+	st->buckets = b;
+	st->nbuckets = want;
 }
 
 /* Lower-case hex of the entry's digest, "" when it has none. */
@@ -227,6 +257,7 @@ store_entry_new(const char *path, uint64_t size, int64_t mtime_s, long mtime_ns,
 	if (e == NULL)
 		return NULL;
 	memcpy(e->path, path, len + 1);
+	e->hash = store_hash(path);
 	link_init(&e->lru);
 	e->size = size;
 	e->mtime_s = mtime_s;
@@ -306,9 +337,9 @@ store_insert(struct mir_store *st, struct mir_entry *e)
 {
 	size_t k;
 
-	if (st->n >= st->nbuckets * 2)
+	if (st->n >= st->nbuckets)
 		store_grow(st);
-	k = store_hash(e->path) % st->nbuckets;
+	k = e->hash & (st->nbuckets - 1);
 	e->hnext = st->buckets[k];
 	st->buckets[k] = e;
 	link_add_after(st->lru.prev, &e->lru);
@@ -336,7 +367,7 @@ store_add(struct mir_store *st, struct mir_entry *e)
 static void
 store_take(struct mir_store *st, struct mir_entry *e)
 {
-	struct mir_entry **pp = &st->buckets[store_hash(e->path) % st->nbuckets];
+	struct mir_entry **pp = &st->buckets[e->hash & (st->nbuckets - 1)];
 
 	for (; *pp != NULL; pp = &(*pp)->hnext) {
 		if (*pp == e) {
@@ -659,6 +690,7 @@ static int
 store_load(struct mir_store *st, struct hc_err *err)
 {
 	struct store_reader r = { 0, 0, { NULL, 0, 0 } };
+	struct stat sb;
 	char *buf = NULL;
 	size_t have = 0;
 	int fd = -1, rc = 0;
@@ -670,6 +702,8 @@ store_load(struct mir_store *st, struct hc_err *err)
 			return 0;
 		return hc_err_set(err, HC_EIO, "open %s: %s", st->index_path, strerror(errno));
 	}
+	if (fstat(fd, &sb) == 0)
+		store_presize(st, (uint64_t)sb.st_size);
 	buf = malloc(STORE_IO_CHUNK + 1);
 	if (buf == NULL) {
 		rc = hc_err_set(err, HC_ENOMEM, "out of memory");

@@ -1,0 +1,58 @@
+#!/bin/bash
+# bench/store.sh: hydra-mirror's store alone (no HTTP), at 1,000 and at
+# 1,000,000 entries, with bench/tools/store-bench.c driving the real store
+# code (entries recorded without file data, hits on 1,000 real files).
+#
+#   hit       get with LRU touch and release, ns per operation
+#   evict     a reservation that evicts the oldest entry, then a new record
+#   flush     journal appends, ns per operation, kept apart (once a second
+#             in a server)
+#   restart   close, then open replaying meta/index
+#   rss       peak resident memory of the whole run
+#
+# Targets: per-operation time at 1M within 2x of 1k; restart with 1M under
+# 2 s; RSS under 200 MiB at 1M. The last line is
+# `store: ratio=<x> (target <= 2)`, x the worse of the hit and evict ratios.
+# Not a test: it measures. About 20 s and 250 MB of disk.
+#
+#   BUILD=build bash bench/store.sh
+set -u
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-build}
+SB="$HERE/$BUILD/bin/store-bench"
+SIZES=${SIZES:-"1000 1000000"}
+
+if [ ! -x "$SB" ]; then
+	make -s -C "$HERE" BUILD="$BUILD" all || exit 1
+fi
+W=$(mktemp -d "${TMPDIR:-/tmp}/hydra-bench-store.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+trap 'exit 130' INT TERM
+
+# field NAME LINE: the value of NAME=... in LINE
+field() {
+	printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
+}
+
+declare -A R
+printf '%-9s %9s %9s %9s %9s %11s %9s %10s\n' entries hit_ns evict_ns \
+	hflush_ns eflush_ns restart_ms rss_mib index_mib
+for n in $SIZES; do
+	line=$("$SB" "$W/s$n" "$n") || { echo "store: store-bench $n failed"; exit 1; }
+	rm -rf "$W/s$n"
+	for k in hit_ns evict_ns hit_flush_ns evict_flush_ns restart_ms rss_mib index_mib; do
+		R[$n.$k]=$(field "$k" "$line")
+	done
+	printf '%-9s %9s %9s %9s %9s %11s %9s %10s\n' "$n" "${R[$n.hit_ns]}" \
+		"${R[$n.evict_ns]}" "${R[$n.hit_flush_ns]}" "${R[$n.evict_flush_ns]}" \
+		"${R[$n.restart_ms]}" "${R[$n.rss_mib]}" "${R[$n.index_mib]}"
+done
+set -- $SIZES
+small=$1 large=${!#}
+hr=$(awk -v a="${R[$large.hit_ns]}" -v b="${R[$small.hit_ns]}" 'BEGIN { printf "%.2f", a / b }')
+er=$(awk -v a="${R[$large.evict_ns]}" -v b="${R[$small.evict_ns]}" 'BEGIN { printf "%.2f", a / b }')
+echo "hit ratio $hr, evict ratio $er ($large vs $small entries)"
+echo "restart at $large: ${R[$large.restart_ms]} ms (target < 2000);" \
+	"rss ${R[$large.rss_mib]} MiB (target < 200)"
+ratio=$(awk -v a="$hr" -v b="$er" 'BEGIN { printf "%.2f", (a > b ? a : b) }')
+echo "store: ratio=$ratio (target <= 2)"

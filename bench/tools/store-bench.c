@@ -1,0 +1,301 @@
+/* store-bench: the mirror's store alone, for bench/store.sh.
+ *
+ *   store-bench DIR N
+ *
+ * Builds a peer store in DIR with N entries recorded without file data
+ * (mir_store_record) plus STORE_BENCH_REAL small real files, then measures
+ * with the real store code: a hit (get with touch, release) on the real
+ * files, an eviction (reserve that evicts the oldest entry, then a new
+ * record in its place), a restart (close, then open replaying the index),
+ * and the process's RSS. Prints one line of key=value pairs. */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mirror/mirror.h"
+
+/* Real files the hits go to: enough to leave the CPU caches, few enough to
+ * create in a moment. */
+#define STORE_BENCH_REAL 1000
+/* Operations are timed in rounds and the fastest round counts: the machine
+ * is shared, and a slower round measures the neighbours, not the store. */
+#define STORE_BENCH_ROUNDS 5
+#define STORE_BENCH_HITS 40000
+#define STORE_BENCH_EVICTIONS 20000
+/* Bytes each recorded entry claims. */
+#define STORE_BENCH_SIZE 1000
+/* Operations between flushes: a server flushes about once a second. */
+#define STORE_BENCH_FLUSH_EVERY 10000
+#define STORE_BENCH_SHA "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+static int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A field of /proc/self/status in KiB, 0 when absent. */
+static long
+status_kib(const char *key)
+{
+	char line[256];
+	long v = 0;
+	size_t n = strlen(key);
+	FILE *fp = fopen("/proc/self/status", "r");
+
+	if (fp == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if (strncmp(line, key, n) == 0 && line[n] == ':')
+			v = strtol(line + n + 1, NULL, 10);
+	fclose(fp);
+	return v;
+}
+
+/* Time spent in flushes, kept apart from the operations' own cost (a
+ * server flushes once a second whatever the rate). */
+static int64_t flush_ns;
+
+static int
+flush_now(struct mir_store *st, struct hc_err *err)
+{
+	int64_t t0 = now_ns();
+	int rc = mir_store_flush(st, err);
+
+	flush_ns += now_ns() - t0;
+	return rc;
+}
+
+static uint64_t
+next_rand(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static int
+fail(const char *what, const struct hc_err *err)
+{
+	fprintf(stderr, "store-bench: %s: %s\n", what, err->msg);
+	return 1;
+}
+
+/* Creates the real files under root/files/r/ before the store opens. */
+static int
+make_real(const char *root)
+{
+	char path[PATH_MAX];
+	unsigned i;
+
+	if (hc_snprintf(path, sizeof(path), "%s/files/r", root) != 0 ||
+	    (mkdir(path, 0755) != 0 && access(path, F_OK) != 0))
+		return 1;
+	for (i = 0; i < STORE_BENCH_REAL; i++) {
+		int fd;
+		if (hc_snprintf(path, sizeof(path), "%s/files/r/%04u", root, i) != 0)
+			return 1;
+		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0 || hc_write_all(fd, "x", 1) != 0)
+			return 1;
+		close(fd);
+	}
+	return 0;
+}
+
+/* A get with touch and its release on real file i. */
+static int
+hit(struct mir_store *st, unsigned i, int touch, struct mir_file *keep, struct hc_err *err)
+{
+	char path[32];
+	struct mir_file f;
+	int rc;
+
+	snprintf(path, sizeof(path), "r/%04u", i);
+	rc = mir_store_get(st, path, touch, &f, err);
+	if (rc != 0)
+		return rc;
+	close(f.fd);
+	if (keep != NULL)
+		*keep = f;
+	else
+		mir_store_release(st, f.entry);
+	return 0;
+}
+
+static int
+record_all(struct mir_store *st, unsigned long n, struct hc_err *err)
+{
+	char path[32];
+	unsigned long i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "d/%03lu/f%07lu", i % 1000, i);
+		if (mir_store_record(st, path, STORE_BENCH_SIZE, STORE_BENCH_SHA, 0, err) != 0)
+			return 1;
+		if (i % STORE_BENCH_FLUSH_EVERY == 0 && mir_store_flush(st, err) != 0)
+			return 1;
+	}
+	return mir_store_flush(st, err) != 0;
+}
+
+/* One round of hits: ns per hit, flushes left out. */
+static double
+hits_round(struct mir_store *st, uint64_t *seed, struct hc_err *err)
+{
+	int64_t t0;
+	unsigned i;
+
+	flush_ns = 0;
+	t0 = now_ns();
+	for (i = 1; i <= STORE_BENCH_HITS; i++) {
+		if (hit(st, (unsigned)(next_rand(seed) % STORE_BENCH_REAL), 1, NULL, err) != 0)
+			return -1;
+		if (i % STORE_BENCH_FLUSH_EVERY == 0 && flush_now(st, err) != 0)
+			return -1;
+	}
+	return (double)(now_ns() - t0 - flush_ns) / STORE_BENCH_HITS;
+}
+
+static double
+bench_hits(struct mir_store *st, struct hc_err *err)
+{
+	uint64_t seed = 88172645463325252ULL;
+	double best = -1, t;
+	unsigned i;
+
+	for (i = 0; i < STORE_BENCH_REAL; i++)  /* registers them */
+		if (hit(st, i, 1, NULL, err) != 0)
+			return -1;
+	for (i = 0; i < STORE_BENCH_ROUNDS; i++) {
+		if (mir_store_flush(st, err) != 0)
+			return -1;
+		t = hits_round(st, &seed, err);
+		if (t < 0)
+			return -1;
+		if (best < 0 || t < best)
+			best = t;
+	}
+	return best;
+}
+
+/* One round of evictions, each followed by a new record in its place: ns
+ * per eviction, flushes left out. */
+static double
+evictions_round(struct mir_store *st, unsigned *next, struct hc_err *err)
+{
+	char path[32];
+	int64_t t0;
+	unsigned i;
+
+	flush_ns = 0;
+	t0 = now_ns();
+	for (i = 1; i <= STORE_BENCH_EVICTIONS; i++) {
+		if (mir_store_reserve(st, STORE_BENCH_SIZE) != 0) {
+			hc_err_set(err, HC_EIO, "reserve failed");
+			return -1;
+		}
+		snprintf(path, sizeof(path), "n/%07u", (*next)++);
+		if (mir_store_record(st, path, STORE_BENCH_SIZE, STORE_BENCH_SHA, STORE_BENCH_SIZE,
+		                     err) != 0)
+			return -1;
+		if (i % STORE_BENCH_FLUSH_EVERY == 0 && flush_now(st, err) != 0)
+			return -1;
+	}
+	return (double)(now_ns() - t0 - flush_ns) / STORE_BENCH_EVICTIONS;
+}
+
+/* Evictions with the real files pinned, so that only recorded entries go. */
+static double
+bench_evictions(struct mir_store *st, struct hc_err *err)
+{
+	static struct mir_file pinned[STORE_BENCH_REAL];
+	struct mir_store_stats stats;
+	double best = -1, t;
+	unsigned i, next = 0;
+
+	for (i = 0; i < STORE_BENCH_REAL; i++)
+		if (hit(st, i, 0, &pinned[i], err) != 0)
+			return -1;
+	for (i = 0; i < STORE_BENCH_ROUNDS && best != -2; i++) {
+		if (mir_store_flush(st, err) != 0)
+			return -1;
+		t = evictions_round(st, &next, err);
+		if (t < 0)
+			best = -2;
+		else if (best < 0 || t < best)
+			best = t;
+	}
+	for (i = 0; i < STORE_BENCH_REAL; i++)
+		mir_store_release(st, pinned[i].entry);
+	if (best < 0)
+		return -1;
+	mir_store_stats(st, &stats);
+	if (stats.evictions < (uint64_t)STORE_BENCH_ROUNDS * STORE_BENCH_EVICTIONS) {
+		hc_err_set(err, HC_ESOFTWARE, "only %" PRIu64 " evictions", stats.evictions);
+		return -1;
+	}
+	return best;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct mir_store *st = NULL;
+	struct mir_store_stats stats;
+	struct hc_err err = { 0, "" };
+	char files[PATH_MAX], index[PATH_MAX];
+	unsigned long n;
+	double hit_ns, evict_ns;
+	int64_t hit_flush, evict_flush;
+	int64_t t0, restart_ns;
+	struct stat sb;
+
+	if (argc != 3 || (n = strtoul(argv[2], NULL, 10)) == 0) {
+		fprintf(stderr, "usage: store-bench DIR N\n");
+		return 64;
+	}
+	if (hc_log_open(NULL, HC_LOG_WARN, 1, &err) != 0)
+		return fail("log", &err);
+	if (hc_snprintf(files, sizeof(files), "%s/files", argv[1]) != 0 ||
+	    hc_snprintf(index, sizeof(index), "%s/meta/index", argv[1]) != 0 ||
+	    hc_mkdir_p(files, 0755, &err) != 0 || make_real(argv[1]) != 0)
+		return fail("set-up", &err);
+	if (mir_store_open(argv[1], 0, 1, &st, &err) != 0 || record_all(st, n, &err) != 0)
+		return fail("build", &err);
+	hit_ns = bench_hits(st, &err);
+	if (hit_ns < 0)
+		return fail("hits", &err);
+	hit_flush = flush_ns;
+	mir_store_close(st);
+	/* Reopened at capacity: from here each reservation evicts one entry. */
+	st = NULL;
+	t0 = now_ns();
+	if (mir_store_open(argv[1], (uint64_t)n * STORE_BENCH_SIZE + STORE_BENCH_REAL, 1, &st,
+	                   &err) != 0)
+		return fail("restart", &err);
+	restart_ns = now_ns() - t0;
+	mir_store_stats(st, &stats);
+	evict_ns = bench_evictions(st, &err);
+	if (evict_ns < 0)
+		return fail("evictions", &err);
+	evict_flush = flush_ns;
+	mir_store_close(st);
+	printf("n=%lu files=%" PRIu64 " hit_ns=%.0f evict_ns=%.0f hit_flush_ns=%.0f "
+	       "evict_flush_ns=%.0f restart_ms=%.0f rss_mib=%.1f index_mib=%.1f\n", n,
+	       stats.files, hit_ns, evict_ns, (double)hit_flush / STORE_BENCH_HITS,
+	       (double)evict_flush / STORE_BENCH_EVICTIONS,
+	       (double)restart_ns / 1e6, (double)status_kib("VmHWM") / 1024,
+	       stat(index, &sb) == 0 ? (double)sb.st_size / (1 << 20) : 0.0);
+	return 0;
+}
