@@ -159,7 +159,9 @@ int mir_store_record(struct mir_store *st, const char *path, uint64_t size,
 int mir_store_reserve(struct mir_store *st, uint64_t size);
 void mir_store_unreserve(struct mir_store *st, uint64_t size);
 
-/* Removes the file at path. 0 or HC_ENOTFOUND. */
+/* Removes the file or the link at path (a link itself, never what it
+ * points to). 0, HC_ENOTFOUND (absent, or a folder), HC_EDATA (its folder
+ * resolves outside the store) or HC_EIO. */
 int mir_store_delete(struct mir_store *st, const char *path, struct hc_err *err);
 
 /* Appends what changed to the index (a journal), or rewrites it whole when

@@ -1029,14 +1029,15 @@ store_open_status(int e, struct hc_err *err)
  * not hold the request thread. HC_ENOTFOUND, HC_EDATA for a way out,
  * HC_EIO, HC_ESOFTWARE when the kernel lacks openat2. */
 static int
-store_open_beneath(struct mir_store *st, const char *path, int *fd, struct hc_err *err)
+store_open_beneath(struct mir_store *st, const char *path, int flags, int *fd,
+                   struct hc_err *err)
 {
 	struct open_how how;
 	long r;
 	int tries = 0;
 
 	memset(&how, 0, sizeof(how));
-	how.flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC;
+	how.flags = (uint64_t)flags;
 	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
 	do {
 		r = syscall(SYS_openat2, st->files_fd, path, &how, sizeof(how));
@@ -1144,13 +1145,13 @@ store_drop_absent(struct mir_store *st, const char *path)
 	pthread_mutex_unlock(&st->mu);
 }
 
-/* Opens path beneath the store: fd and rel (path, or its resolution inside
- * real without openat2). */
+/* Opens path beneath the store with open flags: fd and rel (path, or its
+ * resolution inside real without openat2). */
 static int
-store_open_file(struct mir_store *st, const char *path, char *real, const char **rel,
-                int *fd, struct hc_err *err)
+store_open_file(struct mir_store *st, const char *path, int flags, char *real,
+                const char **rel, int *fd, struct hc_err *err)
 {
-	int rc = store_open_beneath(st, path, fd, err);
+	int rc = store_open_beneath(st, path, flags, fd, err);
 
 	if (rc == 0) {
 		*rel = path;
@@ -1162,7 +1163,7 @@ store_open_file(struct mir_store *st, const char *path, char *real, const char *
 	rc = store_resolve(st, path, real, rel, err);
 	if (rc != 0)
 		return rc;
-	*fd = open(real, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+	*fd = open(real, flags | O_NOFOLLOW);
 	if (*fd < 0)
 		return store_open_status(errno, err);
 	return 0;
@@ -1180,7 +1181,7 @@ mir_store_get(struct mir_store *st, const char *path, int touch, struct mir_file
 
 	out->fd = -1;
 	out->entry = NULL;
-	rc = store_open_file(st, path, real, &rel, &fd, err);
+	rc = store_open_file(st, path, O_RDONLY | O_NONBLOCK | O_CLOEXEC, real, &rel, &fd, err);
 	if (rc == HC_ENOTFOUND)
 		store_drop_absent(st, path);
 	if (rc != 0)
@@ -1455,6 +1456,32 @@ mir_store_record(struct mir_store *st, const char *path, uint64_t size, const ch
 	return 0;
 }
 
+/* Moves the entry name of folder dfd into tmp/ under a fresh name (out,
+ * "" when there was nothing to move), to be unlinked outside the lock:
+ * done under it, a commit to the same path afterwards is never removed.
+ * 0, or the errno of the rename. Caller holds mu. */
+static int
+store_move_out(struct mir_store *st, int dfd, const char *name, char *out, size_t size)
+{
+	out[0] = '\0';
+	if (hc_snprintf(out, size, "gone.%" PRIu64, ++st->evict_seq) != 0)
+		return ENAMETOOLONG;
+	if (renameat(dfd, name, st->tmp_fd, out) != 0) {
+		out[0] = '\0';
+		return errno;
+	}
+	return 0;
+}
+
+/* Unlinks what store_move_out moved (name "" is a no-op). */
+static void
+store_unlink_moved(struct mir_store *st, const char *name)
+{
+	if (name[0] != '\0' && unlinkat(st->tmp_fd, name, 0) != 0)
+		hc_log(HC_LOG_WARN, "mirror", "remove %s/%s: %s", st->tmp_dir, name,
+		       strerror(errno));
+}
+
 /* Evicts the least recently used unpinned file: its record goes and the
  * file is moved into tmp/ under the lock (a rename, so that a commit to the
  * same path afterwards is never removed), to be unlinked by the caller
@@ -1466,16 +1493,14 @@ store_evict_one(struct mir_store *st, char *name, size_t name_size, char *log,
                 size_t log_size)
 {
 	struct mir_entry *e = store_victim(st);
+	int rc;
 
 	name[0] = '\0';
 	if (e == NULL)
 		return HC_EIO;
-	if (hc_snprintf(name, name_size, "evict.%" PRIu64, ++st->evict_seq) != 0 ||
-	    renameat(st->files_fd, e->path, st->tmp_fd, name) != 0) {
-		if (errno != ENOENT)
-			hc_log(HC_LOG_WARN, "mirror", "evict %s: %s", e->path, strerror(errno));
-		name[0] = '\0';
-	}
+	rc = store_move_out(st, st->files_fd, e->path, name, name_size);
+	if (rc != 0 && rc != ENOENT)
+		hc_log(HC_LOG_WARN, "mirror", "evict %s: %s", e->path, strerror(rc));
 	if (hc_snprintf(log, log_size, "evicted %s (%" PRIu64 " bytes)", e->path, e->size) != 0)
 		hc_strlcpy(log, "evicted a file with a long name", log_size);
 	st->evictions++;
@@ -1499,9 +1524,7 @@ mir_store_reserve(struct mir_store *st, uint64_t size)
 			break;
 		pthread_mutex_unlock(&st->mu);
 		hc_log(HC_LOG_INFO, "mirror", "%s", log);
-		if (name[0] != '\0' && unlinkat(st->tmp_fd, name, 0) != 0)
-			hc_log(HC_LOG_WARN, "mirror", "remove %s/%s: %s", st->tmp_dir, name,
-			       strerror(errno));
+		store_unlink_moved(st, name);
 		pthread_mutex_lock(&st->mu);
 	}
 	if (rc == 0)
@@ -1518,29 +1541,67 @@ mir_store_unreserve(struct mir_store *st, uint64_t size)
 	pthread_mutex_unlock(&st->mu);
 }
 
+/* Opens the folder holding path, kept beneath files/ (links inside the
+ * store may be followed on the way, none out of it); *base: the last name.
+ * Returns the fd or a negative status. */
+static int
+store_open_holder(struct mir_store *st, const char *path, const char **base,
+                  struct hc_err *err)
+{
+	char parent[MIR_PATH_MAX], real[PATH_MAX];
+	const char *slash = strrchr(path, '/'), *rel;
+	size_t n;
+	int fd = -1, rc;
+
+	*base = slash != NULL ? slash + 1 : path;
+	if (slash == NULL) {
+		fd = fcntl(st->files_fd, F_DUPFD_CLOEXEC, 0);
+		return fd >= 0 ? fd : hc_err_set(err, HC_EIO, "dup: %s", strerror(errno));
+	}
+	n = (size_t)(slash - path);
+	if (n >= sizeof(parent))
+		return hc_err_set(err, HC_EDATA, "path too long");
+	memcpy(parent, path, n);
+	parent[n] = '\0';
+	rc = store_open_file(st, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC, real, &rel, &fd,
+	                     err);
+	return rc != 0 ? rc : fd;
+}
+
 int
 mir_store_delete(struct mir_store *st, const char *path, struct hc_err *err)
 {
-	char real[PATH_MAX];
-	const char *rel;
+	char gone[64];
+	const char *base;
 	struct mir_entry *e;
 	struct stat sb;
-	int rc;
+	int pfd, rc = 0, moved = 0;
 
-	rc = store_resolve(st, path, real, &rel, err);
-	if (rc != 0)
-		return rc;
-	if (lstat(real, &sb) != 0 || !S_ISREG(sb.st_mode))
-		return hc_err_set(err, HC_ENOTFOUND, "not a regular file");
-	if (unlink(real) != 0)
-		return hc_err_set(err, HC_EIO, "unlink: %s", strerror(errno));
-	(void)hc_fsync_dir(real, NULL);
+	pfd = store_open_holder(st, path, &base, err);
+	if (pfd < 0)
+		return pfd;
+	/* The link itself, never what it points to; the check and the move in
+	 * one section, so that a commit in between is not what goes. */
 	pthread_mutex_lock(&st->mu);
-	e = store_find(st, rel);
-	if (e != NULL)
-		store_forget(st, e);
+	if (fstatat(pfd, base, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    !(S_ISREG(sb.st_mode) || S_ISLNK(sb.st_mode)))
+		rc = hc_err_set(err, HC_ENOTFOUND, "not a regular file");
+	else
+		moved = store_move_out(st, pfd, base, gone, sizeof(gone));
+	if (moved != 0) {
+		rc = hc_err_set(err, HC_EIO, "remove %s: %s", path, strerror(moved));
+	} else if (rc == 0 && S_ISREG(sb.st_mode)) {
+		e = store_find(st, path);
+		if (e != NULL)
+			store_forget(st, e);
+	}
 	pthread_mutex_unlock(&st->mu);
-	return 0;
+	if (rc == 0) {
+		store_unlink_moved(st, gone);
+		(void)fsync(pfd);
+	}
+	close(pfd);
+	return rc;
 }
 
 /* Rewrites the journal from the table, parked entries then the LRU list,

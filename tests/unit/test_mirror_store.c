@@ -442,7 +442,7 @@ test_evict_unlinks_outside_lock(void **state)
 	unlink_probe.armed = 0;
 	assert_int_equal(unlink_probe.calls, 1);
 	assert_true(unlink_probe.lock_free);
-	assert_non_null(strstr(unlink_probe.name, "evict."));
+	assert_non_null(strstr(unlink_probe.name, "gone."));
 	snprintf(evicted, sizeof(evicted), "%s/tmp/%s", fx->root, unlink_probe.name);
 	assert_int_equal(access(evicted, F_OK), -1);
 	assert_false(exists(fx, "a"));
@@ -538,6 +538,47 @@ test_commit_pins(void **state)
 	mir_store_close(st);
 }
 
+/* DELETE of a link inside the store removes the link, never its target,
+ * inside the store or out of it. */
+static void
+test_delete_link(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct hc_err err = { 0, "" };
+	char link[PATH_MAX * 2], outside[PATH_MAX * 2];
+	struct stat sb;
+	int fd;
+
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	put(st, "d/target", 10, 0);
+	snprintf(link, sizeof(link), "%s/files/d/link", fx->root);
+	assert_int_equal(symlink("target", link), 0);
+	assert_int_equal(mir_store_delete(st, "d/link", &err), 0);
+	assert_int_equal(lstat(link, &sb), -1);
+	assert_true(exists(fx, "d/target"));
+	snprintf(outside, sizeof(outside), "%s/outside", fx->root);
+	fd = open(outside, O_CREAT | O_WRONLY, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(link, sizeof(link), "%s/files/out", fx->root);
+	assert_int_equal(symlink(outside, link), 0);
+	assert_int_equal(mir_store_delete(st, "out", &err), 0);
+	assert_int_equal(lstat(link, &sb), -1);
+	assert_int_equal(access(outside, F_OK), 0);
+	/* A link to a folder: the link goes, the folder and its files stay. */
+	snprintf(link, sizeof(link), "%s/files/dl", fx->root);
+	assert_int_equal(symlink("d", link), 0);
+	assert_int_equal(mir_store_delete(st, "dl", &err), 0);
+	assert_true(exists(fx, "d/target"));
+	/* The file itself still goes, and its record with it. */
+	assert_int_equal(mir_store_delete(st, "d/target", &err), 0);
+	assert_false(exists(fx, "d/target"));
+	assert_int_equal(mir_store_delete(st, "d/target", &err), HC_ENOTFOUND);
+	assert_int_equal(mir_store_delete(st, "d", &err), HC_ENOTFOUND);
+	mir_store_close(st);
+}
+
 static void
 test_confinement(void **state)
 {
@@ -591,6 +632,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_compaction_keeps_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evict_unlinks_outside_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_pins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_confinement, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
