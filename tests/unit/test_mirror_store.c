@@ -139,6 +139,18 @@ write_behind(const struct fixture *fx, const char *path, const char *text)
 	assert_int_equal(fclose(fp), 0);
 }
 
+/* Sets the mtime of files/path far back: a rewrite within one tick of the
+ * file system's clock may keep the mtime it had. */
+static void
+set_old_mtime(const struct fixture *fx, const char *path, time_t when)
+{
+	char full[PATH_MAX * 2];
+	struct timespec times[2] = { { when, 0 }, { when, 0 } };
+
+	snprintf(full, sizeof(full), "%s/files/%s", fx->root, path);
+	assert_int_equal(utimensat(AT_FDCWD, full, times, 0), 0);
+}
+
 /* Commits text at path with the digest sha ("" for none). */
 static void
 put_text(struct mir_store *st, const char *path, const char *text, const char *sha)
@@ -452,6 +464,61 @@ test_evict_unlinks_outside_lock(void **state)
 	mir_store_close(st);
 }
 
+/* A peer checks a file changed since its commit against the origin's digest
+ * before serving it: corrupt, it is removed and reads as absent, with a
+ * WARN naming it; intact, it is served. A file with no digest is not
+ * "verified" by a change. */
+static void
+test_changed_file_reverified(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct mir_store_stats stats;
+	struct mir_file f;
+	struct hc_err err = { 0, "" };
+	char sha[HC_SHA256_HEX_LEN + 1], logpath[PATH_MAX * 2], text[4096];
+	FILE *fp;
+	size_t n;
+
+	snprintf(logpath, sizeof(logpath), "%s/log", fx->root);
+	assert_int_equal(hc_log_open(logpath, HC_LOG_INFO, 0, &err), 0);
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	put_text(st, "d/good", "abc", SHA_ABC);
+	put_text(st, "d/bad", "abc", SHA_ABC);
+	put_text(st, "d/none", "abc", "");
+	write_behind(fx, "d/bad", "abd");       /* same size, another mtime */
+	set_old_mtime(fx, "d/bad", 1000000000);
+	assert_int_equal(mir_store_get(st, "d/bad", 1, &f, &err), HC_ENOTFOUND);
+	assert_false(exists(fx, "d/bad"));
+	write_behind(fx, "d/good", "abc");      /* touched, same bytes */
+	set_old_mtime(fx, "d/good", 1000000000);
+	get_sha(st, "d/good", sha);
+	assert_string_equal(sha, SHA_ABC);
+	write_behind(fx, "d/none", "xyz");
+	set_old_mtime(fx, "d/none", 1000000000);
+	get_sha(st, "d/none", sha);
+	assert_string_equal(sha, "");
+	mir_store_stats(st, &stats);
+	assert_true(stats.files == 2 && stats.unverified == 1);
+	/* Corrupted while the peer was down: caught at the first get. */
+	mir_store_close(st);
+	write_behind(fx, "d/good", "abx");
+	set_old_mtime(fx, "d/good", 1000000001);
+	st = NULL;
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	assert_int_equal(mir_store_get(st, "d/good", 1, &f, &err), HC_ENOTFOUND);
+	assert_false(exists(fx, "d/good"));
+	mir_store_close(st);
+	hc_log_close();
+	fp = fopen(logpath, "r");
+	assert_non_null(fp);
+	n = fread(text, 1, sizeof(text) - 1, fp);
+	fclose(fp);
+	text[n] = '\0';
+	assert_non_null(strstr(text, "WARN mirror: d/bad changed on disk: expected sha256 " SHA_ABC));
+	assert_non_null(strstr(text, "WARN mirror: d/good changed on disk"));
+}
+
 static void
 test_lru_pins_and_restart(void **state)
 {
@@ -626,6 +693,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_digest_once_and_on_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_digest_stays_unknown, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_changed_file_reverified, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lru_pins_and_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lru_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_journal_replay_torn_tail, setup, teardown),
