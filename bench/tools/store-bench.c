@@ -7,7 +7,9 @@
  * with the real store code: a hit (get with touch, release) on the real
  * files, an eviction (reserve that evicts the oldest entry, then a new
  * record in its place), a restart (close, then open replaying the index),
- * and the process's RSS. Prints one line of key=value pairs. */
+ * a restart after a crash (a torn last record: replay, then a compaction
+ * that rewrites the index), and the process's peak RSS. Prints one line of
+ * key=value pairs. */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -248,6 +250,29 @@ bench_evictions(struct mir_store *st, struct hc_err *err)
 	return best;
 }
 
+/* Leaves a torn record at the end of the index, as a crash would. */
+static int
+tear_index(const char *index)
+{
+	FILE *fp = fopen(index, "a");
+
+	if (fp == NULL)
+		return 1;
+	fputs("T torn", fp);
+	return fclose(fp) != 0;
+}
+
+/* Opens the store at root and closes it; the time of the open in ns. */
+static int64_t
+timed_open(const char *root, uint64_t max_bytes, struct mir_store **st, struct hc_err *err)
+{
+	int64_t t0 = now_ns();
+
+	if (mir_store_open(root, max_bytes, 1, st, err) != 0)
+		return -1;
+	return now_ns() - t0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -258,14 +283,15 @@ main(int argc, char **argv)
 	unsigned long n;
 	double hit_ns, evict_ns;
 	int64_t hit_flush, evict_flush;
-	int64_t t0, restart_ns;
+	int64_t restart_ns, torn_ns;
+	uint64_t max_bytes;
 	struct stat sb;
 
 	if (argc != 3 || (n = strtoul(argv[2], NULL, 10)) == 0) {
 		fprintf(stderr, "usage: store-bench DIR N\n");
 		return 64;
 	}
-	if (hc_log_open(NULL, HC_LOG_WARN, 1, &err) != 0)
+	if (hc_log_open(NULL, HC_LOG_ERROR, 1, &err) != 0)
 		return fail("log", &err);
 	if (hc_snprintf(files, sizeof(files), "%s/files", argv[1]) != 0 ||
 	    hc_snprintf(index, sizeof(index), "%s/meta/index", argv[1]) != 0 ||
@@ -280,22 +306,31 @@ main(int argc, char **argv)
 	mir_store_close(st);
 	/* Reopened at capacity: from here each reservation evicts one entry. */
 	st = NULL;
-	t0 = now_ns();
-	if (mir_store_open(argv[1], (uint64_t)n * STORE_BENCH_SIZE + STORE_BENCH_REAL, 1, &st,
-	                   &err) != 0)
+	max_bytes = (uint64_t)n * STORE_BENCH_SIZE + STORE_BENCH_REAL;
+	restart_ns = timed_open(argv[1], max_bytes, &st, &err);
+	if (restart_ns < 0)
 		return fail("restart", &err);
-	restart_ns = now_ns() - t0;
 	mir_store_stats(st, &stats);
 	evict_ns = bench_evictions(st, &err);
 	if (evict_ns < 0)
 		return fail("evictions", &err);
 	evict_flush = flush_ns;
 	mir_store_close(st);
+	st = NULL;
+	if (tear_index(index) != 0) {
+		hc_err_set(&err, HC_EIO, "cannot append to %s", index);
+		return fail("tear", &err);
+	}
+	torn_ns = timed_open(argv[1], max_bytes, &st, &err);
+	if (torn_ns < 0)
+		return fail("restart after a torn record", &err);
+	mir_store_close(st);
 	printf("n=%lu files=%" PRIu64 " hit_ns=%.0f evict_ns=%.0f hit_flush_ns=%.0f "
-	       "evict_flush_ns=%.0f restart_ms=%.0f rss_mib=%.1f index_mib=%.1f\n", n,
+	       "evict_flush_ns=%.0f restart_ms=%.0f torn_restart_ms=%.0f rss_mib=%.1f "
+	       "index_mib=%.1f\n", n,
 	       stats.files, hit_ns, evict_ns, (double)hit_flush / STORE_BENCH_HITS,
 	       (double)evict_flush / STORE_BENCH_EVICTIONS,
-	       (double)restart_ns / 1e6, (double)status_kib("VmHWM") / 1024,
+	       (double)restart_ns / 1e6, (double)torn_ns / 1e6, (double)status_kib("VmHWM") / 1024,
 	       stat(index, &sb) == 0 ? (double)sb.st_size / (1 << 20) : 0.0);
 	return 0;
 }
