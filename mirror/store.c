@@ -1070,16 +1070,21 @@ store_hash_fd(int fd, const struct stat *sb, char hex[HC_SHA256_HEX_LEN + 1],
 
 /* Removes the stored file rel when it is still the file sb describes (not a
  * newer commit, not a link put in its place). Caller holds mu, so no commit
- * can rename in between. */
-static void
+ * can rename in between. 1 when that file is no longer at rel. */
+static int
 store_remove_if_same(struct mir_store *st, const char *rel, const struct stat *sb)
 {
 	struct stat now;
 
-	if (fstatat(st->files_fd, rel, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    now.st_dev == sb->st_dev && now.st_ino == sb->st_ino &&
-	    unlinkat(st->files_fd, rel, 0) != 0)
+	if (fstatat(st->files_fd, rel, &now, AT_SYMLINK_NOFOLLOW) != 0)
+		return errno == ENOENT;
+	if (now.st_dev != sb->st_dev || now.st_ino != sb->st_ino)
+		return 0;  /* a commit replaced it: its record is the new one */
+	if (unlinkat(st->files_fd, rel, 0) != 0) {
 		hc_log(HC_LOG_WARN, "mirror", "remove %s: %s", rel, strerror(errno));
+		return 0;
+	}
+	return 1;
 }
 
 /* Brings the record of rel up to date with the open file fd (sb), which
@@ -1107,14 +1112,9 @@ store_refresh(struct mir_store *st, int fd, const char *rel, const struct stat *
 	}
 	e = store_find(st, rel);
 	if (st->exclusive && want[0] != '\0' && strcmp(hex, want) != 0) {
-		char now[HC_SHA256_HEX_LEN + 1] = "";
-
 		hc_log(HC_LOG_WARN, "mirror", "%s changed on disk: expected sha256 %s, found %s; "
 		       "removed", rel, want, hex);
-		store_remove_if_same(st, rel, sb);
-		if (e != NULL)
-			store_sha_hex(e, now);
-		if (e != NULL && strcmp(now, want) == 0)
+		if (store_remove_if_same(st, rel, sb) && e != NULL)
 			store_forget(st, e);
 		return hc_err_set(err, HC_ENOTFOUND, "%s: failed verification", rel);
 	}
