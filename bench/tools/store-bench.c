@@ -151,70 +151,68 @@ record_all(struct mir_store *st, unsigned long n, struct hc_err *err)
 	return mir_store_flush(st, err) != 0;
 }
 
-/* One round of hits: ns per hit, flushes left out. */
-static double
-hits_round(struct mir_store *st, uint64_t *seed, struct hc_err *err)
-{
-	int64_t t0;
-	unsigned i;
+/* One operation of a round; ctx is the round's state. */
+typedef int (*bench_op)(struct mir_store *st, void *ctx, struct hc_err *err);
 
-	flush_ns = 0;
-	t0 = now_ns();
-	for (i = 1; i <= STORE_BENCH_HITS; i++) {
-		if (hit(st, (unsigned)(next_rand(seed) % STORE_BENCH_REAL), 1, NULL, err) != 0)
-			return -1;
-		if (i % STORE_BENCH_FLUSH_EVERY == 0 && flush_now(st, err) != 0)
-			return -1;
-	}
-	return (double)(now_ns() - t0 - flush_ns) / STORE_BENCH_HITS;
-}
-
+/* The fastest of STORE_BENCH_ROUNDS rounds of ops operations, in ns per
+ * operation, the flushes made every STORE_BENCH_FLUSH_EVERY left out (their
+ * time stays in flush_ns for the last round); -1 on error. */
 static double
-bench_hits(struct mir_store *st, struct hc_err *err)
+best_round(struct mir_store *st, unsigned ops, bench_op op, void *ctx, struct hc_err *err)
 {
-	uint64_t seed = 88172645463325252ULL;
 	double best = -1, t;
-	unsigned i;
+	int64_t t0;
+	unsigned round, i;
 
-	for (i = 0; i < STORE_BENCH_REAL; i++)  /* registers them */
-		if (hit(st, i, 1, NULL, err) != 0)
-			return -1;
-	for (i = 0; i < STORE_BENCH_ROUNDS; i++) {
+	for (round = 0; round < STORE_BENCH_ROUNDS; round++) {
 		if (mir_store_flush(st, err) != 0)
 			return -1;
-		t = hits_round(st, &seed, err);
-		if (t < 0)
-			return -1;
+		flush_ns = 0;
+		t0 = now_ns();
+		for (i = 1; i <= ops; i++) {
+			if (op(st, ctx, err) != 0)
+				return -1;
+			if (i % STORE_BENCH_FLUSH_EVERY == 0 && flush_now(st, err) != 0)
+				return -1;
+		}
+		t = (double)(now_ns() - t0 - flush_ns) / ops;
 		if (best < 0 || t < best)
 			best = t;
 	}
 	return best;
 }
 
-/* One round of evictions, each followed by a new record in its place: ns
- * per eviction, flushes left out. */
-static double
-evictions_round(struct mir_store *st, unsigned *next, struct hc_err *err)
+/* A hit on a random real file; ctx: the random state. */
+static int
+hit_op(struct mir_store *st, void *ctx, struct hc_err *err)
 {
-	char path[32];
-	int64_t t0;
+	return hit(st, (unsigned)(next_rand(ctx) % STORE_BENCH_REAL), 1, NULL, err);
+}
+
+static double
+bench_hits(struct mir_store *st, struct hc_err *err)
+{
+	uint64_t seed = 88172645463325252ULL;
 	unsigned i;
 
-	flush_ns = 0;
-	t0 = now_ns();
-	for (i = 1; i <= STORE_BENCH_EVICTIONS; i++) {
-		if (mir_store_reserve(st, STORE_BENCH_SIZE) != 0) {
-			hc_err_set(err, HC_EIO, "reserve failed");
+	for (i = 0; i < STORE_BENCH_REAL; i++)  /* registers them */
+		if (hit(st, i, 1, NULL, err) != 0)
 			return -1;
-		}
-		snprintf(path, sizeof(path), "n/%07u", (*next)++);
-		if (mir_store_record(st, path, STORE_BENCH_SIZE, STORE_BENCH_SHA, STORE_BENCH_SIZE,
-		                     err) != 0)
-			return -1;
-		if (i % STORE_BENCH_FLUSH_EVERY == 0 && flush_now(st, err) != 0)
-			return -1;
-	}
-	return (double)(now_ns() - t0 - flush_ns) / STORE_BENCH_EVICTIONS;
+	return best_round(st, STORE_BENCH_HITS, hit_op, &seed, err);
+}
+
+/* An eviction and a new record in its place; ctx: the next record's number. */
+static int
+evict_op(struct mir_store *st, void *ctx, struct hc_err *err)
+{
+	unsigned *next = ctx;
+	char path[32];
+
+	if (mir_store_reserve(st, STORE_BENCH_SIZE) != 0)
+		return hc_err_set(err, HC_EIO, "reserve failed");
+	snprintf(path, sizeof(path), "n/%07u", (*next)++);
+	return mir_store_record(st, path, STORE_BENCH_SIZE, STORE_BENCH_SHA, STORE_BENCH_SIZE,
+	                        err);
 }
 
 /* Evictions with the real files pinned, so that only recorded entries go. */
@@ -223,21 +221,13 @@ bench_evictions(struct mir_store *st, struct hc_err *err)
 {
 	static struct mir_file pinned[STORE_BENCH_REAL];
 	struct mir_store_stats stats;
-	double best = -1, t;
+	double best;
 	unsigned i, next = 0;
 
 	for (i = 0; i < STORE_BENCH_REAL; i++)
 		if (hit(st, i, 0, &pinned[i], err) != 0)
 			return -1;
-	for (i = 0; i < STORE_BENCH_ROUNDS && best != -2; i++) {
-		if (mir_store_flush(st, err) != 0)
-			return -1;
-		t = evictions_round(st, &next, err);
-		if (t < 0)
-			best = -2;
-		else if (best < 0 || t < best)
-			best = t;
-	}
+	best = best_round(st, STORE_BENCH_EVICTIONS, evict_op, &next, err);
 	for (i = 0; i < STORE_BENCH_REAL; i++)
 		mir_store_release(st, pinned[i].entry);
 	if (best < 0)
