@@ -85,8 +85,9 @@ void mir_server_stop(struct mir_server *s);
 
 /*
  * The store: {root}/files holds the files, {root}/meta/index the metadata
- * (SHA-256, size, mtime and LRU position of each file), {root}/tmp the
- * uploads and fills in progress. Thread-safe.
+ * (the origin's SHA-256 or none, size and mtime of each file, and the LRU
+ * order) as a journal, {root}/tmp the uploads and fills in progress.
+ * Touch and eviction are O(1). Thread-safe.
  */
 struct mir_store;
 struct mir_entry;
