@@ -16,7 +16,9 @@
  * meta/index is a journal: records for add, touch and remove, appended at
  * each flush; replaying it gives the table and the LRU order. It is
  * rewritten from the table (compacted) when it holds more than
- * STORE_COMPACT_FACTOR records per live file, and after a torn record.
+ * STORE_COMPACT_FACTOR records per live file, and after a torn record; the
+ * rewrite walks the LRU list behind a cursor node a batch per hold of the
+ * lock, then appends the records made meanwhile.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -64,6 +66,9 @@
  * rewrite, which holds the store lock, stays rare. */
 #define STORE_COMPACT_FACTOR 4
 #define STORE_COMPACT_SLACK 4096
+/* A compaction formats this many entries per hold of the store lock (about
+ * a millisecond), so that requests go on while a large index is rewritten. */
+#define STORE_COMPACT_BATCH 4096
 /* Records waiting for the next flush (once a second in a server): past
  * this the journal is marked for a rewrite instead of growing memory. */
 #define STORE_PENDING_MAX ((size_t)64 << 20)
@@ -113,6 +118,8 @@ struct mir_store {
 	size_t nbuckets, n;
 	struct store_link lru;       /* oldest first */
 	struct store_link parked;    /* pinned entries an eviction passed over */
+	struct store_link cursor;    /* in lru while a compaction walks it */
+	int compacting;              /* parked entries stay parked (mu) */
 	struct hc_buf pending;       /* records not yet in the journal (mu) */
 	struct hc_buf spare;         /* the buffer being written (flush_mu) */
 	uint64_t pending_records;    /* (mu) */
@@ -317,14 +324,15 @@ store_note(struct mir_store *st, char kind, const char *path)
 		st->pending_records++;
 }
 
-/* Formats the add record of e into b: 0, HC_EDATA or HC_ENOMEM. */
+/* Formats the record of e of the given kind ('A' at the young end, 'P' at
+ * the old end) into b: 0, HC_EDATA or HC_ENOMEM. */
 static int
-store_add_record(struct hc_buf *b, const struct mir_entry *e)
+store_add_record(struct hc_buf *b, char kind, const struct mir_entry *e)
 {
 	char hex[HC_SHA256_HEX_LEN + 1];
 
 	store_sha_hex(e, hex);
-	return hc_buf_printf(b, "A %" PRIu64 " %" PRId64 " %" PRId32 " %s %s\n", e->size,
+	return hc_buf_printf(b, "%c %" PRIu64 " %" PRId64 " %" PRId32 " %s %s\n", kind, e->size,
 	                     e->mtime_s, e->mtime_ns, hex[0] != '\0' ? hex : STORE_NO_DIGEST,
 	                     e->path);
 }
@@ -356,7 +364,7 @@ store_add(struct mir_store *st, struct mir_entry *e)
 	store_insert(st, e);
 	if (st->compact)
 		return;
-	if (store_add_record(&st->pending, e) != 0)
+	if (store_add_record(&st->pending, 'A', e) != 0)
 		store_overflow(st);
 	else
 		st->pending_records++;
@@ -415,16 +423,32 @@ store_touch(struct mir_store *st, struct mir_entry *e)
 static struct mir_entry *
 store_victim(struct mir_store *st)
 {
-	while (st->lru.next != &st->lru) {
-		struct mir_entry *e = STORE_ENTRY(st->lru.next);
+	struct store_link *l = st->lru.next, *next;
 
+	for (; l != &st->lru; l = next) {
+		struct mir_entry *e;
+
+		next = l->next;
+		if (l == &st->cursor)
+			continue;
+		e = STORE_ENTRY(l);
 		if (e->pins == 0)
 			return e;
-		link_del(&e->lru);
-		link_add_after(st->parked.prev, &e->lru);
+		link_del(l);
+		link_add_after(st->parked.prev, l);
 		e->flags |= STORE_PARKED;
 	}
 	return NULL;
+}
+
+/* Puts a parked entry no longer pinned back at the old end: it was the
+ * oldest when an eviction passed it over. */
+static void
+store_unpark(struct mir_store *st, struct mir_entry *e)
+{
+	link_del(&e->lru);
+	link_add_after(&st->lru, &e->lru);
+	e->flags &= (unsigned char)~STORE_PARKED;
 }
 
 /* ------------------------------------------------------------ start-up */
@@ -564,6 +588,7 @@ store_replay(struct mir_store *st, char *line)
 		return 1;
 	switch (line[0]) {
 	case 'A':
+	case 'P':
 		e = store_parse_add(line + 2, &nomem);
 		if (e == NULL)
 			return nomem ? HC_ENOMEM : 1;
@@ -571,6 +596,10 @@ store_replay(struct mir_store *st, char *line)
 		if (old != NULL)
 			store_take(st, old);
 		store_insert(st, e);
+		if (line[0] == 'P') {
+			link_del(&e->lru);
+			link_add_after(&st->lru, &e->lru);
+		}
 		break;
 	case 'T':
 		e = store_find(st, line + 2);
@@ -917,6 +946,7 @@ mir_store_open(const char *root, uint64_t max_bytes, int exclusive,
 	st->journal_fd = -1;
 	link_init(&st->lru);
 	link_init(&st->parked);
+	link_init(&st->cursor);
 	hc_buf_init(&st->pending, STORE_PENDING_MAX);
 	hc_buf_init(&st->spare, STORE_PENDING_MAX);
 	st->nbuckets = STORE_BUCKETS_MIN;
@@ -1227,11 +1257,8 @@ mir_store_release(struct mir_store *st, struct mir_entry *e)
 	e->pins--;
 	if (e->pins == 0 && (e->flags & STORE_REMOVED)) {
 		free(e);
-	} else if (e->pins == 0 && (e->flags & STORE_PARKED)) {
-		/* It was the oldest when an eviction passed it over. */
-		link_del(&e->lru);
-		link_add_after(&st->lru, &e->lru);
-		e->flags &= (unsigned char)~STORE_PARKED;
+	} else if (e->pins == 0 && (e->flags & STORE_PARKED) && !st->compacting) {
+		store_unpark(st, e);
 	}
 	pthread_mutex_unlock(&st->mu);
 }
@@ -1604,58 +1631,147 @@ mir_store_delete(struct mir_store *st, const char *path, struct hc_err *err)
 	return rc;
 }
 
-/* Rewrites the journal from the table, parked entries then the LRU list,
- * oldest first, so that a replay gives the same order. Holds mu throughout
- * (the table must not change under the walk) but writes through a chunk of
- * STORE_IO_CHUNK, not a copy of the whole index. Caller holds flush_mu and
- * mu. */
+/* Writes b to fd and empties it. 0 or HC_EIO. */
+static int
+store_write_buf(int fd, struct hc_buf *b)
+{
+	int rc = b->len > 0 && hc_write_all(fd, b->p, b->len) != 0 ? HC_EIO : 0;
+
+	hc_buf_reset(b);
+	return rc;
+}
+
+/* Formats up to STORE_COMPACT_BATCH entries after the cursor into out and
+ * moves the cursor past them. 0, 1 at the end of the list, or a negative
+ * status. Caller holds mu. */
+static int
+store_compact_batch(struct mir_store *st, struct hc_buf *out, uint64_t *records)
+{
+	size_t i;
+
+	for (i = 0; i < STORE_COMPACT_BATCH; i++) {
+		struct store_link *l = st->cursor.next;
+		int rc;
+
+		if (l == &st->lru)
+			return 1;
+		rc = store_add_record(out, 'A', STORE_ENTRY(l));
+		if (rc != 0)
+			return rc;
+		(*records)++;
+		link_del(&st->cursor);
+		link_add_after(l, &st->cursor);
+	}
+	return 0;
+}
+
+/* Ends the walk (caller holds mu): the parked entries as 'P' records (to
+ * the old end; in reverse, so that the first parked ends oldest), then the
+ * records made while the walk went on, in order. Those and the walk give
+ * the table: an entry touched or added behind the cursor is met again or
+ * recorded, one removed is recorded, one parked is written here. failed:
+ * the walk failed; only clean up. */
+static int
+store_compact_end(struct mir_store *st, int fd, struct hc_buf *out, uint64_t *records,
+                  int failed)
+{
+	struct store_link *l, *prev;
+	int rc = failed ? HC_EIO : 0;
+
+	link_del(&st->cursor);
+	for (l = st->parked.prev; l != &st->parked && rc == 0; l = l->prev) {
+		if (out->len + STORE_LINE_MAX > out->max)
+			rc = store_write_buf(fd, out);
+		if (rc == 0)
+			rc = store_add_record(out, 'P', STORE_ENTRY(l));
+		(*records)++;
+	}
+	if (rc == 0 && st->compact)
+		rc = HC_ENOMEM;  /* records were dropped during the walk */
+	if (rc == 0)
+		rc = store_write_buf(fd, out);
+	if (rc == 0)
+		rc = store_write_buf(fd, &st->pending);
+	*records += st->pending_records;
+	st->pending_records = 0;
+	st->compacting = 0;
+	for (l = st->parked.prev; l != &st->parked; l = prev) {
+		prev = l->prev;
+		if (STORE_ENTRY(l)->pins == 0)
+			store_unpark(st, STORE_ENTRY(l));
+	}
+	if (rc != 0)
+		store_overflow(st);
+	return rc;
+}
+
+/* Walks the table into the temp file fd, STORE_COMPACT_BATCH entries per
+ * hold of mu; *records: the records written. */
+static int
+store_compact_walk(struct mir_store *st, int fd, uint64_t *records)
+{
+	struct hc_buf out;
+	int rc, end;
+
+	hc_buf_init(&out, STORE_COMPACT_BATCH * STORE_LINE_MAX);
+	rc = hc_buf_add(&out, STORE_INDEX_MAGIC, strlen(STORE_INDEX_MAGIC));
+	pthread_mutex_lock(&st->mu);
+	/* From here the walk and the records made meanwhile give the table. */
+	hc_buf_reset(&st->pending);
+	st->pending_records = 0;
+	st->compact = 0;
+	st->compacting = 1;
+	link_add_after(&st->lru, &st->cursor);
+	while (rc == 0) {
+		rc = store_compact_batch(st, &out, records);
+		if (rc != 0)
+			break;
+		pthread_mutex_unlock(&st->mu);
+		rc = store_write_buf(fd, &out);
+		pthread_mutex_lock(&st->mu);
+	}
+	end = store_compact_end(st, fd, &out, records, rc < 0);
+	pthread_mutex_unlock(&st->mu);
+	if (rc >= 0)
+		rc = end;
+	hc_buf_free(&out);
+	return rc;
+}
+
+/* Rewrites the journal from the table, oldest first, so that a replay
+ * gives the same order, into a temp file that replaces it. The store lock
+ * is held a batch at a time, and not for the fsync. Caller holds flush_mu. */
 static int
 store_compact(struct mir_store *st, struct hc_err *err)
 {
 	char tmp[PATH_MAX];
-	struct hc_buf out;
-	struct store_link *lists[2] = { &st->parked, &st->lru }, *l;
-	size_t i;
+	uint64_t records = 0;
 	int fd = -1, rc = 0;
 
-	hc_buf_init(&out, STORE_IO_CHUNK + STORE_LINE_MAX);
 	if (hc_snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", st->index_path) != 0)
 		return hc_err_set(err, HC_EIO, "index path too long");
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return hc_err_set(err, HC_EIO, "create %s: %s", tmp, strerror(errno));
-	rc = hc_buf_add(&out, STORE_INDEX_MAGIC, strlen(STORE_INDEX_MAGIC));
-	for (i = 0; i < 2 && rc == 0; i++) {
-		for (l = lists[i]->next; l != lists[i] && rc == 0; l = l->next) {
-			rc = store_add_record(&out, STORE_ENTRY(l));
-			if (rc == 0 && out.len >= STORE_IO_CHUNK) {
-				rc = hc_write_all(fd, out.p, out.len) == 0 ? 0 : HC_EIO;
-				hc_buf_reset(&out);
-			}
-		}
-	}
-	if (rc == 0 && out.len > 0 && hc_write_all(fd, out.p, out.len) != 0)
-		rc = HC_EIO;
-	if (rc == 0 && (fchmod(fd, 0644) != 0 || fsync(fd) != 0))
-		rc = HC_EIO;
-	if (rc == 0 && rename(tmp, st->index_path) != 0)
+	rc = store_compact_walk(st, fd, &records);
+	if (rc == 0 && (fchmod(fd, 0644) != 0 || fsync(fd) != 0 ||
+	                rename(tmp, st->index_path) != 0))
 		rc = HC_EIO;
 	if (rc != 0) {
-		rc = hc_err_set(err, HC_EIO, "write %s: %s", tmp, strerror(errno));
+		rc = hc_err_set(err, rc, "rewrite %s: %s", st->index_path,
+		                rc == HC_EIO ? strerror(errno) : "out of memory");
 		unlink(tmp);
-		goto done;
+	} else {
+		(void)hc_fsync_dir(st->index_path, NULL);
+		rc = store_open_journal(st, err);
 	}
-	(void)hc_fsync_dir(st->index_path, NULL);
-	rc = store_open_journal(st, err);
+	pthread_mutex_lock(&st->mu);
 	if (rc != 0)
-		goto done;
-	st->journal_records = st->n;
-	hc_buf_reset(&st->pending);
-	st->pending_records = 0;
-	st->compact = 0;
-done:
+		store_overflow(st);
+	else
+		st->journal_records = records;
+	pthread_mutex_unlock(&st->mu);
 	close(fd);
-	hc_buf_free(&out);
 	return rc;
 }
 
@@ -1695,16 +1811,14 @@ mir_store_flush(struct mir_store *st, struct hc_err *err)
 {
 	int rc = 0;
 
+	int compact;
+
 	pthread_mutex_lock(&st->flush_mu);
 	pthread_mutex_lock(&st->mu);
-	if (st->compact || st->journal_records + st->pending_records >
-	                   STORE_COMPACT_FACTOR * (uint64_t)st->n + STORE_COMPACT_SLACK) {
-		rc = store_compact(st, err);
-		pthread_mutex_unlock(&st->mu);
-	} else {
-		pthread_mutex_unlock(&st->mu);
-		rc = store_append(st, err);
-	}
+	compact = st->compact || st->journal_records + st->pending_records >
+	                         STORE_COMPACT_FACTOR * (uint64_t)st->n + STORE_COMPACT_SLACK;
+	pthread_mutex_unlock(&st->mu);
+	rc = compact ? store_compact(st, err) : store_append(st, err);
 	pthread_mutex_unlock(&st->flush_mu);
 	return rc;
 }

@@ -400,6 +400,69 @@ test_compaction_keeps_order(void **state)
 	mir_store_close(st);
 }
 
+#define CHURN_FILES 20000
+#define CHURN_RECORDS 240000
+
+/* Records CHURN_RECORDS times over CHURN_FILES paths, in order. */
+static void *
+churn_thread(void *arg)
+{
+	static int failed;
+	struct hc_err err = { 0, "" };
+	char path[32];
+	int i;
+
+	for (i = 0; i < CHURN_RECORDS; i++) {
+		snprintf(path, sizeof(path), "c/%05d", i % CHURN_FILES);
+		if (mir_store_record(arg, path, 1, "", 0, &err) != 0)
+			return &failed;
+	}
+	return NULL;
+}
+
+/* Compactions run while another thread changes the table (the lock is
+ * given up between batches): the journal still replays to the same files
+ * in the same order. */
+static void
+test_compaction_concurrent(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct mir_store_stats stats;
+	struct hc_err err = { 0, "" };
+	static char text[4 << 20];
+	pthread_t t;
+	void *ret = &ret;
+	char want[64], *line;
+	int i, flushes = 0;
+
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	assert_int_equal(pthread_create(&t, NULL, churn_thread, st), 0);
+	while (pthread_tryjoin_np(t, &ret) != 0) {
+		assert_int_equal(mir_store_flush(st, &err), 0);
+		flushes++;
+	}
+	assert_null(ret);
+	assert_true(flushes > 1);
+	mir_store_close(st);
+	append_index(fx, "T torn");             /* the next open compacts */
+	for (i = 0; i < 2; i++) {
+		st = NULL;
+		assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+		mir_store_stats(st, &stats);
+		assert_true(stats.files == CHURN_FILES && stats.bytes == CHURN_FILES);
+		mir_store_close(st);
+	}
+	assert_int_equal(index_lines(fx, text, sizeof(text)), CHURN_FILES + 1);
+	/* Oldest first: the paths in the order of their last record. */
+	line = strchr(text, '\n') + 1;
+	for (i = CHURN_RECORDS - CHURN_FILES; i < CHURN_RECORDS; i++) {
+		snprintf(want, sizeof(want), "A 1 0 0 - c/%05d\n", i % CHURN_FILES);
+		assert_memory_equal(line, want, strlen(want));
+		line += strlen(want);
+	}
+}
+
 /* unlinkat of the test binary: while armed, checks from another thread that
  * the store lock is free while an evicted file is unlinked. */
 static struct {
@@ -698,6 +761,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_lru_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_journal_replay_torn_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_keeps_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compaction_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evict_unlinks_outside_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_pins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_link, setup, teardown),
