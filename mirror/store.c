@@ -1491,7 +1491,8 @@ static int
 store_move_out(struct mir_store *st, int dfd, const char *name, char *out, size_t size)
 {
 	out[0] = '\0';
-	if (hc_snprintf(out, size, "gone.%" PRIu64, ++st->evict_seq) != 0)
+	/* The pid keeps apart the names of origins sharing a root. */
+	if (hc_snprintf(out, size, "gone.%ld.%" PRIu64, (long)getpid(), ++st->evict_seq) != 0)
 		return ENAMETOOLONG;
 	if (renameat(dfd, name, st->tmp_fd, out) != 0) {
 		out[0] = '\0';
