@@ -968,8 +968,8 @@ mir_store_open(const char *root, uint64_t max_bytes, int exclusive,
 		rc = store_open_journal(st, err);
 	if (rc != 0)
 		goto fail;
-	if (mir_store_flush(st, err) != 0)
-		hc_log(HC_LOG_WARN, "mirror", "%s", err->msg);
+	/* A rewrite the index needs (a torn record, the earlier format) is
+	 * left to the first flush, while the server already serves. */
 	*out = st;
 	return 0;
 fail:
