@@ -401,6 +401,48 @@ test_compaction_keeps_order(void **state)
 	mir_store_close(st);
 }
 
+/* An index of the earlier whole-file format (access number first) is read
+ * in access order, and rewritten as a journal. */
+static void
+test_index_v1(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct hc_err err = { 0, "" };
+	char sha[HC_SHA256_HEX_LEN + 1], text[4096], full[PATH_MAX * 2], line[512];
+	const char *names[3] = { "x", "y", "z" };
+	const int seqs[3] = { 7, 3, 5 };    /* order: y z x */
+	struct stat sb;
+	int i;
+
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	mir_store_close(st);
+	snprintf(full, sizeof(full), "%s/meta/index", fx->root);
+	assert_int_equal(unlink(full), 0);
+	append_index(fx, "hydra-mirror-index 1\n");
+	for (i = 0; i < 3; i++) {
+		write_behind(fx, names[i], "abc");
+		snprintf(full, sizeof(full), "%s/files/%s", fx->root, names[i]);
+		assert_int_equal(stat(full, &sb), 0);
+		snprintf(line, sizeof(line), "%d 3 %lld %ld %s %s\n", seqs[i],
+		         (long long)sb.st_mtim.tv_sec, sb.st_mtim.tv_nsec, i == 2 ? "-" : SHA_ABC,
+		         names[i]);
+		append_index(fx, line);
+	}
+	st = NULL;
+	assert_int_equal(mir_store_open(fx->root, 9, 1, &st, &err), 0);
+	get_sha(st, "z", sha);
+	assert_string_equal(sha, "");
+	get_sha(st, "x", sha);                  /* order: y z x, then z x by the gets */
+	assert_string_equal(sha, SHA_ABC);
+	assert_int_equal(mir_store_reserve(st, 3), 0);
+	assert_false(exists(fx, "y"));
+	assert_true(exists(fx, "x") && exists(fx, "z"));
+	mir_store_close(st);
+	index_lines(fx, text, sizeof(text));
+	assert_int_equal(strncmp(text, "hydra-mirror-index 2\n", 21), 0);
+}
+
 #define CHURN_FILES 20000
 #define CHURN_RECORDS 240000
 
@@ -763,6 +805,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_journal_replay_torn_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_keeps_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_concurrent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_index_v1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evict_unlinks_outside_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_pins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_link, setup, teardown),
