@@ -108,21 +108,22 @@ struct mir_file {
 
 /* Opens the store at root: creates the folders, removes stale temp files,
  * loads the index. exclusive (peers): refuse a root another server uses,
- * and never digest local bytes (a file the index does not describe is
- * kept as unverified, with no digest); otherwise (origins) share the root
- * with other origins and hash the files the index does not describe (they
- * are the origin's own publication). HC_EUNAVAIL when the root is taken. */
+ * trust the index without walking files/, and never digest local bytes;
+ * otherwise (origins) share the root with other origins, and walk files/
+ * hashing the files the index does not describe (they are the origin's own
+ * publication). HC_EUNAVAIL when the root is taken. */
 int mir_store_open(const char *root, uint64_t max_bytes, int exclusive,
                    struct mir_store **out, struct hc_err *err);
 /* Persists the index and frees. NULL is a no-op. */
 void mir_store_close(struct mir_store *st);
 
 /* Opens the stored file at the decoded path and pins it; touch: move it to
- * the head of the LRU. A file whose size or mtime changed since its commit
- * is checked first: a peer hashes it against the recorded digest and on a
- * mismatch removes it and answers HC_ENOTFOUND (a WARN names it); an origin
- * digests it again. HC_ENOTFOUND when absent (or not a regular file),
- * HC_EDATA when it resolves outside the store. */
+ * the young end of the LRU. A file whose size or mtime changed since its
+ * commit is checked first: a peer hashes it against the recorded digest and
+ * on a mismatch removes it and answers HC_ENOTFOUND (a WARN names it), as
+ * it does a file it has no record of or no digest to check it against; an
+ * origin digests it again. HC_ENOTFOUND when absent (or not a regular
+ * file), HC_EDATA when it resolves outside the store. */
 int mir_store_get(struct mir_store *st, const char *path, int touch,
                   struct mir_file *out, struct hc_err *err);
 /* Unpins. NULL entry is a no-op. */

@@ -11,7 +11,8 @@
  * The entry keeps the origin's SHA-256 (none when the origin gave none; a
  * peer never digests its own bytes, an origin digests the files it has no
  * record of, its own publication), and the size and mtime it describes: a
- * peer checks a file changed since against that digest before serving it.
+ * peer checks a file changed since against that digest before serving it,
+ * and removes what it cannot check (to be filled again).
  *
  * meta/index is a journal: records for add, touch and remove, appended at
  * each flush; replaying it gives the table and the LRU order. It is
@@ -1117,36 +1118,49 @@ store_remove_if_same(struct mir_store *st, const char *rel, const struct stat *s
 	return 1;
 }
 
+/* A peer's file that its record does not vouch for (why): removed, and
+ * absent, so that it is filled again from the origin. Caller holds mu. */
+static int
+store_untrusted(struct mir_store *st, const char *rel, const struct stat *sb,
+                struct mir_entry *e, const char *why, struct hc_err *err)
+{
+	hc_log(HC_LOG_WARN, "mirror", "%s %s; removed", rel, why);
+	if (store_remove_if_same(st, rel, sb) && e != NULL)
+		store_forget(st, e);
+	return hc_err_set(err, HC_ENOTFOUND, "%s: %s", rel, why);
+}
+
 /* Brings the record of rel up to date with the open file fd (sb), which
  * differs from it or has none. Caller holds mu; it is dropped while hashing.
  * A peer checks a changed file against the origin's digest and removes it
- * when it no longer matches (HC_ENOTFOUND, so that it is filled again); a
- * file it has no digest for stays unverified. An origin digests its own
+ * when it no longer matches, as it does a file it has no way to check
+ * (HC_ENOTFOUND, so that it is filled again). An origin digests its own
  * files. On success *ep is the current entry, mu held. */
 static int
 store_refresh(struct mir_store *st, int fd, const char *rel, const struct stat *sb,
               struct mir_entry **ep, struct hc_err *err)
 {
 	char hex[HC_SHA256_HEX_LEN + 1] = "", want[HC_SHA256_HEX_LEN + 1] = "";
+	char why[2 * HC_SHA256_HEX_LEN + 64];
 	struct mir_entry *e = *ep;
 	int rc;
 
 	if (e != NULL)
 		store_sha_hex(e, want);
-	if (!st->exclusive || want[0] != '\0') {
-		pthread_mutex_unlock(&st->mu);
-		rc = store_hash_fd(fd, sb, hex, err);
-		pthread_mutex_lock(&st->mu);
-		if (rc != 0)
-			return rc;
-	}
+	if (st->exclusive && want[0] == '\0')
+		return store_untrusted(st, rel, sb, e, e == NULL ? "is not in the index" :
+		                       "changed on disk and has no digest to check it against",
+		                       err);
+	pthread_mutex_unlock(&st->mu);
+	rc = store_hash_fd(fd, sb, hex, err);
+	pthread_mutex_lock(&st->mu);
+	if (rc != 0)
+		return rc;
 	e = store_find(st, rel);
-	if (st->exclusive && want[0] != '\0' && strcmp(hex, want) != 0) {
-		hc_log(HC_LOG_WARN, "mirror", "%s changed on disk: expected sha256 %s, found %s; "
-		       "removed", rel, want, hex);
-		if (store_remove_if_same(st, rel, sb) && e != NULL)
-			store_forget(st, e);
-		return hc_err_set(err, HC_ENOTFOUND, "%s: failed verification", rel);
+	if (st->exclusive && strcmp(hex, want) != 0) {
+		(void)hc_snprintf(why, sizeof(why), "changed on disk: expected sha256 %s, found %s",
+		                  want, hex);
+		return store_untrusted(st, rel, sb, e, why, err);
 	}
 	if (e != NULL)
 		store_take(st, e);

@@ -180,13 +180,15 @@ get_sha(struct mir_store *st, const char *path, char *sha)
 
 /* A commit with no origin digest stays without one, across a restart, and
  * is counted as unverified; a peer never digests files it has no record
- * of; a digest that is not one is refused. */
+ * of: it removes them and reads them as absent (to be filled again); a
+ * digest that is not one is refused. */
 static void
 test_empty_digest_stays_unknown(void **state)
 {
 	struct fixture *fx = *state;
 	struct mir_store *st = NULL;
 	struct mir_store_stats stats;
+	struct mir_file f;
 	struct hc_err err = { 0, "" };
 	char sha[HC_SHA256_HEX_LEN + 1], tmp[PATH_MAX];
 	int fd;
@@ -212,14 +214,14 @@ test_empty_digest_stays_unknown(void **state)
 	assert_string_equal(sha, "");
 	get_sha(st, "known", sha);
 	assert_string_equal(sha, SHA_ABC);
-	get_sha(st, "byhand", sha);
-	assert_string_equal(sha, "");
+	assert_int_equal(mir_store_get(st, "byhand", 1, &f, &err), HC_ENOTFOUND);
+	assert_false(exists(fx, "byhand"));
 	/* Appearing while it runs, too. */
 	write_behind(fx, "later", "abc");
-	get_sha(st, "later", sha);
-	assert_string_equal(sha, "");
+	assert_int_equal(mir_store_get(st, "later", 1, &f, &err), HC_ENOTFOUND);
+	assert_false(exists(fx, "later"));
 	mir_store_stats(st, &stats);
-	assert_true(stats.files == 4 && stats.unverified == 3);
+	assert_true(stats.files == 2 && stats.unverified == 1);
 	mir_store_close(st);
 	/* An origin digests what it has no digest for only when it has no
 	 * record at all: a file committed without one stays without one. */
@@ -572,8 +574,8 @@ test_evict_unlinks_outside_lock(void **state)
 
 /* A peer checks a file changed since its commit against the origin's digest
  * before serving it: corrupt, it is removed and reads as absent, with a
- * WARN naming it; intact, it is served. A file with no digest is not
- * "verified" by a change. */
+ * WARN naming it; intact, it is served. A changed file with no digest is
+ * not "verified" from its bytes: it cannot be checked, so it goes too. */
 static void
 test_changed_file_reverified(void **state)
 {
@@ -600,12 +602,14 @@ test_changed_file_reverified(void **state)
 	set_old_mtime(fx, "d/good", 1000000000);
 	get_sha(st, "d/good", sha);
 	assert_string_equal(sha, SHA_ABC);
+	get_sha(st, "d/none", sha);             /* unchanged: served, no digest */
+	assert_string_equal(sha, "");
 	write_behind(fx, "d/none", "xyz");
 	set_old_mtime(fx, "d/none", 1000000000);
-	get_sha(st, "d/none", sha);
-	assert_string_equal(sha, "");
+	assert_int_equal(mir_store_get(st, "d/none", 1, &f, &err), HC_ENOTFOUND);
+	assert_false(exists(fx, "d/none"));
 	mir_store_stats(st, &stats);
-	assert_true(stats.files == 2 && stats.unverified == 1);
+	assert_true(stats.files == 1 && stats.unverified == 0);
 	/* Corrupted while the peer was down: caught at the first get. */
 	mir_store_close(st);
 	write_behind(fx, "d/good", "abx");
@@ -623,6 +627,7 @@ test_changed_file_reverified(void **state)
 	text[n] = '\0';
 	assert_non_null(strstr(text, "WARN mirror: d/bad changed on disk: expected sha256 " SHA_ABC));
 	assert_non_null(strstr(text, "WARN mirror: d/good changed on disk"));
+	assert_non_null(strstr(text, "WARN mirror: d/none changed on disk and has no digest"));
 }
 
 static void
