@@ -121,8 +121,8 @@ void mir_store_close(struct mir_store *st);
  * the young end of the LRU. A file whose size or mtime changed since its
  * commit is checked first: a peer hashes it against the recorded digest and
  * on a mismatch removes it and answers HC_ENOTFOUND (a WARN names it), as
- * it does a file it has no record of or no digest to check it against; an
- * origin digests it again. HC_ENOTFOUND when absent (or not a regular
+ * it does a changed file it has no digest for; a file it has no record of
+ * is served as unverified (no digest); an origin digests it again. HC_ENOTFOUND when absent (or not a regular
  * file), HC_EDATA when it resolves outside the store. */
 int mir_store_get(struct mir_store *st, const char *path, int touch,
                   struct mir_file *out, struct hc_err *err);

@@ -12,7 +12,7 @@
  * peer never digests its own bytes, an origin digests the files it has no
  * record of, its own publication), and the size and mtime it describes: a
  * peer checks a file changed since against that digest before serving it,
- * and removes what it cannot check (to be filled again).
+ * and removes a changed file it cannot check (to be filled again).
  *
  * meta/index is a journal: records for add, touch and remove, appended at
  * each flush; replaying it gives the table and the LRU order. It is
@@ -1132,10 +1132,12 @@ store_untrusted(struct mir_store *st, const char *rel, const struct stat *sb,
 
 /* Brings the record of rel up to date with the open file fd (sb), which
  * differs from it or has none. Caller holds mu; it is dropped while hashing.
- * A peer checks a changed file against the origin's digest and removes it
- * when it no longer matches, as it does a file it has no way to check
- * (HC_ENOTFOUND, so that it is filled again). An origin digests its own
- * files. On success *ep is the current entry, mu held. */
+ * A peer records a file it has no record of as unverified (no digest: it
+ * never digests its own bytes), checks a changed file against the origin's
+ * digest and removes it when it no longer matches, as it does a changed
+ * file it has no digest for (HC_ENOTFOUND, so that it is filled again). An
+ * origin digests its own files. On success *ep is the current entry, mu
+ * held. */
 static int
 store_refresh(struct mir_store *st, int fd, const char *rel, const struct stat *sb,
               struct mir_entry **ep, struct hc_err *err)
@@ -1147,15 +1149,16 @@ store_refresh(struct mir_store *st, int fd, const char *rel, const struct stat *
 
 	if (e != NULL)
 		store_sha_hex(e, want);
-	if (st->exclusive && want[0] == '\0')
-		return store_untrusted(st, rel, sb, e, e == NULL ? "is not in the index" :
-		                       "changed on disk and has no digest to check it against",
-		                       err);
-	pthread_mutex_unlock(&st->mu);
-	rc = store_hash_fd(fd, sb, hex, err);
-	pthread_mutex_lock(&st->mu);
-	if (rc != 0)
-		return rc;
+	if (st->exclusive && e != NULL && want[0] == '\0')
+		return store_untrusted(st, rel, sb, e,
+		                       "changed on disk and has no digest to check it against", err);
+	if (!st->exclusive || e != NULL) {
+		pthread_mutex_unlock(&st->mu);
+		rc = store_hash_fd(fd, sb, hex, err);
+		pthread_mutex_lock(&st->mu);
+		if (rc != 0)
+			return rc;
+	}
 	e = store_find(st, rel);
 	if (st->exclusive && strcmp(hex, want) != 0) {
 		(void)hc_snprintf(why, sizeof(why), "changed on disk: expected sha256 %s, found %s",
