@@ -42,6 +42,8 @@
 #define STORE_INDEX_MAGIC "hydra-mirror-index 2\n"
 /* The whole-file index of earlier versions, read once and then replaced. */
 #define STORE_INDEX_MAGIC_V1 "hydra-mirror-index 1\n"
+/* Rewrites of meta/index are written to meta/index.tmp.XXXXXX first. */
+#define STORE_INDEX_TMP "index.tmp."
 /* A record is at most a path plus four numbers and a digest. */
 #define STORE_LINE_MAX (MIR_PATH_MAX + 160)
 /* Bucket counts are powers of two; the table grows at one entry per
@@ -63,8 +65,8 @@
 #define STORE_WALK_DEPTH (MIR_PATH_MAX / 2)
 /* The journal is compacted past this many records per live file, plus
  * STORE_COMPACT_SLACK so that a small store is not rewritten at each flush.
- * Four keeps the file within a few times the table's size while a
- * rewrite, which holds the store lock, stays rare. */
+ * Four keeps the file within a few times the table's size while rewrites
+ * (half a second of work per million files) stay rare. */
 #define STORE_COMPACT_FACTOR 4
 #define STORE_COMPACT_SLACK 4096
 /* A compaction formats this many entries per hold of the store lock (about
@@ -492,7 +494,7 @@ store_clean_meta_one(void *ctx, const struct hc_walk_entry *we, struct hc_err *e
 	(void)err;
 	if (S_ISDIR(we->st->st_mode))
 		return HC_WALK_SKIP;
-	if (strncmp(we->name, "index.tmp.", 10) == 0)
+	if (strncmp(we->name, STORE_INDEX_TMP, strlen(STORE_INDEX_TMP)) == 0)
 		(void)unlinkat(we->dirfd, we->name, 0);
 	return 0;
 }
@@ -570,7 +572,7 @@ store_parse_add(char *p, int *nomem)
 		sha[0] = '\0';
 	else if (!hc_sha256_hex_valid(sha))
 		return NULL;
-	if (!store_path_ok(path))
+	if (!store_path_ok(path) || strlen(path) >= MIR_PATH_MAX)
 		return NULL;
 	e = store_entry_new(path, (uint64_t)size, mtime_s, (long)mtime_ns, sha);
 	if (e == NULL)
@@ -1766,7 +1768,7 @@ store_compact(struct mir_store *st, struct hc_err *err)
 	uint64_t records = 0;
 	int fd = -1, rc = 0;
 
-	if (hc_snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", st->index_path) != 0)
+	if (hc_snprintf(tmp, sizeof(tmp), "%s/" STORE_INDEX_TMP "XXXXXX", st->meta_dir) != 0)
 		return hc_err_set(err, HC_EIO, "index path too long");
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
