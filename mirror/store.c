@@ -639,17 +639,19 @@ store_replay_v1(struct store_v1_list *l, char *line)
 {
 	int64_t seq;
 	struct mir_entry *e;
-	int nomem = 0;
+	void *items = l->items;
+	int nomem = 0, rc;
 
 	if (store_field(&line, 0, INT64_MAX, &seq) != 0)
 		return 1;
 	e = store_parse_add(line, &nomem);
 	if (e == NULL)
 		return nomem ? HC_ENOMEM : 1;
-	if (hc_array_reserve((void **)&l->items, &l->cap, l->n + 1, sizeof(*l->items),
-	                     STORE_V1_MAX) != 0) {
+	rc = hc_array_reserve(&items, &l->cap, l->n + 1, sizeof(*l->items), STORE_V1_MAX);
+	l->items = items;
+	if (rc != 0) {
 		free(e);
-		return HC_ENOMEM;
+		return rc;
 	}
 	l->items[l->n].seq = (uint64_t)seq;
 	l->items[l->n].e = e;
@@ -762,7 +764,8 @@ store_load(struct mir_store *st, struct hc_err *err)
 			*nl = '\0';
 			rc = store_load_line(st, &r, line);
 			if (rc != 0) {
-				rc = hc_err_set(err, rc, "%s: out of memory", st->index_path);
+				rc = hc_err_set(err, rc, "%s: %s", st->index_path, rc == HC_ENOMEM ?
+				                "out of memory" : "too many records");
 				goto done;
 			}
 			line = nl + 1;
