@@ -11,7 +11,7 @@
 #             on a shared machine the wall time counts the neighbours)
 #   torn      the same after a crash left a torn record
 #   compact   the first flush after it, which rewrites the index (the store
-#             lock is held a batch of 4,096 files at a time), and the
+#             lock is held a batch of 1,024 files at a time), and the
 #             slowest hit another thread made meanwhile (us)
 #   rss       peak resident memory of the whole run
 #

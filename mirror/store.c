@@ -69,9 +69,10 @@
  * (half a second of work per million files) stay rare. */
 #define STORE_COMPACT_FACTOR 4
 #define STORE_COMPACT_SLACK 4096
-/* A compaction formats this many entries per hold of the store lock (about
- * a millisecond), so that requests go on while a large index is rewritten. */
-#define STORE_COMPACT_BATCH 4096
+/* A compaction formats this many entries per hold of the store lock (under
+ * a millisecond: walking a large table in LRU order is a cache miss per
+ * entry), so that requests go on while a large index is rewritten. */
+#define STORE_COMPACT_BATCH 1024
 /* Records waiting for the next flush (once a second in a server): past
  * this the journal is marked for a rewrite instead of growing memory. */
 #define STORE_PENDING_MAX ((size_t)64 << 20)
