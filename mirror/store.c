@@ -124,8 +124,8 @@ struct mir_store {
 	struct store_link parked;    /* pinned entries an eviction passed over */
 	struct store_link cursor;    /* in lru while a compaction walks it */
 	int compacting;              /* parked entries stay parked (mu) */
+	int rewriting;               /* journal_fd is being replaced (mu) */
 	struct hc_buf pending;       /* records not yet in the journal (mu) */
-	struct hc_buf spare;         /* the buffer being written (flush_mu) */
 	uint64_t pending_records;    /* (mu) */
 	uint64_t journal_records;    /* records in meta/index (mu) */
 	uint64_t bytes, reserved, max_bytes, evictions, unverified, evict_seq;
@@ -959,7 +959,6 @@ mir_store_open(const char *root, uint64_t max_bytes, int exclusive,
 	link_init(&st->parked);
 	link_init(&st->cursor);
 	hc_buf_init(&st->pending, STORE_PENDING_MAX);
-	hc_buf_init(&st->spare, STORE_PENDING_MAX);
 	st->nbuckets = STORE_BUCKETS_MIN;
 	st->buckets = calloc(st->nbuckets, sizeof(*st->buckets));
 	if (st->buckets == NULL) {
@@ -1007,7 +1006,6 @@ mir_store_close(struct mir_store *st)
 	}
 	free(st->buckets);
 	hc_buf_free(&st->pending);
-	hc_buf_free(&st->spare);
 	if (st->files_fd >= 0)
 		close(st->files_fd);
 	if (st->tmp_fd >= 0)
@@ -1404,6 +1402,25 @@ store_sha_arg(const char *sha256, struct hc_err *err)
 	return 0;
 }
 
+/* Writes the pending records to the journal now, without an fsync: a
+ * commit's record then survives the server being killed right after it.
+ * Not while a compaction replaces the journal (its records go to the new
+ * one). 0, or HC_EIO and the journal is to be rewritten. Caller holds mu. */
+static int
+store_write_pending(struct mir_store *st)
+{
+	if (st->rewriting || st->compact || st->journal_fd < 0 || st->pending.len == 0)
+		return 0;
+	if (hc_write_all(st->journal_fd, st->pending.p, st->pending.len) != 0) {
+		store_overflow(st);
+		return HC_EIO;
+	}
+	st->journal_records += st->pending_records;
+	hc_buf_reset(&st->pending);
+	st->pending_records = 0;
+	return 0;
+}
+
 /* Puts e in the table in place of any entry at its path and takes back the
  * reservation made for it. Caller holds mu. */
 static void
@@ -1474,6 +1491,7 @@ mir_store_commit(struct mir_store *st, const char *path, const char *tmp, int fd
 		goto fail;
 	}
 	store_replace(st, e, reserved, pin);
+	(void)store_write_pending(st);
 	pthread_mutex_unlock(&st->mu);
 	(void)fsync(pfd);
 	close(pfd);
@@ -1749,6 +1767,7 @@ store_compact_walk(struct mir_store *st, int fd, uint64_t *records)
 	st->pending_records = 0;
 	st->compact = 0;
 	st->compacting = 1;
+	st->rewriting = 1;
 	link_add_after(&st->lru, &st->cursor);
 	while (rc == 0) {
 		rc = store_compact_batch(st, &out, records);
@@ -1798,48 +1817,40 @@ store_compact(struct mir_store *st, struct hc_err *err)
 		store_overflow(st);
 	else
 		st->journal_records = records;
+	st->rewriting = 0;
 	pthread_mutex_unlock(&st->mu);
 	close(fd);
 	return rc;
 }
 
-/* Appends the pending records to the journal outside mu. Caller holds
- * flush_mu. */
+/* Appends the pending records to the journal, in order with those a
+ * commit writes at once (one write to the page cache under mu; the fsync
+ * outside it). Caller holds flush_mu. */
 static int
 store_append(struct mir_store *st, struct hc_err *err)
 {
-	struct hc_buf swap;
-	uint64_t records;
-	int rc = 0;
+	int rc, wrote;
 
 	pthread_mutex_lock(&st->mu);
-	swap = st->pending;
-	st->pending = st->spare;
-	st->spare = swap;
-	records = st->pending_records;
-	st->pending_records = 0;
+	wrote = st->pending.len > 0;
+	rc = store_write_pending(st);
 	pthread_mutex_unlock(&st->mu);
-	if (st->spare.len == 0)
-		return 0;
-	if (hc_write_all(st->journal_fd, st->spare.p, st->spare.len) != 0 ||
-	    fdatasync(st->journal_fd) != 0)
-		rc = hc_err_set(err, HC_EIO, "append to %s: %s", st->index_path, strerror(errno));
-	hc_buf_reset(&st->spare);
-	pthread_mutex_lock(&st->mu);
-	if (rc != 0)
+	if (rc == 0 && wrote && fdatasync(st->journal_fd) != 0)
+		rc = HC_EIO;
+	if (rc != 0) {
+		pthread_mutex_lock(&st->mu);
 		st->compact = 1;  /* a part may be written: rewrite it whole */
-	else
-		st->journal_records += records;
-	pthread_mutex_unlock(&st->mu);
-	return rc;
+		pthread_mutex_unlock(&st->mu);
+		return hc_err_set(err, HC_EIO, "append to %s: %s", st->index_path,
+		                  strerror(errno));
+	}
+	return 0;
 }
 
 int
 mir_store_flush(struct mir_store *st, struct hc_err *err)
 {
-	int rc = 0;
-
-	int compact;
+	int rc, compact;
 
 	pthread_mutex_lock(&st->flush_mu);
 	pthread_mutex_lock(&st->mu);

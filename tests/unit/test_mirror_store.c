@@ -363,6 +363,30 @@ test_journal_replay_torn_tail(void **state)
 	mir_store_close(st);
 }
 
+/* A commit's record reaches the journal at once (a server killed right
+ * after a fill keeps it); a hit's waits for the next flush. */
+static void
+test_commit_record_at_once(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct hc_err err = { 0, "" };
+	char text[4096];
+
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	assert_int_equal(mir_store_flush(st, &err), 0);
+	put(st, "k", 100, 0);
+	index_lines(fx, text, sizeof(text));
+	assert_non_null(strstr(text, " " SHA_ABC " k\n"));
+	touch(st, "k");
+	index_lines(fx, text, sizeof(text));
+	assert_null(strstr(text, "T k\n"));
+	assert_int_equal(mir_store_flush(st, &err), 0);
+	index_lines(fx, text, sizeof(text));
+	assert_non_null(strstr(text, "\nT k\n"));
+	mir_store_close(st);
+}
+
 /* A journal grown past its bound is rewritten with one record per file,
  * in LRU order. */
 static void
@@ -806,6 +830,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_lru_pins_and_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lru_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_journal_replay_torn_tail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_record_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_keeps_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_index_v1, setup, teardown),
