@@ -114,16 +114,17 @@ struct mir_file {
  * publication). HC_EUNAVAIL when the root is taken. */
 int mir_store_open(const char *root, uint64_t max_bytes, int exclusive,
                    struct mir_store **out, struct hc_err *err);
-/* Persists the index and frees. NULL is a no-op. */
+/* Flushes the index and frees. NULL is a no-op. */
 void mir_store_close(struct mir_store *st);
 
 /* Opens the stored file at the decoded path and pins it; touch: move it to
  * the young end of the LRU. A file whose size or mtime changed since its
- * commit is checked first: a peer hashes it against the recorded digest and
- * on a mismatch removes it and answers HC_ENOTFOUND (a WARN names it), as
- * it does a changed file it has no digest for; a file it has no record of
- * is served as unverified (no digest); an origin digests it again. HC_ENOTFOUND when absent (or not a regular
- * file), HC_EDATA when it resolves outside the store. */
+ * commit is checked first: a peer hashes it against the recorded digest
+ * and on a mismatch removes it and answers HC_ENOTFOUND (a WARN names it),
+ * as it does a changed file it has no digest for; a file it has no record
+ * of is served as unverified (no digest); an origin digests it again.
+ * HC_ENOTFOUND when absent (or not a regular file), HC_EDATA when it
+ * resolves outside the store. */
 int mir_store_get(struct mir_store *st, const char *path, int touch,
                   struct mir_file *out, struct hc_err *err);
 /* Unpins. NULL entry is a no-op. */
@@ -151,7 +152,8 @@ int mir_store_commit(struct mir_store *st, const char *path, const char *tmp,
  * no file written: for tools that place files themselves and for the
  * store's benchmark. A file absent at path reads as absent (and drops the
  * record); a file present is checked as a changed one on its first get.
- * reserved as for mir_store_commit. HC_EDATA for a bad path or digest. */
+ * The record reaches the index at the next flush. reserved as for
+ * mir_store_commit. HC_EDATA for a bad path or digest. */
 int mir_store_record(struct mir_store *st, const char *path, uint64_t size,
                      const char *sha256, uint64_t reserved, struct hc_err *err);
 
