@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -384,6 +386,73 @@ test_commit_record_at_once(void **state)
 	assert_int_equal(mir_store_flush(st, &err), 0);
 	index_lines(fx, text, sizeof(text));
 	assert_non_null(strstr(text, "\nT k\n"));
+	mir_store_close(st);
+}
+
+#define KILL_AFTER 40
+
+/* The child of test_killed_after_commits: commits files c0, c1, ...,
+ * writing the number of each commit done to fd, until it is killed. It
+ * flushes once, as a server does within a second of its start, and never
+ * again: what reaches the index after that is the commits' own writes.
+ * Never returns. */
+static void
+commit_forever(const char *root, int fd)
+{
+	struct mir_store *st = NULL;
+	struct hc_err err = { 0, "" };
+	char path[32], tmp[PATH_MAX];
+	unsigned i;
+
+	if (mir_store_open(root, 0, 1, &st, &err) != 0 || mir_store_flush(st, &err) != 0)
+		_exit(1);
+	for (i = 0;; i++) {
+		int tfd = mir_store_tmp(st, tmp, sizeof(tmp), &err);
+		snprintf(path, sizeof(path), "c%u", i);
+		if (tfd < 0 || hc_write_all(tfd, "abc", 3) != 0 ||
+		    mir_store_commit(st, path, tmp, tfd, 3, SHA_ABC, 0, NULL, &err) != 0)
+			_exit(1);
+		close(tfd);
+		if (write(fd, &i, sizeof(i)) != (ssize_t)sizeof(i))
+			_exit(1);
+	}
+}
+
+/* kill -9 of a server in the middle of its work: every commit it finished
+ * is found again with the origin's digest, and the index loads. */
+static void
+test_killed_after_commits(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct hc_err err = { 0, "" };
+	char path[32], sha[HC_SHA256_HEX_LEN + 1];
+	unsigned done = 0, i;
+	int fds[2], status;
+	pid_t pid;
+
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		commit_forever(fx->root, fds[1]);
+	}
+	close(fds[1]);
+	while (done < KILL_AFTER)
+		assert_int_equal(read(fds[0], &done, sizeof(done)), (ssize_t)sizeof(done));
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	while (read(fds[0], &i, sizeof(i)) == (ssize_t)sizeof(i))
+		done = i;  /* the commits finished before the kill landed */
+	close(fds[0]);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	for (i = 0; i <= done; i++) {
+		snprintf(path, sizeof(path), "c%u", i);
+		get_sha(st, path, sha);
+		assert_string_equal(sha, SHA_ABC);
+	}
 	mir_store_close(st);
 }
 
@@ -831,6 +900,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_lru_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_journal_replay_torn_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_record_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_killed_after_commits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_keeps_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_index_v1, setup, teardown),
