@@ -721,6 +721,20 @@ store_load_line(struct mir_store *st, struct store_reader *r, char *line)
 	return rc < 0 ? rc : 0;
 }
 
+/* A store with no index yet: an empty journal now, so that the first
+ * commits can be written to it at once (else the first flush writes it). */
+static int
+store_new_index(struct mir_store *st)
+{
+	int fd = open(st->index_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+
+	if (fd < 0 || hc_write_all(fd, STORE_INDEX_MAGIC, strlen(STORE_INDEX_MAGIC)) != 0)
+		st->compact = 1;
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}
+
 /* Replays meta/index into the table, reading it in chunks so that a large
  * index costs no more memory than its table. A torn last record (a crash
  * in the middle of an append) and malformed records are skipped; either
@@ -735,10 +749,10 @@ store_load(struct mir_store *st, struct hc_err *err)
 	int fd = -1, rc = 0;
 
 	fd = open(st->index_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		return store_new_index(st);
 	if (fd < 0) {
 		st->compact = 1;
-		if (errno == ENOENT)
-			return 0;
 		return hc_err_set(err, HC_EIO, "open %s: %s", st->index_path, strerror(errno));
 	}
 	if (fstat(fd, &sb) == 0)

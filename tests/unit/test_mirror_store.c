@@ -376,7 +376,6 @@ test_commit_record_at_once(void **state)
 	char text[4096];
 
 	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
-	assert_int_equal(mir_store_flush(st, &err), 0);
 	put(st, "k", 100, 0);
 	index_lines(fx, text, sizeof(text));
 	assert_non_null(strstr(text, " " SHA_ABC " k\n"));
@@ -391,11 +390,10 @@ test_commit_record_at_once(void **state)
 
 #define KILL_AFTER 40
 
-/* The child of test_killed_after_commits: commits files c0, c1, ...,
- * writing the number of each commit done to fd, until it is killed. It
- * flushes once, as a server does within a second of its start, and never
- * again: what reaches the index after that is the commits' own writes.
- * Never returns. */
+/* The child of test_killed_after_commits: in a new store, commits files
+ * c0, c1, ..., writing the number of each commit done to fd, until it is
+ * killed. It never flushes: what reaches the index is the commits' own
+ * writes. Never returns. */
 static void
 commit_forever(const char *root, int fd)
 {
@@ -404,7 +402,7 @@ commit_forever(const char *root, int fd)
 	char path[32], tmp[PATH_MAX];
 	unsigned i;
 
-	if (mir_store_open(root, 0, 1, &st, &err) != 0 || mir_store_flush(st, &err) != 0)
+	if (mir_store_open(root, 0, 1, &st, &err) != 0)
 		_exit(1);
 	for (i = 0;; i++) {
 		int tfd = mir_store_tmp(st, tmp, sizeof(tmp), &err);
