@@ -48,13 +48,15 @@ PROG_cluster = hydra-cluster-sim
 PROGS := $(foreach m,agent mirror cluster,$(if $(wildcard $(m)/main.c),$(BUILD)/bin/$(PROG_$(m))))
 # Small helper programs used by testbooks and demo (one .c each).
 TOOLS := $(patsubst testbooks/tools/%.c,$(BUILD)/bin/%,$(wildcard testbooks/tools/*.c))
+# Benchmark drivers (one .c each), built the same way.
+BENCH_TOOLS := $(patsubst bench/tools/%.c,$(BUILD)/bin/%,$(wildcard bench/tools/*.c))
 
 TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c)
 TESTS := $(patsubst %.c,$(BUILD)/%,$(TEST_SRCS))
 TEST_SUPPORT_SRCS := $(wildcard tests/support/*.c)
 TEST_SUPPORT_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SUPPORT_SRCS))
 
-all: $(PROGS) $(TOOLS)
+all: $(PROGS) $(TOOLS) $(BENCH_TOOLS)
 
 # A library is rebuilt when an object changes or when the list of its
 # sources does (a removed file must not linger in the archive).
@@ -80,6 +82,10 @@ $(PROGS):
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bin/%: $(BUILD)/obj/testbooks/tools/%.o $(MODULE_LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/%: $(BUILD)/obj/bench/tools/%.o $(MODULE_LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

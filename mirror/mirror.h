@@ -95,8 +95,9 @@ void mir_server_stop(struct mir_server *s);
 
 /*
  * The store: {root}/files holds the files, {root}/meta/index the metadata
- * (SHA-256, size, mtime and LRU position of each file), {root}/tmp the
- * uploads and fills in progress. Thread-safe.
+ * (the origin's SHA-256 or none, size and mtime of each file, and the LRU
+ * order) as a journal, {root}/tmp the uploads and fills in progress.
+ * Touch and eviction are O(1). Thread-safe.
  */
 struct mir_store;
 struct mir_entry;
@@ -117,21 +118,23 @@ struct mir_file {
 
 /* Opens the store at root: creates the folders, removes stale temp files,
  * loads the index. exclusive (peers): refuse a root another server uses,
- * and never digest local bytes (a file the index does not describe is
- * kept as unverified, with no digest); otherwise (origins) share the root
- * with other origins and hash the files the index does not describe (they
- * are the origin's own publication). HC_EUNAVAIL when the root is taken. */
+ * trust the index without walking files/, and never digest local bytes;
+ * otherwise (origins) share the root with other origins, and walk files/
+ * hashing the files the index does not describe (they are the origin's own
+ * publication). HC_EUNAVAIL when the root is taken. */
 int mir_store_open(const char *root, uint64_t max_bytes, int exclusive,
                    struct mir_store **out, struct hc_err *err);
-/* Persists the index and frees. NULL is a no-op. */
+/* Flushes the index and frees. NULL is a no-op. */
 void mir_store_close(struct mir_store *st);
 
 /* Opens the stored file at the decoded path and pins it; touch: move it to
- * the head of the LRU. A file whose size or mtime changed since its commit
- * is checked first: a peer hashes it against the recorded digest and on a
- * mismatch removes it and answers HC_ENOTFOUND (a WARN names it); an origin
- * digests it again. HC_ENOTFOUND when absent (or not a regular file),
- * HC_EDATA when it resolves outside the store. */
+ * the young end of the LRU. A file whose size or mtime changed since its
+ * commit is checked first: a peer hashes it against the recorded digest
+ * and on a mismatch removes it and answers HC_ENOTFOUND (a WARN names it),
+ * as it does a changed file it has no digest for; a file it has no record
+ * of is served as unverified (no digest); an origin digests it again.
+ * HC_ENOTFOUND when absent (or not a regular file), HC_EDATA when it
+ * resolves outside the store. */
 int mir_store_get(struct mir_store *st, const char *path, int touch,
                   struct mir_file *out, struct hc_err *err);
 /* Unpins. NULL entry is a no-op. */
@@ -155,16 +158,29 @@ int mir_store_commit(struct mir_store *st, const char *path, const char *tmp,
                      uint64_t reserved, struct mir_entry **pin,
                      struct hc_err *err);
 
+/* Records path as committed (size bytes, the origin's sha256 or "") with
+ * no file written: for tools that place files themselves and for the
+ * store's benchmark. A file absent at path reads as absent (and drops the
+ * record); a file present is checked as a changed one on its first get.
+ * The record reaches the index at the next flush. reserved as for
+ * mir_store_commit. HC_EDATA for a bad path or digest. */
+int mir_store_record(struct mir_store *st, const char *path, uint64_t size,
+                     const char *sha256, uint64_t reserved, struct hc_err *err);
+
 /* Makes room for size more bytes by evicting least recently used unpinned
  * files. 0 when reserved (undo with mir_store_unreserve), or HC_EIO when
  * the store cannot hold it. No limit: always 0. */
 int mir_store_reserve(struct mir_store *st, uint64_t size);
 void mir_store_unreserve(struct mir_store *st, uint64_t size);
 
-/* Removes the file at path. 0 or HC_ENOTFOUND. */
+/* Removes the file or the link at path (a link itself, never what it
+ * points to). 0, HC_ENOTFOUND (absent, or a folder), HC_EDATA (its folder
+ * resolves outside the store) or HC_EIO. */
 int mir_store_delete(struct mir_store *st, const char *path, struct hc_err *err);
 
-/* Writes the index when it changed. 0 or HC_EIO. */
+/* Appends what changed to the index (a journal), or rewrites it whole when
+ * it grew past a few records per file. Called about once a second. 0,
+ * HC_EIO or HC_ENOMEM; what was not written is written by a later call. */
 int mir_store_flush(struct mir_store *st, struct hc_err *err);
 
 void mir_store_stats(struct mir_store *st, struct mir_store_stats *out);

@@ -1,6 +1,9 @@
 /* hydra-mirror store: digests computed once, LRU eviction, pins, the index
- * across a reopen, stale temp files, confinement. */
+ * across a reopen (journal replay, a torn tail, compaction), eviction
+ * outside the lock, stale temp files, confinement. */
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -134,6 +141,18 @@ write_behind(const struct fixture *fx, const char *path, const char *text)
 	assert_int_equal(fclose(fp), 0);
 }
 
+/* Sets the mtime of files/path far back: a rewrite within one tick of the
+ * file system's clock may keep the mtime it had. */
+static void
+set_old_mtime(const struct fixture *fx, const char *path, time_t when)
+{
+	char full[PATH_MAX * 2];
+	struct timespec times[2] = { { when, 0 }, { when, 0 } };
+
+	snprintf(full, sizeof(full), "%s/files/%s", fx->root, path);
+	assert_int_equal(utimensat(AT_FDCWD, full, times, 0), 0);
+}
+
 /* Commits text at path with the digest sha ("" for none). */
 static void
 put_text(struct mir_store *st, const char *path, const char *text, const char *sha)
@@ -163,7 +182,7 @@ get_sha(struct mir_store *st, const char *path, char *sha)
 
 /* A commit with no origin digest stays without one, across a restart, and
  * is counted as unverified; a peer never digests files it has no record
- * of; a digest that is not one is refused. */
+ * of: it serves them as unverified; a digest that is not one is refused. */
 static void
 test_empty_digest_stays_unknown(void **state)
 {
@@ -214,6 +233,490 @@ test_empty_digest_stays_unknown(void **state)
 	get_sha(st, "none", sha);
 	assert_string_equal(sha, "");
 	mir_store_close(st);
+}
+
+/* Reads meta/index into buf; returns its number of lines. */
+static int
+index_lines(const struct fixture *fx, char *buf, size_t size)
+{
+	char path[PATH_MAX * 2];
+	FILE *fp;
+	size_t n, i;
+	int lines = 0;
+
+	snprintf(path, sizeof(path), "%s/meta/index", fx->root);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	n = fread(buf, 1, size - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	for (i = 0; i < n; i++)
+		lines += buf[i] == '\n';
+	return lines;
+}
+
+static void
+append_index(const struct fixture *fx, const char *text)
+{
+	char path[PATH_MAX * 2];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/meta/index", fx->root);
+	fp = fopen(path, "a");
+	assert_non_null(fp);
+	fputs(text, fp);
+	assert_int_equal(fclose(fp), 0);
+}
+
+/* Evicts one file (each is 100 bytes in a store of 500 holding 500). */
+static void
+evict_one(struct mir_store *st)
+{
+	assert_int_equal(mir_store_reserve(st, 100), 0);
+	mir_store_unreserve(st, 100);
+}
+
+/* The LRU list (reservations kept, so that each evicts a file): a touch
+ * moves a file to the young end, the victim is the oldest unpinned one,
+ * pinned files are passed over and, released, are the oldest again. */
+static void
+test_lru_list(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct mir_file c, d;
+	struct hc_err err = { 0, "" };
+
+	assert_int_equal(mir_store_open(fx->root, 500, 1, &st, &err), 0);
+	put(st, "a", 100, 0);
+	put(st, "b", 100, 0);
+	put(st, "c", 100, 0);
+	put(st, "d", 100, 0);
+	put(st, "e", 100, 0);
+	touch(st, "b");
+	touch(st, "a");                         /* order: c d e b a */
+	assert_int_equal(mir_store_get(st, "c", 0, &c, &err), 0);
+	assert_int_equal(mir_store_get(st, "d", 0, &d, &err), 0);
+	assert_int_equal(mir_store_reserve(st, 100), 0);                          /* c, d pinned: e goes */
+	assert_false(exists(fx, "e"));
+	assert_true(exists(fx, "c") && exists(fx, "d") && exists(fx, "b"));
+	close(c.fd);
+	mir_store_release(st, c.entry);         /* c is the oldest again */
+	put(st, "f", 100, 100);             /* takes the first reservation */
+	assert_int_equal(mir_store_reserve(st, 100), 0);
+	assert_false(exists(fx, "c"));
+	assert_true(exists(fx, "b") && exists(fx, "d"));
+	assert_int_equal(mir_store_reserve(st, 100), 0);                          /* d still pinned: b */
+	assert_false(exists(fx, "b"));
+	close(d.fd);
+	mir_store_release(st, d.entry);
+	assert_int_equal(mir_store_reserve(st, 100), 0);
+	assert_false(exists(fx, "d"));
+	assert_true(exists(fx, "a") && exists(fx, "f"));
+	mir_store_close(st);
+}
+
+/* The journal replays adds, touches and removes in order; a torn last
+ * record is ignored, and appending after it works. */
+static void
+test_journal_replay_torn_tail(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct mir_store_stats stats;
+	struct hc_err err = { 0, "" };
+	char text[4096];
+
+	assert_int_equal(mir_store_open(fx->root, 300, 1, &st, &err), 0);
+	assert_int_equal(mir_store_flush(st, &err), 0);  /* a new index, then appends */
+	put(st, "a", 100, 0);
+	put(st, "b", 100, 0);
+	put(st, "c", 100, 0);
+	touch(st, "a");                         /* order: b c a */
+	assert_int_equal(mir_store_delete(st, "b", &err), 0);
+	mir_store_close(st);
+	index_lines(fx, text, sizeof(text));
+	assert_non_null(strstr(text, "\nT a\n"));
+	assert_non_null(strstr(text, "\nR b\n"));
+	append_index(fx, "A 100 1 2 - torn-rec");   /* a crash in the middle of an append */
+	st = NULL;
+	assert_int_equal(mir_store_open(fx->root, 300, 1, &st, &err), 0);
+	mir_store_stats(st, &stats);
+	assert_true(stats.files == 2 && stats.bytes == 200);
+	put(st, "d", 100, 0);
+	mir_store_close(st);
+	index_lines(fx, text, sizeof(text));
+	assert_null(strstr(text, "torn-rec"));
+	assert_non_null(strstr(text, "\nA 100 "));
+	st = NULL;
+	assert_int_equal(mir_store_open(fx->root, 300, 1, &st, &err), 0);
+	mir_store_stats(st, &stats);
+	assert_true(stats.files == 3);
+	evict_one(st);                          /* order: c a d */
+	assert_false(exists(fx, "c"));
+	assert_true(exists(fx, "a") && exists(fx, "d"));
+	mir_store_close(st);
+	/* Garbage in the middle is skipped, not fatal. */
+	append_index(fx, "Z what\nA nonsense\n");
+	st = NULL;
+	assert_int_equal(mir_store_open(fx->root, 300, 1, &st, &err), 0);
+	mir_store_stats(st, &stats);
+	assert_true(stats.files == 2);
+	mir_store_close(st);
+}
+
+/* A commit's record reaches the journal at once (a server killed right
+ * after a fill keeps it); a hit's waits for the next flush. */
+static void
+test_commit_record_at_once(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct hc_err err = { 0, "" };
+	char text[4096];
+
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	put(st, "k", 100, 0);
+	index_lines(fx, text, sizeof(text));
+	assert_non_null(strstr(text, " " SHA_ABC " k\n"));
+	touch(st, "k");
+	index_lines(fx, text, sizeof(text));
+	assert_null(strstr(text, "T k\n"));
+	assert_int_equal(mir_store_flush(st, &err), 0);
+	index_lines(fx, text, sizeof(text));
+	assert_non_null(strstr(text, "\nT k\n"));
+	mir_store_close(st);
+}
+
+#define KILL_AFTER 40
+
+/* The child of test_killed_after_commits: in a new store, commits files
+ * c0, c1, ..., writing the number of each commit done to fd, until it is
+ * killed. It never flushes: what reaches the index is the commits' own
+ * writes. Never returns. */
+static void
+commit_forever(const char *root, int fd)
+{
+	struct mir_store *st = NULL;
+	struct hc_err err = { 0, "" };
+	char path[32], tmp[PATH_MAX];
+	unsigned i;
+
+	if (mir_store_open(root, 0, 1, &st, &err) != 0)
+		_exit(1);
+	for (i = 0;; i++) {
+		int tfd = mir_store_tmp(st, tmp, sizeof(tmp), &err);
+		snprintf(path, sizeof(path), "c%u", i);
+		if (tfd < 0 || hc_write_all(tfd, "abc", 3) != 0 ||
+		    mir_store_commit(st, path, tmp, tfd, 3, SHA_ABC, 0, NULL, &err) != 0)
+			_exit(1);
+		close(tfd);
+		if (write(fd, &i, sizeof(i)) != (ssize_t)sizeof(i))
+			_exit(1);
+	}
+}
+
+/* kill -9 of a server in the middle of its work: every commit it finished
+ * is found again with the origin's digest, and the index loads. */
+static void
+test_killed_after_commits(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct hc_err err = { 0, "" };
+	char path[32], sha[HC_SHA256_HEX_LEN + 1];
+	unsigned done = 0, i;
+	int fds[2], status;
+	pid_t pid;
+
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		commit_forever(fx->root, fds[1]);
+	}
+	close(fds[1]);
+	while (done < KILL_AFTER)
+		assert_int_equal(read(fds[0], &done, sizeof(done)), (ssize_t)sizeof(done));
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	while (read(fds[0], &i, sizeof(i)) == (ssize_t)sizeof(i))
+		done = i;  /* the commits finished before the kill landed */
+	close(fds[0]);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	for (i = 0; i <= done; i++) {
+		snprintf(path, sizeof(path), "c%u", i);
+		get_sha(st, path, sha);
+		assert_string_equal(sha, SHA_ABC);
+	}
+	mir_store_close(st);
+}
+
+/* A journal grown past its bound is rewritten with one record per file,
+ * in LRU order. */
+static void
+test_compaction_keeps_order(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct mir_store_stats stats;
+	struct hc_err err = { 0, "" };
+	static char text[1 << 16];
+	char path[32];
+	int i;
+
+	assert_int_equal(mir_store_open(fx->root, 1300, 1, &st, &err), 0);
+	put(st, "a", 100, 0);
+	put(st, "b", 100, 0);
+	put(st, "c", 100, 0);
+	for (i = 0; i < 6000; i++) {
+		snprintf(path, sizeof(path), "x%d", i % 10);
+		assert_int_equal(mir_store_record(st, path, 100, "", 0, &err), 0);
+	}
+	touch(st, "a");                         /* order: b c x... a */
+	assert_int_equal(mir_store_flush(st, &err), 0);
+	assert_int_equal(index_lines(fx, text, sizeof(text)), 14);
+	mir_store_close(st);
+	st = NULL;
+	assert_int_equal(mir_store_open(fx->root, 1300, 1, &st, &err), 0);
+	mir_store_stats(st, &stats);
+	assert_true(stats.files == 13 && stats.unverified == 10);
+	assert_int_equal(mir_store_reserve(st, 100), 0);
+	assert_false(exists(fx, "b"));
+	assert_true(exists(fx, "a") && exists(fx, "c"));
+	assert_int_equal(mir_store_reserve(st, 100), 0);
+	assert_false(exists(fx, "c"));
+	assert_true(exists(fx, "a"));
+	mir_store_close(st);
+}
+
+/* An index of the earlier whole-file format (access number first) is read
+ * in access order, and rewritten as a journal. */
+static void
+test_index_v1(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct hc_err err = { 0, "" };
+	char sha[HC_SHA256_HEX_LEN + 1], text[4096], full[PATH_MAX * 2], line[512];
+	const char *names[3] = { "x", "y", "z" };
+	const int seqs[3] = { 7, 3, 5 };    /* order: y z x */
+	struct stat sb;
+	int i;
+
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	mir_store_close(st);
+	snprintf(full, sizeof(full), "%s/meta/index", fx->root);
+	assert_int_equal(unlink(full), 0);
+	append_index(fx, "hydra-mirror-index 1\n");
+	for (i = 0; i < 3; i++) {
+		write_behind(fx, names[i], "abc");
+		snprintf(full, sizeof(full), "%s/files/%s", fx->root, names[i]);
+		assert_int_equal(stat(full, &sb), 0);
+		snprintf(line, sizeof(line), "%d 3 %lld %ld %s %s\n", seqs[i],
+		         (long long)sb.st_mtim.tv_sec, sb.st_mtim.tv_nsec, i == 2 ? "-" : SHA_ABC,
+		         names[i]);
+		append_index(fx, line);
+	}
+	st = NULL;
+	assert_int_equal(mir_store_open(fx->root, 9, 1, &st, &err), 0);
+	get_sha(st, "z", sha);
+	assert_string_equal(sha, "");
+	get_sha(st, "x", sha);                  /* order: y z x, then z x by the gets */
+	assert_string_equal(sha, SHA_ABC);
+	assert_int_equal(mir_store_reserve(st, 3), 0);
+	assert_false(exists(fx, "y"));
+	assert_true(exists(fx, "x") && exists(fx, "z"));
+	mir_store_close(st);
+	index_lines(fx, text, sizeof(text));
+	assert_int_equal(strncmp(text, "hydra-mirror-index 2\n", 21), 0);
+}
+
+#define CHURN_FILES 20000
+#define CHURN_RECORDS 240000
+
+/* Records CHURN_RECORDS times over CHURN_FILES paths, in order. */
+static void *
+churn_thread(void *arg)
+{
+	static int failed;
+	struct hc_err err = { 0, "" };
+	char path[32];
+	int i;
+
+	for (i = 0; i < CHURN_RECORDS; i++) {
+		snprintf(path, sizeof(path), "c/%05d", i % CHURN_FILES);
+		if (mir_store_record(arg, path, 1, "", 0, &err) != 0)
+			return &failed;
+	}
+	return NULL;
+}
+
+/* Compactions run while another thread changes the table (the lock is
+ * given up between batches): the journal still replays to the same files
+ * in the same order. */
+static void
+test_compaction_concurrent(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct mir_store_stats stats;
+	struct hc_err err = { 0, "" };
+	static char text[4 << 20];
+	pthread_t t;
+	void *ret = &ret;
+	char want[64], *line;
+	int i, flushes = 0;
+
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	assert_int_equal(pthread_create(&t, NULL, churn_thread, st), 0);
+	while (pthread_tryjoin_np(t, &ret) != 0) {
+		assert_int_equal(mir_store_flush(st, &err), 0);
+		flushes++;
+	}
+	assert_null(ret);
+	assert_true(flushes > 1);
+	mir_store_close(st);
+	append_index(fx, "T torn");             /* the next open compacts */
+	for (i = 0; i < 2; i++) {
+		st = NULL;
+		assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+		mir_store_stats(st, &stats);
+		assert_true(stats.files == CHURN_FILES && stats.bytes == CHURN_FILES);
+		mir_store_close(st);
+	}
+	assert_int_equal(index_lines(fx, text, sizeof(text)), CHURN_FILES + 1);
+	/* Oldest first: the paths in the order of their last record. */
+	line = strchr(text, '\n') + 1;
+	for (i = CHURN_RECORDS - CHURN_FILES; i < CHURN_RECORDS; i++) {
+		snprintf(want, sizeof(want), "A 1 0 0 - c/%05d\n", i % CHURN_FILES);
+		assert_memory_equal(line, want, strlen(want));
+		line += strlen(want);
+	}
+}
+
+/* unlinkat of the test binary: while armed, checks from another thread that
+ * the store lock is free while an evicted file is unlinked. */
+static struct {
+	struct mir_store *st;
+	int armed, calls, lock_free;
+	char name[64];
+} unlink_probe;
+
+static void *
+stats_thread(void *arg)
+{
+	struct mir_store_stats stats;
+
+	mir_store_stats(arg, &stats);
+	return NULL;
+}
+
+int
+unlinkat(int dirfd, const char *path, int flags)
+{
+	if (unlink_probe.armed) {
+		pthread_t t;
+		struct timespec deadline;
+
+		unlink_probe.calls++;
+		snprintf(unlink_probe.name, sizeof(unlink_probe.name), "%s", path);
+		assert_int_equal(pthread_create(&t, NULL, stats_thread, unlink_probe.st), 0);
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += 5;
+		if (pthread_timedjoin_np(t, NULL, &deadline) == 0)
+			unlink_probe.lock_free = 1;
+		else
+			pthread_detach(t);
+	}
+	return (int)syscall(SYS_unlinkat, dirfd, path, flags);
+}
+
+static void
+test_evict_unlinks_outside_lock(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct hc_err err = { 0, "" };
+	char evicted[PATH_MAX * 2];
+
+	assert_int_equal(mir_store_open(fx->root, 200, 1, &st, &err), 0);
+	put(st, "a", 100, 0);
+	put(st, "b", 100, 0);
+	unlink_probe.st = st;
+	unlink_probe.armed = 1;
+	assert_int_equal(mir_store_reserve(st, 100), 0);
+	unlink_probe.armed = 0;
+	assert_int_equal(unlink_probe.calls, 1);
+	assert_true(unlink_probe.lock_free);
+	assert_non_null(strstr(unlink_probe.name, "gone."));
+	snprintf(evicted, sizeof(evicted), "%s/tmp/%s", fx->root, unlink_probe.name);
+	assert_int_equal(access(evicted, F_OK), -1);
+	assert_false(exists(fx, "a"));
+	/* A commit to the evicted path right after stays. */
+	put(st, "a", 100, 100);
+	assert_true(exists(fx, "a"));
+	mir_store_close(st);
+}
+
+/* A peer checks a file changed since its commit against the origin's digest
+ * before serving it: corrupt, it is removed and reads as absent, with a
+ * WARN naming it; intact, it is served. A changed file with no digest is
+ * not "verified" from its bytes: it cannot be checked, so it goes too. */
+static void
+test_changed_file_reverified(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct mir_store_stats stats;
+	struct mir_file f;
+	struct hc_err err = { 0, "" };
+	char sha[HC_SHA256_HEX_LEN + 1], logpath[PATH_MAX * 2], text[4096];
+	FILE *fp;
+	size_t n;
+
+	snprintf(logpath, sizeof(logpath), "%s/log", fx->root);
+	assert_int_equal(hc_log_open(logpath, HC_LOG_INFO, 0, &err), 0);
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	put_text(st, "d/good", "abc", SHA_ABC);
+	put_text(st, "d/bad", "abc", SHA_ABC);
+	put_text(st, "d/none", "abc", "");
+	write_behind(fx, "d/bad", "abd");       /* same size, another mtime */
+	set_old_mtime(fx, "d/bad", 1000000000);
+	assert_int_equal(mir_store_get(st, "d/bad", 1, &f, &err), HC_ENOTFOUND);
+	assert_false(exists(fx, "d/bad"));
+	write_behind(fx, "d/good", "abc");      /* touched, same bytes */
+	set_old_mtime(fx, "d/good", 1000000000);
+	get_sha(st, "d/good", sha);
+	assert_string_equal(sha, SHA_ABC);
+	get_sha(st, "d/none", sha);             /* unchanged: served, no digest */
+	assert_string_equal(sha, "");
+	write_behind(fx, "d/none", "xyz");
+	set_old_mtime(fx, "d/none", 1000000000);
+	assert_int_equal(mir_store_get(st, "d/none", 1, &f, &err), HC_ENOTFOUND);
+	assert_false(exists(fx, "d/none"));
+	mir_store_stats(st, &stats);
+	assert_true(stats.files == 1 && stats.unverified == 0);
+	/* Corrupted while the peer was down: caught at the first get. */
+	mir_store_close(st);
+	write_behind(fx, "d/good", "abx");
+	set_old_mtime(fx, "d/good", 1000000001);
+	st = NULL;
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	assert_int_equal(mir_store_get(st, "d/good", 1, &f, &err), HC_ENOTFOUND);
+	assert_false(exists(fx, "d/good"));
+	mir_store_close(st);
+	hc_log_close();
+	fp = fopen(logpath, "r");
+	assert_non_null(fp);
+	n = fread(text, 1, sizeof(text) - 1, fp);
+	fclose(fp);
+	text[n] = '\0';
+	assert_non_null(strstr(text, "WARN mirror: d/bad changed on disk: expected sha256 " SHA_ABC));
+	assert_non_null(strstr(text, "WARN mirror: d/good changed on disk"));
+	assert_non_null(strstr(text, "WARN mirror: d/none changed on disk and has no digest"));
 }
 
 static void
@@ -302,6 +805,47 @@ test_commit_pins(void **state)
 	mir_store_close(st);
 }
 
+/* DELETE of a link inside the store removes the link, never its target,
+ * inside the store or out of it. */
+static void
+test_delete_link(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct hc_err err = { 0, "" };
+	char link[PATH_MAX * 2], outside[PATH_MAX * 2];
+	struct stat sb;
+	int fd;
+
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	put(st, "d/target", 10, 0);
+	snprintf(link, sizeof(link), "%s/files/d/link", fx->root);
+	assert_int_equal(symlink("target", link), 0);
+	assert_int_equal(mir_store_delete(st, "d/link", &err), 0);
+	assert_int_equal(lstat(link, &sb), -1);
+	assert_true(exists(fx, "d/target"));
+	snprintf(outside, sizeof(outside), "%s/outside", fx->root);
+	fd = open(outside, O_CREAT | O_WRONLY, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(link, sizeof(link), "%s/files/out", fx->root);
+	assert_int_equal(symlink(outside, link), 0);
+	assert_int_equal(mir_store_delete(st, "out", &err), 0);
+	assert_int_equal(lstat(link, &sb), -1);
+	assert_int_equal(access(outside, F_OK), 0);
+	/* A link to a folder: the link goes, the folder and its files stay. */
+	snprintf(link, sizeof(link), "%s/files/dl", fx->root);
+	assert_int_equal(symlink("d", link), 0);
+	assert_int_equal(mir_store_delete(st, "dl", &err), 0);
+	assert_true(exists(fx, "d/target"));
+	/* The file itself still goes, and its record with it. */
+	assert_int_equal(mir_store_delete(st, "d/target", &err), 0);
+	assert_false(exists(fx, "d/target"));
+	assert_int_equal(mir_store_delete(st, "d/target", &err), HC_ENOTFOUND);
+	assert_int_equal(mir_store_delete(st, "d", &err), HC_ENOTFOUND);
+	mir_store_close(st);
+}
+
 static void
 test_confinement(void **state)
 {
@@ -349,8 +893,18 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_digest_once_and_on_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_digest_stays_unknown, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_changed_file_reverified, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lru_pins_and_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lru_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_journal_replay_torn_tail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_record_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_killed_after_commits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compaction_keeps_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compaction_concurrent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_index_v1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_evict_unlinks_outside_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_pins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_confinement, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
