@@ -17,7 +17,54 @@ struct walk {
 	char rel[HC_PATH_MAX];
 };
 
-/* Visits the entries of the open folder d whose path from the root is
+static int walk_dir(struct walk *w, int dfd, size_t rel_len, int depth,
+                    struct hc_err *err);
+
+/* Reports one entry of folder dfd, whose path from the root is already in
+ * w->rel, and descends into it when it is a folder. 0 or the first error. */
+static int
+walk_entry(struct walk *w, int dfd, const char *name, int depth,
+           struct hc_err *err)
+{
+	struct hc_walk_entry e;
+	struct stat st;
+	int rc, cfd;
+
+	/* An entry removed since readdir is no longer part of the tree. */
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		if (errno == ENOENT)
+			return 0;
+		return hc_err_set(err, HC_EIO, "stat %s/%s: %s", w->root_name, w->rel,
+		                  strerror(errno));
+	}
+	e.dirfd = dfd;
+	e.name = name;
+	e.rel = w->rel;
+	e.st = &st;
+	e.depth = depth;
+	e.post = 0;
+	rc = w->fn(w->ctx, &e, err);
+	if (rc < 0)
+		return rc;
+	if (!S_ISDIR(st.st_mode) || rc == HC_WALK_SKIP)
+		return 0;
+	if (depth + 1 > w->max_depth)
+		return hc_err_set(err, HC_EDATA, "%s/%s: folders nested deeper than %d",
+		                  w->root_name, w->rel, w->max_depth);
+	cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (cfd < 0)
+		return hc_err_set(err, HC_EIO, "open %s/%s: %s", w->root_name, w->rel,
+		                  strerror(errno));
+	rc = walk_dir(w, cfd, strlen(w->rel), depth + 1, err);
+	if (rc < 0 || !w->post)
+		return rc;
+	/* The child reset w->rel to this entry's path on its way out. */
+	e.post = 1;
+	rc = w->fn(w->ctx, &e, err);
+	return rc < 0 ? rc : 0;
+}
+
+/* Visits the entries of the open folder dfd whose path from the root is
  * w->rel (rel_len bytes, "" for the root). Takes ownership of dfd. */
 static int
 walk_dir(struct walk *w, int dfd, size_t rel_len, int depth, struct hc_err *err)
@@ -34,8 +81,6 @@ walk_dir(struct walk *w, int dfd, size_t rel_len, int depth, struct hc_err *err)
 		return rc;
 	}
 	for (;;) {
-		struct hc_walk_entry e;
-		struct stat st;
 		size_t n;
 
 		errno = 0;
@@ -57,51 +102,10 @@ walk_dir(struct walk *w, int dfd, size_t rel_len, int depth, struct hc_err *err)
 		if (rel_len > 0)
 			w->rel[rel_len] = '/';
 		memcpy(w->rel + rel_len + (rel_len > 0), de->d_name, n + 1);
-		/* An entry removed since readdir is no longer part of the tree. */
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-			w->rel[rel_len] = '\0';
-			if (errno == ENOENT)
-				continue;
-			rc = hc_err_set(err, HC_EIO, "stat %s/%s: %s", w->root_name, w->rel,
-			                strerror(errno));
-			break;
-		}
-		e.dirfd = dirfd(d);
-		e.name = de->d_name;
-		e.rel = w->rel;
-		e.st = &st;
-		e.depth = depth;
-		e.post = 0;
-		rc = w->fn(w->ctx, &e, err);
+		rc = walk_entry(w, dirfd(d), de->d_name, depth, err);
+		w->rel[rel_len] = '\0';
 		if (rc < 0)
 			break;
-		if (S_ISDIR(st.st_mode) && rc != HC_WALK_SKIP) {
-			int cfd;
-
-			if (depth + 1 > w->max_depth) {
-				rc = hc_err_set(err, HC_EDATA, "%s/%s: folders nested deeper than %d",
-				                w->root_name, w->rel, w->max_depth);
-				break;
-			}
-			cfd = openat(dirfd(d), de->d_name,
-			             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (cfd < 0) {
-				rc = hc_err_set(err, HC_EIO, "open %s/%s: %s", w->root_name, w->rel,
-				                strerror(errno));
-				break;
-			}
-			rc = walk_dir(w, cfd, rel_len + (rel_len > 0) + n, depth + 1, err);
-			if (rc < 0)
-				break;
-			if (w->post) {
-				e.post = 1;
-				rc = w->fn(w->ctx, &e, err);
-				if (rc < 0)
-					break;
-			}
-		}
-		rc = 0;
-		w->rel[rel_len] = '\0';
 	}
 	w->rel[rel_len] = '\0';
 	closedir(d);

@@ -306,6 +306,47 @@ launch_failed(const struct disc_config *cfg, const struct disc_choice *ch, int s
 		hc_log(HC_LOG_WARN, "discovery", "%s", lerr.msg);
 }
 
+/* Runs CMD once on the chosen body and supervises it. Returns 1 when the
+ * stream is over (*rc is the result), 0 when a relaunch may follow (*rc and
+ * err say why this one failed). */
+static int
+stream_attempt(const struct disc_config *cfg, const struct disc_choice *ch, int argc,
+               char *const *argv, int *attempts, int *rc, struct hc_err *err)
+{
+	pid_t pid = -1;
+	int64_t start;
+	int status, stopped;
+	double secs;
+
+	hc_log(HC_LOG_INFO, "discovery", "launching %s for body %s at %s", argv[0],
+	       ch->body.node_id, ch->ip);
+	start = hc_now_ms();
+	*rc = launch(argc, argv, ch->ip, &pid, err);
+	if (*rc != 0)
+		return 1;
+	(*attempts)++;
+	status = supervise(cfg, pid, start, ch->body.node_id, &stopped);
+	secs = (double)(hc_now_ms() - start) / 1000.0;
+	hc_log(HC_LOG_INFO, "discovery", "Moonlight subprocess exited: status %d after %.1fs",
+	       status, secs);
+	if (stopped) {
+		*rc = 0;
+		return 1;
+	}
+	if (secs >= cfg->launch_window_s) {
+		*rc = status == 0 ? 0 :
+		      hc_err_set(err, HC_EUNAVAIL, "stream on body %s ended with status %d",
+		                 ch->body.node_id, status);
+		return 1;
+	}
+	launch_failed(cfg, ch, status, secs);
+	*rc = hc_err_set(err, HC_EUNAVAIL,
+	                 "stream: %d launch attempts failed, the last on body %s "
+	                 "(status %d after %.1fs)", *attempts, ch->body.node_id,
+	                 status, secs);
+	return 0;
+}
+
 int
 disc_stream(const struct disc_config *cfg_in, int max_attempts, int argc,
             char *const *argv, struct hc_err *err)
@@ -332,11 +373,6 @@ disc_stream(const struct disc_config *cfg_in, int max_attempts, int argc,
 	}
 	cfg.cancel = &stream_stop_sig;
 	for (;;) {
-		pid_t pid = -1;
-		int64_t start;
-		int status, stopped;
-		double secs;
-
 		if (stream_stop_sig != 0) {
 			hc_log(HC_LOG_INFO, "discovery", "stopMoonlight: received %s, no stream running",
 			       sig_name(stream_stop_sig));
@@ -349,32 +385,8 @@ disc_stream(const struct disc_config *cfg_in, int max_attempts, int argc,
 				hc_log(HC_LOG_INFO, "discovery", "stream target changed: %s -> %s",
 				       prev_ip, ch->ip);
 			hc_strlcpy(prev_ip, ch->ip, sizeof(prev_ip));
-			hc_log(HC_LOG_INFO, "discovery", "launching %s for body %s at %s", argv[0],
-			       ch->body.node_id, ch->ip);
-			start = hc_now_ms();
-			rc = launch(argc, argv, ch->ip, &pid, err);
-			if (rc != 0)
+			if (stream_attempt(&cfg, ch, argc, argv, &attempts, &rc, err))
 				break;
-			attempts++;
-			status = supervise(&cfg, pid, start, ch->body.node_id, &stopped);
-			secs = (double)(hc_now_ms() - start) / 1000.0;
-			hc_log(HC_LOG_INFO, "discovery", "Moonlight subprocess exited: status %d after %.1fs",
-			       status, secs);
-			if (stopped) {
-				rc = 0;
-				break;
-			}
-			if (secs >= cfg.launch_window_s) {
-				rc = status == 0 ? 0 :
-				     hc_err_set(err, HC_EUNAVAIL, "stream on body %s ended with status %d",
-				                ch->body.node_id, status);
-				break;
-			}
-			launch_failed(&cfg, ch, status, secs);
-			rc = hc_err_set(err, HC_EUNAVAIL,
-			                "stream: %d launch attempts failed, the last on body %s "
-			                "(status %d after %.1fs)", attempts, ch->body.node_id,
-			                status, secs);
 		} else if (stream_stop_sig == 0) {
 			if (rc != HC_EUNAVAIL)
 				break;
