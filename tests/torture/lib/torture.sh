@@ -27,7 +27,7 @@ tt_sleep_ms() {
 
 # tt_sha FILE: its sha256, empty when it cannot be read.
 tt_sha() {
-	sha256sum < "$1" 2>/dev/null | cut -d' ' -f1
+	sha256sum 2>/dev/null < "$1" | cut -d' ' -f1
 }
 
 # tt_kill9 PID: SIGKILL, then reaps it (our child).
