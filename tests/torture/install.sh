@@ -86,7 +86,8 @@ while [ $k -lt "$KILLS" ] && [ $r -lt $((3 * KILLS)) ]; do
 	# The moment is uniform over what this run has to do: start-up (DNS,
 	# HEAD, re-hashing a part) and the bytes still missing, plus a quarter.
 	have=$(stat -c %s "$out.part" 2>/dev/null || echo 0)
-	at=$(tt_rand $((200 + (SIZE - have) * 1250 / PACE)))
+	tt_rand $((200 + (SIZE - have) * 1250 / PACE))
+	at=$TT_R
 	"$A" --config "$T_DIR/agent.yaml" install --progress none --url "$(url_of $b)" --out "$out" \
 		> /dev/null 2> "$T_DIR/run-$r.stderr" &
 	agent=$!

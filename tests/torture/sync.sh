@@ -108,10 +108,13 @@ while [ $k -lt "$KILLS" ] && [ $r -lt $((3 * KILLS)) ]; do
 		break
 	fi
 	v=$((1 + r % 2)).0
-	jobs=$((1 << $(tt_rand 3)))
+	tt_rand 3
+	jobs=$((1 << TT_R))
+	tt_rand 4
 	del=""
-	[ "$(tt_rand 4)" = 0 ] && del=--delete
-	at=$(tt_rand $KILL_WINDOW_MS)
+	[ $TT_R = 0 ] && del=--delete
+	tt_rand $KILL_WINDOW_MS
+	at=$TT_R
 	# shellcheck disable=SC2086
 	"$A" --config "$T_DIR/agent.yaml" sync --manifest "$BASE/api/v1/tools/demo/$v/manifest.json" \
 		--dir "$D" --jobs $jobs $del > /dev/null 2> "$T_DIR/run-$r.stderr" &

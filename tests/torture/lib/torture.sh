@@ -15,14 +15,22 @@ tt_seed() {
 	echo "# seed $TT_SEED (replay: TORTURE_SEED=$TT_SEED make torture)"
 }
 
-# tt_rand N: an integer in [0, N), N up to 2^30.
+# tt_rand N: sets TT_R to an integer in [0, N), N up to 2^30. It sets a
+# variable rather than printing: bash reseeds RANDOM in a subshell, so
+# $(...) would break the replay.
 tt_rand() {
-	echo $(( ((RANDOM << 15) | RANDOM) % $1 ))
+	TT_R=$(( ((RANDOM << 15) | RANDOM) % $1 ))
 }
 
 # tt_sleep_ms MS: sleeps MS milliseconds.
 tt_sleep_ms() {
 	sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"
+}
+
+# tt_sleep_rand MS: sleeps a random time in [0, MS) milliseconds.
+tt_sleep_rand() {
+	tt_rand "$1"
+	tt_sleep_ms "$TT_R"
 }
 
 # tt_sha FILE: its sha256, empty when it cannot be read.
