@@ -63,7 +63,7 @@ check_out() {
 			fi
 		fi
 	done
-	_extra=$(ls -A "$T_DIR/out" | grep -vxE 'build-[01]\.zip(\.part(\.meta)?)?')
+	_extra=$(find "$T_DIR/out" -mindepth 1 -printf '%f\n' | grep -vxE 'build-[01]\.zip(\.part(\.meta)?)?')
 	if [ -n "$_extra" ]; then
 		echo "$1: left beside PATH: $(echo "$_extra" | tr '\n' ' ')"; return 1
 	fi

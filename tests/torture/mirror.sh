@@ -73,7 +73,8 @@ checker() {
 		_line=$(sed -n "$(( (RANDOM % NFILES) + 1 ))p" "$T_DIR/digests")
 		_want=${_line%% *} _p=${_line#* }
 		_code=$(curl -s -o "$T_DIR/checker.body" -w '%{http_code}' --max-time 20 "$PU/$_p")
-		if [ $? -eq 0 ] && [ "$_code" = 200 ]; then
+		_rc=$?
+		if [ $_rc -eq 0 ] && [ "$_code" = 200 ]; then
 			if [ "$(tt_sha "$T_DIR/checker.body")" = "$_want" ]; then
 				echo "good $_p"
 			else

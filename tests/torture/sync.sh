@@ -37,7 +37,8 @@ cp -a "$V1/." "$V2/"
 rm -r "$V2/old"
 # 2.0: every big file and every other small one changed, one file added.
 for f in "$V2"/big*.bin "$V2"/bin/f*.dat "$V2"/lib/f*.dat; do
-	head -c "$(stat -c %s "$f")" /dev/urandom > "$f"
+	n=$(stat -c %s "$f")
+	head -c "$n" /dev/urandom > "$f"
 done
 mkdir -p "$V2/new"
 head -c 70000 /dev/urandom > "$V2/new/added.bin"
