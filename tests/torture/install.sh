@@ -3,9 +3,10 @@
 # district hydra-mirror (peer mode, paced by max_egress_bytes_per_s) in front
 # of an origin hydra-mirror. After every kill PATH is absent or the verified
 # build (a regular file whose sha256 matches), PATH.part is a prefix of the
-# build, and nothing else is left beside them (but its .meta); the runs after a kill resume.
-# Two builds alternate and the peer holds only one, so fills are killed too.
-# A final run of each build completes and verifies.
+# build, and nothing but PATH.part.meta is left beside them; the runs after
+# a kill resume. Two builds alternate and the peer holds only one, so fills
+# are killed too. A final run of each build completes and verifies, and
+# clears what a kill inside the meta file's atomic write leaves.
 . "$(dirname "$0")/../lib.sh"
 . "$T_ROOT/tests/support/fleet_env.sh"
 . "$T_ROOT/tests/torture/lib/torture.sh"
@@ -70,66 +71,39 @@ check_out() {
 	return 0
 }
 
-# Runs that end before their kill moment do not count: the loop goes on
-# until KILLS runs were killed (at most 3 KILLS runs).
-start=$(date +%s)
-bad=0 midbody=0 done_before_kill=0 k=0 r=0
-while [ $k -lt "$KILLS" ] && [ $r -lt $((3 * KILLS)) ]; do
-	if tt_over_budget "$start" $BUDGET_S; then
-		t_fail "install: $KILLS kills within ${BUDGET_S}s" "only $k done (seed $TT_SEED)"
-		break
-	fi
-	b=$((r % 2))
-	out="$T_DIR/out/build-$b.zip"
+midbody=0
+torture_prepare() {
+	B=$(($1 % 2))
+	OUT="$T_DIR/out/build-$B.zip"
 	# A build already in place is removed, so every run has bytes to move.
-	[ -f "$out" ] && rm -f "$out" "$out.part"
+	[ -f "$OUT" ] && rm -f "$OUT" "$OUT.part"
 	# The moment is uniform over what this run has to do: start-up (DNS,
 	# HEAD, re-hashing a part) and the bytes still missing, plus a quarter.
-	have=$(stat -c %s "$out.part" 2>/dev/null || echo 0)
-	tt_rand $((200 + (SIZE - have) * 1250 / PACE))
-	at=$TT_R
-	"$A" --config "$T_DIR/agent.yaml" install --progress none --url "$(url_of $b)" --out "$out" \
-		> /dev/null 2> "$T_DIR/run-$r.stderr" &
-	agent=$!
-	tt_sleep_ms "$at"
-	if kill -0 "$agent" 2>/dev/null; then
-		tt_kill9 "$agent"
-		k=$((k + 1))
-		part=$(stat -c %s "$out.part" 2>/dev/null || echo 0)
-		[ "$part" -gt 0 ] && [ "$part" -lt $SIZE ] && midbody=$((midbody + 1))
-	else
-		wait "$agent"
-		rc=$?
-		done_before_kill=$((done_before_kill + 1))
-		if [ $rc -ne 0 ]; then
-			t_fail "install run $r: a run that was not killed exits 0" \
-				"exit $rc (seed $TT_SEED): $(tail -n 2 "$T_DIR/run-$r.stderr")"
-			bad=$((bad + 1))
-		fi
-	fi
-	tt_sanitizer_clean "install run $r" "$T_DIR/run-$r.stderr" || bad=$((bad + 1))
-	why=$(check_out "run $r, kill moment ${at} ms (build-$b)")
-	if [ -n "$why" ]; then
-		t_fail "install: PATH absent or verified after every kill" "$why (seed $TT_SEED)"
-		bad=$((bad + 1))
-		break
-	fi
-	r=$((r + 1))
-done
-echo "# $r runs: $k killed ($midbody mid-body), $done_before_kill finished before their kill, $(($(date +%s) - start)) s"
-if [ $bad -eq 0 ] && [ $k -eq "$KILLS" ]; then
-	t_ok "install: $KILLS kills, PATH absent or verified after each, parts are prefixes"
-elif [ $bad -eq 0 ]; then
-	t_fail "install: $KILLS kills" "only $k of $r runs were still going at their moment (seed $TT_SEED)"
-fi
+	_have=$(stat -c %s "$OUT.part" 2>/dev/null || echo 0)
+	tt_rand $((200 + (SIZE - _have) * 1250 / PACE))
+	TT_AT=$TT_R
+	TT_WHAT="build-$B"
+}
+torture_run() {
+	exec "$A" --config "$T_DIR/agent.yaml" install --progress none --url "$(url_of $B)" --out "$OUT" > /dev/null
+}
+torture_killed() {
+	_part=$(stat -c %s "$OUT.part" 2>/dev/null || echo 0)
+	if [ "$_part" -gt 0 ] && [ "$_part" -lt $SIZE ]; then midbody=$((midbody + 1)); fi
+}
+torture_check() { check_out "$1"; }
+tt_kill_runs install "$KILLS" $BUDGET_S "PATH absent or verified after each, parts are prefixes"
 # Uniform kill moments over a window a little longer than a transfer: most
 # land in the body. Fewer than 1 in 10 means the torture missed its target.
 if [ "$midbody" -ge $((KILLS / 10)) ]; then
-	t_ok "install: kills landed mid-body ($midbody of $k)"
+	t_ok "install: kills landed mid-body ($midbody of $TT_KILLS)"
 else
-	t_fail "install: kills landed mid-body" "only $midbody of $k (seed $TT_SEED)"
+	t_fail "install: kills landed mid-body" "only $midbody of $TT_KILLS (seed $TT_SEED)"
 fi
 
+# What a SIGKILL inside the part meta's atomic write (hc_atomic_write: temp
+# beside it, then rename) leaves; a completed install is to clear it.
+echo "partial meta" > "$T_DIR/out/build-0.zip.part.meta.tmp.T0rtur"
 for b in 0 1; do
 	out="$T_DIR/out/build-$b.zip"
 	"$A" --config "$T_DIR/agent.yaml" install --progress none --url "$(url_of $b)" --out "$out" \
@@ -139,4 +113,6 @@ for b in 0 1; do
 	t_eq "install: no part or meta file left for build-$b" "$(ls "$out.part" "$out.part.meta" 2>/dev/null)" ""
 	tt_sanitizer_clean "install final $b" "$T_DIR/final-$b.stderr"
 done
+t_eq "install: nothing left beside PATH after the final runs" \
+	"$(find "$T_DIR/out" -mindepth 1 -printf '%f\n' | grep -vxE 'build-[01]\.zip')" ""
 t_done

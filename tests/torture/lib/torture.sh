@@ -60,3 +60,61 @@ tt_sanitizer_clean() {
 	fi
 	return 0
 }
+
+# tt_kill_runs NAME KILLS BUDGET_S PROMISE: the kill loop of a torture
+# script, driving three functions the script defines:
+#   torture_prepare R  sets TT_AT (the kill moment, ms) and TT_WHAT (the run,
+#                      for messages) for run R = 0, 1, ...
+#   torture_run        execs the command (exec: the kill must reach it, not
+#                      a subshell), run in the background with its stderr
+#                      in $T_DIR/run-R.stderr;
+#   torture_check WHEN prints one reason when the state is wrong, else nothing.
+# A run still going at TT_AT is SIGKILLed and counts (torture_killed is called
+# when defined); one that ended first must have exited 0 and does not count.
+# The loop goes on until KILLS kills (at most 5 KILLS runs, BUDGET_S seconds),
+# stops at the first wrong state, and ends with "ok - NAME: KILLS kills,
+# PROMISE" or a "not ok". Sets TT_KILLS, TT_RUNS and TT_ENDED_FIRST.
+tt_kill_runs() {
+	_name=$1 _kills=$2 _budget=$3 _promise=$4
+	_start=$(date +%s) _bad=0
+	TT_KILLS=0 TT_RUNS=0 TT_ENDED_FIRST=0
+	while [ $TT_KILLS -lt "$_kills" ] && [ $TT_RUNS -lt $((5 * _kills)) ]; do
+		if tt_over_budget "$_start" "$_budget"; then
+			t_fail "$_name: $_kills kills within ${_budget}s" "only $TT_KILLS done (seed $TT_SEED)"
+			return 1
+		fi
+		torture_prepare $TT_RUNS
+		_err="$T_DIR/run-$TT_RUNS.stderr"
+		torture_run 2> "$_err" &
+		_pid=$!
+		tt_sleep_ms "$TT_AT"
+		if kill -0 "$_pid" 2>/dev/null; then
+			tt_kill9 "$_pid"
+			TT_KILLS=$((TT_KILLS + 1))
+			if declare -F torture_killed > /dev/null; then torture_killed; fi
+		else
+			wait "$_pid"
+			_rc=$?
+			TT_ENDED_FIRST=$((TT_ENDED_FIRST + 1))
+			if [ $_rc -ne 0 ]; then
+				t_fail "$_name run $TT_RUNS: a run that was not killed exits 0" \
+					"exit $_rc (seed $TT_SEED): $(tail -n 2 "$_err")"
+				_bad=1
+			fi
+		fi
+		tt_sanitizer_clean "$_name run $TT_RUNS" "$_err" || _bad=1
+		_why=$(torture_check "run $TT_RUNS: $TT_WHAT, kill moment $TT_AT ms")
+		if [ -n "$_why" ]; then
+			t_fail "$_name: $_promise" "$_why (seed $TT_SEED)"
+			return 1
+		fi
+		TT_RUNS=$((TT_RUNS + 1))
+	done
+	echo "# $_name: $TT_RUNS runs, $TT_KILLS killed, $TT_ENDED_FIRST ended before their moment, $(($(date +%s) - _start)) s"
+	[ $_bad = 0 ] || return 1
+	if [ $TT_KILLS -lt "$_kills" ]; then
+		t_fail "$_name: $_kills kills" "only $TT_KILLS of $TT_RUNS runs were still going at their moment (seed $TT_SEED)"
+		return 1
+	fi
+	t_ok "$_name: $_kills kills, $_promise"
+}
