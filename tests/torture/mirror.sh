@@ -102,7 +102,7 @@ else
 	t_skip "mirror: load from wrk" "wrk is not installed (the curl loop still runs)"
 fi
 checker > "$T_DIR/checker.log" 2>&1 &
-echo "checker $! $T_DIR/checker.err" >> "$T_PROCS"
+echo "checker $! $T_DIR/checker.log" >> "$T_PROCS"
 
 # The chaos: ACTIONS actions with random pauses between them.
 start=$(date +%s)
