@@ -3,6 +3,7 @@
 #   make              build build/bin/*
 #   make check        install missing packages, build, run every test
 #   make check SANITIZE=1   the same with ASan + UBSan in build-asan/
+#   make torture      SIGKILLs of install, sync and mirror fills (TORTURE_SEED=N replays)
 #   make demo         one install and one discovery against local servers
 #   make bench        benchmarks against real peers
 #   make install PREFIX=/usr/local DESTDIR=   agent, mirror, units, configs, man pages
@@ -102,6 +103,10 @@ check: deps
 	@$(MAKE) --no-print-directory all tests
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) sh tests/run.sh
 
+torture: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh tests/torture/run.sh
+
 testbooks: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh testbooks/run.sh
@@ -155,7 +160,7 @@ deb:
 clean:
 	rm -rf build build-asan
 
-.PHONY: all tests deps check testbooks demo bench install install-sim deb clean FORCE
+.PHONY: all tests deps check torture testbooks demo bench install install-sim deb clean FORCE
 # Objects reached through pattern rules (tests, tools) are kept, not deleted
 # as intermediates; lib objects are named prerequisites and always rebuilt.
 .PRECIOUS: $(BUILD)/obj/%.o
