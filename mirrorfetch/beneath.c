@@ -311,3 +311,35 @@ mf_split_path(const char *rel, char *parent, size_t size, const char **base)
 	}
 	return hc_snprintf(parent, size, "%.*s", (int)(slash - rel), rel) != 0 ? HC_EDATA : 0;
 }
+
+struct sweep {
+	const char *prefix;
+	size_t len;
+};
+
+static int
+sweep_one(void *ctx, const struct hc_walk_entry *e, struct hc_err *err)
+{
+	const struct sweep *sw = ctx;
+
+	(void)err;
+	if (!S_ISDIR(e->st->st_mode) && strncmp(e->name, sw->prefix, sw->len) == 0) {
+		if (unlinkat(e->dirfd, e->name, 0) == 0)
+			hc_log(HC_LOG_INFO, MF_MOD, "removed %s, left by an interrupted run", e->rel);
+	}
+	/* One folder, never below it. */
+	return HC_WALK_SKIP;
+}
+
+void
+mf_sweep_temps(int dirfd, const char *name)
+{
+	char prefix[HC_PATH_MAX];
+	struct sweep sw;
+
+	if (hc_snprintf(prefix, sizeof(prefix), "%s.tmp.", name) != 0)
+		return;
+	sw.prefix = prefix;
+	sw.len = strlen(prefix);
+	(void)hc_walk(dirfd, ".", 0, 0, sweep_one, &sw, NULL);
+}

@@ -555,6 +555,7 @@ install_open_part(struct install *in, struct hc_err *err)
 		                  in->part_path);
 	}
 	in->fd = fd;
+	mf_sweep_temps(in->t->part_dirfd, in->meta_name);
 	if (fstat(in->fd, &st) != 0)
 		return hc_err_set(err, HC_EIO, "stat %s: %s", in->part_path, strerror(errno));
 	/* A part longer than the file can be is not a prefix of it. */

@@ -64,6 +64,12 @@ int mf_read_at(int dirfd, const char *name, size_t max, char **out, size_t *len,
 int mf_write_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
                 struct hc_err *err);
 
+/* Removes the temp files of mf_write_at(dirfd, name) that a killed process
+ * left ("name.tmp.*"). Only for a caller holding the lock that makes it the
+ * one writer of name, or it would remove a live writer's file. Best effort:
+ * what cannot be removed is left for the next run. */
+void mf_sweep_temps(int dirfd, const char *name);
+
 /* Splits rel at its last '/': the folder part into parent ("" when none),
  * and *base points at the last segment within rel. 0 or HC_EDATA when
  * parent is too small. */

@@ -38,6 +38,7 @@ sync_open_dir(struct mf_sync *s, char *dir, size_t size, struct hc_err *err)
 		return hc_err_set(err, HC_ECANTCREAT, "open %s: %s", dir, strerror(errno));
 	if (flock(s->dir_fd, LOCK_EX | LOCK_NB) != 0)
 		return hc_err_set(err, HC_EIO, "%s: another sync holds the folder", dir);
+	mf_sweep_temps(s->dir_fd, MF_SYNC_INDEX);
 	return 0;
 }
 
