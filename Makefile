@@ -103,9 +103,13 @@ check: deps
 	@$(MAKE) --no-print-directory all tests
 	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) sh tests/run.sh
 
+# One seed for every torture script, so one line replays the whole run.
 torture: deps
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) sh tests/torture/run.sh
+	@seed=$${TORTURE_SEED:-$$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')}; \
+	echo "torture seed $$seed (replay: TORTURE_SEED=$$seed make torture)"; \
+	TORTURE_SEED=$$seed BUILD=$(BUILD) SANITIZE=$(SANITIZE) SCRIPTS='tests/torture/*.sh' \
+	PROGRAMS=0 LOG_PREFIX=torture- TEST_TIMEOUT=$${TORTURE_TIMEOUT:-240} sh tests/run.sh
 
 testbooks: deps
 	@$(MAKE) --no-print-directory all

@@ -12,6 +12,12 @@ failed_names=""
 
 # ONLY=REGEX runs the tests whose name matches (for example ONLY='sync|test_path').
 ONLY=${ONLY:-}
+# What to run: SCRIPTS is a list of globs of shell tests; PROGRAMS=0 leaves out
+# the C test programs and the testbooks (make torture runs its scripts so).
+SCRIPTS=${SCRIPTS:-"tests/static/*.sh tests/integration/*.sh"}
+PROGRAMS=${PROGRAMS:-1}
+# Log file names start with LOG_PREFIX ("torture-" for make torture).
+LOG_PREFIX=${LOG_PREFIX:-}
 selected() { [ -z "$ONLY" ] || echo "$1" | grep -qE "$ONLY"; }
 
 # A test that hangs is a failure, not a stuck CI run.
@@ -53,6 +59,7 @@ count() {  # count NAME LOG RC
 }
 
 for t in "$BUILD"/tests/unit/test_* "$BUILD"/tests/integration/test_*; do
+	[ "$PROGRAMS" = 1 ] || break
 	[ -x "$t" ] || continue
 	name=$(basename "$t")
 	selected "$name" || continue
@@ -72,18 +79,19 @@ for t in "$BUILD"/tests/unit/test_* "$BUILD"/tests/integration/test_*; do
 	count "$name" "$log" "$rc"
 done
 
-for t in tests/static/*.sh tests/integration/*.sh; do
+# shellcheck disable=SC2086
+for t in $SCRIPTS; do
 	[ -f "$t" ] || continue
 	name=$(basename "$t" .sh)
 	selected "$name" || continue
-	log="$LOGS/$name.log"
+	log="$LOGS/$LOG_PREFIX$name.log"
 	BUILD="$BUILD" run_bounded bash "$t" > "$log" 2>&1
 	rc=$?
 	[ $rc -eq 124 ] && echo "not ok - $name: still running after ${TEST_TIMEOUT}s, stopped" >> "$log"
 	count "$name" "$log" "$rc"
 done
 
-if [ -f testbooks/run.sh ] && [ "${TESTBOOKS:-1}" = 1 ] && selected testbooks; then
+if [ "$PROGRAMS" = 1 ] && [ -f testbooks/run.sh ] && [ "${TESTBOOKS:-1}" = 1 ] && selected testbooks; then
 	log="$LOGS/testbooks.log"
 	BUILD="$BUILD" timeout -k 10 900 sh testbooks/run.sh > "$log" 2>&1
 	count testbooks "$log" "$?"
