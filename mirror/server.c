@@ -1007,22 +1007,22 @@ static struct MHD_Daemon *
 srv_daemon(struct mir_server *s, int listen_fd, const char *cert, const char *key)
 {
 	const struct mir_config *cfg = s->cfg;
-	struct MHD_OptionItem opts[] = {
-		{ MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key },
-		{ MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert },
-		{ MHD_OPTION_END, 0, NULL },
-		{ MHD_OPTION_END, 0, NULL },
-	};
-	size_t at = cert != NULL ? 2 : 0;
+	struct MHD_OptionItem opts[4];
+	size_t n = 0;
 	/* poll(2), not select(2): connections beyond fd 1024 must work. ITC:
 	 * a listener can be quiesced for a reload or a drain. */
 	unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
 	                     MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 
+	if (cert != NULL) {
+		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key };
+		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert };
+	}
 	if (listen_fd >= 0)
-		opts[at] = (struct MHD_OptionItem){ MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL };
+		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL };
 	else
-		opts[at] = (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, &s->ss };
+		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, &s->ss };
+	opts[n] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
 	if (s->ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	if (cert != NULL)
