@@ -1239,6 +1239,15 @@ mir_server_stop(struct mir_server *s)
 
 	if (s == NULL)
 		return;
+	/* The index writer first: it also stops old listeners (srv_reap), which
+	 * are stopped here from now on. The store writes the index at close. */
+	if (s->flusher_started) {
+		pthread_mutex_lock(&s->flush_mu);
+		s->flush_stop = 1;
+		pthread_cond_broadcast(&s->flush_cv);
+		pthread_mutex_unlock(&s->flush_mu);
+		pthread_join(s->flusher, NULL);
+	}
 	mir_resp_stop(&s->rs);
 	mir_fills_cancel_all(s->fills);
 	mir_acme_stop(s->acme);
@@ -1253,13 +1262,6 @@ mir_server_stop(struct mir_server *s)
 		close(s->listen_fd);
 	mir_fills_wait_all(s->fills);
 	mir_guard_stop(s->guard);
-	if (s->flusher_started) {
-		pthread_mutex_lock(&s->flush_mu);
-		s->flush_stop = 1;
-		pthread_cond_broadcast(&s->flush_cv);
-		pthread_mutex_unlock(&s->flush_mu);
-		pthread_join(s->flusher, NULL);
-	}
 	mir_tools_stop(s->tools);
 	mir_fills_free(s->fills);
 	mir_store_close(s->store);
