@@ -499,7 +499,7 @@ srv_metrics_text(struct mir_server *s, struct hc_buf *b)
 		{ "hydra_mirror_connections_open", "gauge", "Client connections open.",
 		  (uint64_t)mir_guard_open(s->guard) },
 		{ "hydra_mirror_connections_refused_total", "counter",
-		  "Client connections refused over max_connections or max_connections_per_ip.",
+		  "Client connections refused over max_connections.",
 		  atomic_load(&s->refused) },
 		{ "hydra_mirror_uptime_seconds", "gauge", "Seconds since the start.",
 		  (uint64_t)((hc_now_ms() - s->started_ms) / 1000) },
@@ -816,8 +816,9 @@ srv_mhd_log(void *cls, const char *fmt, va_list ap)
 	n = strlen(line);
 	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 		line[--n] = '\0';
-	/* libmicrohttpd says so only in words when it turns a connection away. */
-	if (strstr(line, "limit") != NULL)
+	/* libmicrohttpd tells of a connection turned away over max_connections
+	 * only in words (and of one over the per-address limit not at all). */
+	if (strstr(line, "reached connection limit") != NULL)
 		atomic_fetch_add(&s->refused, 1);
 	hc_log(HC_LOG_WARN, "mirror", "libmicrohttpd: %s", line);
 }
@@ -903,11 +904,12 @@ srv_load_token(struct mir_server *s, const char *token, struct hc_err *err)
 
 	if (token != NULL && n == 0)
 		return hc_err_set(err, HC_ECONFIG, "admin token is empty");
+	memset(digest, 0, sizeof(digest));
 	if (token != NULL)
 		SHA256((const unsigned char *)token, n, digest);
 	pthread_mutex_lock(&s->live_mu);
 	s->has_token = token != NULL;
-	memcpy(s->token_digest, digest, token != NULL ? sizeof(digest) : 0);
+	memcpy(s->token_digest, digest, sizeof(digest));
 	pthread_mutex_unlock(&s->live_mu);
 	explicit_bzero(digest, sizeof(digest));
 	return 0;

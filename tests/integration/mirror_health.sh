@@ -68,6 +68,28 @@ t_grep "duration histogram by route" "$T_DIR/metrics" \
 t_grep "fill failures by reason" "$T_DIR/metrics" \
 	'hydra_mirror_origin_fill_failures_by_reason_total{reason="unreachable"} 1'
 
+# A connection over max_connections is refused and counted.
+env_mirror small --root "$T_DIR/small" --max-connections 2 || t_done
+SPORT=$MIRROR_PORT
+t_start holder "$T_DIR/holder.log" python3 -c '
+import socket, sys, time
+s = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(2)]
+print("holding", flush=True)
+time.sleep(3)
+' "$SPORT"
+t_wait_log "$T_DIR/holder.log" "holding" 5000
+curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$SPORT/api/v1/health"
+[ $? -ne 0 ] && t_ok "a third connection is turned away" || t_fail "a third connection is turned away" "answered"
+t_stop holder
+i=0 n=""
+while [ $i -lt 50 ] && [ -z "$n" ]; do
+	n=$(curl -s --max-time 2 "http://127.0.0.1:$SPORT/metrics" |
+		awk '$1 == "hydra_mirror_connections_refused_total" { print $2 }')
+	[ -n "$n" ] || sleep 0.1
+	i=$((i + 1))
+done
+t_eq "and counted in connections_refused_total" "$n" 1
+
 # TLS: a HUP with a key that is not the certificate's is refused.
 C="$T_DIR/certs"
 mkdir -p "$C"
