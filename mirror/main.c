@@ -310,12 +310,13 @@ mir_reload(struct mir_server *srv, int argc, char **argv, const char *path)
 		rc = mir_token(&next, &token, &err);
 	if (rc == 0)
 		rc = mir_server_reload(srv, &next, token, &err);
-	if (rc == 0)
-		rc = hc_log_open(NULL, (enum hc_log_level)next.log_level, 1, &err);
-	if (rc == 0)
+	if (rc == 0) {
+		/* Said before the new level applies: always seen at the old one. */
 		hc_log(HC_LOG_INFO, "mirror", "reloaded %s", path != NULL ? path : "(no config file)");
-	else
+		(void)hc_log_open(NULL, (enum hc_log_level)next.log_level, 1, &err);
+	} else {
 		hc_log(HC_LOG_ERROR, "mirror", "reload refused: %s", err.msg);
+	}
 	mir_wipe(&token);
 	mir_config_free(&next);
 	hc_notify("READY=1");

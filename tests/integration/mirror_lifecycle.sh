@@ -180,6 +180,24 @@ t_eq "the mirror exits 0 after the drain" "$?" 0
 t_grep "and logs stopped" "$T_DIR/mirror.log" "mirror: stopped"
 sed -i "/^mirror /d" "$T_PROCS"
 
+# HUP changes live values: the egress limit (1 MB/s to none) and the level.
+cfg 1M "$T_DIR/token2" ""
+t_start mirror3 "$T_DIR/mirror3.log" "$M" --config "$T_DIR/mirror.yaml"
+M3PID=$T_LAST_PID
+t_wait_log "$T_DIR/mirror3.log" "listening on" 10000 || { t_fail "mirror restarts" "see log"; t_done; }
+cfg 0 "$T_DIR/token2" ""
+printf 'log_level: warn\n' >> "$T_DIR/mirror.yaml"
+kill -HUP "$M3PID"
+t_wait_log "$T_DIR/mirror3.log" "reloaded" 10000
+# 20 MB: 20 s at the old 1 MB/s, well under a second unpaced.
+curl -s -o "$T_DIR/fast" --max-time 10 "$U/b/big.bin"
+t_eq "after the reload the egress limit is gone (20 MB within 10 s)" "$?" 0
+code=$(curl -s -o /dev/null -w '%{http_code}' -T "$ROOT/files/b/small.txt" \
+	-H "Authorization: Bearer $TOKEN2" "$U/up/four.txt")
+t_eq "a PUT after the reload" "$code" 201
+t_nogrep "log_level warn from the reload hides INFO lines" "$T_DIR/mirror3.log" "four.txt"
+t_stop mirror3
+
 # A second TERM stops at once, leaving the transfer cut.
 cfg 1M "$T_DIR/token2" ""
 t_start mirror2 "$T_DIR/mirror2.log" "$M" --config "$T_DIR/mirror.yaml"
