@@ -45,6 +45,7 @@ A="$T_DIR/acme"
 mkdir -p "$A/$DOMAIN" "$A/private/$DOMAIN" "$T_DIR/webroot" "$T_DIR/root/files/b"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$A/private/$DOMAIN/key.pem" \
 	-out "$A/$DOMAIN/cert.pem" -days 1 -subj "/CN=$DOMAIN" > /dev/null 2>&1
+cp "$A/$DOMAIN/cert.pem" "$C/first.pem"
 head -c 20000000 /dev/urandom > "$T_DIR/root/files/b/big.bin"
 BIG_SHA=$(sha256sum "$T_DIR/root/files/b/big.bin" | cut -d' ' -f1)
 PORT=$(t_free_port)
@@ -145,4 +146,23 @@ unshare -m sh -c 'mount --bind "$1" "$2" && exec "$3" "$4"' sh \
 t_eq "a second run is not due and exits 0" "$?" 0
 t_grep "and says so" "$T_DIR/renew2.log" "not due for renewal"
 t_eq "the certificate in use stays" "$(serial -serial)" "$AFTER"
+
+# A due renewal that fails (the ACME server is gone) keeps the certificate
+# in place, says why and exits 1 (the service shows failed).
+A2="$T_DIR/acme2"
+cp -a "$A" "$A2"
+cp "$C/first.pem" "$A2/$DOMAIN/cert.pem"
+sed -e "s|^ACME_CONFDIR=.*|ACME_CONFDIR=$A2|" \
+	-e "s|^ACME_DIRECTORY=.*|ACME_DIRECTORY=https://127.0.0.1:$(t_free_port)/dir|" \
+	-e "s|^ACME_RELOAD=.*|ACME_RELOAD=\"touch $T_DIR/reloaded-after-failure\"|" \
+	"$T_DIR/acme.conf" > "$T_DIR/acme2.conf"
+unshare -m sh -c 'mount --bind "$1" "$2" && exec "$3" "$4"' sh \
+	"$C/bundle.pem" "$SYS_BUNDLE" "$T_ROOT/packaging/acme/acme-renew" "$T_DIR/acme2.conf" \
+	> "$T_DIR/renew3.log" 2>&1
+t_eq "a failed renewal exits 1" "$?" 1
+t_grep "and says it keeps the certificate" "$T_DIR/renew3.log" "keeping the current certificate"
+t_eq "the certificate file is untouched" "$(sha256sum < "$A2/$DOMAIN/cert.pem")" \
+	"$(sha256sum < "$C/first.pem")"
+[ ! -e "$T_DIR/reloaded-after-failure" ] && t_ok "and nothing is reloaded" ||
+	t_fail "nothing is reloaded" "the reload command ran"
 t_done
