@@ -68,6 +68,26 @@ t_grep "duration histogram by route" "$T_DIR/metrics" \
 t_grep "fill failures by reason" "$T_DIR/metrics" \
 	'hydra_mirror_origin_fill_failures_by_reason_total{reason="unreachable"} 1'
 
+# A store on a nearly full file system: a 4 MiB tmpfs of the mirror's own
+# mount namespace, 97% taken.
+if unshare -m true 2> /dev/null; then
+	DPORT=$(t_free_port)
+	mkdir -p "$T_DIR/full"
+	t_start full "$T_DIR/full.log" unshare -m sh -c '
+		mount -t tmpfs -o size=4m none "$1" && head -c 4000000 /dev/zero > "$1/ballast" &&
+		exec "$2" --listen "127.0.0.1:$3" --root "$1"' sh "$T_DIR/full" "$M" "$DPORT"
+	if t_wait_log "$T_DIR/full.log" "listening on" 10000; then
+		curl -s "http://127.0.0.1:$DPORT/api/v1/health" > "$T_DIR/hfull"
+		t_eq "a nearly full disk is degraded" "$(jq -r .status "$T_DIR/hfull")" degraded
+		t_eq "with the reason" "$(jq -r '.reasons[0]' "$T_DIR/hfull")" "disk nearly full"
+	else
+		t_fail "a mirror on a small tmpfs starts" "$(tail -3 "$T_DIR/full.log")"
+	fi
+	t_stop full
+else
+	t_skip "disk nearly full" "cannot create a mount namespace for a small tmpfs"
+fi
+
 # A connection over max_connections is refused and counted.
 env_mirror small --root "$T_DIR/small" --max-connections 2 || t_done
 SPORT=$MIRROR_PORT
