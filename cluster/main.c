@@ -17,7 +17,7 @@ usage(FILE *out)
 {
 	fputs("usage: hydra-cluster-sim --fleet FILE --listen ADDR:PORT [--save]\n"
 	      "                         [--log-level LEVEL] [--log-file FILE]\n"
-	      "       hydra-cluster-sim --help | --version\n"
+	      "       hydra-cluster-sim -h|--help | -V|--version\n"
 	      "\n"
 	      "Serves the cluster API of a fleet file: body config, eligible bodies\n"
 	      "(quickroute, then cross-venue same owner ranked by the round trips\n"
@@ -119,7 +119,7 @@ main(int argc, char **argv)
 	int save = 0, opt;
 
 	for (;;) {
-		opt = getopt_long(argc, argv, "", opts, NULL);
+		opt = getopt_long(argc, argv, "hV", opts, NULL);
 		if (opt == -1)
 			break;
 		switch (opt) {

@@ -1,14 +1,20 @@
 /*
  * Logging: `2026-11-22T18:32:00.123Z INFO module: message`, UTC, one write(2)
  * per line on an O_APPEND descriptor so that processes sharing hydrabody.log
- * never interleave inside a line.
+ * never interleave inside a line. When stderr is systemd's journal stream
+ * (JOURNAL_STREAM names its device and inode), stderr lines start with an
+ * sd-daemon priority prefix (`<6>INFO module: message`) in place of the
+ * timestamp the journal adds itself, so `journalctl -p warning` works.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,10 +23,32 @@
 static struct {
 	int fd;
 	int to_stderr;
+	int journal;                   /* stderr is the journal: priority prefixes */
 	enum hc_log_level level;
-} log_state = { -1, 1, HC_LOG_INFO };
+} log_state = { -1, 1, 0, HC_LOG_INFO };
 
 static const char *const log_level_names[] = { "DEBUG", "INFO", "WARN", "ERROR" };
+/* sd-daemon(3) priorities of the levels above: debug, info, warning, err. */
+static const char *const log_journal_prefix[] = { "<7>", "<6>", "<4>", "<3>" };
+/* `2026-11-22T18:32:00.123Z `: what the journal replaces with its own time. */
+#define LOG_STAMP_LEN 25
+
+/* 1 when JOURNAL_STREAM ("device:inode") names the file stderr is, as
+ * systemd.exec(5) asks: a child whose stderr was redirected keeps plain lines. */
+static int
+log_stderr_is_journal(void)
+{
+	const char *v = getenv("JOURNAL_STREAM");
+	uintmax_t dev, ino;
+	struct stat st;
+	char tail;
+
+	if (v == NULL || sscanf(v, "%ju:%ju%c", &dev, &ino, &tail) != 2)
+		return 0;
+	if (fstat(STDERR_FILENO, &st) != 0)
+		return 0;
+	return (uintmax_t)st.st_dev == dev && (uintmax_t)st.st_ino == ino;
+}
 
 int
 hc_log_open(const char *path, enum hc_log_level level, int to_stderr,
@@ -38,6 +66,7 @@ hc_log_open(const char *path, enum hc_log_level level, int to_stderr,
 	log_state.fd = fd;
 	log_state.level = level;
 	log_state.to_stderr = to_stderr;
+	log_state.journal = to_stderr && log_stderr_is_journal();
 	return 0;
 }
 
@@ -123,8 +152,14 @@ hc_vlog(enum hc_log_level level, const char *module, const char *fmt, va_list ap
 	/* Logging must never fail the caller: errors here have nowhere to go. */
 	if (log_state.fd >= 0)
 		(void)hc_write_all(log_state.fd, line, len);
-	if (log_state.to_stderr)
+	if (log_state.to_stderr && log_state.journal && len > LOG_STAMP_LEN) {
+		/* The prefix overwrites the tail of the stamp: still one write. */
+		memcpy(line + LOG_STAMP_LEN - 3, log_journal_prefix[level], 3);
+		(void)hc_write_all(STDERR_FILENO, line + LOG_STAMP_LEN - 3,
+		                   len - (LOG_STAMP_LEN - 3));
+	} else if (log_state.to_stderr) {
 		(void)hc_write_all(STDERR_FILENO, line, len);
+	}
 }
 
 void

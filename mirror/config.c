@@ -29,6 +29,12 @@ mir_check_listen(const char *value, char *what, size_t what_size)
 	return HC_ECONFIG;
 }
 
+static int
+mir_check_listen_or_empty(const char *value, char *what, size_t what_size)
+{
+	return *value == '\0' ? 0 : mir_check_listen(value, what, what_size);
+}
+
 int
 mir_check_origin_url(const char *value, char *what, size_t what_size)
 {
@@ -41,6 +47,16 @@ mir_check_origin_url(const char *value, char *what, size_t what_size)
 	hc_snprintf(what, what_size, "'%s' is not an http or https URL with a host", shown);
 	return HC_ECONFIG;
 }
+
+/* A drain longer than this outlives any stop timeout of a service manager. */
+#define MIR_GRACE_S_MAX 3600
+
+static const struct hc_cfg_field mir_acme_schema[] = {
+	{ .key = "listen", .type = HC_CFG_STRING, .offset = MIR_OFF(acme.listen),
+	  .check = mir_check_listen_or_empty },
+	{ .key = "webroot", .type = HC_CFG_STRING, .offset = MIR_OFF(acme.webroot) },
+	{ .key = NULL },
+};
 
 static const struct hc_cfg_field mir_tls_schema[] = {
 	{ .key = "cert", .type = HC_CFG_STRING, .offset = MIR_OFF(tls.cert) },
@@ -79,6 +95,10 @@ const struct hc_cfg_field mir_config_schema[] = {
 	  .max = MIR_CONNECTIONS_MAX },
 	{ .key = "require_origin_digest", .type = HC_CFG_BOOL,
 	  .offset = MIR_OFF(require_origin_digest), .def = "false" },
+	{ .key = "shutdown_grace_s", .type = HC_CFG_INT, .offset = MIR_OFF(shutdown_grace_s),
+	  .def = "30", .min = 0, .max = MIR_GRACE_S_MAX },
+	{ .key = "access_log", .type = HC_CFG_STRING, .offset = MIR_OFF(access_log) },
+	{ .key = "acme", .type = HC_CFG_MAP, .children = mir_acme_schema },
 	{ .key = "log_level", .type = HC_CFG_ENUM, .offset = MIR_OFF(log_level),
 	  .def = "info", .enum_values = mir_level_names },
 	{ .key = NULL },
@@ -97,6 +117,46 @@ mir_config_load(struct mir_config *cfg, const char *path, struct hc_err *err)
 	return hc_cfg_load_file(mir_config_schema, cfg, path, err);
 }
 
+static int
+mir_has(const char *s)
+{
+	return s != NULL && *s != '\0';
+}
+
+static int
+mir_same(const char *a, const char *b)
+{
+	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+int
+mir_config_restart_keys(const struct mir_config *old, const struct mir_config *next,
+                        char *what, size_t what_size)
+{
+	struct hc_buf b;
+	int rc = 0;
+
+	hc_buf_init(&b, what_size);
+	if (!mir_same(old->listen, next->listen))
+		rc = hc_buf_printf(&b, " listen");
+	if (rc == 0 && !mir_same(old->root, next->root))
+		rc = hc_buf_printf(&b, " root");
+	if (rc == 0 && old->mode != next->mode)
+		rc = hc_buf_printf(&b, " mode");
+	if (rc == 0 && !mir_same(old->acme.listen, next->acme.listen))
+		rc = hc_buf_printf(&b, " acme.listen");
+	if (rc == 0 && mir_has(old->tls.cert) != mir_has(next->tls.cert))
+		rc = hc_buf_printf(&b, " tls.cert");
+	if (b.len == 0) {
+		hc_buf_free(&b);
+		return 0;
+	}
+	hc_snprintf(what, what_size, "%s need%s a restart", hc_buf_str(&b) + 1,
+	            strchr(hc_buf_str(&b) + 1, ' ') != NULL ? "" : "s");
+	hc_buf_free(&b);
+	return HC_ECONFIG;
+}
+
 int
 mir_config_check(const struct mir_config *cfg, struct hc_err *err)
 {
@@ -112,6 +172,11 @@ mir_config_check(const struct mir_config *cfg, struct hc_err *err)
 		return hc_err_set(err, HC_ECONFIG, "origin_url: required in peer mode");
 	if (has_cert != has_key)
 		return hc_err_set(err, HC_ECONFIG, "tls: cert and key go together");
+	if (mir_has(cfg->acme.listen) && !mir_has(cfg->acme.webroot))
+		return hc_err_set(err, HC_ECONFIG, "acme.listen: needs acme.webroot");
+	if (mir_has(cfg->acme.listen) && hc_parse_listen(cfg->acme.listen, &ss, &len, err) != 0)
+		return hc_err_set(err, HC_ECONFIG, "acme.listen: '%s' is not ip:port",
+		                  cfg->acme.listen);
 	if (hc_parse_listen(cfg->listen, &ss, &len, err) != 0)
 		return hc_err_set(err, HC_ECONFIG, "listen: '%s' is not ip:port",
 		                  cfg->listen != NULL ? cfg->listen : "");

@@ -28,6 +28,8 @@
 #define FILL_STALL_S 30
 #define FILL_CONNECT_TIMEOUT_MS 10000
 #define FILL_DNS_TIMEOUT_MS 5000
+/* A probe of an unreachable origin must not hold the index writer long. */
+#define FILL_PROBE_TIMEOUT_MS 2000
 /* Blocks handed to libmicrohttpd per read of a fill. */
 #define FILL_BLOCK_SIZE (64 * 1024)
 /* A fill that streams through (the store cannot hold the file) keeps only
@@ -53,7 +55,12 @@ struct mir_fills {
 	struct mir_fill *list;
 	int threads;
 	atomic_uint_least64_t started, failed, origin_bytes;
+	atomic_uint_least64_t failed_by[MIR_FILL_FAIL_COUNT];
 	atomic_int in_flight;
+	atomic_int pinned_full;         /* the last fill found no room among pinned files */
+	pthread_mutex_t origin_mu;      /* the two fields below */
+	int origin_down;
+	char origin_error[MIR_ORIGIN_ERROR_MAX];
 };
 
 struct mir_fill {
@@ -65,6 +72,7 @@ struct mir_fill {
 	int refs;                       /* the fill thread and each reader */
 	enum fill_state state;
 	long origin_status;             /* why it failed: 404 or anything else */
+	enum mir_fill_fail fail;        /* the class of the failure, for metrics */
 	uint64_t size, written, reserved;
 	int cache;                      /* 0: stream through, keep nothing */
 	char *ring;                     /* stream-through: bytes base..written, else NULL */
@@ -93,6 +101,25 @@ struct fill_reader {
 
 /* ------------------------------------------------------------ fills */
 
+const char *const mir_fill_fail_names[MIR_FILL_FAIL_COUNT] = {
+	"unreachable", "status", "short_body", "digest", "other",
+};
+
+/* Records whether the origin answered at all; why is the error when not. */
+static void
+fill_note_origin(struct mir_fills *fl, int answered, const char *why)
+{
+	pthread_mutex_lock(&fl->origin_mu);
+	if (answered && fl->origin_down)
+		hc_log(HC_LOG_INFO, "mirror", "origin %s answers again", fl->shown_base);
+	fl->origin_down = !answered;
+	if (answered)
+		fl->origin_error[0] = '\0';
+	else if (hc_strlcpy(fl->origin_error, why, sizeof(fl->origin_error)) != 0)
+		memcpy(fl->origin_error + sizeof(fl->origin_error) - 4, "...", 4);
+	pthread_mutex_unlock(&fl->origin_mu);
+}
+
 int
 mir_fills_new(const struct mir_fills_config *cfg, struct mir_store *store,
               struct mir_resp *rs, struct mir_fills **out, struct hc_err *err)
@@ -108,6 +135,7 @@ mir_fills_new(const struct mir_fills_config *cfg, struct mir_store *store,
 	fl->require_origin_digest = cfg->require_origin_digest;
 	pthread_mutex_init(&fl->mu, NULL);
 	pthread_cond_init(&fl->cv, NULL);
+	pthread_mutex_init(&fl->origin_mu, NULL);
 	fl->origin_base = hc_strdup(cfg->origin_url);
 	if (fl->origin_base == NULL) {
 		mir_fills_free(fl);
@@ -133,6 +161,7 @@ mir_fills_free(struct mir_fills *fl)
 	if (fl == NULL)
 		return;
 	free(fl->origin_base);
+	pthread_mutex_destroy(&fl->origin_mu);
 	pthread_mutex_destroy(&fl->mu);
 	pthread_cond_destroy(&fl->cv);
 	free(fl);
@@ -141,13 +170,23 @@ mir_fills_free(struct mir_fills *fl)
 void
 mir_fills_stats(struct mir_fills *fl, struct mir_fills_stats *out)
 {
+	unsigned i;
+
 	memset(out, 0, sizeof(*out));
+	out->origin_reachable = 1;
 	if (fl == NULL)
 		return;
 	out->started = atomic_load(&fl->started);
 	out->failed = atomic_load(&fl->failed);
 	out->in_flight = (uint64_t)atomic_load(&fl->in_flight);
 	out->origin_bytes = atomic_load(&fl->origin_bytes);
+	for (i = 0; i < MIR_FILL_FAIL_COUNT; i++)
+		out->failed_by[i] = atomic_load(&fl->failed_by[i]);
+	out->pinned_full = atomic_load(&fl->pinned_full);
+	pthread_mutex_lock(&fl->origin_mu);
+	out->origin_reachable = !fl->origin_down;
+	hc_strlcpy(out->origin_error, fl->origin_error, sizeof(out->origin_error));
+	pthread_mutex_unlock(&fl->origin_mu);
 }
 
 static void
@@ -217,7 +256,7 @@ fill_on_headers(void *ctx, const struct hc_http_response *resp)
 {
 	struct mir_fill *f = ctx;
 	struct mir_fills *fl = f->fl;
-	int cache = 0;
+	int cache = 0, pinned = 0;
 
 	if (resp->status != 200 || resp->content_length < 0) {
 		pthread_mutex_lock(&f->mu);
@@ -239,9 +278,12 @@ fill_on_headers(void *ctx, const struct hc_http_response *resp)
 	else if (mir_store_reserve(fl->store, (uint64_t)resp->content_length) == 0)
 		cache = 1;
 	else
+		pinned = 1;
+	if (pinned)
 		hc_log(HC_LOG_WARN, "mirror",
 		       "no room for %s (%" PRId64 " bytes) among pinned files: streaming it through "
 		       "without caching", f->path, resp->content_length);
+	atomic_store(&fl->pinned_full, pinned);
 	if (!cache && fill_go_through(f) != 0)
 		return 1;
 	pthread_mutex_lock(&f->mu);
@@ -336,6 +378,7 @@ fill_fetch(struct mir_fill *f, char *hex, struct hc_err *err)
 	char *shown = fill_url(f->fl->shown_base, f->path);
 	int rc;
 
+	f->fail = MIR_FILL_FAIL_OTHER;
 	if (url == NULL || shown == NULL) {
 		free(url);
 		free(shown);
@@ -351,20 +394,27 @@ fill_fetch(struct mir_fill *f, char *hex, struct hc_err *err)
 	req.cancel = &f->cancel;
 	req.fail_on_http_error = 1;
 	hc_log(HC_LOG_INFO, "mirror", "fill %s from %s", f->path, shown);
+	hc_http_response_init(&resp);
 	rc = hc_http_request(&f->fl->http, &req, &resp, err);
 	free(url);
 	free(shown);
+	fill_note_origin(f->fl, resp.status > 0, err->msg);
+	f->fail = resp.status == 0 ? MIR_FILL_FAIL_UNREACHABLE :
+	          resp.fail == HC_FAIL_HTTP_STATUS ? MIR_FILL_FAIL_STATUS : MIR_FILL_FAIL_SHORT;
 	if (rc != 0)
 		return 0;
+	f->fail = MIR_FILL_FAIL_SHORT;
 	if (f->state != FILL_STREAMING || f->written != f->size) {
 		hc_err_set(err, HC_EUNAVAIL, "origin sent %" PRIu64 " of %" PRIu64 " bytes",
 		           f->written, f->size);
 		return 0;
 	}
+	f->fail = MIR_FILL_FAIL_OTHER;
 	if (hc_sha256_hex(f->h, hex) != 0) {
 		hc_err_set(err, HC_ESOFTWARE, "sha256 failed");
 		return 0;
 	}
+	f->fail = MIR_FILL_FAIL_DIGEST;
 	if (f->sha256[0] != '\0' && strcmp(hex, f->sha256) != 0) {
 		hc_err_set(err, HC_EDATA, "digest mismatch: origin says %s, got %s", f->sha256,
 		           hex);
@@ -439,6 +489,7 @@ fill_main(void *arg)
 		       f->sha256[0] != '\0' ? "" : " (unverified)");
 	} else {
 		atomic_fetch_add(&fl->failed, 1);
+		atomic_fetch_add(&fl->failed_by[f->fail], 1);
 		hc_log(f->origin_status == 404 ? HC_LOG_INFO : HC_LOG_WARN, "mirror",
 		       "fill %s failed: %s", f->path, err.msg);
 	}
@@ -742,8 +793,10 @@ fill_head_origin(struct mir_fills *fl, struct MHD_Connection *c, struct mir_req 
 	memset(&req, 0, sizeof(req));
 	req.method = "HEAD";
 	req.url = url;
+	hc_http_response_init(&resp);
 	rc = hc_http_request(&fl->http, &req, &resp, &err);
 	free(url);
+	fill_note_origin(fl, resp.status > 0, err.msg);
 	if (rc != 0) {
 		hc_log(HC_LOG_WARN, "mirror", "HEAD %s at the origin: %s", path, err.msg);
 		return mir_resp_error(fl->rs, c, r, MHD_HTTP_BAD_GATEWAY, "origin failed");
@@ -809,4 +862,39 @@ mir_fills_wait_all(struct mir_fills *fl)
 	while (fl->threads > 0)
 		hc_cond_wait_ms(&fl->cv, &fl->mu, FILL_POLL_MS);
 	pthread_mutex_unlock(&fl->mu);
+}
+
+void
+mir_fills_probe(struct mir_fills *fl)
+{
+	struct hc_http_config http;
+	struct hc_http_request req;
+	struct hc_http_response resp;
+	struct hc_err err = { 0, "" };
+	struct hc_buf url;
+	int down;
+
+	if (fl == NULL)
+		return;
+	pthread_mutex_lock(&fl->origin_mu);
+	down = fl->origin_down;
+	pthread_mutex_unlock(&fl->origin_mu);
+	if (!down)
+		return;
+	hc_buf_init(&url, strlen(fl->origin_base) + 2);
+	if (hc_buf_printf(&url, "%s/", fl->origin_base) != 0) {
+		hc_buf_free(&url);
+		return;
+	}
+	http = fl->http;
+	http.connect_timeout_ms = FILL_PROBE_TIMEOUT_MS;
+	http.total_timeout_ms = FILL_PROBE_TIMEOUT_MS;
+	memset(&req, 0, sizeof(req));
+	req.method = "HEAD";
+	req.url = hc_buf_str(&url);
+	hc_http_response_init(&resp);
+	(void)hc_http_request(&http, &req, &resp, &err);
+	hc_buf_free(&url);
+	if (resp.status > 0)
+		fill_note_origin(fl, 1, "");
 }

@@ -18,8 +18,26 @@ struct mir_fills_config {
 };
 
 /* Counters for health and /metrics. */
+/* Why fills failed, counted apart in /metrics. */
+enum mir_fill_fail {
+	MIR_FILL_FAIL_UNREACHABLE = 0,  /* no HTTP answer: DNS, connect, TLS, timeout */
+	MIR_FILL_FAIL_STATUS,           /* the origin answered an error status */
+	MIR_FILL_FAIL_SHORT,            /* the body ended early or stalled */
+	MIR_FILL_FAIL_DIGEST,           /* the bytes do not match the origin's digest */
+	MIR_FILL_FAIL_OTHER,            /* the store or the mirror itself */
+	MIR_FILL_FAIL_COUNT,
+};
+extern const char *const mir_fill_fail_names[MIR_FILL_FAIL_COUNT];
+
+/* The last error that kept a fill from reaching the origin, as logged. */
+#define MIR_ORIGIN_ERROR_MAX 256
+
 struct mir_fills_stats {
 	uint64_t started, failed, in_flight, origin_bytes;
+	uint64_t failed_by[MIR_FILL_FAIL_COUNT];
+	int pinned_full;                /* the last fill found the store full of pinned files */
+	int origin_reachable;           /* the last answer, fill or probe, came */
+	char origin_error[MIR_ORIGIN_ERROR_MAX]; /* why not, "" when reachable */
 };
 
 /* Sets up fills against the origin; store and rs must outlive them.
@@ -38,6 +56,11 @@ void mir_fills_cancel_all(struct mir_fills *fl);
 /* Waits until every fill thread has ended. */
 void mir_fills_wait_all(struct mir_fills *fl);
 void mir_fills_stats(struct mir_fills *fl, struct mir_fills_stats *out);
+/* While the origin is marked unreachable, asks it for its base URL (HEAD,
+ * a short timeout) and marks it reachable on any HTTP answer, so health
+ * recovers without waiting for a client's miss. Blocks up to a few seconds;
+ * a no-op when reachable or fl is NULL. */
+void mir_fills_probe(struct mir_fills *fl);
 /* Call after mir_fills_wait_all. NULL is a no-op. */
 void mir_fills_free(struct mir_fills *fl);
 

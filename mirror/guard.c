@@ -195,3 +195,16 @@ mir_guard_stop(struct mir_guard *g)
 	pthread_mutex_destroy(&g->mu);
 	free(g);
 }
+
+long long
+mir_guard_open(struct mir_guard *g)
+{
+	long long n;
+
+	if (g == NULL)
+		return 0;
+	pthread_mutex_lock(&g->mu);
+	n = g->count;
+	pthread_mutex_unlock(&g->mu);
+	return n;
+}

@@ -24,6 +24,8 @@ struct mir_guard;
 int mir_guard_start(long long max_connections, struct mir_guard **out, struct hc_err *err);
 /* Stop after the daemon has stopped. NULL is a no-op. */
 void mir_guard_stop(struct mir_guard *g);
+/* Connections open now, over every listener. */
+long long mir_guard_open(struct mir_guard *g);
 /* For MHD_OPTION_NOTIFY_CONNECTION, with the guard as cls. */
 void mir_guard_notify(void *cls, struct MHD_Connection *c, void **socket_context,
                       enum MHD_ConnectionNotificationCode code);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mirror/mirror.h"
@@ -12,6 +13,9 @@
 #define MIR_DEFAULT_CONFIG "/etc/hydra-mirror/mirror.yaml"
 /* An admin token file is one line; anything bigger is the wrong file. */
 #define MIR_TOKEN_FILE_MAX 4096
+/* How often a drain looks whether its transfers ended (and for a second
+ * signal). */
+#define MIR_DRAIN_POLL_MS 100
 
 static const char mir_usage[] =
 "NAME\n"
@@ -19,6 +23,8 @@ static const char mir_usage[] =
 "\n"
 "SYNOPSIS\n"
 "    hydra-mirror [--config FILE] [OPTIONS]\n"
+"    hydra-mirror --check-config|-t [--config FILE] [OPTIONS]\n"
+"    hydra-mirror -h|--help|-V|--version\n"
 "\n"
 "DESCRIPTION\n"
 "    Serves {root}/files/{path} as /api/v1/peer/files/{path} with byte ranges,\n"
@@ -32,6 +38,8 @@ static const char mir_usage[] =
 "\n"
 "    --config FILE                 YAML config (default " MIR_DEFAULT_CONFIG ",\n"
 "                                  used only when it exists)\n"
+"    -t, --check-config            load the config, print the effective settings,\n"
+"                                  exit 0 or 78\n"
 "    --listen ADDR:PORT            listen address: 127.0.0.1:8080, [::1]:8080, :8080\n"
 "    --root DIR                    store root: files/, meta/, tmp/ below it\n"
 "    --mode origin|peer            role (default origin)\n"
@@ -48,12 +56,20 @@ static const char mir_usage[] =
 "    --connection-timeout S        close connections idle for S seconds\n"
 "    --max-connections N           refuse connections beyond N\n"
 "    --max-connections-per-ip N    refuse connections beyond N from one address\n"
+"    --access-log FILE             combined log plus request time and cache\n"
+"                                  outcome, one line per request (-: stderr)\n"
 "    --log-level LEVEL             debug, info, warn or error\n"
-"    --help                        this text\n"
-"    --version                     print the version\n"
+"    -h, --help                    this text\n"
+"    -V, --version                 print the version\n"
 "\n"
 "SIGNALS\n"
-"    SIGTERM, SIGINT    stop accepting, abort fills, persist the index, exit 0.\n"
+"    SIGHUP             re-read the config, apply max_egress_bytes_per_s, log_level,\n"
+"                       the admin token, the TLS certificate and key, access_log;\n"
+"                       keep every connection. A config that does not load, or\n"
+"                       changes listen, root or mode, is refused and logged.\n"
+"    SIGTERM, SIGINT    stop accepting, let transfers finish for up to\n"
+"                       shutdown_grace_s, write the index, exit 0. A second\n"
+"                       signal stops at once.\n"
 "\n"
 "EXIT STATUS\n"
 "    0 ok, 64 usage, 69 cannot listen, 74 I/O error, 78 bad configuration.\n";
@@ -62,8 +78,10 @@ enum {
 	OPT_CONFIG = 256, OPT_LISTEN, OPT_ROOT, OPT_MODE, OPT_ORIGIN_URL, OPT_DISTRICT,
 	OPT_MAX_BYTES, OPT_TOKEN_FILE, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_EGRESS,
 	OPT_TIMEOUT, OPT_MAX_CONN, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION, OPT_KEEP_VERSIONS,
-	OPT_MAX_CONN_IP,
+	OPT_MAX_CONN_IP, OPT_ACCESS_LOG, OPT_CHECK,
 };
+/* getopt_long's short options: -h, -V, -t and nothing else. */
+static const char mir_short[] = "hVt";
 
 static const struct option mir_options[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
@@ -83,6 +101,8 @@ static const struct option mir_options[] = {
 	{ "max-connections-per-ip", required_argument, NULL, OPT_MAX_CONN_IP },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 	{ "keep-versions", required_argument, NULL, OPT_KEEP_VERSIONS },
+	{ "access-log", required_argument, NULL, OPT_ACCESS_LOG },
+	{ "check-config", no_argument, NULL, OPT_CHECK },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ NULL, 0, NULL, 0 },
@@ -137,6 +157,8 @@ mir_apply(struct mir_config *cfg, int opt, const char *v, struct hc_err *err)
 		return 0;
 	case OPT_TOKEN_FILE:
 		return mir_set(&cfg->admin_token_file, v, err);
+	case OPT_ACCESS_LOG:
+		return mir_set(&cfg->access_log, v, err);
 	case OPT_TLS_CERT:
 		return mir_set(&cfg->tls.cert, v, err);
 	case OPT_TLS_KEY:
@@ -214,10 +236,125 @@ mir_read_token(const char *path, char **out, struct hc_err *err)
 	return 0;
 }
 
-/* Serves until SIGTERM or SIGINT. Wipes and frees *token once the server
- * holds its digest. 0, or the status that kept the server from starting. */
+/* The configuration: defaults, then the file (path, or the default file
+ * when it exists), then the flags of argv, then the checks. 0 or the
+ * status with err naming file:line:col or the flag. cfg is set either way
+ * (free it with mir_config_free). */
 static int
-mir_serve(const struct mir_config *cfg, char **token, struct hc_err *err)
+mir_load(int argc, char **argv, const char *path, struct mir_config *cfg, struct hc_err *err)
+{
+	int opt, rc;
+
+	rc = mir_config_defaults(cfg, err);
+	if (rc != 0)
+		return rc;
+	if (path != NULL) {
+		rc = mir_config_load(cfg, path, err);
+		if (rc != 0)
+			return rc;
+	}
+	optind = 1;
+	opterr = 0;
+	for (;;) {
+		opt = getopt_long(argc, argv, mir_short, mir_options, NULL);
+		if (opt == -1)
+			break;
+		if (opt == OPT_CONFIG || opt == 't' || opt == OPT_CHECK)
+			continue;
+		rc = mir_apply(cfg, opt, optarg, err);
+		if (rc != 0)
+			return rc;
+	}
+	return mir_config_check(cfg, err);
+}
+
+/* The token named by cfg, or NULL when none is configured. */
+static int
+mir_token(const struct mir_config *cfg, char **token, struct hc_err *err)
+{
+	*token = NULL;
+	if (cfg->admin_token_file == NULL || *cfg->admin_token_file == '\0')
+		return 0;
+	return mir_read_token(cfg->admin_token_file, token, err);
+}
+
+static void
+mir_wipe(char **token)
+{
+	if (*token != NULL) {
+		explicit_bzero(*token, strlen(*token));
+		free(*token);
+	}
+	*token = NULL;
+}
+
+/* SIGHUP: loads the configuration again and applies it, or keeps the one in
+ * force and says why. systemd hears RELOADING=1 and READY=1 around it. */
+static void
+mir_reload(struct mir_server *srv, int argc, char **argv, const char *path)
+{
+	struct mir_config next;
+	struct hc_err err = { 0, "" };
+	struct timespec ts;
+	char state[64], *token = NULL;
+	int rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	/* MONOTONIC_USEC lets Type=notify-reload units match the reload too. */
+	if (hc_snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%lld",
+	                (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000) != 0)
+		hc_strlcpy(state, "RELOADING=1", sizeof(state));
+	hc_notify(state);
+	rc = mir_load(argc, argv, path, &next, &err);
+	if (rc == 0)
+		rc = mir_token(&next, &token, &err);
+	if (rc == 0)
+		rc = mir_server_reload(srv, &next, token, &err);
+	if (rc == 0) {
+		/* Said before the new level applies: always seen at the old one. */
+		hc_log(HC_LOG_INFO, "mirror", "reloaded %s", path != NULL ? path : "(no config file)");
+		(void)hc_log_open(NULL, (enum hc_log_level)next.log_level, 1, &err);
+	} else {
+		hc_log(HC_LOG_ERROR, "mirror", "reload refused: %s", err.msg);
+	}
+	mir_wipe(&token);
+	mir_config_free(&next);
+	hc_notify("READY=1");
+}
+
+/* SIGTERM or SIGINT: refuses new connections and lets the requests in
+ * progress end for up to grace_s seconds; a second signal ends the wait. */
+static void
+mir_drain(struct mir_server *srv, const sigset_t *sigs, long long grace_s)
+{
+	const struct timespec poll = { 0, MIR_DRAIN_POLL_MS * 1000000L };
+	int64_t deadline = hc_now_ms() + grace_s * 1000;
+	uint64_t left;
+	int sig;
+
+	hc_notify("STOPPING=1");
+	mir_server_quiesce(srv);
+	left = mir_server_in_flight(srv);
+	hc_log(HC_LOG_INFO, "mirror", "draining %llu transfers", (unsigned long long)left);
+	while (left > 0 && hc_now_ms() < deadline) {
+		sig = sigtimedwait(sigs, NULL, &poll);
+		if (sig == SIGTERM || sig == SIGINT) {
+			hc_log(HC_LOG_WARN, "mirror", "signal %d again: stopping now", sig);
+			return;
+		}
+		left = mir_server_in_flight(srv);
+	}
+	if (left > 0)
+		hc_log(HC_LOG_WARN, "mirror", "shutdown_grace_s %lld passed: closing %llu "
+		       "transfers", grace_s, (unsigned long long)left);
+}
+
+/* Serves until SIGTERM or SIGINT, reloading on SIGHUP. Wipes and frees
+ * *token once the server holds its digest. 0, or the status that kept the
+ * server from starting. */
+static int
+mir_serve(const struct mir_config *cfg, char **token, int argc, char **argv,
+          const char *path, struct hc_err *err)
 {
 	struct mir_server *srv = NULL;
 	sigset_t sigs;
@@ -226,26 +363,42 @@ mir_serve(const struct mir_config *cfg, char **token, struct hc_err *err)
 	rc = hc_http_global_init(err);
 	if (rc != 0)
 		return rc;
-	/* Every thread inherits this mask; only sigwait below takes the signals. */
+	/* Every thread inherits this mask; only the main thread takes the signals. */
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	rc = mir_server_start(cfg, *token, &srv, err);
-	if (*token != NULL) {
-		explicit_bzero(*token, strlen(*token));
-		free(*token);
-		*token = NULL;
-	}
+	mir_wipe(token);
 	if (rc == 0) {
-		sigwait(&sigs, &sig);
+		hc_notify("READY=1");
+		for (;;) {
+			if (sigwait(&sigs, &sig) != 0 || sig != SIGHUP)
+				break;
+			mir_reload(srv, argc, argv, path);
+		}
 		hc_log(HC_LOG_INFO, "mirror", "signal %d: shutting down", sig);
+		mir_drain(srv, &sigs, cfg->shutdown_grace_s);
 		mir_server_stop(srv);
 	}
 	hc_http_global_cleanup();
 	if (rc == 0)
 		hc_log(HC_LOG_INFO, "mirror", "stopped");
+	return rc;
+}
+
+/* --check-config: the effective configuration on stdout. */
+static int
+mir_check(const struct mir_config *cfg, struct hc_err *err)
+{
+	char *token = NULL;
+	int rc = mir_token(cfg, &token, err);
+
+	mir_wipe(&token);
+	if (rc == 0)
+		rc = hc_cfg_dump(mir_config_schema, cfg, STDOUT_FILENO, err);
 	return rc;
 }
 
@@ -256,81 +409,61 @@ main(int argc, char **argv)
 	struct hc_err err = { 0, "" };
 	const char *config_path = NULL;
 	char *token = NULL;
-	int opt, rc;
+	int opt, rc, check = 0;
 
-	if (mir_config_defaults(&cfg, &err) != 0) {
-		fprintf(stderr, "hydra-mirror: %s\n", err.msg);
-		return hc_status_exit_code(HC_ENOMEM);
-	}
+	memset(&cfg, 0, sizeof(cfg));
 	/* First pass: --help, --version and --config, before the file is read. */
 	opterr = 0;
 	for (;;) {
-		opt = getopt_long(argc, argv, "", mir_options, NULL);
+		opt = getopt_long(argc, argv, mir_short, mir_options, NULL);
 		if (opt == -1)
 			break;
-		if (opt == OPT_HELP) {
+		if (opt == OPT_HELP || opt == 'h') {
 			fputs(mir_usage, stdout);
-			mir_config_free(&cfg);
 			return 0;
 		}
-		if (opt == OPT_VERSION) {
+		if (opt == OPT_VERSION || opt == 'V') {
 			printf("hydra-mirror %s\n", HC_VERSION);
-			mir_config_free(&cfg);
 			return 0;
 		}
+		if (opt == OPT_CHECK || opt == 't')
+			check = 1;
 		if (opt == OPT_CONFIG)
 			config_path = optarg;
 		if (opt == '?' || opt == ':') {
 			fprintf(stderr, "hydra-mirror: bad option %s (see --help)\n",
 			        argv[optind - 1]);
-			mir_config_free(&cfg);
 			return hc_status_exit_code(HC_EUSAGE);
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "hydra-mirror: unexpected argument %s (see --help)\n", argv[optind]);
-		mir_config_free(&cfg);
 		return hc_status_exit_code(HC_EUSAGE);
 	}
-	if (config_path != NULL || access(MIR_DEFAULT_CONFIG, F_OK) == 0) {
-		rc = mir_config_load(&cfg, config_path != NULL ? config_path : MIR_DEFAULT_CONFIG,
-		                     &err);
-		if (rc != 0)
-			goto fail;
+	if (config_path == NULL && access(MIR_DEFAULT_CONFIG, F_OK) == 0)
+		config_path = MIR_DEFAULT_CONFIG;
+	rc = mir_load(argc, argv, config_path, &cfg, &err);
+	if (rc == 0 && check) {
+		rc = mir_check(&cfg, &err);
+		if (rc == 0) {
+			mir_config_free(&cfg);
+			return 0;
+		}
 	}
-	optind = 1;
-	for (;;) {
-		opt = getopt_long(argc, argv, "", mir_options, NULL);
-		if (opt == -1)
-			break;
-		if (opt == OPT_CONFIG)
-			continue;
-		rc = mir_apply(&cfg, opt, optarg, &err);
-		if (rc != 0)
-			goto fail;
-	}
-	rc = mir_config_check(&cfg, &err);
 	if (rc != 0)
 		goto fail;
 	rc = hc_log_open(NULL, (enum hc_log_level)cfg.log_level, 1, &err);
-	if (rc != 0)
-		goto fail;
-	if (cfg.admin_token_file != NULL && *cfg.admin_token_file != '\0') {
-		rc = mir_read_token(cfg.admin_token_file, &token, &err);
-		if (rc != 0)
-			goto fail;
-	}
-	rc = mir_serve(&cfg, &token, &err);
+	if (rc == 0)
+		rc = mir_token(&cfg, &token, &err);
+	if (rc == 0)
+		rc = mir_serve(&cfg, &token, argc, argv, config_path, &err);
 	if (rc != 0)
 		goto fail;
 	mir_config_free(&cfg);
 	hc_log_close();
 	return 0;
 fail:
-	if (token != NULL) {
-		explicit_bzero(token, strlen(token));
-		free(token);
-	}
+	mir_wipe(&token);
 	fprintf(stderr, "hydra-mirror: %s\n", err.msg);
 	mir_config_free(&cfg);
 	hc_log_close();

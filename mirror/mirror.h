@@ -38,6 +38,12 @@ struct mir_config {
 	long long max_connections_per_ip; /* from one client address */
 	int log_level;                   /* enum hc_log_level */
 	int require_origin_digest;       /* peer: refuse files the origin sends no digest for */
+	long long shutdown_grace_s;      /* SIGTERM: how long transfers may finish */
+	char *access_log;                /* combined log file, "-": stderr, "": none */
+	struct {
+		char *listen;          /* plain HTTP listener for challenges, "": none */
+		char *webroot;         /* folder of challenge files */
+	} acme;
 };
 
 extern const struct hc_cfg_field mir_config_schema[];
@@ -50,6 +56,11 @@ int mir_config_load(struct mir_config *cfg, const char *path, struct hc_err *err
  * 0 or HC_ECONFIG. */
 int mir_config_check(const struct mir_config *cfg, struct hc_err *err);
 void mir_config_free(struct mir_config *cfg);
+/* Names the keys that differ between old and next and need a restart
+ * (listen, root, mode, acme.listen, tls turned on or off) into what: 0 when
+ * none, else HC_ECONFIG. */
+int mir_config_restart_keys(const struct mir_config *old, const struct mir_config *next,
+                            char *what, size_t what_size);
 /* Longest origin_url shown in health and logs; a longer one shows as "". */
 #define MIR_URL_SHOWN_MAX 1024
 /* The origin_url check: an http(s) URL, the message never showing its
@@ -86,6 +97,21 @@ struct mir_server;
  * it on stop. On success logs the readiness line. */
 int mir_server_start(const struct mir_config *cfg, const char *token,
                      struct mir_server **out, struct hc_err *err);
+
+/* Applies what can change while serving from next (the same listen, root
+ * and mode as the config the server started with, which stays in use):
+ * the egress rate, the admin token (NULL: none), the TLS certificate and
+ * key (new connections get them, open ones go on), the access log (opened
+ * again, also after logrotate). Nothing changes when it fails: HC_ECONFIG
+ * naming the key, or the status of the file that could not be read. */
+int mir_server_reload(struct mir_server *s, const struct mir_config *next,
+                      const char *token, struct hc_err *err);
+
+/* Stops accepting: new connections are refused, responses from now on
+ * close their connection, requests in progress go on. */
+void mir_server_quiesce(struct mir_server *s);
+/* Requests between their head and their last byte. */
+uint64_t mir_server_in_flight(struct mir_server *s);
 
 /* Stops accepting, aborts fills, waits for connections, persists the store
  * index and frees everything. mir_server_stop(NULL) is a no-op. */

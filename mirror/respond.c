@@ -26,9 +26,10 @@ mir_resp_init(struct mir_resp *rs, uint64_t egress_rate, int tls)
 {
 	size_t i;
 
-	rs->egress_rate = egress_rate;
+	atomic_init(&rs->egress_rate, egress_rate);
 	rs->tls = tls;
 	atomic_init(&rs->stopping, 0);
+	atomic_init(&rs->draining, 0);
 	pthread_mutex_init(&rs->bucket_mu, NULL);
 	rs->tokens = 0;
 	rs->bucket_ms = hc_now_ms();
@@ -54,10 +55,22 @@ mir_resp_stopping(struct mir_resp *rs)
 	return atomic_load(&rs->stopping);
 }
 
+void
+mir_resp_drain(struct mir_resp *rs)
+{
+	atomic_store(&rs->draining, 1);
+}
+
+void
+mir_resp_set_rate(struct mir_resp *rs, uint64_t rate)
+{
+	atomic_store(&rs->egress_rate, rate);
+}
+
 size_t
 mir_resp_egress_take(struct mir_resp *rs, size_t want)
 {
-	uint64_t rate = rs->egress_rate;
+	uint64_t rate = atomic_load(&rs->egress_rate);
 	size_t chunk;
 
 	if (rate == 0 || want == 0)
@@ -116,6 +129,8 @@ mir_resp_queue(struct mir_resp *rs, struct MHD_Connection *c, struct mir_req *r,
 		atomic_fetch_add(&rs->codes[status], 1);
 	if (r != NULL)
 		r->status = status;
+	if (atomic_load(&rs->draining))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	ret = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -338,7 +353,7 @@ resp_fd_body(struct mir_resp *rs, struct MHD_Connection *c, struct mir_req *r, i
 	struct resp_fd_reader *rd;
 	struct MHD_Response *resp;
 
-	if (rs->egress_rate == 0) {
+	if (atomic_load(&rs->egress_rate) == 0) {
 		if (!rs->tls)
 			resp_cork(c, r);
 		resp = MHD_create_response_from_fd_at_offset64(len, fd, start);

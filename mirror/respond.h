@@ -23,9 +23,10 @@
 
 /* What a response needs from the server, shared by every connection. */
 struct mir_resp {
-	uint64_t egress_rate;           /* bytes per second, 0: unlimited */
+	atomic_uint_least64_t egress_rate; /* bytes per second, 0: unlimited; reloadable */
 	int tls;                        /* no sendfile, no corking */
 	atomic_int stopping;            /* paced and waiting bodies end early */
+	atomic_int draining;            /* responses close their connection */
 	pthread_mutex_t bucket_mu;      /* the egress token bucket */
 	double tokens;
 	int64_t bucket_ms;
@@ -56,6 +57,10 @@ void mir_resp_destroy(struct mir_resp *rs);
 /* Ends paced and waiting bodies (shutdown). */
 void mir_resp_stop(struct mir_resp *rs);
 int mir_resp_stopping(struct mir_resp *rs);
+/* From now on every response closes its connection after it (a drain). */
+void mir_resp_drain(struct mir_resp *rs);
+/* Paces bodies that start from now on at rate bytes per second (0: none). */
+void mir_resp_set_rate(struct mir_resp *rs, uint64_t rate);
 
 /* Queues resp (destroyed here; NULL gives MHD_NO) and counts its status. */
 enum MHD_Result mir_resp_queue(struct mir_resp *rs, struct MHD_Connection *c,

@@ -14,20 +14,29 @@
 #include <json-c/json.h>
 #include <limits.h>
 #include <microhttpd.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/bio.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/sha.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "mirror/access.h"
+#include "mirror/acme.h"
 #include "mirror/fill.h"
 #include "mirror/guard.h"
 #include "mirror/tools.h"
@@ -43,6 +52,24 @@
 /* The metrics page: a few hundred lines of counters, plus one line per
  * tool (at most TOOLS_COUNTED_MAX in tools.c). */
 #define SRV_METRICS_MAX ((size_t)4 << 20)
+/* Listeners replaced by a certificate reload that still serve their
+ * connections; a reload beyond this waits for them to end. */
+#define SRV_RETIRED_MAX 8
+/* While the origin is unreachable, it is asked this often whether it is back. */
+#define SRV_PROBE_PERIOD_MS 5000
+/* Health turns degraded when less than this part of the disk is free. */
+#define SRV_DISK_LOW_PERCENT 5
+/* Upper bounds (seconds) of the request duration histogram. */
+static const double srv_buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+                                      10, 30, 60, 300 };
+#define SRV_BUCKETS (sizeof(srv_buckets) / sizeof(srv_buckets[0]))
+
+/* The routes the histogram tells apart. */
+enum srv_route { SRV_ROUTE_FILES, SRV_ROUTE_TOOLS, SRV_ROUTE_HEALTH, SRV_ROUTE_METRICS,
+                 SRV_ROUTE_OTHER, SRV_ROUTES };
+static const char *const srv_route_names[SRV_ROUTES] = {
+	"files", "tools", "health", "metrics", "other",
+};
 
 /* ------------------------------------------------------------ requests */
 
@@ -60,18 +87,38 @@ struct srv_req {
 	struct mir_req base;
 	char *uri;                      /* raw, still percent-encoded */
 	int seen;                       /* the handler has been called once */
+	int64_t t0_ms;                  /* the URI arrived */
+	char addr[64];                  /* client address, numeric */
+	char method[16], version[16];
+	char *referer, *agent;          /* copied for the access log, may be NULL */
+	const char *outcome;            /* hit, miss, fill or bypass */
+	enum srv_route route;
 	enum srv_put_state put_state;
 	int put_fd;
 	char put_tmp[PATH_MAX];
 	char put_path[MIR_PATH_MAX];
 	char put_expect[HC_SHA256_HEX_LEN + 1];
+	char put_hex[HC_SHA256_HEX_LEN + 1];  /* what arrived, once whole */
 	struct hc_sha256 *put_sha;
 	uint64_t put_bytes;
 };
 
 struct mir_server {
-	const struct mir_config *cfg;
-	struct MHD_Daemon *d;
+	const struct mir_config *cfg;   /* as started: listen, root, mode never change */
+	struct MHD_Daemon *d;           /* the listener accepting now */
+	struct MHD_Daemon *retired[SRV_RETIRED_MAX]; /* replaced, serving what they had */
+	int listen_fd;                  /* ours once quiesced out of a daemon, else -1 */
+	struct sockaddr_storage ss;
+	struct mir_acme *acme;
+	struct mir_access *access;
+	pthread_mutex_t live_mu;        /* token, certificate and listeners */
+	int64_t started_ms;
+	atomic_uint_least64_t in_flight; /* requests between URI and completion */
+	atomic_uint_least64_t refused;  /* connections over a limit */
+	atomic_uint_least64_t hist[SRV_ROUTES][SRV_BUCKETS + 1];
+	atomic_uint_least64_t hist_us[SRV_ROUTES];
+	atomic_uint_least64_t hist_n[SRV_ROUTES];
+	unsigned char key_digest[SHA256_DIGEST_LENGTH]; /* of the key in use */
 	struct mir_store *store;
 	struct mir_resp rs;
 	struct mir_fills *fills;        /* peers only */
@@ -83,6 +130,7 @@ struct mir_server {
 	char origin_shown[MIR_URL_SHOWN_MAX]; /* origin_url without credentials */
 
 	/* index writer */
+	int64_t probe_ms;               /* last origin probe */
 	pthread_t flusher;
 	int flusher_started;
 	pthread_mutex_t flush_mu;
@@ -105,9 +153,10 @@ srv_method_not_allowed(struct mir_server *s, struct MHD_Connection *c, struct mi
 /* ------------------------------------------------------------ files */
 
 static enum MHD_Result
-srv_get_file(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
+srv_get_file(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q,
              const char *path, int head)
 {
+	struct mir_req *r = &q->base;
 	struct mir_file f;
 	struct hc_err err = { 0, "" };
 	int rc;
@@ -115,6 +164,7 @@ srv_get_file(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
 	rc = mir_store_get(s->store, path, 1, &f, &err);
 	if (rc == 0) {
 		atomic_fetch_add(&s->hits, 1);
+		q->outcome = "hit";
 		mir_tools_count(s->tools, path, 1);
 		return mir_resp_stored(&s->rs, c, r, &f, head);
 	}
@@ -126,6 +176,7 @@ srv_get_file(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
 	}
 	atomic_fetch_add(&s->misses, 1);
 	mir_tools_count(s->tools, path, 0);
+	q->outcome = head || s->cfg->mode == MIR_MODE_ORIGIN ? "miss" : "fill";
 	if (s->cfg->mode == MIR_MODE_ORIGIN)
 		return mir_resp_error(&s->rs, c, r, MHD_HTTP_NOT_FOUND, "not found");
 	return head ? mir_fills_head(s->fills, c, r, path) : mir_fills_get(s->fills, c, r, path);
@@ -139,15 +190,19 @@ srv_authorized(struct mir_server *s, struct MHD_Connection *c)
 	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 	                                            MHD_HTTP_HEADER_AUTHORIZATION);
 	unsigned char digest[SHA256_DIGEST_LENGTH];
+	int ok;
 
-	if (!s->has_token || h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
 		return 0;
 	h += 7;
 	while (*h == ' ')
 		h++;
 	/* Comparing digests hides the token's length as well as its bytes. */
 	SHA256((const unsigned char *)h, strlen(h), digest);
-	return CRYPTO_memcmp(digest, s->token_digest, sizeof(digest)) == 0;
+	pthread_mutex_lock(&s->live_mu);
+	ok = s->has_token && CRYPTO_memcmp(digest, s->token_digest, sizeof(digest)) == 0;
+	pthread_mutex_unlock(&s->live_mu);
+	return ok;
 }
 
 static enum MHD_Result
@@ -221,6 +276,7 @@ srv_put_finish(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q
 
 	q->put_state = SRV_PUT_DONE;
 	hc_sha256_hex(q->put_sha, hex);
+	hc_strlcpy(q->put_hex, hex, sizeof(q->put_hex));
 	if (q->put_expect[0] != '\0' && strcmp(hex, q->put_expect) != 0) {
 		hc_log(HC_LOG_WARN, "mirror", "PUT %s: digest mismatch: sent %s, received %s",
 		       q->put_path, q->put_expect, hex);
@@ -302,26 +358,56 @@ srv_delete(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
 
 /* ------------------------------------------------------------ health, metrics */
 
+/* Why the mirror is degraded, appended to reasons; none: healthy. */
+static void
+srv_health_reasons(struct mir_server *s, const struct mir_fills_stats *fs,
+                   struct json_object *reasons)
+{
+	struct statvfs vfs;
+
+	if (s->cfg->mode == MIR_MODE_PEER && !fs->origin_reachable)
+		json_object_array_add(reasons, json_object_new_string("origin unreachable"));
+	if (fs->pinned_full)
+		json_object_array_add(reasons, json_object_new_string("store full of pinned files"));
+	if (statvfs(s->cfg->root, &vfs) == 0 && vfs.f_blocks > 0 &&
+	    (uint64_t)vfs.f_bavail * 100 < (uint64_t)vfs.f_blocks * SRV_DISK_LOW_PERCENT)
+		json_object_array_add(reasons, json_object_new_string("disk nearly full"));
+}
+
 static enum MHD_Result
 srv_health(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r)
 {
 	struct mir_store_stats st;
+	struct mir_fills_stats fs;
 	struct json_object *o = json_object_new_object(), *cache = json_object_new_object();
+	struct json_object *reasons = json_object_new_array(), *origin = json_object_new_object();
 	struct MHD_Response *resp = NULL;
 	const char *text;
 
-	if (o == NULL || cache == NULL) {
+	if (o == NULL || cache == NULL || reasons == NULL || origin == NULL) {
 		json_object_put(o);
 		json_object_put(cache);
+		json_object_put(reasons);
+		json_object_put(origin);
 		return MHD_NO;
 	}
 	mir_store_stats(s->store, &st);
-	json_object_object_add(o, "status", json_object_new_string("healthy"));
+	mir_fills_stats(s->fills, &fs);
+	srv_health_reasons(s, &fs, reasons);
+	json_object_object_add(o, "status", json_object_new_string(
+		json_object_array_length(reasons) == 0 ? "healthy" : "degraded"));
+	json_object_object_add(o, "reasons", reasons);
+	json_object_object_add(o, "version", json_object_new_string(HC_VERSION));
+	json_object_object_add(o, "uptime_s",
+	                       json_object_new_int64((hc_now_ms() - s->started_ms) / 1000));
 	json_object_object_add(o, "role", json_object_new_string(
 		s->cfg->mode == MIR_MODE_PEER ? "peer" : "origin"));
 	json_object_object_add(o, "district", json_object_new_string(
 		s->cfg->district != NULL ? s->cfg->district : ""));
 	json_object_object_add(o, "origin_url", json_object_new_string(s->origin_shown));
+	json_object_object_add(origin, "reachable", json_object_new_boolean(fs.origin_reachable));
+	json_object_object_add(origin, "last_error", json_object_new_string(fs.origin_error));
+	json_object_object_add(o, "origin", origin);
 	json_object_object_add(cache, "bytes", json_object_new_int64((int64_t)st.bytes));
 	json_object_object_add(cache, "max_bytes", json_object_new_int64((int64_t)st.max_bytes));
 	json_object_object_add(cache, "files", json_object_new_int64((int64_t)st.files));
@@ -332,7 +418,9 @@ srv_health(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r)
 	json_object_object_add(cache, "misses", json_object_new_int64(
 		(int64_t)atomic_load(&s->misses)));
 	json_object_object_add(o, "cache", cache);
-	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	/* NOSLASHESCAPE: origin_url reads as written, not https:\/\/... */
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	                                      JSON_C_TO_STRING_NOSLASHESCAPE);
 	resp = MHD_create_response_from_buffer(strlen(text), (void *)text,
 	                                       MHD_RESPMEM_MUST_COPY);
 	json_object_put(o);
@@ -341,6 +429,37 @@ srv_health(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r)
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	return mir_resp_queue(&s->rs, c, r, MHD_HTTP_OK, resp);
+}
+
+/* The request duration histogram, by route. */
+static int
+srv_metrics_histogram(struct mir_server *s, struct hc_buf *b)
+{
+	const char *name = "hydra_mirror_request_duration_seconds";
+	uint64_t cum;
+	unsigned r, i;
+	int rc;
+
+	rc = hc_buf_printf(b, "# HELP %s Time from a request's head to its last byte, by "
+	                   "route.\n# TYPE %s histogram\n", name, name);
+	for (r = 0; r < SRV_ROUTES && rc == 0; r++) {
+		cum = 0;
+		for (i = 0; i <= SRV_BUCKETS && rc == 0; i++) {
+			cum += atomic_load(&s->hist[r][i]);
+			if (i < SRV_BUCKETS)
+				rc = hc_buf_printf(b, "%s_bucket{route=\"%s\",le=\"%g\"} %" PRIu64 "\n",
+				                   name, srv_route_names[r], srv_buckets[i], cum);
+			else
+				rc = hc_buf_printf(b, "%s_bucket{route=\"%s\",le=\"+Inf\"} %" PRIu64
+				                   "\n", name, srv_route_names[r], cum);
+		}
+		if (rc == 0)
+			rc = hc_buf_printf(b, "%s_sum{route=\"%s\"} %.6f\n%s_count{route=\"%s\"} %"
+			                   PRIu64 "\n", name, srv_route_names[r],
+			                   (double)atomic_load(&s->hist_us[r]) / 1e6, name,
+			                   srv_route_names[r], atomic_load(&s->hist_n[r]));
+	}
+	return rc;
 }
 
 /* The counters of the server itself, the store and the fills. */
@@ -377,6 +496,13 @@ srv_metrics_text(struct mir_server *s, struct hc_buf *b)
 		  st.max_bytes },
 		{ "hydra_mirror_store_unverified_files", "gauge",
 		  "Files in the store the origin sent no digest for.", st.unverified },
+		{ "hydra_mirror_connections_open", "gauge", "Client connections open.",
+		  (uint64_t)mir_guard_open(s->guard) },
+		{ "hydra_mirror_connections_refused_total", "counter",
+		  "Client connections refused over max_connections.",
+		  atomic_load(&s->refused) },
+		{ "hydra_mirror_uptime_seconds", "gauge", "Seconds since the start.",
+		  (uint64_t)((hc_now_ms() - s->started_ms) / 1000) },
 	};
 
 	rc = hc_buf_printf(b, "# HELP hydra_mirror_requests_total Responses sent, by status code.\n"
@@ -390,6 +516,20 @@ srv_metrics_text(struct mir_server *s, struct hc_buf *b)
 	for (i = 0; i < sizeof(m) / sizeof(m[0]) && rc == 0; i++)
 		rc = hc_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", m[i].name,
 		                   m[i].help, m[i].name, m[i].type, m[i].name, m[i].value);
+	if (rc == 0)
+		rc = hc_buf_printf(b, "# HELP hydra_mirror_build_info The running version.\n"
+		                   "# TYPE hydra_mirror_build_info gauge\n"
+		                   "hydra_mirror_build_info{version=\"%s\"} 1\n"
+		                   "# HELP hydra_mirror_origin_fill_failures_by_reason_total "
+		                   "Fills that failed, by reason.\n"
+		                   "# TYPE hydra_mirror_origin_fill_failures_by_reason_total counter\n",
+		                   HC_VERSION);
+	for (i = 0; i < MIR_FILL_FAIL_COUNT && rc == 0; i++)
+		rc = hc_buf_printf(b, "hydra_mirror_origin_fill_failures_by_reason_total"
+		                   "{reason=\"%s\"} %" PRIu64 "\n", mir_fill_fail_names[i],
+		                   fs.failed_by[i]);
+	if (rc == 0)
+		rc = srv_metrics_histogram(s, b);
 	return rc != 0 ? rc : mir_tools_metrics(s->tools, b);
 }
 
@@ -421,23 +561,109 @@ srv_metrics(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r)
 
 /* ------------------------------------------------------------ routing */
 
+/* The numeric address of the client of c into out. */
+static void
+srv_client_addr(struct MHD_Connection *c, char *out, size_t size)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	socklen_t len;
+
+	hc_strlcpy(out, "-", size);
+	if (ci == NULL || ci->client_addr == NULL)
+		return;
+	len = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+	      sizeof(struct sockaddr_in);
+	if (getnameinfo(ci->client_addr, len, out, (socklen_t)size, NULL, 0,
+	                NI_NUMERICHOST) != 0)
+		hc_strlcpy(out, "-", size);
+}
+
 static void *
 srv_uri_log(void *cls, const char *uri, struct MHD_Connection *c)
 {
+	struct mir_server *s = cls;
 	struct srv_req *q = calloc(1, sizeof(*q));
 
-	(void)cls;
-	(void)c;
 	if (q == NULL)
 		return NULL;
 	q->put_fd = -1;
 	q->base.cork_fd = -1;
+	q->t0_ms = hc_now_ms();
+	q->outcome = "bypass";
+	q->route = SRV_ROUTE_OTHER;
 	q->uri = hc_strdup(uri);
 	if (q->uri == NULL) {
 		free(q);
 		return NULL;
 	}
+	srv_client_addr(c, q->addr, sizeof(q->addr));
+	atomic_fetch_add(&s->in_flight, 1);
 	return q;
+}
+
+/* What the handler learns at its first call and the access log needs. */
+static void
+srv_req_note(struct srv_req *q, struct MHD_Connection *c, const char *method,
+             const char *version)
+{
+	const char *v;
+
+	if (hc_strlcpy(q->method, method, sizeof(q->method)) != 0)
+		hc_strlcpy(q->method, "-", sizeof(q->method));
+	if (hc_strlcpy(q->version, version, sizeof(q->version)) != 0)
+		hc_strlcpy(q->version, "-", sizeof(q->version));
+	v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_REFERER);
+	q->referer = v != NULL ? hc_strdup(v) : NULL;
+	v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT);
+	q->agent = v != NULL ? hc_strdup(v) : NULL;
+}
+
+/* Writes and removal, and refused writes, with who asked: never the token. */
+static void
+srv_audit(const struct srv_req *q, unsigned status)
+{
+	int write = strcmp(q->method, MHD_HTTP_METHOD_GET) != 0 &&
+	            strcmp(q->method, MHD_HTTP_METHOD_HEAD) != 0 && q->method[0] != '\0';
+	int refused = status == 401 || status == 403 || status == 405 || status == 422 ||
+	              status == 507;
+	const char *digest = q->put_hex[0] != '\0' ? q->put_hex :
+	                     q->put_expect[0] != '\0' ? q->put_expect : "-";
+
+	if (!write && !refused)
+		return;
+	hc_log(HC_LOG_INFO, "mirror", "audit: %s %s %s: %u, %" PRIu64 " bytes, sha256 %s",
+	       q->addr, q->method, q->uri, status, q->put_bytes, digest);
+}
+
+/* Counts the request in the histogram and writes its access log line. */
+static void
+srv_account(struct mir_server *s, const struct srv_req *q, int ok)
+{
+	int64_t us = (hc_now_ms() - q->t0_ms) * 1000;
+	double secs = (double)us / 1e6;
+	struct mir_access_rec rec;
+	unsigned i = 0;
+
+	while (i < SRV_BUCKETS && secs > srv_buckets[i])
+		i++;
+	atomic_fetch_add(&s->hist[q->route][i], 1);
+	atomic_fetch_add(&s->hist_us[q->route], (uint64_t)(us > 0 ? us : 0));
+	atomic_fetch_add(&s->hist_n[q->route], 1);
+	srv_audit(q, q->base.status);
+	memset(&rec, 0, sizeof(rec));
+	rec.addr = q->addr;
+	rec.epoch_s = (int64_t)time(NULL);
+	rec.method = q->method;
+	rec.uri = q->uri;
+	rec.version = q->version;
+	rec.status = q->base.status;
+	rec.bytes = ok ? q->base.body_len : 0;
+	rec.referer = q->referer;
+	rec.agent = q->agent;
+	rec.seconds = secs;
+	rec.outcome = q->outcome;
+	mir_access_write(s->access, &rec);
 }
 
 static void
@@ -452,6 +678,7 @@ srv_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		return;
 	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
 		atomic_fetch_add(&s->bytes_served, q->base.body_len);
+	srv_account(s, q, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
 	if (q->base.cork_fd >= 0) {
 		int zero = 0;
 		(void)setsockopt(q->base.cork_fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof(zero));
@@ -460,8 +687,11 @@ srv_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	hc_sha256_free(q->put_sha);
 	mir_store_release(s->store, q->base.pin);
 	free(q->uri);
+	free(q->referer);
+	free(q->agent);
 	free(q);
 	*con_cls = NULL;
+	atomic_fetch_sub(&s->in_flight, 1);
 }
 
 /* The decoded store path of a file route into path (size MIR_PATH_MAX):
@@ -508,7 +738,7 @@ srv_file_request(struct mir_server *s, struct MHD_Connection *c, struct srv_req 
 	int del = strcmp(method, MHD_HTTP_METHOD_DELETE) == 0;
 
 	if (head || strcmp(method, MHD_HTTP_METHOD_GET) == 0)
-		return srv_get_file(s, c, r, path, head);
+		return srv_get_file(s, c, q, path, head);
 	if (s->cfg->mode != MIR_MODE_ORIGIN)
 		return srv_method_not_allowed(s, c, r, "GET, HEAD");
 	if (!put && !del)
@@ -535,12 +765,13 @@ srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *met
 	int read_only, kind;
 
 	(void)url;
-	(void)version;
 	if (q == NULL)
 		return MHD_NO;
 	r = &q->base;
 	if (q->put_state != SRV_PUT_NONE)
 		return srv_put_data(s, c, q, upload_data, upload_data_size);
+	if (q->method[0] == '\0')
+		srv_req_note(q, c, method, version);
 	/* libmicrohttpd keeps the connection alive only for a response queued
 	 * after the first call; a PUT is judged at once so that a refused
 	 * upload is not read. */
@@ -559,6 +790,7 @@ srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *met
 	read_only = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
 	            strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 	if (srv_is(q->uri, raw_len, "/api/v1/health") || srv_is(q->uri, raw_len, "/metrics")) {
+		q->route = q->uri[1] == 'm' ? SRV_ROUTE_METRICS : SRV_ROUTE_HEALTH;
 		if (!read_only)
 			return srv_method_not_allowed(s, c, r, "GET, HEAD");
 		return q->uri[1] == 'm' ? srv_metrics(s, c, r) : srv_health(s, c, r);
@@ -566,6 +798,8 @@ srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *met
 	kind = srv_file_path(q->uri, raw_len, path, sizeof(path));
 	if (kind == 0)
 		return mir_resp_error(&s->rs, c, r, MHD_HTTP_NOT_FOUND, "no such route");
+	q->route = strncmp(q->uri, SRV_TOOLS_PREFIX, strlen(SRV_TOOLS_PREFIX)) == 0 ?
+	           SRV_ROUTE_TOOLS : SRV_ROUTE_FILES;
 	if (kind < 0)
 		return mir_resp_error(&s->rs, c, r, MHD_HTTP_BAD_REQUEST, "bad path");
 	return srv_file_request(s, c, q, method, path);
@@ -574,19 +808,49 @@ srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *met
 static void
 srv_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	struct mir_server *s = cls;
 	char line[512];
 	size_t n;
 
-	(void)cls;
 	vsnprintf(line, sizeof(line), fmt, ap);
 	n = strlen(line);
 	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 		line[--n] = '\0';
+	/* libmicrohttpd tells of a connection turned away over max_connections
+	 * only in words (and of one over the per-address limit not at all). */
+	if (strstr(line, "reached connection limit") != NULL)
+		atomic_fetch_add(&s->refused, 1);
 	hc_log(HC_LOG_WARN, "mirror", "libmicrohttpd: %s", line);
 }
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* Stops the listeners a certificate reload replaced once their last
+ * connection has ended. */
+static void
+srv_reap(struct mir_server *s)
+{
+	struct MHD_Daemon *done[SRV_RETIRED_MAX];
+	const union MHD_DaemonInfo *info;
+	int i, n = 0;
+
+	pthread_mutex_lock(&s->live_mu);
+	for (i = 0; i < SRV_RETIRED_MAX; i++) {
+		if (s->retired[i] == NULL)
+			continue;
+		info = MHD_get_daemon_info(s->retired[i], MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+		if (info != NULL && info->num_connections == 0) {
+			done[n++] = s->retired[i];
+			s->retired[i] = NULL;
+		}
+	}
+	pthread_mutex_unlock(&s->live_mu);
+	for (i = 0; i < n; i++)
+		MHD_stop_daemon(done[i]);
+}
+
+/* Writes the index, ends drained listeners, and asks an unreachable origin
+ * whether it is back, once a period each. */
 static void *
 srv_flusher(void *arg)
 {
@@ -599,6 +863,11 @@ srv_flusher(void *arg)
 		pthread_mutex_unlock(&s->flush_mu);
 		if (mir_store_flush(s->store, &err) != 0)
 			hc_log(HC_LOG_WARN, "mirror", "index: %s", err.msg);
+		srv_reap(s);
+		if (hc_now_ms() - s->probe_ms >= SRV_PROBE_PERIOD_MS) {
+			s->probe_ms = hc_now_ms();
+			mir_fills_probe(s->fills);
+		}
 		pthread_mutex_lock(&s->flush_mu);
 	}
 	pthread_mutex_unlock(&s->flush_mu);
@@ -616,35 +885,93 @@ srv_read_pem(const char *path, char **out, struct hc_err *err)
 	return 0;
 }
 
+static void
+srv_wipe(char **p)
+{
+	if (*p != NULL) {
+		explicit_bzero(*p, strlen(*p));
+		free(*p);
+	}
+	*p = NULL;
+}
+
+/* Sets the admin token (NULL: none, writes refused). */
 static int
 srv_load_token(struct mir_server *s, const char *token, struct hc_err *err)
 {
-	size_t n;
+	unsigned char digest[SHA256_DIGEST_LENGTH];
+	size_t n = token != NULL ? strlen(token) : 0;
 
-	if (token == NULL)
-		return 0;
-	n = strlen(token);
-	if (n == 0)
+	if (token != NULL && n == 0)
 		return hc_err_set(err, HC_ECONFIG, "admin token is empty");
-	SHA256((const unsigned char *)token, n, s->token_digest);
-	s->has_token = 1;
+	memset(digest, 0, sizeof(digest));
+	if (token != NULL)
+		SHA256((const unsigned char *)token, n, digest);
+	pthread_mutex_lock(&s->live_mu);
+	s->has_token = token != NULL;
+	memcpy(s->token_digest, digest, sizeof(digest));
+	pthread_mutex_unlock(&s->live_mu);
+	explicit_bzero(digest, sizeof(digest));
 	return 0;
 }
 
-/* Reads the certificate and the key when TLS is configured. */
+/* Checks that cert (PEM chain) and key (PEM) parse and belong together,
+ * so that a reload never trades a working listener for a broken one. */
 static int
-srv_load_tls(struct mir_server *s, struct hc_err *err)
+srv_tls_check(const char *cert, const char *key, struct hc_err *err)
 {
-	const struct mir_config *cfg = s->cfg;
+	BIO *cb = BIO_new_mem_buf(cert, -1), *kb = BIO_new_mem_buf(key, -1);
+	X509 *x = NULL;
+	EVP_PKEY *k = NULL;
+	int rc = 0;
+
+	if (cb == NULL || kb == NULL) {
+		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
+		goto done;
+	}
+	x = PEM_read_bio_X509(cb, NULL, NULL, NULL);
+	if (x == NULL) {
+		rc = hc_err_set(err, HC_ECONFIG, "tls.cert: no PEM certificate");
+		goto done;
+	}
+	k = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL);
+	if (k == NULL) {
+		rc = hc_err_set(err, HC_ECONFIG, "tls.key: no PEM private key");
+		goto done;
+	}
+	if (X509_check_private_key(x, k) != 1)
+		rc = hc_err_set(err, HC_ECONFIG, "tls: the key does not match the certificate");
+done:
+	EVP_PKEY_free(k);
+	X509_free(x);
+	BIO_free(cb);
+	BIO_free(kb);
+	return rc;
+}
+
+/* Reads the certificate and the key of cfg into *cert and *key and checks
+ * them; nothing when TLS is off. */
+static int
+srv_load_tls(const struct mir_config *cfg, char **cert, char **key, struct hc_err *err)
+{
 	int rc;
 
+	*cert = NULL;
+	*key = NULL;
 	if (cfg->tls.cert == NULL || *cfg->tls.cert == '\0')
 		return 0;
 	if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
 		return hc_err_set(err, HC_ECONFIG, "tls: libmicrohttpd was built without TLS");
-	rc = srv_read_pem(cfg->tls.cert, &s->tls_cert, err);
+	rc = srv_read_pem(cfg->tls.cert, cert, err);
 	if (rc == 0)
-		rc = srv_read_pem(cfg->tls.key, &s->tls_key, err);
+		rc = srv_read_pem(cfg->tls.key, key, err);
+	if (rc == 0)
+		rc = srv_tls_check(*cert, *key, err);
+	if (rc != 0) {
+		free(*cert);
+		*cert = NULL;
+		srv_wipe(key);
+	}
 	return rc;
 }
 
@@ -667,6 +994,8 @@ srv_open_parts(struct mir_server *s, struct hc_err *err)
 		rc = mir_tools_start(cfg->root, cfg->keep_versions, s->store, &s->rs, &s->tools, err);
 	if (rc == 0)
 		rc = mir_guard_start(cfg->max_connections, &s->guard, err);
+	if (rc == 0)
+		rc = mir_access_open(cfg->access_log, &s->access, err);
 	if (rc == 0 && pthread_create(&s->flusher, NULL, srv_flusher, s) != 0)
 		rc = hc_err_set(err, HC_ESOFTWARE, "cannot start the index writer");
 	if (rc == 0)
@@ -674,28 +1003,34 @@ srv_open_parts(struct mir_server *s, struct hc_err *err)
 	return rc;
 }
 
-/* Starts libmicrohttpd on ss; the key is wiped once it has read it. */
-static int
-srv_start_daemon(struct mir_server *s, const struct sockaddr_storage *ss, struct hc_err *err)
+/* Starts a libmicrohttpd listener with cert and key (NULL: plain HTTP) on
+ * listen_fd, or on s->ss when listen_fd is -1. NULL when it cannot. */
+static struct MHD_Daemon *
+srv_daemon(struct mir_server *s, int listen_fd, const char *cert, const char *key)
 {
 	const struct mir_config *cfg = s->cfg;
-	struct MHD_OptionItem tls_opts[] = {
-		{ MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key },
-		{ MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert },
-		{ MHD_OPTION_END, 0, NULL },
-	};
-	struct MHD_OptionItem no_opts[] = { { MHD_OPTION_END, 0, NULL } };
-	/* poll(2), not select(2): connections beyond fd 1024 must work. */
+	struct MHD_OptionItem opts[4];
+	size_t n = 0;
+	/* poll(2), not select(2): connections beyond fd 1024 must work. ITC:
+	 * a listener can be quiesced for a reload or a drain. */
 	unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-	                     MHD_USE_POLL | MHD_USE_ERROR_LOG;
+	                     MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 
-	if (ss->ss_family == AF_INET6)
+	if (cert != NULL) {
+		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key };
+		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert };
+	}
+	if (listen_fd >= 0)
+		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL };
+	else
+		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, &s->ss };
+	opts[n] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+	if (s->ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	if (s->rs.tls)
+	if (cert != NULL)
 		flags |= MHD_USE_TLS;
-	s->d = MHD_start_daemon(flags, 0, NULL, NULL, srv_handle, s,
+	return MHD_start_daemon(flags, 0, NULL, NULL, srv_handle, s,
 	                        MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_log, s,
-	                        MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)ss,
 	                        MHD_OPTION_URI_LOG_CALLBACK, srv_uri_log, s,
 	                        MHD_OPTION_NOTIFY_COMPLETED, srv_completed, s,
 	                        MHD_OPTION_NOTIFY_CONNECTION, mir_guard_notify, s->guard,
@@ -705,17 +1040,133 @@ srv_start_daemon(struct mir_server *s, const struct sockaddr_storage *ss, struct
 	                        (unsigned int)cfg->connection_timeout_s,
 	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
 	                        MHD_OPTION_THREAD_STACK_SIZE, SRV_STACK_SIZE,
-	                        MHD_OPTION_ARRAY, s->rs.tls ? tls_opts : no_opts,
+	                        MHD_OPTION_ARRAY, opts,
 	                        MHD_OPTION_END);
-	if (s->tls_key != NULL) {
-		explicit_bzero(s->tls_key, strlen(s->tls_key));
-		free(s->tls_key);
-		s->tls_key = NULL;
+}
+
+/* Hands the listening socket from the current listener to a new one with
+ * cert and key: connections of the old one go on until they end (srv_reap
+ * stops it then), new ones get the new certificate. Under live_mu. */
+static int
+srv_swap_listener(struct mir_server *s, const char *cert, const char *key,
+                  struct hc_err *err)
+{
+	struct MHD_Daemon *d;
+	int slot, fd;
+
+	for (slot = 0; slot < SRV_RETIRED_MAX && s->retired[slot] != NULL; slot++)
+		;
+	if (slot == SRV_RETIRED_MAX)
+		return hc_err_set(err, HC_EUNAVAIL, "tls: %d listeners of earlier reloads still "
+		                  "serve connections; try again once they end", SRV_RETIRED_MAX);
+	if (s->listen_fd >= 0)
+		return hc_err_set(err, HC_EUNAVAIL, "tls: the server is stopping");
+	fd = MHD_quiesce_daemon(s->d);
+	if (fd < 0)
+		return hc_err_set(err, HC_ESOFTWARE, "tls: cannot take the listening socket over");
+	d = srv_daemon(s, fd, cert, key);
+	if (d == NULL) {
+		/* The old certificate still works: listen with it again. */
+		d = srv_daemon(s, fd, s->tls_cert, s->tls_key);
+		if (d == NULL) {
+			s->listen_fd = fd;
+			hc_log(HC_LOG_ERROR, "mirror", "tls: cannot listen again on %s: "
+			       "restart hydra-mirror", s->cfg->listen);
+		} else {
+			s->retired[slot] = s->d;
+			s->d = d;
+		}
+		return hc_err_set(err, HC_ECONFIG, "tls: libmicrohttpd refused the new "
+		                  "certificate or key");
 	}
-	if (s->d == NULL)
-		return hc_err_set(err, HC_EUNAVAIL, "cannot listen on %s (in use, or bad TLS files)",
-		                  cfg->listen);
+	s->retired[slot] = s->d;
+	s->d = d;
 	return 0;
+}
+
+/* Puts cert and key (taken) in use when they differ from those in use. */
+static int
+srv_apply_tls(struct mir_server *s, char **cert, char **key, struct hc_err *err)
+{
+	unsigned char digest[SHA256_DIGEST_LENGTH];
+	int rc = 0;
+
+	if (*cert == NULL)
+		return 0;
+	SHA256((const unsigned char *)*key, strlen(*key), digest);
+	pthread_mutex_lock(&s->live_mu);
+	if (strcmp(*cert, s->tls_cert) != 0 ||
+	    CRYPTO_memcmp(digest, s->key_digest, sizeof(digest)) != 0) {
+		rc = srv_swap_listener(s, *cert, *key, err);
+		if (rc == 0) {
+			free(s->tls_cert);
+			srv_wipe(&s->tls_key);
+			s->tls_cert = *cert;
+			s->tls_key = *key;
+			*cert = NULL;
+			*key = NULL;
+			memcpy(s->key_digest, digest, sizeof(digest));
+			hc_log(HC_LOG_INFO, "mirror", "tls: new certificate in use for new "
+			       "connections");
+		}
+	}
+	pthread_mutex_unlock(&s->live_mu);
+	explicit_bzero(digest, sizeof(digest));
+	return rc;
+}
+
+int
+mir_server_reload(struct mir_server *s, const struct mir_config *next, const char *token,
+                  struct hc_err *err)
+{
+	char what[256], *cert = NULL, *key = NULL;
+	int rc;
+
+	if (mir_config_restart_keys(s->cfg, next, what, sizeof(what)) != 0)
+		return hc_err_set(err, HC_ECONFIG, "%s", what);
+	if (token != NULL && *token == '\0')
+		return hc_err_set(err, HC_ECONFIG, "admin token is empty");
+	rc = srv_load_tls(next, &cert, &key, err);
+	if (rc == 0)
+		rc = mir_access_reopen(s->access, next->access_log, err);
+	if (rc == 0)
+		rc = srv_apply_tls(s, &cert, &key, err);
+	free(cert);
+	srv_wipe(&key);
+	if (rc != 0)
+		return rc;
+	mir_resp_set_rate(&s->rs, next->max_egress_bytes_per_s);
+	(void)srv_load_token(s, token, err);
+	/* The store takes its limit when it opens and offers no way to change it. */
+	if (s->cfg->mode == MIR_MODE_PEER && next->max_bytes != s->cfg->max_bytes)
+		hc_log(HC_LOG_WARN, "mirror", "max_bytes: the new limit applies at the next start");
+	return 0;
+}
+
+void
+mir_server_quiesce(struct mir_server *s)
+{
+	int fd;
+
+	mir_resp_drain(&s->rs);
+	pthread_mutex_lock(&s->live_mu);
+	if (s->d != NULL && s->listen_fd < 0) {
+		fd = MHD_quiesce_daemon(s->d);
+		/* A listening socket shut down refuses new connections at once,
+		 * where one merely not accepted would queue them. */
+		if (fd >= 0)
+			(void)shutdown(fd, SHUT_RDWR);
+		s->listen_fd = fd;
+	}
+	pthread_mutex_unlock(&s->live_mu);
+	mir_acme_stop(s->acme);
+	s->acme = NULL;
+}
+
+uint64_t
+mir_server_in_flight(struct mir_server *s)
+{
+	return atomic_load(&s->in_flight);
 }
 
 int
@@ -723,25 +1174,30 @@ mir_server_start(const struct mir_config *cfg, const char *token, struct mir_ser
                  struct hc_err *err)
 {
 	struct mir_server *s = NULL;
-	struct sockaddr_storage ss;
 	socklen_t sslen;
 	const union MHD_DaemonInfo *info;
 	char bound[160];
 	int rc;
 
 	*out = NULL;
-	if (hc_parse_listen(cfg->listen, &ss, &sslen, err) != 0)
-		return HC_ECONFIG;
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
 	s->cfg = cfg;
+	s->listen_fd = -1;
+	s->started_ms = hc_now_ms();
+	s->probe_ms = s->started_ms;
 	mir_url_redact(cfg->origin_url != NULL ? cfg->origin_url : "", s->origin_shown,
 	               sizeof(s->origin_shown));
 	pthread_mutex_init(&s->flush_mu, NULL);
 	pthread_cond_init(&s->flush_cv, NULL);
+	pthread_mutex_init(&s->live_mu, NULL);
 	mir_resp_init(&s->rs, cfg->max_egress_bytes_per_s,
 	              cfg->tls.cert != NULL && *cfg->tls.cert != '\0');
+	if (hc_parse_listen(cfg->listen, &s->ss, &sslen, err) != 0) {
+		rc = HC_ECONFIG;
+		goto fail;
+	}
 	rc = srv_load_token(s, token, err);
 	if (rc != 0)
 		goto fail;
@@ -749,13 +1205,24 @@ mir_server_start(const struct mir_config *cfg, const char *token, struct mir_ser
 		hc_log(HC_LOG_WARN, "mirror", "no admin token: PUT and DELETE are refused");
 	rc = srv_open_parts(s, err);
 	if (rc == 0)
-		rc = srv_load_tls(s, err);
-	if (rc == 0)
-		rc = srv_start_daemon(s, &ss, err);
+		rc = srv_load_tls(cfg, &s->tls_cert, &s->tls_key, err);
 	if (rc != 0)
 		goto fail;
+	if (s->tls_key != NULL)
+		SHA256((const unsigned char *)s->tls_key, strlen(s->tls_key), s->key_digest);
+	s->d = srv_daemon(s, -1, s->tls_cert, s->tls_key);
+	if (s->d == NULL) {
+		rc = hc_err_set(err, HC_EUNAVAIL, "cannot listen on %s (in use, or bad TLS files)",
+		                cfg->listen);
+		goto fail;
+	}
+	if (cfg->acme.listen != NULL && *cfg->acme.listen != '\0') {
+		rc = mir_acme_start(cfg->acme.listen, cfg->acme.webroot, &s->acme, err);
+		if (rc != 0)
+			goto fail;
+	}
 	info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-	if (hc_sockaddr_format(&ss, info != NULL ? (int)info->port : -1, bound,
+	if (hc_sockaddr_format(&s->ss, info != NULL ? (int)info->port : -1, bound,
 	                       sizeof(bound)) != 0)
 		hc_strlcpy(bound, cfg->listen, sizeof(bound));
 	hc_log(HC_LOG_INFO, "mirror", "hydra-mirror listening on %s (%s)", bound,
@@ -770,14 +1237,12 @@ fail:
 void
 mir_server_stop(struct mir_server *s)
 {
+	int i;
+
 	if (s == NULL)
 		return;
-	mir_resp_stop(&s->rs);
-	mir_fills_cancel_all(s->fills);
-	if (s->d != NULL)
-		MHD_stop_daemon(s->d);
-	mir_fills_wait_all(s->fills);
-	mir_guard_stop(s->guard);
+	/* The index writer first: it also stops old listeners (srv_reap), which
+	 * are stopped here from now on. The store writes the index at close. */
 	if (s->flusher_started) {
 		pthread_mutex_lock(&s->flush_mu);
 		s->flush_stop = 1;
@@ -785,17 +1250,31 @@ mir_server_stop(struct mir_server *s)
 		pthread_mutex_unlock(&s->flush_mu);
 		pthread_join(s->flusher, NULL);
 	}
+	mir_resp_stop(&s->rs);
+	mir_fills_cancel_all(s->fills);
+	mir_acme_stop(s->acme);
+	/* The old listeners first: the current one may own the socket they
+	 * were quiesced from. */
+	for (i = 0; i < SRV_RETIRED_MAX; i++)
+		if (s->retired[i] != NULL)
+			MHD_stop_daemon(s->retired[i]);
+	if (s->d != NULL)
+		MHD_stop_daemon(s->d);
+	if (s->listen_fd >= 0)
+		close(s->listen_fd);
+	mir_fills_wait_all(s->fills);
+	mir_guard_stop(s->guard);
 	mir_tools_stop(s->tools);
 	mir_fills_free(s->fills);
 	mir_store_close(s->store);
+	mir_access_free(s->access);
 	explicit_bzero(s->token_digest, sizeof(s->token_digest));
-	if (s->tls_key != NULL) {
-		explicit_bzero(s->tls_key, strlen(s->tls_key));
-		free(s->tls_key);
-	}
+	explicit_bzero(s->key_digest, sizeof(s->key_digest));
+	srv_wipe(&s->tls_key);
 	free(s->tls_cert);
 	mir_resp_destroy(&s->rs);
 	pthread_mutex_destroy(&s->flush_mu);
 	pthread_cond_destroy(&s->flush_cv);
+	pthread_mutex_destroy(&s->live_mu);
 	free(s);
 }

@@ -9,7 +9,8 @@ libcurl4-openssl-dev libc-ares-dev libssl-dev libjson-c-dev libyaml-dev
 libcmocka-dev libmicrohttpd-dev
 dnsmasq-base nftables iproute2 openssl curl socat procps jq util-linux
 nginx-light aria2 wrk valgrind rsync time
-libsystemd-dev debhelper dpkg-dev fakeroot lintian man-db groff-base logrotate"
+libsystemd-dev debhelper dpkg-dev fakeroot lintian man-db groff-base logrotate
+pebble uacme prometheus"
 
 missing=""
 for p in $PKGS; do
