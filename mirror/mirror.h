@@ -199,6 +199,12 @@ int mir_store_record(struct mir_store *st, const char *path, uint64_t size,
 int mir_store_reserve(struct mir_store *st, uint64_t size);
 void mir_store_unreserve(struct mir_store *st, uint64_t size);
 
+/* Sets the retention limit (0: none) and evicts least recently used
+ * unpinned files down to it. 0, or HC_EIO when pinned files alone keep the
+ * store over the new limit (they go as soon as they are released and room
+ * is needed). */
+int mir_store_set_max_bytes(struct mir_store *st, uint64_t max_bytes);
+
 /* Removes the file or the link at path (a link itself, never what it
  * points to). 0, HC_ENOTFOUND (absent, or a folder), HC_EDATA (its folder
  * resolves outside the store) or HC_EIO. */

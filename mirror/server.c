@@ -1137,9 +1137,11 @@ mir_server_reload(struct mir_server *s, const struct mir_config *next, const cha
 		return rc;
 	mir_resp_set_rate(&s->rs, next->max_egress_bytes_per_s);
 	(void)srv_load_token(s, token, err);
-	/* The store takes its limit when it opens and offers no way to change it. */
-	if (s->cfg->mode == MIR_MODE_PEER && next->max_bytes != s->cfg->max_bytes)
-		hc_log(HC_LOG_WARN, "mirror", "max_bytes: the new limit applies at the next start");
+	/* An origin keeps everything it publishes: only a peer has a limit. */
+	if (s->cfg->mode == MIR_MODE_PEER &&
+	    mir_store_set_max_bytes(s->store, next->max_bytes) != 0)
+		hc_log(HC_LOG_WARN, "mirror", "max_bytes %" PRIu64 ": files being read or filled "
+		       "keep the store over it until they are released", next->max_bytes);
 	return 0;
 }
 

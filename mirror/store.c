@@ -1595,17 +1595,16 @@ store_evict_one(struct mir_store *st, char *name, size_t name_size, char *log,
 	return 0;
 }
 
-int
-mir_store_reserve(struct mir_store *st, uint64_t size)
+/* Evicts until size more bytes fit under max_bytes. Called with st->mu
+ * held; drops it around each unlink. 0, or HC_EIO when only pinned files
+ * are left to evict. */
+static int
+store_evict_down(struct mir_store *st, uint64_t size)
 {
 	char name[64], log[MIR_PATH_MAX + 64];
 	int rc = 0;
 
-	pthread_mutex_lock(&st->mu);
-	if (st->max_bytes != 0 && size > st->max_bytes)
-		rc = HC_EIO;
-	while (rc == 0 && st->max_bytes != 0 &&
-	       st->bytes + st->reserved + size > st->max_bytes) {
+	while (st->max_bytes != 0 && st->bytes + st->reserved + size > st->max_bytes) {
 		rc = store_evict_one(st, name, sizeof(name), log, sizeof(log));
 		if (rc != 0)
 			break;
@@ -1614,8 +1613,33 @@ mir_store_reserve(struct mir_store *st, uint64_t size)
 		store_unlink_moved(st, name);
 		pthread_mutex_lock(&st->mu);
 	}
+	return rc;
+}
+
+int
+mir_store_reserve(struct mir_store *st, uint64_t size)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&st->mu);
+	if (st->max_bytes != 0 && size > st->max_bytes)
+		rc = HC_EIO;
+	if (rc == 0)
+		rc = store_evict_down(st, size);
 	if (rc == 0)
 		st->reserved += size;
+	pthread_mutex_unlock(&st->mu);
+	return rc;
+}
+
+int
+mir_store_set_max_bytes(struct mir_store *st, uint64_t max_bytes)
+{
+	int rc;
+
+	pthread_mutex_lock(&st->mu);
+	st->max_bytes = max_bytes;
+	rc = store_evict_down(st, 0);
 	pthread_mutex_unlock(&st->mu);
 	return rc;
 }

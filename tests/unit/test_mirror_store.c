@@ -316,6 +316,46 @@ test_lru_list(void **state)
 	mir_store_close(st);
 }
 
+/* A lower limit set while running (a reload) evicts the oldest unpinned
+ * files down to it at once; a pinned file keeps the store over the limit
+ * (HC_EIO) until it is released and room is needed. */
+static void
+test_set_max_bytes(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct mir_store_stats stats;
+	struct mir_file a;
+	struct hc_err err = { 0, "" };
+
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	put(st, "a", 100, 0);
+	put(st, "b", 100, 0);
+	put(st, "c", 100, 0);
+	put(st, "d", 100, 0);
+	assert_int_equal(mir_store_set_max_bytes(st, 250), 0);
+	assert_false(exists(fx, "a"));
+	assert_false(exists(fx, "b"));
+	assert_true(exists(fx, "c") && exists(fx, "d"));
+	mir_store_stats(st, &stats);
+	assert_int_equal(stats.max_bytes, 250);
+	assert_int_equal(stats.bytes, 200);
+
+	assert_int_equal(mir_store_get(st, "c", 0, &a, &err), 0);
+	assert_int_equal(mir_store_set_max_bytes(st, 50), HC_EIO);
+	assert_true(exists(fx, "c"));
+	assert_false(exists(fx, "d"));
+	close(a.fd);
+	mir_store_release(st, a.entry);
+	assert_int_equal(mir_store_set_max_bytes(st, 50), 0);
+	assert_false(exists(fx, "c"));
+	/* 0 is no limit again: nothing more goes. */
+	put(st, "e", 100, 0);
+	assert_int_equal(mir_store_set_max_bytes(st, 0), 0);
+	assert_true(exists(fx, "e"));
+	mir_store_close(st);
+}
+
 /* The journal replays adds, touches and removes in order; a torn last
  * record is ignored, and appending after it works. */
 static void
@@ -905,6 +945,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_evict_unlinks_outside_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_pins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_max_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_confinement, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
