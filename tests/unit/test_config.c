@@ -153,8 +153,8 @@ test_missing_file(void **state)
 	struct hc_err err = { 0, "" };
 
 	(void)state;
-	assert_int_equal(ag_config_load(&cfg, "/nonexistent/agent.yaml", 1, &err), HC_ECONFIG);
-	assert_string_equal(err.msg, "/nonexistent/agent.yaml: No such file or directory");
+	assert_int_equal(ag_config_load(&cfg, "/nonexistent/agent.yaml", 1, &err), HC_ENOINPUT);
+	assert_string_equal(err.msg, "--config /nonexistent/agent.yaml: No such file or directory");
 	/* Not named by the user: the defaults stand. */
 	assert_int_equal(ag_config_load(&cfg, "/nonexistent/agent.yaml", 0, &err), 0);
 	assert_int_equal(cfg.discovery.port, 47990);
