@@ -6,6 +6,10 @@
 
 #define AG_DEFAULT_CONFIG "/etc/hydra-agent/agent.yaml"
 
+/* The "schema" of every --json object: raised when a field changes meaning or
+ * goes away, so hooks that parse the output can tell. */
+#define AG_JSON_SCHEMA 1
+
 enum ag_discovery_mode { AG_MODE_SEQUENTIAL, AG_MODE_PARALLEL };
 enum ag_discovery_rank { AG_RANK_LATENCY, AG_RANK_SERVER };
 

@@ -42,7 +42,10 @@ const struct ag_command ag_cmd_check_config = {
 	"usage: hydra-agent [--config FILE] check-config\n"
 	"\n"
 	"Loads FILE (default " AG_DEFAULT_CONFIG "), reports the first error as\n"
-	"file:line:col and exits 78, or prints every setting with its effective value.\n",
+	"file:line:col and exits 78, or prints every setting with its effective value.\n"
+	"\n"
+	"Exit status: 0, 64 usage, 66 when the --config file is missing, 78 on a bad\n"
+	"config.\n",
 	.run = check_config_run,
 	.needs_log = 0,
 };

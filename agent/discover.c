@@ -47,27 +47,14 @@ json_add(struct json_object *o, const char *key, struct json_object *v)
 	return v == NULL ? -1 : json_object_object_add(o, key, v);
 }
 
-static int
-print_json(const struct disc_choice *ch, struct hc_err *err)
+/* The probes as a JSON array; NULL when out of memory. */
+static struct json_object *
+json_probes(const struct disc_choice *ch)
 {
-	struct json_object *o = json_object_new_object();
 	struct json_object *probes = json_object_new_array();
-	int bad = o == NULL || probes == NULL;
 	size_t i;
-	int rc = 0;
+	int bad = probes == NULL;
 
-	if (!bad) {
-		bad |= json_add(o, "node_id", json_object_new_string(ch->body.node_id)) != 0;
-		bad |= json_add(o, "name", json_object_new_string(ch->body.name)) != 0;
-		bad |= json_add(o, "ip", json_object_new_string(ch->ip)) != 0;
-		bad |= json_add(o, "transport",
-		                json_object_new_string(disc_transport_name(ch->transport))) != 0;
-		bad |= json_add(o, "same_venue", json_object_new_boolean(ch->body.same_venue)) != 0;
-		bad |= json_add(o, "cached", json_object_new_boolean(ch->cached)) != 0;
-		bad |= json_add(o, "elapsed_ms", json_object_new_int64(ch->elapsed_ms)) != 0;
-		bad |= json_add(o, "ranking", json_object_new_string(
-		                ch->ranking == DISC_RANK_LATENCY ? "latency" : "server")) != 0;
-	}
 	for (i = 0; !bad && i < ch->nprobes; i++) {
 		const struct disc_probe_record *p = &ch->probes[i];
 		struct json_object *e = json_object_new_object();
@@ -87,15 +74,49 @@ print_json(const struct disc_choice *ch, struct hc_err *err)
 			                (double)(int64_t)(p->rtt_ms * 100 + 0.5) / 100)) != 0;
 		bad |= json_object_array_add(probes, e) != 0;
 	}
+	if (bad) {
+		json_object_put(probes);
+		return NULL;
+	}
+	return probes;
+}
+
+/* Prints the choice, or with failure set the failure (its message in
+ * "error"), as one JSON object with "schema": 1 on stdout, so a caller
+ * reading --json always gets an object. */
+static int
+print_json(const struct disc_choice *ch, const struct hc_err *failure, struct hc_err *err)
+{
+	struct json_object *o = json_object_new_object();
+	int bad = o == NULL;
+	int rc = 0;
+
 	if (!bad) {
-		bad |= json_object_object_add(o, "probes", probes) != 0;
-		probes = NULL;
+		bad |= json_add(o, "schema", json_object_new_int(AG_JSON_SCHEMA)) != 0;
+		bad |= json_add(o, "status", json_object_new_string(
+		                failure != NULL ? "failed" : "ok")) != 0;
+	}
+	if (!bad && failure != NULL) {
+		bad |= json_add(o, "error", json_object_new_string(failure->msg)) != 0;
+	} else if (!bad) {
+		bad |= json_add(o, "node_id", json_object_new_string(ch->body.node_id)) != 0;
+		bad |= json_add(o, "name", json_object_new_string(ch->body.name)) != 0;
+		bad |= json_add(o, "ip", json_object_new_string(ch->ip)) != 0;
+		bad |= json_add(o, "transport",
+		                json_object_new_string(disc_transport_name(ch->transport))) != 0;
+		bad |= json_add(o, "same_venue", json_object_new_boolean(ch->body.same_venue)) != 0;
+		bad |= json_add(o, "cached", json_object_new_boolean(ch->cached)) != 0;
+		bad |= json_add(o, "ranking", json_object_new_string(
+		                ch->ranking == DISC_RANK_LATENCY ? "latency" : "server")) != 0;
+	}
+	if (!bad) {
+		bad |= json_add(o, "elapsed_ms", json_object_new_int64(ch->elapsed_ms)) != 0;
+		bad |= json_add(o, "probes", json_probes(ch)) != 0;
 	}
 	if (bad)
 		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
 	else
 		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-	json_object_put(probes);
 	json_object_put(o);
 	return rc;
 }
@@ -115,6 +136,7 @@ discover_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 	struct disc_choice *ch = NULL;
 	char *dns = NULL;
 	int as_json = 0, use_cache = 1, mode = -1, rank = -1;
+	int64_t started;
 	int c, rc;
 
 	optind = 1;
@@ -164,16 +186,23 @@ discover_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 		dc.mode = (enum disc_mode)mode;
 	if (rank >= 0)
 		dc.rank = (enum disc_rank)rank;
-	ch = malloc(sizeof(*ch));
+	ch = calloc(1, sizeof(*ch));
 	if (ch == NULL) {
 		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
 		goto done;
 	}
+	started = hc_now_ms();
 	rc = disc_discover(&dc, use_cache, ch, err);
-	if (rc != 0)
+	if (rc != 0) {
+		/* The object goes out on failure too; the status stays the failure's. */
+		if (as_json && rc != HC_ENOMEM) {
+			ch->elapsed_ms = hc_now_ms() - started;
+			(void)print_json(ch, err, NULL);
+		}
 		goto done;
+	}
 	if (as_json)
-		rc = print_json(ch, err);
+		rc = print_json(ch, NULL, err);
 	else
 		printf("%s\n", ch->ip);
 done:
@@ -277,16 +306,18 @@ const struct ag_command ag_cmd_discover = {
 	"trips measured to each body (3 samples per address, all at once). Prints the\n"
 	"chosen IP and caches the choice in state_dir.\n"
 	"\n"
-	"  --json        print node_id, name, ip, transport, same_venue, cached,\n"
-	"                elapsed_ms, ranking and every probe (with rtt_ms when measured)\n"
-	"                as one JSON object\n"
+	"  --json        print one JSON object (schema 1): status \"ok\", node_id, name,\n"
+	"                ip, transport, same_venue, cached, elapsed_ms, ranking and every\n"
+	"                probe (with rtt_ms when measured); on failure status \"failed\",\n"
+	"                error, elapsed_ms and the probes made\n"
 	"  --mode MODE   sequential or parallel, overriding discovery.mode\n"
 	"  --rank RANK   latency or server (the cluster's order, as in Phase 1),\n"
 	"                overriding discovery.rank\n"
 	"  --no-cache    ignore the cached body (the new choice is still cached)\n"
 	"\n"
-	"Exit status: 0, 69 when no body answers or the cluster is unreachable,\n"
-	"65 when the cluster's answer is malformed, 78 on a bad config.\n",
+	"Exit status: 0, 64 usage, 65 when the cluster's answer is malformed,\n"
+	"66 when the --config file is missing, 69 when no body answers or the\n"
+	"cluster is unreachable, 78 on a bad config.\n",
 	.run = discover_run,
 	.needs_log = 1,
 };
@@ -299,7 +330,10 @@ const struct ag_command ag_cmd_invalidate = {
 	"\n"
 	"Removes the cached body from state_dir and logs\n"
 	"'cached body <node_id> invalidated: TEXT'. The next discovery asks the\n"
-	"cluster again. Prints 'no cached body' when there was none.\n",
+	"cluster again. Prints 'no cached body' when there was none.\n"
+	"\n"
+	"Exit status: 0, 64 usage, 66 when the --config file is missing, 74 when\n"
+	"the cache cannot be removed, 78 on a bad config.\n",
 	.run = invalidate_run,
 	.needs_log = 1,
 };
@@ -320,7 +354,8 @@ const struct ag_command ag_cmd_stream = {
 	"\n"
 	"Exit status: 0 when stopped by a signal or when CMD exits 0 after the window;\n"
 	"69 when every attempt failed or the stream ended with a non-zero status;\n"
-	"64 when CMD cannot be run.\n",
+	"64 when CMD cannot be run; 66 when the --config file is missing; 78 on a\n"
+	"bad config.\n",
 	.run = stream_run,
 	.needs_log = 1,
 };

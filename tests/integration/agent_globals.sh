@@ -58,4 +58,25 @@ t_eq "an unknown option exits 64" "$?" 64
 t_grep "an unknown option error reads 'hydra-agent install: ...'" "$T_DIR/bogus.out" "hydra-agent install: see 'hydra-agent install --help'"
 t_nogrep "the command is not named twice" "$T_DIR/bogus.out" "install: install:"
 
+# discover --json prints its object on failure too, with the error.
+port=$(t_free_port)
+printf 'node_id: n1\nstate_dir: %s/state\nlog_file: %s/agent.log\ndiscovery:\n  cluster_url: http://127.0.0.1:%s\n' \
+	"$T_DIR" "$T_DIR" "$port" > "$T_DIR/dead.yaml"
+"$A" --config "$T_DIR/dead.yaml" discover --json --no-cache > "$T_DIR/dj.out" 2> "$T_DIR/dj.err"
+t_eq "discover with the cluster down exits 69" "$?" 69
+t_eq "discover --json on failure: status failed" "$(jq -r .status "$T_DIR/dj.out")" failed
+t_eq "discover --json on failure: schema 1" "$(jq -r .schema "$T_DIR/dj.out")" 1
+case "$(jq -r .error "$T_DIR/dj.out")" in
+*"127.0.0.1:$port"*) t_ok "discover --json on failure: error names the cluster" ;;
+*) t_fail "discover --json on failure: error names the cluster" "$(cat "$T_DIR/dj.out")" ;;
+esac
+t_grep "discover on failure: the error on stderr too" "$T_DIR/dj.err" "hydra-agent discover: "
+
+# Every command's --help lists its exit codes, 66 and 78 among them.
+for cmd in discover invalidate stream check-config; do
+	"$A" "$cmd" --help > "$T_DIR/codes.$cmd" 2>&1
+	t_grep "$cmd --help lists exit code 66" "$T_DIR/codes.$cmd" "66"
+	t_grep "$cmd --help lists exit code 78" "$T_DIR/codes.$cmd" "78"
+done
+
 t_done
