@@ -149,10 +149,12 @@ static const struct hc_cfg_field clu_node_schema[] = {
 	  .required = 1, .check = clu_cfg_place },
 	{ .key = "owner", .type = HC_CFG_STRING, .offset = CLU_NODE_OFF(owner),
 	  .required = 1, .check = clu_cfg_owner },
+	/* A body is probed at both; a head is never probed and may have neither
+	 * (clu_check_loaded says so for bodies). */
 	{ .key = "lan_ip", .type = HC_CFG_STRING, .offset = CLU_NODE_OFF(lan_ip),
-	  .required = 1, .check = clu_cfg_ip },
+	  .check = clu_cfg_ip },
 	{ .key = "wg_ip", .type = HC_CFG_STRING, .offset = CLU_NODE_OFF(wg_ip),
-	  .required = 1, .check = clu_cfg_ip },
+	  .check = clu_cfg_ip },
 	{ .key = "status", .type = HC_CFG_ENUM, .offset = CLU_NODE_OFF(status),
 	  .required = 1, .enum_values = clu_status_names },
 	{ .key = "drained", .type = HC_CFG_BOOL, .offset = CLU_NODE_OFF(drained),
@@ -303,15 +305,18 @@ clu_loaded_fail(const char *name, const char *buf, size_t len, size_t index,
 {
 	size_t line, col;
 
-	if (clu_locate(buf, len, index, key, &line, &col) == 0)
+	/* A key left out has no place of its own: name its node's. */
+	if (clu_locate(buf, len, index, key, &line, &col) == 0 ||
+	    clu_locate(buf, len, index, "id", &line, &col) == 0)
 		return hc_err_set(err, HC_ECONFIG, "%s:%zu:%zu: nodes[%zu].%s: %s", name,
 		                  line, col, index, key, what);
 	return hc_err_set(err, HC_ECONFIG, "%s: nodes[%zu].%s: %s", name, index, key,
 	                  what);
 }
 
-/* What the schema cannot say: required strings written as "", and a node id
- * used twice (the second use is named). */
+/* What the schema cannot say: required strings written as "" (a body's
+ * addresses among them), and a node id used twice (the second use is
+ * named). */
 static int
 clu_check_loaded(const struct clu_fleet *fleet, const char *name,
                  const char *buf, size_t len, struct hc_err *err)
@@ -327,9 +332,13 @@ clu_check_loaded(const struct clu_fleet *fleet, const char *name,
 			{ "wg_ip", n->wg_ip },
 		};
 		for (i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
-			if (*strs[i].value == '\0')
-				return clu_loaded_fail(name, buf, len, j, strs[i].key, err,
-				                       "must not be empty");
+			int address = strcmp(strs[i].key, "lan_ip") == 0 ||
+			              strcmp(strs[i].key, "wg_ip") == 0;
+			if (*strs[i].value != '\0' || (address && n->role == CLU_ROLE_HEAD))
+				continue;
+			return clu_loaded_fail(name, buf, len, j, strs[i].key, err,
+			                       address ? "a body needs one (a head may leave it out)" :
+			                       "must not be empty");
 		}
 		/* Quadratic, but fleets are hundreds of nodes and this runs once. */
 		for (i = 0; i < j; i++) {

@@ -622,6 +622,30 @@ test_fleet_file_errors(void **state)
 	expect_fleet_error("nodes:\n  - {id: n, name: n, role: body, district: b, venue: v,\n"
 	                   "     owner: \"\", lan_ip: 127.0.0.1, wg_ip: 127.0.0.1, status: online}\n",
 	                   "fleet.yaml:3:13: nodes[0].owner: must not be empty");
+	expect_fleet_error("nodes:\n  - {id: n, name: n, role: body, district: b, venue: v,\n"
+	                   "     owner: o, lan_ip: 127.0.0.1, status: online}\n",
+	                   "fleet.yaml:2:10: nodes[0].wg_ip: a body needs one (a head may "
+	                   "leave it out)");
+}
+
+/* A head is never probed: it needs no lan_ip or wg_ip. */
+static void
+test_fleet_head_without_addresses(void **state)
+{
+	struct clu_fleet *fleet = NULL;
+	struct hc_err err = { 0, "" };
+	const char *text = NODE_OK("") "  - {id: node-head, name: kiosk, role: head, district: bxl1,\n"
+	                   "     venue: rupelmonde, owner: visit.flanders, status: online}\n";
+	const struct clu_node *n;
+
+	(void)state;
+	assert_int_equal(clu_fleet_load_buffer("fleet.yaml", text, strlen(text), &fleet, &err), 0);
+	n = clu_fleet_find(fleet, "node-head");
+	assert_non_null(n);
+	assert_int_equal(n->role, CLU_ROLE_HEAD);
+	assert_string_equal(n->lan_ip, "");
+	assert_string_equal(n->wg_ip, "");
+	clu_fleet_free(fleet);
 }
 
 static void
@@ -658,6 +682,7 @@ main(void)
 		cmocka_unit_test(test_yaml_round_trip),
 		cmocka_unit_test(test_fleet_defaults),
 		cmocka_unit_test(test_fleet_file_errors),
+		cmocka_unit_test(test_fleet_head_without_addresses),
 		cmocka_unit_test(test_fleet_missing_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
