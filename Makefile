@@ -5,6 +5,8 @@
 #   make check SANITIZE=1   the same with ASan + UBSan in build-asan/
 #   make demo         one install and one discovery against local servers
 #   make bench        benchmarks against real peers
+#   make fuzz         build the libFuzzer targets (clang) in build-fuzz/ and run
+#                     each for FUZZ_SECONDS (default 20; 0 only builds)
 #   make install PREFIX=/usr/local DESTDIR=
 
 PREFIX  ?= /usr/local
@@ -109,10 +111,34 @@ install: all
 	$(if $(wildcard docs/man/*.1),install -d $(DESTDIR)$(PREFIX)/share/man/man1)
 	$(if $(wildcard docs/man/*.1),install -m 0644 $(wildcard docs/man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/)
 
-clean:
-	rm -rf build build-asan
+# Fuzzing (docs/HACKING.md, "Fuzzing"): every fuzz/NAME.c is a libFuzzer
+# target, linked with fuzz/lib/*.c (but replay.c, the main of the gcc replay
+# in tests/static/fuzz_replay.sh) and the module libraries, all built by
+# clang with the fuzzer's coverage and ASan + UBSan in build-fuzz/.
+FUZZ_BUILD    = build-fuzz
+FUZZ_CC       = clang
+FUZZ_SANFLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+                -fno-sanitize-recover=undefined
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := $(basename $(notdir $(wildcard fuzz/*.c)))
+FUZZ_LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out fuzz/lib/replay.c,$(wildcard fuzz/lib/*.c)))
 
-.PHONY: all tests deps check testbooks demo bench install clean FORCE
+fuzz:
+	@command -v $(FUZZ_CC) >/dev/null || { echo "fuzz: $(FUZZ_CC) missing; run make deps" >&2; exit 1; }
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT=-O1 \
+		SANFLAGS='$(FUZZ_SANFLAGS)' fuzz-targets
+	@[ "$(FUZZ_SECONDS)" = 0 ] || FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh $(FUZZ_BUILD)
+
+fuzz-targets: $(foreach t,$(FUZZ_TARGETS),$(BUILD)/fuzz/$(t))
+
+$(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(FUZZ_LIB_OBJS) $(MODULE_LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+.PHONY: all tests deps check testbooks demo bench install clean fuzz fuzz-targets FORCE
 # Objects reached through pattern rules (tests, tools) are kept, not deleted
 # as intermediates; lib objects are named prerequisites and always rebuilt.
 .PRECIOUS: $(BUILD)/obj/%.o
