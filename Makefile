@@ -5,8 +5,6 @@
 #   make check SANITIZE=1   the same with ASan + UBSan in build-asan/
 #   make demo         one install and one discovery against local servers
 #   make bench        benchmarks against real peers
-#   make fuzz         build the libFuzzer targets (clang) in build-fuzz/ and run
-#                     each for FUZZ_SECONDS (default 20; 0 only builds)
 #   make install PREFIX=/usr/local DESTDIR=
 
 PREFIX  ?= /usr/local
@@ -111,10 +109,21 @@ install: all
 	$(if $(wildcard docs/man/*.1),install -d $(DESTDIR)$(PREFIX)/share/man/man1)
 	$(if $(wildcard docs/man/*.1),install -m 0644 $(wildcard docs/man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/)
 
-# Fuzzing (docs/HACKING.md, "Fuzzing"): every fuzz/NAME.c is a libFuzzer
+clean:
+	rm -rf build build-asan
+
+.PHONY: all tests deps check testbooks demo bench install clean FORCE
+# Objects reached through pattern rules (tests, tools) are kept, not deleted
+# as intermediates; lib objects are named prerequisites and always rebuilt.
+.PRECIOUS: $(BUILD)/obj/%.o
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# make fuzz (docs/HACKING.md, "Fuzzing"): every fuzz/NAME.c is a libFuzzer
 # target, linked with fuzz/lib/*.c (but replay.c, the main of the gcc replay
 # in tests/static/fuzz_replay.sh) and the module libraries, all built by
-# clang with the fuzzer's coverage and ASan + UBSan in build-fuzz/.
+# clang with the fuzzer's coverage and ASan + UBSan in build-fuzz/, then
+# each run for FUZZ_SECONDS (0: only build).
 FUZZ_BUILD    = build-fuzz
 FUZZ_CC       = clang
 FUZZ_SANFLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
@@ -135,12 +144,8 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(FUZZ_LIB_OBJS) $(MODULE_LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
-clean:
-	rm -rf build build-asan build-fuzz
+clean: clean-fuzz
+clean-fuzz:
+	rm -rf $(FUZZ_BUILD)
 
-.PHONY: all tests deps check testbooks demo bench install clean fuzz fuzz-targets FORCE
-# Objects reached through pattern rules (tests, tools) are kept, not deleted
-# as intermediates; lib objects are named prerequisites and always rebuilt.
-.PRECIOUS: $(BUILD)/obj/%.o
-
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+.PHONY: fuzz fuzz-targets clean-fuzz

@@ -1,18 +1,18 @@
 #!/bin/sh
 # Installs the Debian packages hydra-agent builds, tests and benchmarks with
-# (DESIGN.md section 3), and clang with its libFuzzer runtime (only
-# recommended by Debian 12's clang, so named) for make fuzz. Idempotent:
-# runs apt-get only when something is missing, and apt-get update only then.
+# (DESIGN.md section 3). Idempotent: runs apt-get only when something is
+# missing, and apt-get update only then.
 set -eu
 
 PKGS="build-essential pkg-config
 libcurl4-openssl-dev libc-ares-dev libssl-dev libjson-c-dev libyaml-dev
 libcmocka-dev libmicrohttpd-dev
 dnsmasq-base nftables iproute2 openssl curl socat procps jq util-linux
-nginx-light aria2 wrk valgrind rsync time
-clang libclang-rt-14-dev"
+nginx-light aria2 wrk valgrind rsync time"
 
 missing=""
+# make fuzz: clang and its libFuzzer runtime (Debian 12's clang only recommends it).
+PKGS="$PKGS clang libclang-rt-14-dev"
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
 		missing="$missing $p"

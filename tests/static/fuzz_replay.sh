@@ -17,8 +17,10 @@ for m in $LIBS; do
 		exit 0
 	fi
 done
-PKG_CFLAGS=$(pkg-config --cflags libcurl libcares json-c yaml-0.1 openssl libmicrohttpd)
-PKG_LIBS=$(pkg-config --libs libcurl libcares json-c yaml-0.1 openssl libmicrohttpd)
+# The libraries the Makefile links every program with.
+PKGS=$(sed -n 's/^PKGS *= *//p' Makefile)
+PKG_CFLAGS=$(pkg-config --cflags $PKGS)
+PKG_LIBS=$(pkg-config --libs $PKGS)
 SAN=""
 [ "${SANITIZE:-}" = 1 ] && SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 CFLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 $SAN -I. $PKG_CFLAGS"
