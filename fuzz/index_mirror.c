@@ -4,6 +4,7 @@
  * rightly) over two files: whatever the index says, both files are served
  * with their real size and a digest, and closing writes an index that opens.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,14 +13,14 @@
 #include "fuzz/lib/support.h"
 #include "mirror/mirror.h"
 
-static char root[4096];
+static char root[PATH_MAX];
 
 /* Writes dir/name unless it is there: an unchanged file keeps its mtime, so
  * an index line can describe it rightly. */
 static void
 keep_file(const char *dir, const char *name, const char *data, size_t len)
 {
-	char path[4096];
+	char path[PATH_MAX];
 	struct stat st;
 
 	if (hc_snprintf(path, sizeof(path), "%s/%s", dir, name) != 0)
@@ -33,7 +34,7 @@ setup(void)
 {
 	struct hc_err err = { 0, "" };
 	struct mir_store *st = NULL;
-	char dir[4096];
+	char dir[PATH_MAX];
 
 	if (root[0] == '\0') {
 		if (hc_snprintf(root, sizeof(root), "%s/store", fz_scratch()) != 0 ||
@@ -69,7 +70,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct hc_err err = { 0, "" };
 	struct mir_store *st = NULL;
-	char meta[4096];
+	char meta[PATH_MAX];
 
 	fz_quiet();
 	setup();

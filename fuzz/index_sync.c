@@ -3,6 +3,7 @@
  * one file is already right in DIR: whatever the index says, the sync
  * succeeds without a transfer (the manifest's URL leads nowhere).
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,14 +11,14 @@
 #include "fuzz/lib/support.h"
 #include "mirrorfetch/mirrorfetch.h"
 
-static char dir[4096], manifest[4096], state[4096];
+static char dir[PATH_MAX], manifest[PATH_MAX], state[PATH_MAX];
 
 static void
 setup(void)
 {
 	struct hc_err err = { 0, "" };
 	struct mf_manifest *m = NULL;
-	char src[4096];
+	char src[PATH_MAX];
 	char *json;
 
 	if (dir[0] != '\0')

@@ -4,6 +4,7 @@
  * files are replayed in name order. Prints "replayed N inputs"; a broken
  * property aborts and the sanitizers (SANITIZE=1) report.
  */
+#include <limits.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,7 +66,7 @@ main(int argc, char **argv)
 			return 1;
 		}
 		for (k = 0; k < count; k++) {
-			char path[4096];
+			char path[PATH_MAX];
 
 			if (names[k]->d_name[0] != '.' &&
 			    hc_snprintf(path, sizeof(path), "%s/%s", argv[i], names[k]->d_name) == 0) {

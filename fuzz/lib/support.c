@@ -1,4 +1,5 @@
 /* Helpers of the fuzz targets; see support.h. */
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 /* Deepest tree a target leaves in its scratch folder, with room to spare. */
 #define FZ_SCRATCH_DEPTH 16
 
+/* "/tmp/hydra-fuzz.XXXXXX" and its terminator, with room. */
 static char scratch[64];
 
 void
@@ -72,7 +74,7 @@ fz_scratch(void)
 void
 fz_write(const char *dir, const char *name, const void *data, size_t size)
 {
-	char path[4096];
+	char path[PATH_MAX];
 	int fd;
 
 	if (hc_snprintf(path, sizeof(path), "%s/%s", dir, name) != 0)
@@ -86,7 +88,7 @@ fz_write(const char *dir, const char *name, const void *data, size_t size)
 void
 fz_remove(const char *dir, const char *name)
 {
-	char path[4096];
+	char path[PATH_MAX];
 
 	if (hc_snprintf(path, sizeof(path), "%s/%s", dir, name) != 0)
 		fz_fail("scratch path too long");
