@@ -1,6 +1,6 @@
 /* Helpers of the fuzz targets; see support.h. */
-#include <limits.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
