@@ -17,7 +17,10 @@ FUZZ_RSS_MB=2048
 # Inputs stay small so each run explores, not copies; above the largest seed.
 FUZZ_MAX_LEN=16384
 failed=0
-mkdir -p "$BUILD_FUZZ/crashes" "$BUILD_FUZZ/logs"
+mkdir -p "$BUILD_FUZZ/crashes" "$BUILD_FUZZ/logs" "$BUILD_FUZZ/tmp"
+# Scratch folders of the targets (fz_scratch) stay inside the build folder.
+TMPDIR=$(cd "$BUILD_FUZZ/tmp" && pwd)
+export TMPDIR
 for bin in "$BUILD_FUZZ"/fuzz/*; do
 	[ -x "$bin" ] || continue
 	name=$(basename "$bin")

@@ -12,8 +12,7 @@
 /* Deepest tree a target leaves in its scratch folder, with room to spare. */
 #define FZ_SCRATCH_DEPTH 16
 
-/* "/tmp/hydra-fuzz.XXXXXX" and its terminator, with room. */
-static char scratch[64];
+static char scratch[PATH_MAX];
 
 void
 fz_fail(const char *what)
@@ -62,9 +61,13 @@ fz_scratch_remove(void)
 const char *
 fz_scratch(void)
 {
+	const char *tmp = getenv("TMPDIR");
+
 	if (scratch[0] != '\0')
 		return scratch;
-	if (hc_strlcpy(scratch, "/tmp/hydra-fuzz.XXXXXX", sizeof(scratch)) != 0 ||
+	if (tmp == NULL || *tmp == '\0')
+		tmp = "/tmp";
+	if (hc_snprintf(scratch, sizeof(scratch), "%s/hydra-fuzz.XXXXXX", tmp) != 0 ||
 	    mkdtemp(scratch) == NULL)
 		fz_fail("cannot create the scratch folder");
 	atexit(fz_scratch_remove);

@@ -17,9 +17,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Sends log lines nowhere: a target runs millions of inputs. Idempotent. */
 void fz_quiet(void);
 
-/* A folder private to this process (/tmp/hydra-fuzz.XXXXXX), created on
- * first use and removed with its contents at a normal exit; a crash leaves
- * it for a look. Aborts when it cannot be made. */
+/* A folder private to this process ($TMPDIR/hydra-fuzz.XXXXXX, /tmp when
+ * TMPDIR is unset), created on first use and removed with its contents at
+ * a normal exit; a crash (and libFuzzer's own exit) leaves it, so fuzz/run.sh
+ * and the replay point TMPDIR into their build folder. Aborts when it
+ * cannot be made. */
 const char *fz_scratch(void);
 
 /* Writes size bytes to dir/name (replacing it). Aborts on failure: the

@@ -27,7 +27,10 @@ CFLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 $SAN -I. $PKG_CFLAGS
 ARCHIVES=""
 for m in $LIBS; do ARCHIVES="$ARCHIVES $BUILD/lib/lib$m.a"; done
 
-mkdir -p "$OUT"
+mkdir -p "$OUT/tmp"
+# Scratch folders of the targets (fz_scratch) stay inside the build folder.
+TMPDIR=$(cd "$OUT/tmp" && pwd)
+export TMPDIR
 targets=0 bad=0
 # shellcheck disable=SC2086
 if ! $CC $CFLAGS -o "$OUT/lib.o" -r fuzz/lib/*.c 2> "$OUT/lib.err"; then
