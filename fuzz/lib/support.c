@@ -9,8 +9,10 @@
 #include "common/hc.h"
 #include "fuzz/lib/support.h"
 
-/* Deepest tree a target leaves in its scratch folder, with room to spare. */
-#define FZ_SCRATCH_DEPTH 16
+/* Deepest tree a target leaves in its scratch folder: a store path may be
+ * HC_PATH_MAX bytes of one-byte folders (mirror_http PUTs such paths), below
+ * the few folders of the store itself. */
+#define FZ_SCRATCH_DEPTH (HC_PATH_MAX / 2 + 8)
 
 static char scratch[PATH_MAX];
 
