@@ -170,3 +170,34 @@ clean:
 .PRECIOUS: $(BUILD)/obj/%.o
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# make fuzz (docs/HACKING.md, "Fuzzing"): every fuzz/NAME.c is a libFuzzer
+# target, linked with fuzz/lib/*.c (but replay.c, the main of the gcc replay
+# in tests/static/fuzz_replay.sh) and the module libraries, all built by
+# clang with the fuzzer's coverage and ASan + UBSan in build-fuzz/, then
+# each run for FUZZ_SECONDS (0: only build).
+FUZZ_BUILD    = build-fuzz
+FUZZ_CC       = clang
+FUZZ_SANFLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+                -fno-sanitize-recover=undefined
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := $(basename $(notdir $(wildcard fuzz/*.c)))
+FUZZ_LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out fuzz/lib/replay.c,$(wildcard fuzz/lib/*.c)))
+
+fuzz:
+	@command -v $(FUZZ_CC) >/dev/null || { echo "fuzz: $(FUZZ_CC) missing; run make deps" >&2; exit 1; }
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT=-O1 \
+		SANFLAGS='$(FUZZ_SANFLAGS)' fuzz-targets
+	@[ "$(FUZZ_SECONDS)" = 0 ] || FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh $(FUZZ_BUILD)
+
+fuzz-targets: $(foreach t,$(FUZZ_TARGETS),$(BUILD)/fuzz/$(t))
+
+$(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(FUZZ_LIB_OBJS) $(MODULE_LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+clean: clean-fuzz
+clean-fuzz:
+	rm -rf $(FUZZ_BUILD)
+
+.PHONY: fuzz fuzz-targets clean-fuzz

@@ -13,19 +13,27 @@
 
 #include "common/hc.h"
 
-/* Config files are small; a bigger one is a mistake, not a config. */
+/* Config files are small; a bigger one is a mistake, not a config. This
+ * bounds buffers as well as files. */
 #define CFG_FILE_MAX (4 * 1024 * 1024)
 /* Fields of one mapping; duplicate detection uses a fixed array of flags. */
 #define CFG_FIELDS_MAX 64
 /* Dotted key paths in messages ("mirror.stall.seconds", "nodes[3].id"). */
 #define CFG_KEY_MAX 256
-/* Nesting bound: schemas are a few levels deep, input is not trusted. */
+/* Nesting bound: schemas are a few levels deep, input is not trusted. It is
+ * checked on libyaml's event stream before a document is built, because
+ * building one costs time quadratic in its nesting depth. */
 #define CFG_DEPTH_MAX 16
+/* Values the loader visits in one document: a fleet of 15,000 nodes of 16
+ * fields is far above any real config, and the bound caps the work aliases
+ * can multiply (each use of an alias is visited again). */
+#define CFG_VALUES_MAX 250000
 
 struct cfg_ctx {
 	const char *name;
 	yaml_document_t *doc;
 	struct hc_err *err;
+	size_t values;     /* visited so far, bounded by CFG_VALUES_MAX */
 };
 
 static int cfg_load_map(struct cfg_ctx *c, const struct hc_cfg_field *schema,
@@ -294,6 +302,12 @@ cfg_load_strlist(struct cfg_ctx *c, const struct hc_cfg_field *f, void *obj,
 	for (it = node->data.sequence.items.start;
 	     it < node->data.sequence.items.top; it++, i++) {
 		yaml_node_t *item = yaml_document_get_node(c->doc, *it);
+		if (++c->values > CFG_VALUES_MAX) {
+			struct hc_strlist bad = { items, i };
+			cfg_free_strlist(&bad);
+			return cfg_fail(c, node->start_mark, key,
+			                "more than %d values in the document", CFG_VALUES_MAX);
+		}
 		if (item == NULL || item->type != YAML_SCALAR_NODE) {
 			struct hc_strlist bad = { items, i };
 			cfg_free_strlist(&bad);
@@ -390,6 +404,9 @@ cfg_load_field(struct cfg_ctx *c, const struct hc_cfg_field *f, void *obj,
 	char what[HC_ERR_MAX];
 	int rc;
 
+	if (++c->values > CFG_VALUES_MAX)
+		return cfg_fail(c, val->start_mark, key, "more than %d values in the document",
+		                CFG_VALUES_MAX);
 	switch (f->type) {
 	case HC_CFG_MAP:
 		return cfg_load_map(c, f->children, obj, val, key, depth + 1);
@@ -471,6 +488,64 @@ cfg_load_map(struct cfg_ctx *c, const struct hc_cfg_field *schema, void *obj,
 	return cfg_check_required(c, schema, seen, node, prefix);
 }
 
+static int
+cfg_syntax_error(const char *name, const yaml_parser_t *parser, struct hc_err *err)
+{
+	const char *ctx = parser->context != NULL ? parser->context : "";
+
+	return hc_err_set(err, HC_ECONFIG, "%s:%zu:%zu: YAML syntax error: %s%s%s",
+	                  name, parser->problem_mark.line + 1,
+	                  parser->problem_mark.column + 1,
+	                  parser->problem != NULL ? parser->problem : "malformed",
+	                  *ctx != '\0' ? " " : "", ctx);
+}
+
+/*
+ * Reads the event stream of buf and refuses it when collections nest more
+ * than CFG_DEPTH_MAX deep, stopping at the first level too deep so the cost
+ * stays linear in len. Syntax errors are reported as the loader would.
+ */
+static int
+cfg_check_depth(const char *name, const char *buf, size_t len, struct hc_err *err)
+{
+	yaml_parser_t parser;
+	yaml_event_t ev;
+	int depth = 0, done = 0, rc = 0;
+
+	if (!yaml_parser_initialize(&parser))
+		return hc_err_set(err, HC_ENOMEM, "%s: cannot start the YAML parser", name);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+	while (!done && rc == 0) {
+		if (!yaml_parser_parse(&parser, &ev)) {
+			rc = cfg_syntax_error(name, &parser, err);
+			break;
+		}
+		switch (ev.type) {
+		case YAML_SEQUENCE_START_EVENT:
+		case YAML_MAPPING_START_EVENT:
+			if (++depth > CFG_DEPTH_MAX)
+				rc = hc_err_set(err, HC_ECONFIG,
+				                "%s:%zu:%zu: nested more than %d levels deep", name,
+				                ev.start_mark.line + 1, ev.start_mark.column + 1,
+				                CFG_DEPTH_MAX);
+			break;
+		case YAML_SEQUENCE_END_EVENT:
+		case YAML_MAPPING_END_EVENT:
+			depth--;
+			break;
+		case YAML_DOCUMENT_END_EVENT:  /* only the first document is loaded */
+		case YAML_STREAM_END_EVENT:
+			done = 1;
+			break;
+		default:
+			break;
+		}
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&parser);
+	return rc;
+}
+
 int
 hc_cfg_load_buffer(const struct hc_cfg_field *schema, void *obj, const char *name,
                    const char *buf, size_t len, struct hc_err *err)
@@ -478,21 +553,22 @@ hc_cfg_load_buffer(const struct hc_cfg_field *schema, void *obj, const char *nam
 	yaml_parser_t parser;
 	yaml_document_t doc;
 	yaml_node_t *root;
-	struct cfg_ctx c = { name, &doc, err };
+	struct cfg_ctx c = { name, &doc, err, 0 };
 	int have_parser = 0, have_doc = 0;
 	int rc;
 
+	if (len > CFG_FILE_MAX)
+		return hc_err_set(err, HC_ECONFIG, "%s:1:1: %zu bytes, more than the %d a config may hold",
+		                  name, len, CFG_FILE_MAX);
+	rc = cfg_check_depth(name, buf, len, err);
+	if (rc != 0)
+		return rc;
 	if (!yaml_parser_initialize(&parser))
 		return hc_err_set(err, HC_ENOMEM, "%s: cannot start the YAML parser", name);
 	have_parser = 1;
 	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
 	if (!yaml_parser_load(&parser, &doc)) {
-		const char *ctx = parser.context != NULL ? parser.context : "";
-		rc = hc_err_set(err, HC_ECONFIG, "%s:%zu:%zu: YAML syntax error: %s%s%s",
-		                name, parser.problem_mark.line + 1,
-		                parser.problem_mark.column + 1,
-		                parser.problem != NULL ? parser.problem : "malformed",
-		                *ctx != '\0' ? " " : "", ctx);
+		rc = cfg_syntax_error(name, &parser, err);
 		goto done;
 	}
 	have_doc = 1;

@@ -46,6 +46,20 @@ json_field(struct json_object *obj, const char *field, enum json_type want,
 	return 0;
 }
 
+/* Callers read strings as C strings: one with "\u0000" inside would be
+ * taken cut short ("node-1\u0000x" as "node-1"), so it is refused. */
+static int
+json_string_value(struct json_object *v, const char *field, const char **out,
+                  struct hc_err *err)
+{
+	const char *s = json_object_get_string(v);
+
+	if (strlen(s) != (size_t)json_object_get_string_len(v))
+		return hc_err_set(err, HC_EDATA, "field '%s': contains a NUL character", field);
+	*out = s;
+	return 0;
+}
+
 int
 hc_json_get_string(struct json_object *obj, const char *field, const char **out,
                    struct hc_err *err)
@@ -54,7 +68,7 @@ hc_json_get_string(struct json_object *obj, const char *field, const char **out,
 	int rc = json_field(obj, field, json_type_string, "a string", 0, &v, err);
 
 	if (rc == 0)
-		*out = json_object_get_string(v);
+		rc = json_string_value(v, field, out, err);
 	return rc;
 }
 
@@ -66,7 +80,7 @@ hc_json_opt_string(struct json_object *obj, const char *field, const char **out,
 	int rc = json_field(obj, field, json_type_string, "a string", 1, &v, err);
 
 	if (rc == 0 && v != NULL)
-		*out = json_object_get_string(v);
+		rc = json_string_value(v, field, out, err);
 	return rc;
 }
 

@@ -13,6 +13,8 @@ libsystemd-dev debhelper dpkg-dev fakeroot lintian man-db groff-base logrotate
 pebble uacme prometheus"
 
 missing=""
+# make fuzz: clang and its libFuzzer runtime (Debian 12's clang only recommends it).
+PKGS="$PKGS clang libclang-rt-14-dev"
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
 		missing="$missing $p"

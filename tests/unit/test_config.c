@@ -5,7 +5,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "agent/agent.h"
@@ -146,6 +148,116 @@ test_malformed(void **state)
 	expect_error("node_id: a\nnode_id: b\n", "agent.yaml:2:1: duplicate key 'node_id'");
 }
 
+/* A document of depth levels: "node_id: " then depth '[' and as many ']'. */
+static char *
+nested(size_t depth)
+{
+	static const char head[] = "node_id: ";
+	size_t n = sizeof(head) - 1;
+	char *text = malloc(n + 2 * depth + 2);
+
+	assert_non_null(text);
+	memcpy(text, head, n);
+	memset(text + n, '[', depth);
+	memset(text + n + depth, ']', depth);
+	text[n + 2 * depth] = '\n';
+	text[n + 2 * depth + 1] = '\0';
+	return text;
+}
+
+/* Issue 19 item 12: libyaml builds a document in time quadratic in its
+ * depth (100,000 levels took minutes); the loader refuses the 17th level
+ * before building anything, so this takes milliseconds, even under
+ * valgrind. */
+static void
+test_deep_nesting(void **state)
+{
+	struct ag_config cfg;
+	struct hc_err err = { 0, "" };
+	struct timespec t0, t1;
+	char *text = nested(100000);
+	double s;
+
+	(void)state;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(load(&cfg, text, &err), HC_ECONFIG);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_string_equal(err.msg, "agent.yaml:1:25: nested more than 16 levels deep");
+	s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	/* Fixed: well under 0.5 s under valgrind; before: minutes. The root mapping is the first level. */
+	assert_true(s < 10.0);
+	ag_config_free(&cfg);
+	free(text);
+	/* Mappings count as well, deep inside a known key. */
+	expect_error("mirror: {stall: {seconds: {a: {a: {a: {a: {a: {a: {a: {a: {a: {a: "
+	             "{a: {a: {a: {a: 1}}}}}}}}}}}}}}}}\n",
+	             "agent.yaml:1:79: nested more than 16 levels deep");
+	/* 16 levels is not refused for its depth: the schema says what is wrong. */
+	text = nested(15);
+	expect_error(text, "agent.yaml:1:10: node_id: expected a string, got a list");
+	free(text);
+}
+
+/* A buffer larger than a config file may be is refused before parsing. */
+static void
+test_too_large(void **state)
+{
+	size_t len = 4 * 1024 * 1024 + 1;
+	char *text = malloc(len + 1);
+	char want[128];
+
+	(void)state;
+	assert_non_null(text);
+	memset(text, ' ', len);
+	text[len] = '\0';
+	snprintf(want, sizeof(want), "agent.yaml:1:1: %zu bytes, more than the %d a config may hold",
+	         len, 4 * 1024 * 1024);
+	expect_error(text, want);
+	free(text);
+}
+
+/* A schema with a list of mappings, where an alias is worth several values. */
+struct pair { char *a, *b; };
+struct pairs { struct hc_cfg_seq items; };
+static const struct hc_cfg_field pair_schema[] = {
+	{ .key = "a", .type = HC_CFG_STRING, .offset = offsetof(struct pair, a) },
+	{ .key = "b", .type = HC_CFG_STRING, .offset = offsetof(struct pair, b) },
+	{ .key = NULL },
+};
+static const struct hc_cfg_field pairs_schema[] = {
+	{ .key = "items", .type = HC_CFG_SEQ, .offset = offsetof(struct pairs, items),
+	  .children = pair_schema, .elem_size = sizeof(struct pair) },
+	{ .key = NULL },
+};
+
+/* Each use of an alias is visited again: 130,000 uses of a mapping of two
+ * strings are 260,000 values, past the bound, refused with a message. */
+static void
+test_alias_amplification(void **state)
+{
+	static const char head[] = "items:\n- &x {a: 1, b: 2}\n";
+	size_t n = 130000, len = sizeof(head) - 1 + n * 5;
+	char *text = malloc(len + 1), *p;
+	struct pairs doc;
+	struct hc_err err = { 0, "" };
+	size_t i;
+
+	(void)state;
+	assert_non_null(text);
+	memcpy(text, head, sizeof(head) - 1);
+	p = text + sizeof(head) - 1;
+	for (i = 0; i < n; i++, p += 5)
+		memcpy(p, "- *x\n", 5);
+	*p = '\0';
+	memset(&doc, 0, sizeof(doc));
+	assert_int_equal(hc_cfg_load_buffer(pairs_schema, &doc, "pairs.yaml", text, len, &err),
+	                 HC_ECONFIG);
+	assert_non_null(strstr(err.msg, ": more than 250000 values in the document"));
+	assert_int_equal(doc.items.n, 0);
+	hc_cfg_free(pairs_schema, &doc);
+	free(text);
+}
+
 static void
 test_missing_file(void **state)
 {
@@ -172,6 +284,9 @@ main(void)
 		cmocka_unit_test(test_out_of_range),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_deep_nesting),
+		cmocka_unit_test(test_too_large),
+		cmocka_unit_test(test_alias_amplification),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
