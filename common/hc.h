@@ -456,7 +456,7 @@ struct hc_http_response;
 typedef int (*hc_http_on_headers)(void *ctx, const struct hc_http_response *r);
 
 struct hc_http_request {
-	const char *method;        /* "GET" (default) or "HEAD" */
+	const char *method;        /* "GET" (default), "HEAD", or "POST" (empty body) */
 	const char *url;
 	int64_t range_from;        /* >0: Range: bytes=N- */
 	const char *if_range;      /* with range_from: If-Range value (an ETag) */

@@ -428,8 +428,12 @@ http_options(struct http_xfer *x, const char *method, struct curl_slist *resolve
 		curl_easy_setopt(x->curl, CURLOPT_TIMEOUT_MS, (long)cfg->total_timeout_ms);
 	if (cfg->ca_file != NULL && *cfg->ca_file != '\0')
 		curl_easy_setopt(x->curl, CURLOPT_CAINFO, cfg->ca_file);
-	if (strcmp(method, "HEAD") == 0)
+	if (strcmp(method, "HEAD") == 0) {
 		curl_easy_setopt(x->curl, CURLOPT_NOBODY, 1L);
+	} else if (strcmp(method, "POST") == 0) {
+		curl_easy_setopt(x->curl, CURLOPT_POSTFIELDS, "");
+		curl_easy_setopt(x->curl, CURLOPT_POSTFIELDSIZE, 0L);
+	}
 	if (req->range_from > 0) {
 		if (hc_snprintf(range, sizeof(range), "%" PRId64 "-", req->range_from) != 0)
 			return hc_err_set(err, HC_ESOFTWARE, "range too long");
@@ -469,7 +473,8 @@ hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *
 	x.cfg = cfg;
 	x.req = req;
 	x.resp = resp;
-	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
+	    strcmp(method, "POST") != 0)
 		return hc_err_set(err, HC_ESOFTWARE, "unsupported method %s", method);
 	rc = hc_url_parse(req->url, &u, err);
 	if (rc != 0)

@@ -9,6 +9,7 @@
  *   plan.c     what each manifest entry needs: keep, reuse from staging, fetch
  *   transfer.c the manifest download and the fetch workers
  *   swap.c     staged files into DIR, --delete, the staging cleanup
+ *   origin.c   the origin's digest beside the district probe, mismatch reports
  *   sync.c     mf_sync: the phases in order
  */
 #ifndef MIRRORFETCH_INTERNAL_H
@@ -96,6 +97,33 @@ struct mf_fetch_target {
 int mf_fetch_at(const struct mf_config *cfg, const struct mf_candidates *cand,
                 const struct mf_fetch_target *t, enum mf_progress_mode progress,
                 struct mf_result *res, struct hc_err *err);
+
+/* ------------------------------------------------------------------ origin */
+
+/* The origin's HEAD of one file, run on its own thread beside the district
+ * probe so that it costs no wall time when the origin answers. */
+struct mf_origin_probe {
+	const struct mf_config *cfg;
+	const char *url;
+	pthread_t thread;
+	int started;
+	char sha256[HC_SHA256_HEX_LEN + 1]; /* "" unless the origin gave its digest */
+	struct hc_err why;                  /* why sha256 is "" */
+};
+
+/* Starts a HEAD of url bounded by cfg->head_timeout_ms. 0, or -1 with
+ * p->why set (then there is nothing to wait for). */
+int mf_origin_probe_start(const struct mf_config *cfg, const char *url,
+                          struct mf_origin_probe *p);
+/* Waits for the HEAD; p->sha256 is then the origin's digest or "". Safe to
+ * call twice, and on a probe that did not start. */
+void mf_origin_probe_wait(struct mf_origin_probe *p);
+
+/* Tells the mirror of c that the bytes it sent for display did not match:
+ * POST /api/v1/peer/verify/{path}, bounded by head_timeout_ms. Best effort:
+ * the outcome is logged and never changes the caller's. */
+void mf_report_mismatch(const struct mf_config *cfg, const struct mf_candidate *c,
+                        const char *display);
 
 /* ------------------------------------------------------------------ index */
 

@@ -52,6 +52,8 @@ struct mf_result {
 	char source_url[MF_URL_MAX];
 	char source_host[HC_HOST_MAX];
 	int fallback;         /* the file did not come (only) from the first candidate */
+	const char *digest_source; /* "argument", "origin", "mirror", "none"; NULL before */
+	int already_installed;     /* --sha256 matched what PATH held: nothing fetched */
 	int64_t elapsed_ms;
 	size_t n_attempts;
 	struct mf_attempt attempts[MF_ATTEMPTS_MAX];
@@ -143,8 +145,10 @@ void mf_writer_free(struct mf_writer *w);
  * "" when too small. This function cannot fail. */
 void mf_format_bytes(double v, char *out, size_t size);
 
-/* Writes res as the --json object of DESIGN.md section 5 to out. */
-void mf_result_print_json(const struct mf_result *res, int status, FILE *out);
+/* Writes res as the --json object of docs/install.md to out: schema 1, and
+ * error (the message) when status is not 0. */
+void mf_result_print_json(const struct mf_result *res, int status, const char *error,
+                          FILE *out);
 
 /* ------------------------------------------------------------------ manifests */
 
@@ -268,7 +272,9 @@ struct mf_sync_result {
 int mf_sync(const struct mf_config *cfg, const struct mf_sync_options *opt,
             struct mf_sync_result *res, struct hc_err *err);
 void mf_sync_result_free(struct mf_sync_result *res);
-/* Writes res as the --json object of docs/sync.md to out. */
-void mf_sync_result_print_json(const struct mf_sync_result *res, int status, FILE *out);
+/* Writes res as the --json object of docs/sync.md to out: schema 1, and
+ * error (the message) when status is not 0. */
+void mf_sync_result_print_json(const struct mf_sync_result *res, int status,
+                               const char *error, FILE *out);
 
 #endif
