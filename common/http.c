@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,13 @@
  * it spans. Two more samples than steps keep one at least a window old. */
 #define STALL_STEPS 32
 #define STALL_RING (STALL_STEPS + 2)
+
+/* With reuse_connections, each thread keeps one curl handle: its connection
+ * cache (one connection per host, curl's default of 5 hosts) and TLS
+ * session cache live from one request to the next. Freed at thread exit. */
+static pthread_key_t http_handle_key;
+static pthread_once_t http_handle_once = PTHREAD_ONCE_INIT;
+static int http_handle_key_ok;
 
 struct http_sample {
 	int64_t ms;
@@ -128,9 +136,63 @@ hc_http_global_init(struct hc_err *err)
 	return 0;
 }
 
+static void
+http_handle_destroy(void *curl)
+{
+	curl_easy_cleanup(curl);
+}
+
+static void
+http_handle_key_init(void)
+{
+	http_handle_key_ok = pthread_key_create(&http_handle_key, http_handle_destroy) == 0;
+}
+
+/* The calling thread's kept handle, reset for a new request; a new one the
+ * first time. NULL when out of memory. *kept is 1 when the handle must not
+ * be cleaned up by the caller. */
+static CURL *
+http_handle(int reuse, int *kept)
+{
+	CURL *curl;
+
+	*kept = 0;
+	if (!reuse)
+		return curl_easy_init();
+	(void)pthread_once(&http_handle_once, http_handle_key_init);
+	if (!http_handle_key_ok)
+		return curl_easy_init();
+	curl = pthread_getspecific(http_handle_key);
+	if (curl != NULL) {
+		/* Options go; connections, DNS and TLS sessions stay. */
+		curl_easy_reset(curl);
+		*kept = 1;
+		return curl;
+	}
+	curl = curl_easy_init();
+	if (curl != NULL && pthread_setspecific(http_handle_key, curl) == 0)
+		*kept = 1;
+	return curl;
+}
+
+void
+hc_http_thread_done(void)
+{
+	CURL *curl;
+
+	if (!http_handle_key_ok)
+		return;
+	curl = pthread_getspecific(http_handle_key);
+	if (curl == NULL)
+		return;
+	(void)pthread_setspecific(http_handle_key, NULL);
+	curl_easy_cleanup(curl);
+}
+
 void
 hc_http_global_cleanup(void)
 {
+	hc_http_thread_done();
 	ares_library_cleanup();
 	curl_global_cleanup();
 }
@@ -466,7 +528,7 @@ hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *
 	int64_t start = hc_now_ms();
 	char *ip = NULL;
 	CURLcode cc;
-	int rc;
+	int rc, kept = 0;
 
 	hc_http_response_init(resp);
 	memset(&x, 0, sizeof(x));
@@ -488,7 +550,7 @@ hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *
 		rc = hc_err_set(err, HC_ESOFTWARE, "resolve entry too long for %s", u.host);
 		goto done;
 	}
-	x.curl = curl_easy_init();
+	x.curl = http_handle(cfg->reuse_connections, &kept);
 	resolve = curl_slist_append(NULL, entry);
 	if (x.curl == NULL || resolve == NULL) {
 		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
@@ -509,7 +571,10 @@ hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *
 	}
 done:
 	resp->elapsed_ms = hc_now_ms() - start;
-	if (x.curl != NULL)
+	if (x.curl != NULL && kept)
+		/* The pointers set for this request die with it. */
+		curl_easy_reset(x.curl);
+	else if (x.curl != NULL)
 		curl_easy_cleanup(x.curl);
 	curl_slist_free_all(resolve);
 	curl_slist_free_all(headers);

@@ -52,6 +52,7 @@ struct install {
 	int size_mismatch; /* the source's byte count is not t->size */
 	uint64_t size_seen;
 	int write_errno;
+	enum hc_fail last_fail;   /* the failure class of the last GET */
 	/* Progress. */
 	enum mf_progress_mode progress;
 	uint64_t total;
@@ -275,10 +276,10 @@ install_new_attempt(struct install *in, const char *url, const char *host)
 }
 
 /* HEAD-probes a district candidate. 0 when it answers 200; sha256 is then
- * the digest it advertises, or "". */
+ * the digest it advertises, or "". *fail is the failure class. */
 static int
 install_probe(struct install *in, const char *url, struct mf_attempt *a,
-              char sha256[HC_SHA256_HEX_LEN + 1], struct hc_err *why)
+              char sha256[HC_SHA256_HEX_LEN + 1], enum hc_fail *fail, struct hc_err *why)
 {
 	struct hc_http_config http = in->cfg->http;
 	struct hc_http_request req = { 0 };
@@ -293,6 +294,7 @@ install_probe(struct install *in, const char *url, struct mf_attempt *a,
 	rc = hc_http_request(&http, &req, &resp, why);
 	a->http_status = resp.status;
 	a->ms = resp.elapsed_ms;
+	*fail = resp.fail;
 	if (rc != 0) {
 		a->result = hc_fail_name(resp.fail);
 		return rc;
@@ -489,6 +491,7 @@ install_get(struct install *in, const struct mf_candidate *c, struct mf_attempt 
 	flush_errno = mf_writer_flush(in->writer);
 	if (flush_errno != 0 && in->write_errno == 0)
 		in->write_errno = flush_errno;
+	in->last_fail = resp.fail;
 	a->http_status = resp.status;
 	a->bytes = resp.body_bytes;
 	a->ms = resp.elapsed_ms;
@@ -675,14 +678,23 @@ install_try(struct install *in, const struct mf_candidate *c, int is_district,
 	struct mf_attempt *a;
 	enum get_outcome outcome;
 	char advertised[HC_SHA256_HEX_LEN + 1] = "";
+	enum hc_fail fail = HC_FAIL_NONE;
 	int rc;
 
 	a = install_new_attempt(in, c->url, c->host);
 	if (a == NULL)
 		return TRY_STOP;
-	if (is_district && install_probe(in, c->url, a, advertised, &t->why) != 0) {
+	if (is_district && mf_source_skipped(in->cfg->sources, c->host)) {
+		/* Found down by an earlier file of this run, and logged then. */
+		a->result = "skipped";
+		hc_err_set(&t->why, HC_EUNAVAIL, "%s failed earlier in this run", c->host);
 		t->source_failures++;
-		install_log_fallback(in, c, 1, &t->why);
+		return TRY_NEXT;
+	}
+	if (is_district && install_probe(in, c->url, a, advertised, &fail, &t->why) != 0) {
+		t->source_failures++;
+		if (!mf_source_failed(in->cfg->sources, c->host, fail))
+			install_log_fallback(in, c, 1, &t->why);
 		return TRY_NEXT;
 	}
 	if (is_district && install_reference(in, c, advertised, a, &t->why) != 0) {
@@ -723,6 +735,8 @@ install_try(struct install *in, const struct mf_candidate *c, int is_district,
 			mf_report_mismatch(in->cfg, c, in->out_path);
 	} else {
 		t->source_failures++;
+		if (is_district && mf_source_failed(in->cfg->sources, c->host, in->last_fail))
+			return TRY_NEXT;
 	}
 	install_log_fallback(in, c, is_district, &t->why);
 	return TRY_NEXT;
@@ -873,7 +887,8 @@ mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
            const char *expect_sha256, enum mf_progress_mode progress,
            struct mf_result *res, struct hc_err *err)
 {
-	struct install_lookup l = { cfg, "" };
+	struct mf_config run = *cfg;
+	struct install_lookup l = { &run, "" };
 	struct mf_candidates cand;
 	struct mf_fetch_target t;
 	char part_name[PATH_MAX], part_display[PATH_MAX];
@@ -907,14 +922,16 @@ mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
 		}
 		res->sha256[0] = '\0';
 	}
-	rc = mf_candidates_for(cfg, url, install_district, &l, &cand, err);
+	/* The district's HEAD and GET go over one connection. */
+	run.http.reuse_connections = 1;
+	rc = mf_candidates_for(&run, url, install_district, &l, &cand, err);
 	if (rc != 0)
 		return rc;
 	rc = install_target(out_path, part_name, sizeof(part_name), part_display,
 	                    sizeof(part_display), &t, err);
 	if (rc == 0) {
 		t.expect_sha256 = expect_sha256;
-		rc = mf_fetch_at(cfg, &cand, &t, progress, res, err);
+		rc = mf_fetch_at(&run, &cand, &t, progress, res, err);
 	}
 	if (t.dirfd >= 0)
 		close(t.dirfd);

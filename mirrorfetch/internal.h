@@ -10,6 +10,7 @@
  *   transfer.c the manifest download and the fetch workers
  *   swap.c     staged files into DIR, --delete, the staging cleanup
  *   origin.c   the origin's digest beside the district probe, mismatch reports
+ *   sources.c  the hosts a run found down, skipped for a back-off
  *   sync.c     mf_sync: the phases in order
  */
 #ifndef MIRRORFETCH_INTERNAL_H
@@ -124,6 +125,37 @@ void mf_origin_probe_wait(struct mf_origin_probe *p);
  * the outcome is logged and never changes the caller's. */
 void mf_report_mismatch(const struct mf_config *cfg, const struct mf_candidate *c,
                         const char *display);
+
+/* ------------------------------------------------------------------ sources */
+
+/* A host that failed at the connection level is asked again after this
+ * long: long enough that a sync of many files against a dead district
+ * pays its timeout once, short enough that a long run sees it come back. */
+#define MF_SOURCE_BACKOFF_MS 30000
+/* Hosts one run remembers: a district and the origin, with room to spare;
+ * past this, hosts are simply not remembered. */
+#define MF_SOURCES_MAX 8
+
+struct mf_source_state {
+	char host[HC_HOST_MAX];
+	int64_t down_until_ms;
+};
+
+struct mf_sources {
+	pthread_mutex_t mu;
+	struct mf_source_state hosts[MF_SOURCES_MAX];
+	size_t n;
+};
+
+void mf_sources_init(struct mf_sources *s);
+void mf_sources_destroy(struct mf_sources *s);
+/* 1 when host failed at the connection level less than
+ * MF_SOURCE_BACKOFF_MS ago in this run. s may be NULL (never skipped). */
+int mf_source_skipped(struct mf_sources *s, const char *host);
+/* Records a failure of host with class f. A connection-level one marks it
+ * down for MF_SOURCE_BACKOFF_MS. 1 when it was already down: the caller
+ * stays quiet, the failure was logged once. s may be NULL. */
+int mf_source_failed(struct mf_sources *s, const char *host, enum hc_fail f);
 
 /* ------------------------------------------------------------------ index */
 

@@ -21,6 +21,8 @@
  * configuration mistake, reported as such. */
 #define MF_NODE_ID_MAX 256
 
+struct mf_sources;
+
 struct mf_config {
 	const char *node_id;
 	const char *state_dir;           /* last known district lives here */
@@ -32,6 +34,7 @@ struct mf_config {
 	struct hc_http_config http;      /* DNS, CA, connect timeout, stall limits */
 	atomic_uint_least64_t *rx_bytes; /* NULL, or a counter every body byte received
 	                                    is added to (live progress of a sync) */
+	struct mf_sources *sources;      /* NULL, or the hosts this run found down */
 };
 
 enum mf_progress_mode { MF_PROGRESS_NONE, MF_PROGRESS_BAR };

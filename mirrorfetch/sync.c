@@ -124,6 +124,7 @@ mf_sync(const struct mf_config *cfg, const struct mf_sync_options *opt,
 {
 	struct mf_sync s;
 	struct mf_config fetch_cfg = *cfg;
+	struct mf_sources sources;
 	char dir[PATH_MAX];
 	int64_t start = hc_now_ms();
 	int rc;
@@ -141,6 +142,10 @@ mf_sync(const struct mf_config *cfg, const struct mf_sync_options *opt,
 	pthread_cond_init(&s.cv, NULL);
 	atomic_init(&s.rx, 0);
 	fetch_cfg.rx_bytes = &s.rx;
+	/* Each worker keeps its connections: at most --jobs per source. */
+	fetch_cfg.http.reuse_connections = 1;
+	mf_sources_init(&sources);
+	fetch_cfg.sources = &sources;
 	hc_strlcpy(res->dir, opt->dir, sizeof(res->dir));
 	if (opt->jobs < 1 || opt->jobs > MF_SYNC_JOBS_MAX) {
 		rc = hc_err_set(err, HC_EUSAGE, "--jobs: %d is not in 1..%d", opt->jobs,
@@ -185,6 +190,7 @@ done:
 	pthread_cond_destroy(&s.cv);
 	pthread_mutex_destroy(&s.district_mu);
 	pthread_mutex_destroy(&s.mu);
+	mf_sources_destroy(&sources);
 	return rc;
 }
 

@@ -78,6 +78,8 @@ transfer_fetch_manifest(struct mf_sync *s, char **text, size_t *len, struct hc_e
 		struct hc_http_request req = { 0 };
 		struct hc_http_response resp;
 
+		if (i + 1 < cand.n && mf_source_skipped(s->cfg->sources, cand.c[i].host))
+			continue;
 		hc_buf_reset(&body.b);
 		body.too_big = 0;
 		req.url = cand.c[i].url;
@@ -102,6 +104,8 @@ transfer_fetch_manifest(struct mf_sync *s, char **text, size_t *len, struct hc_e
 		}
 		if (rc == 0)
 			hc_err_set(&why, HC_EUNAVAIL, "HTTP %ld", resp.status);
+		if (i + 1 < cand.n && mf_source_failed(s->cfg->sources, cand.c[i].host, resp.fail))
+			continue;
 		if (i + 1 < cand.n)
 			hc_log(HC_LOG_WARN, MF_MOD, "district mirror %s unavailable (%s), falling back "
 			       "to %s", cand.c[i].host, why.msg, s->cfg->origin_host);
