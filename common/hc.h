@@ -221,6 +221,14 @@ size_t hc_log_format(char *buf, size_t size, int64_t epoch_ms,
                      enum hc_log_level level, const char *module,
                      const char *fmt, va_list ap);
 
+/* Called around each line copied to stderr, by the thread that logs: with
+ * before 1 just ahead of the line, with 0 just after it (a progress bar
+ * erases itself, then redraws below the line). */
+typedef void (*hc_log_stderr_hook)(int before, void *ctx);
+/* Registers the one hook (fn NULL removes it). Waits for a line being
+ * written. This function cannot fail. */
+void hc_log_set_stderr_hook(hc_log_stderr_hook fn, void *ctx);
+
 /* ------------------------------------------------------------------ config */
 
 /*

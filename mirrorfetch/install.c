@@ -19,8 +19,6 @@
 
 /* The side file that says which source and which file the part came from. */
 #define PART_META_SUFFIX ".meta"
-/* Progress redraws at most this often. */
-#define PROGRESS_PERIOD_MS 100
 /* A meta file holds an ETag and a digest: a few hundred bytes. */
 #define PART_META_MAX 1024
 
@@ -58,7 +56,7 @@ struct install {
 	uint64_t total;
 	uint64_t attempt_start_bytes;
 	int64_t attempt_start_ms;
-	int64_t last_draw_ms;
+	struct mf_bar bar;
 };
 
 /* The district lookup of one install. */
@@ -84,18 +82,14 @@ mf_format_bytes(double v, char *out, size_t size)
 static void
 install_draw(struct install *in, int final)
 {
-	char done[32], total[32], rate[32], line[256];
-	int64_t now = hc_now_ms();
-	int64_t ms = now - in->attempt_start_ms;
+	char done[32], total[32], rate[32], left[160];
+	int64_t ms = hc_now_ms() - in->attempt_start_ms;
 	double bps;
 	long eta = -1;
-	int n;
+	int rc;
 
 	if (in->progress != MF_PROGRESS_BAR)
 		return;
-	if (!final && now - in->last_draw_ms < PROGRESS_PERIOD_MS)
-		return;
-	in->last_draw_ms = now;
 	bps = ms > 0 ? (double)(in->have - in->attempt_start_bytes) * 1000.0 / (double)ms : 0;
 	mf_format_bytes((double)in->have, done, sizeof(done));
 	mf_format_bytes((double)in->total, total, sizeof(total));
@@ -103,16 +97,13 @@ install_draw(struct install *in, int final)
 	if (bps > 0 && in->total > in->have)
 		eta = (long)((double)(in->total - in->have) / bps);
 	if (in->total > 0)
-		n = snprintf(line, sizeof(line), "\r%5.1f%%  %s / %s  %s/s  ETA %lds  %s  ",
-		             100.0 * (double)in->have / (double)in->total, done, total, rate,
-		             eta < 0 ? 0 : eta, in->host);
+		rc = hc_snprintf(left, sizeof(left), "%5.1f%%  %s / %s  %s/s  ETA %lds",
+		                 100.0 * (double)in->have / (double)in->total, done, total, rate,
+		                 eta < 0 ? 0 : eta);
 	else
-		n = snprintf(line, sizeof(line), "\r%s  %s/s  %s  ", done, rate, in->host);
-	if (n > 0)
-		(void)hc_write_all(STDERR_FILENO, line, (size_t)n < sizeof(line) ?
-		                   (size_t)n : sizeof(line) - 1);
-	if (final)
-		(void)hc_write_all(STDERR_FILENO, "\n", 1);
+		rc = hc_snprintf(left, sizeof(left), "%s  %s/s", done, rate);
+	if (rc == 0)
+		mf_bar_draw(&in->bar, left, in->host, final);
 }
 
 /* Empties the part file and the hash. The writer must be flushed. On error
@@ -780,6 +771,8 @@ mf_fetch_at(const struct mf_config *cfg, const struct mf_candidates *cand,
 	rc = mf_writer_new(in.fd, in.hash, in.have, &in.writer, err);
 	if (rc != 0)
 		goto done;
+	if (progress == MF_PROGRESS_BAR)
+		mf_bar_begin(&in.bar);
 	if (in.expect[0] != '\0')
 		res->digest_source = "argument";
 	else if (cand->n > 1)
@@ -800,6 +793,7 @@ mf_fetch_at(const struct mf_config *cfg, const struct mf_candidates *cand,
 		                cand->c[cand->n - 1].url, tally.why.msg);
 done:
 	mf_origin_probe_wait(&in.origin);
+	mf_bar_end(&in.bar);
 	/* A part with bytes is kept for the next run to resume; an empty one is not. */
 	if (rc != 0 && in.fd >= 0 && in.have == 0) {
 		unlinkat(t->part_dirfd, t->part_name, 0);

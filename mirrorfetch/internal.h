@@ -11,6 +11,7 @@
  *   swap.c     staged files into DIR, --delete, the staging cleanup
  *   origin.c   the origin's digest beside the district probe, mismatch reports
  *   sources.c  the hosts a run found down, skipped for a back-off
+ *   progress.c the progress bar, fitted to the terminal, out of the log's way
  *   sync.c     mf_sync: the phases in order
  */
 #ifndef MIRRORFETCH_INTERNAL_H
@@ -157,6 +158,32 @@ int mf_source_skipped(struct mf_sources *s, const char *host);
  * stays quiet, the failure was logged once. s may be NULL. */
 int mf_source_failed(struct mf_sources *s, const char *host, enum hc_fail f);
 
+/* ------------------------------------------------------------------ progress */
+
+/* Longest progress line, and so the widest terminal it fills. */
+#define MF_BAR_MAX 256
+
+/* One progress bar on stderr. Not active until mf_bar_begin. */
+struct mf_bar {
+	pthread_mutex_t mu;
+	int active;
+	int shown;               /* text is on the screen */
+	char text[MF_BAR_MAX];   /* as drawn, fitted */
+	int64_t last_ms;
+};
+
+/* Takes stderr: log lines erase the bar and redraw it (the one log hook),
+ * SIGWINCH forces a redraw. One bar at a time; mf_bar_end gives it back. */
+void mf_bar_begin(struct mf_bar *b);
+/* Draws "left  tail" fitted to the terminal, at most every 100 ms unless
+ * force. Safe on any thread. A bar never begun draws nothing. */
+void mf_bar_draw(struct mf_bar *b, const char *left, const char *tail, int force);
+/* Ends the line the bar is on and gives stderr back. */
+void mf_bar_end(struct mf_bar *b);
+/* The line for width columns: tail shortened (ending in "..") before left
+ * is cut. Never longer than width or size - 1. This function cannot fail. */
+void mf_bar_fit(const char *left, const char *tail, size_t width, char *out, size_t size);
+
 /* ------------------------------------------------------------------ index */
 
 struct mf_index_entry {
@@ -242,6 +269,8 @@ struct mf_sync {
 	atomic_uint_least64_t rx;
 	uint64_t done_bytes;
 	size_t done_files;
+	uint64_t fetch_bytes;    /* the sizes of the FETCH items: the bar's 100% */
+	char last_host[HC_HOST_MAX]; /* who served the last file, for the bar */
 };
 
 /* Fills s->items and s->n_fetch: KEEP when DIR holds the file (index, else

@@ -249,6 +249,7 @@ transfer_done(struct mf_sync *s, struct mf_sync_item *it, int rc, const struct m
 		it->done = 1;
 		s->done_files++;
 		s->done_bytes += it->f->size;
+		hc_strlcpy(s->last_host, r->source_host, sizeof(s->last_host));
 		transfer_record(s, it, r);
 	} else if (!s->stop) {
 		s->stop = 1;
@@ -295,25 +296,26 @@ transfer_worker(void *arg)
 	return NULL;
 }
 
-/* Called with s->mu held: the counters are read under the lock. */
+/* Called with s->mu held: the counters are read under the lock. Percent
+ * and ETA are of the bytes to fetch; the source is the one that served the
+ * last file. */
 static void
-transfer_draw(struct mf_sync *s, int64_t start, int final)
+transfer_draw(struct mf_sync *s, struct mf_bar *bar, int64_t start, int final)
 {
-	char got[32], total[32], rate[32], line[256];
-	uint64_t rx = atomic_load(&s->rx);
+	char got[32], total[32], rate[32], left[160];
+	uint64_t rx = atomic_load(&s->rx), want = s->fetch_bytes;
+	uint64_t shown = rx < want ? rx : want;
 	int64_t ms = hc_now_ms() - start;
-	int n;
+	double bps = ms > 0 ? (double)rx * 1000.0 / (double)ms : 0;
+	long eta = bps > 0 && want > shown ? (long)((double)(want - shown) / bps) : 0;
 
-	mf_format_bytes((double)rx, got, sizeof(got));
-	mf_format_bytes((double)s->res->total_bytes, total, sizeof(total));
-	mf_format_bytes(ms > 0 ? (double)rx * 1000.0 / (double)ms : 0, rate, sizeof(rate));
-	n = snprintf(line, sizeof(line), "\rsync: %zu/%zu files to fetch, %s received (manifest %s), "
-	             "%s/s  ", s->done_files, s->n_fetch, got, total, rate);
-	if (n > 0)
-		(void)hc_write_all(STDERR_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n :
-		                   sizeof(line) - 1);
-	if (final)
-		(void)hc_write_all(STDERR_FILENO, "\n", 1);
+	mf_format_bytes((double)shown, got, sizeof(got));
+	mf_format_bytes((double)want, total, sizeof(total));
+	mf_format_bytes(bps, rate, sizeof(rate));
+	if (hc_snprintf(left, sizeof(left), "%5.1f%%  %s / %s  %s/s  ETA %lds  %zu/%zu files",
+	                want > 0 ? 100.0 * (double)shown / (double)want : 100.0, got, total,
+	                rate, eta, s->done_files, s->n_fetch) == 0)
+		mf_bar_draw(bar, left, s->last_host, final);
 }
 
 static int
@@ -329,12 +331,19 @@ static int
 transfer_run_workers(struct mf_sync *s, struct hc_err *err)
 {
 	pthread_t threads[MF_SYNC_JOBS_MAX];
+	struct mf_bar bar;
 	size_t started = 0, want, i;
 	int64_t start = hc_now_ms();
 
 	want = (size_t)s->opt->jobs;
 	if (want > s->n_fetch)
 		want = s->n_fetch;
+	for (i = 0; i < s->m->n; i++)
+		if (s->items[i].action == MF_SYNC_FETCH)
+			s->fetch_bytes += s->items[i].f->size;
+	memset(&bar, 0, sizeof(bar));
+	if (s->opt->progress)
+		mf_bar_begin(&bar);
 	pthread_mutex_lock(&s->mu);
 	for (i = 0; i < want; i++) {
 		if (pthread_create(&threads[i], NULL, transfer_worker, s) != 0)
@@ -344,16 +353,16 @@ transfer_run_workers(struct mf_sync *s, struct hc_err *err)
 	}
 	if (started == 0) {
 		pthread_mutex_unlock(&s->mu);
+		mf_bar_end(&bar);
 		return hc_err_set(err, HC_ESOFTWARE, "cannot start a transfer thread");
 	}
 	while (s->running > 0) {
-		if (s->opt->progress)
-			transfer_draw(s, start, 0);
+		transfer_draw(s, &bar, start, 0);
 		hc_cond_wait_ms(&s->cv, &s->mu, PROGRESS_PERIOD_MS);
 	}
-	if (s->opt->progress)
-		transfer_draw(s, start, 1);
+	transfer_draw(s, &bar, start, 1);
 	pthread_mutex_unlock(&s->mu);
+	mf_bar_end(&bar);
 	for (i = 0; i < started; i++)
 		pthread_join(threads[i], NULL);
 	return 0;
