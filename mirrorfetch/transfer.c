@@ -134,8 +134,12 @@ mf_transfer_manifest(struct mf_sync *s, struct hc_err *err)
 		rc = transfer_fetch_manifest(s, &text, &len, err);
 	} else {
 		rc = hc_read_file(s->opt->manifest, MF_MANIFEST_MAX, &text, &len, err);
-		if (rc == HC_ENOTFOUND)
-			rc = HC_EUSAGE;
+		/* A file the user named that is not there: EX_NOINPUT (issue 14). */
+		if (rc == HC_ENOTFOUND) {
+			rc = HC_ENOINPUT;
+			if (err != NULL)
+				err->status = rc;
+		}
 		if (rc != 0)
 			hc_err_prefix(err, "--manifest");
 	}

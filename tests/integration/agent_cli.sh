@@ -91,6 +91,8 @@ t_eq "another digest: PATH untouched" "$(cat "$T_DIR/have.bin")" hydra
 	> "$T_DIR/sync-fail.json" 2> /dev/null
 t_grep "sync --json on failure: error" "$T_DIR/sync-fail.json" '"error":"'
 t_grep "sync --json on failure: schema 1" "$T_DIR/sync-fail.json" '"schema":1'
+"$A" --config "$T_DIR/good.yaml" sync --manifest "$T_DIR/absent.json" --dir "$T_DIR/sd" > /dev/null 2>&1
+t_eq "sync with a missing --manifest file: 66" "$?" 66
 
 # make install puts the programs and the man page under DESTDIR/PREFIX.
 make -s -C "$T_ROOT" BUILD="$BUILD" install DESTDIR="$T_DIR/dest" PREFIX=/usr/local > "$T_DIR/install.log" 2>&1

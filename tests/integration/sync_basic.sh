@@ -236,7 +236,7 @@ t_eq "--jobs 16: same folder" "$(same_tree "$V2" "$T_DIR/j16" && echo same)" sam
 run jobs0 sync --manifest "$T_DIR/m2.json" --dir "$T_DIR/j0" --jobs 0
 t_eq "--jobs 0: usage (64)" "$RC" 64
 run nomanifest sync --manifest "$T_DIR/none.json" --dir "$T_DIR/j0"
-t_eq "missing manifest file: usage (64)" "$RC" 64
+t_eq "missing manifest file: no input (66)" "$RC" 66
 
 # 9. One file verified, a later one missing from the mirror: no source (69),
 # and DIR keeps its old files (the verified one waits in staging).
