@@ -366,6 +366,14 @@ int hc_atomic_write(const char *path, const void *data, size_t len,
 /* fsyncs the directory holding path (or path itself when it is a dir). */
 int hc_fsync_dir(const char *path, struct hc_err *err);
 
+/* hc_atomic_write for the entry name of the open folder dirfd: the temp
+ * file name.tmp.PID.N is made beside it with O_EXCL and O_NOFOLLOW, renamed
+ * over name with renameat (a link there is replaced, not followed), then
+ * dirfd is fsynced. On error name is unchanged and no temp file is left.
+ * 0, HC_ECANTCREAT (the temp file) or HC_EIO. */
+int hc_atomic_write_at(int dirfd, const char *name, const void *data, size_t len,
+                       mode_t mode, struct hc_err *err);
+
 /* Reads a whole file of at most max bytes into *out (NUL added, caller frees).
  * HC_ENOTFOUND when it does not exist, HC_EDATA when larger than max. */
 int hc_read_file(const char *path, size_t max, char **out, size_t *len,

@@ -139,7 +139,7 @@ install_save_meta(struct install *in)
 	if (hc_snprintf(text, sizeof(text), "%s\n%s\n%s\n", in->prefix_host,
 	                in->prefix_etag, in->prefix_sha) != 0)
 		return;
-	(void)mf_write_at(in->t->part_dirfd, in->meta_name, text, strlen(text), 0644, NULL);
+	(void)hc_atomic_write_at(in->t->part_dirfd, in->meta_name, text, strlen(text), 0644, NULL);
 }
 
 static void

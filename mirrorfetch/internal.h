@@ -60,13 +60,6 @@ int mf_remove_tree_at(int dirfd, const char *name, const char *what, struct hc_e
 int mf_read_at(int dirfd, const char *name, size_t max, char **out, size_t *len,
                struct hc_err *err);
 
-/* Writes name in dirfd atomically: a new temp file beside it (O_EXCL,
- * O_NOFOLLOW), fsync, renameat over name (a link there is replaced, not
- * followed), fsync of dirfd. On error name is unchanged and no temp file
- * is left. 0 or HC_EIO. */
-int mf_write_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
-                struct hc_err *err);
-
 /* Splits rel at its last '/': the folder part into parent ("" when none),
  * and *base points at the last segment within rel. 0 or HC_EDATA when
  * parent is too small. */
@@ -211,7 +204,7 @@ int mf_index_same_stat(const struct mf_index_entry *e, const struct stat *st);
 /* Appends an entry (path copied). 0, HC_ENOMEM or HC_EDATA past the bound. */
 int mf_index_add(struct mf_index *idx, const char *path, const char *sha256,
                  const struct stat *st, struct hc_err *err);
-/* Writes idx as name in dirfd atomically (mf_write_at). */
+/* Writes idx as name in dirfd atomically (hc_atomic_write_at). */
 int mf_index_save(const struct mf_index *idx, int dirfd, const char *name,
                   struct hc_err *err);
 void mf_index_free(struct mf_index *idx);
