@@ -124,6 +124,11 @@ sync_as corrupt
 t_eq "corrupt: exits 0" "$RC" 0
 t_eq "corrupt: the folder equals the tool" "$(same_tree "$T_DIR/corrupt.out")" same
 t_grep "corrupt: mismatch logged" "$T_DIR/corrupt.log" "sha256 mismatch: got "
+# Issue 12: the district that sent other bytes is told (POST
+# /api/v1/peer/verify/...); this one has no such endpoint, and the sync's
+# outcome does not depend on it.
+t_grep "corrupt: the district is told" "$T_DIR/corrupt.log" \
+	"sha256 mismatch of $T_DIR/corrupt.out/.hydra-staging/weights.gguf "
 t_eq "corrupt: only weights.gguf fell back" \
 	"$(jget corrupt '[.transfers[] | select(.fallback) | .path] | join(" ")')" weights.gguf
 
