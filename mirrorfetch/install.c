@@ -641,9 +641,11 @@ install_finish(struct install *in, const struct mf_candidate *c, int fallback, i
 	rc = install_commit(in, err);
 	if (rc != 0)
 		return rc;
-	if (res->digest_source == NULL)
-		/* The source's own digest: the origin's when the source is the URL
-		 * asked for (the last candidate). */
+	/* Without a reference the source's own digest decided: the origin's
+	 * when the source is the URL asked for (the last candidate), even after
+	 * a district was first checked against its own. */
+	if (res->digest_source == NULL ||
+	    (is_last && strcmp(res->digest_source, "mirror") == 0))
 		res->digest_source = res->sha256[0] == '\0' ? "none" : is_last ? "origin" : "mirror";
 	hc_strlcpy(res->source_url, c->url, sizeof(res->source_url));
 	hc_strlcpy(res->source_host, c->host, sizeof(res->source_host));
