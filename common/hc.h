@@ -476,6 +476,7 @@ typedef int (*hc_http_on_headers)(void *ctx, const struct hc_http_response *r);
 struct hc_http_request {
 	const char *method;        /* "GET" (default), "HEAD", or "POST" (empty body) */
 	const char *url;
+	const struct hc_url *parsed; /* NULL, or url already parsed: not parsed again */
 	int64_t range_from;        /* >0: Range: bytes=N- */
 	const char *if_range;      /* with range_from: If-Range value (an ETag) */
 	const char *const *headers;/* extra "Name: value" lines, NULL-terminated */

@@ -518,7 +518,8 @@ hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *
                 struct hc_http_response *resp, struct hc_err *err)
 {
 	struct http_xfer x;
-	struct hc_url u = { .path_query = NULL };
+	struct hc_url own = { .path_query = NULL };
+	const struct hc_url *u = req->parsed;
 	struct hc_dns_result dns;
 	struct hc_dns_config dns_cfg;
 	struct curl_slist *resolve = NULL, *headers = NULL;
@@ -538,16 +539,19 @@ hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
 	    strcmp(method, "POST") != 0)
 		return hc_err_set(err, HC_ESOFTWARE, "unsupported method %s", method);
-	rc = hc_url_parse(req->url, &u, err);
-	if (rc != 0)
-		return rc;
+	if (u == NULL) {
+		rc = hc_url_parse(req->url, &own, err);
+		if (rc != 0)
+			return rc;
+		u = &own;
+	}
 	dns_cfg = cfg->dns;
 	dns_cfg.cancel = req->cancel;
-	rc = hc_dns_resolve(&dns_cfg, u.host, &dns, &resp->fail, err);
+	rc = hc_dns_resolve(&dns_cfg, u->host, &dns, &resp->fail, err);
 	if (rc != 0)
 		goto done;
-	if (http_resolve_entry(&u, &dns, entry, sizeof(entry)) != 0) {
-		rc = hc_err_set(err, HC_ESOFTWARE, "resolve entry too long for %s", u.host);
+	if (http_resolve_entry(u, &dns, entry, sizeof(entry)) != 0) {
+		rc = hc_err_set(err, HC_ESOFTWARE, "resolve entry too long for %s", u->host);
 		goto done;
 	}
 	x.curl = http_handle(cfg->reuse_connections, &kept);
@@ -567,7 +571,7 @@ hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *
 	if (cc != CURLE_OK || x.http_error) {
 		if (curl_msg[0] == '\0')
 			hc_strlcpy(curl_msg, curl_easy_strerror(cc), sizeof(curl_msg));
-		rc = http_report(&x, cc, curl_msg, &u, err);
+		rc = http_report(&x, cc, curl_msg, u, err);
 	}
 done:
 	resp->elapsed_ms = hc_now_ms() - start;
@@ -578,6 +582,6 @@ done:
 		curl_easy_cleanup(x.curl);
 	curl_slist_free_all(resolve);
 	curl_slist_free_all(headers);
-	hc_url_free(&u);
+	hc_url_free(&own);
 	return rc;
 }

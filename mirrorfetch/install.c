@@ -269,7 +269,7 @@ install_new_attempt(struct install *in, const char *url, const char *host)
 /* HEAD-probes a district candidate. 0 when it answers 200; sha256 is then
  * the digest it advertises, or "". *fail is the failure class. */
 static int
-install_probe(struct install *in, const char *url, struct mf_attempt *a,
+install_probe(struct install *in, const struct mf_candidate *c, struct mf_attempt *a,
               char sha256[HC_SHA256_HEX_LEN + 1], enum hc_fail *fail, struct hc_err *why)
 {
 	struct hc_http_config http = in->cfg->http;
@@ -281,7 +281,8 @@ install_probe(struct install *in, const char *url, struct mf_attempt *a,
 	if (http.connect_timeout_ms == 0 || http.connect_timeout_ms > in->cfg->head_timeout_ms)
 		http.connect_timeout_ms = in->cfg->head_timeout_ms;
 	req.method = "HEAD";
-	req.url = url;
+	req.url = c->url;
+	req.parsed = &c->u;
 	rc = hc_http_request(&http, &req, &resp, why);
 	a->http_status = resp.status;
 	a->ms = resp.elapsed_ms;
@@ -352,6 +353,7 @@ install_get_prepare(struct install *in, const struct mf_candidate *c,
 	in->attempt_start_ms = hc_now_ms();
 	in->attempt_start_bytes = in->have;
 	req->url = c->url;
+	req->parsed = &c->u;
 	req->sink = install_sink;
 	req->on_headers = install_on_headers;
 	req->ctx = in;
@@ -684,7 +686,7 @@ install_try(struct install *in, const struct mf_candidate *c, int is_district,
 		t->source_failures++;
 		return TRY_NEXT;
 	}
-	if (is_district && install_probe(in, c->url, a, advertised, &fail, &t->why) != 0) {
+	if (is_district && install_probe(in, c, a, advertised, &fail, &t->why) != 0) {
 		t->source_failures++;
 		if (!mf_source_failed(in->cfg->sources, c->host, fail))
 			install_log_fallback(in, c, 1, &t->why);
@@ -778,7 +780,7 @@ mf_fetch_at(const struct mf_config *cfg, const struct mf_candidates *cand,
 	if (in.expect[0] != '\0')
 		res->digest_source = "argument";
 	else if (cand->n > 1)
-		(void)mf_origin_probe_start(cfg, cand->c[cand->n - 1].url, &in.origin);
+		(void)mf_origin_probe_start(cfg, &cand->c[cand->n - 1], &in.origin);
 
 	for (i = 0; i < cand->n && tried == TRY_NEXT; i++)
 		tried = install_try(&in, &cand->c[i], cand->n > 1 && i + 1 < cand->n, &tally, err);
@@ -923,6 +925,7 @@ mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
 	rc = mf_candidates_for(&run, url, install_district, &l, &cand, err);
 	if (rc != 0)
 		return rc;
+	/* cand is freed below on every path. */
 	rc = install_target(out_path, part_name, sizeof(part_name), part_display,
 	                    sizeof(part_display), &t, err);
 	if (rc == 0) {
@@ -931,5 +934,6 @@ mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
 	}
 	if (t.dirfd >= 0)
 		close(t.dirfd);
+	mf_candidates_free(&cand);
 	return rc;
 }

@@ -99,16 +99,17 @@ int mf_fetch_at(const struct mf_config *cfg, const struct mf_candidates *cand,
  * probe so that it costs no wall time when the origin answers. */
 struct mf_origin_probe {
 	const struct mf_config *cfg;
-	const char *url;
+	const struct mf_candidate *origin;
 	pthread_t thread;
 	int started;
 	char sha256[HC_SHA256_HEX_LEN + 1]; /* "" unless the origin gave its digest */
 	struct hc_err why;                  /* why sha256 is "" */
 };
 
-/* Starts a HEAD of url bounded by cfg->head_timeout_ms. 0, or -1 with
- * p->why set (then there is nothing to wait for). */
-int mf_origin_probe_start(const struct mf_config *cfg, const char *url,
+/* Starts a HEAD of origin's URL bounded by cfg->head_timeout_ms; origin
+ * must outlive the probe. 0, or -1 with p->why set (then there is nothing
+ * to wait for). */
+int mf_origin_probe_start(const struct mf_config *cfg, const struct mf_candidate *origin,
                           struct mf_origin_probe *p);
 /* Waits for the HEAD; p->sha256 is then the origin's digest or "". Safe to
  * call twice, and on a probe that did not start. */

@@ -75,10 +75,12 @@ int mf_district_lookup(const struct mf_config *cfg, char out[MF_DISTRICT_MAX],
 /* Sources tried for one file: the district mirror, then the origin. */
 #define MF_CANDIDATES_MAX 2
 
-/* One source of a file: its URL and that URL's host, parsed once. */
+/* One source of a file: its URL and that URL's host, parsed once; every
+ * request to it hands u over (hc_http_request.parsed). */
 struct mf_candidate {
 	char url[MF_URL_MAX];
 	char host[HC_HOST_MAX];
+	struct hc_url u;
 };
 
 struct mf_candidates {
@@ -99,12 +101,17 @@ int mf_rewrite_url(const struct hc_url *u, const char *url, const char *district
                    const char *origin_host, const char *url_pattern,
                    struct mf_candidates *out, struct hc_err *err);
 
+/* Frees what the candidates hold (their parsed URLs); n becomes 0. Safe on
+ * candidates that failed to be made. This function cannot fail. */
+void mf_candidates_free(struct mf_candidates *c);
+
 /* Gives the district for an origin URL: *district is "" when none is known.
  * Called at most once per mf_candidates_for, only for origin URLs. */
 typedef int (*mf_district_fn)(void *ctx, const char **district, struct hc_err *err);
 
 /*
- * Parses url once and gives its candidates (mf_rewrite_url), asking
+ * Parses url once and gives its candidates (mf_rewrite_url; free them with
+ * mf_candidates_free, on error too), asking
  * district() only when url is on cfg->origin_host. A URL that is not an
  * absolute http(s) URL is HC_EUSAGE naming it: it came from the command
  * line (manifest entries are checked when the manifest is parsed).

@@ -26,7 +26,8 @@ origin_probe_main(void *arg)
 	if (http.connect_timeout_ms == 0 || http.connect_timeout_ms > p->cfg->head_timeout_ms)
 		http.connect_timeout_ms = p->cfg->head_timeout_ms;
 	req.method = "HEAD";
-	req.url = p->url;
+	req.url = p->origin->url;
+	req.parsed = &p->origin->u;
 	req.fail_on_http_error = 1;
 	if (hc_http_request(&http, &req, &resp, &p->why) != 0)
 		return NULL;
@@ -39,11 +40,12 @@ origin_probe_main(void *arg)
 }
 
 int
-mf_origin_probe_start(const struct mf_config *cfg, const char *url, struct mf_origin_probe *p)
+mf_origin_probe_start(const struct mf_config *cfg, const struct mf_candidate *origin,
+                      struct mf_origin_probe *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->cfg = cfg;
-	p->url = url;
+	p->origin = origin;
 	if (pthread_create(&p->thread, NULL, origin_probe_main, p) != 0) {
 		hc_err_set(&p->why, HC_ESOFTWARE, "cannot start the origin HEAD");
 		return -1;

@@ -60,38 +60,36 @@ transfer_body_sink(void *ctx, const void *data, size_t len)
 	return rc != 0 ? -1 : 0;
 }
 
-/* GET the manifest through the same candidates as files (district first). */
+/* GET the manifest from the first of cand that has it. */
 static int
-transfer_fetch_manifest(struct mf_sync *s, char **text, size_t *len, struct hc_err *err)
+transfer_fetch_candidates(struct mf_sync *s, const struct mf_candidates *cand, char **text,
+                          size_t *len, struct hc_err *err)
 {
-	struct mf_candidates cand;
 	struct hc_err why = { 0, "" };
 	struct transfer_body body;
 	size_t i;
 	int rc;
 
-	rc = mf_candidates_for(s->cfg, s->opt->manifest, transfer_district, s, &cand, err);
-	if (rc != 0)
-		return rc;
 	hc_buf_init(&body.b, MF_MANIFEST_MAX);
-	for (i = 0; i < cand.n; i++) {
+	for (i = 0; i < cand->n; i++) {
 		struct hc_http_request req = { 0 };
 		struct hc_http_response resp;
 
-		if (i + 1 < cand.n && mf_source_skipped(s->cfg->sources, cand.c[i].host))
+		if (i + 1 < cand->n && mf_source_skipped(s->cfg->sources, cand->c[i].host))
 			continue;
 		hc_buf_reset(&body.b);
 		body.too_big = 0;
-		req.url = cand.c[i].url;
+		req.url = cand->c[i].url;
+		req.parsed = &cand->c[i].u;
 		req.sink = transfer_body_sink;
 		req.ctx = &body;
 		req.fail_on_http_error = 1;
-		hc_log(HC_LOG_INFO, MF_MOD, "downloading %s", cand.c[i].url);
+		hc_log(HC_LOG_INFO, MF_MOD, "downloading %s", cand->c[i].url);
 		rc = hc_http_request(&s->cfg->http, &req, &resp, &why);
 		if (body.too_big) {
 			hc_buf_free(&body.b);
 			return hc_err_set(err, HC_EDATA, "manifest %s: larger than %zu bytes",
-			                  cand.c[i].url, MF_MANIFEST_MAX);
+			                  cand->c[i].url, MF_MANIFEST_MAX);
 		}
 		if (rc == 0 && resp.status == 200) {
 			if (body.b.p == NULL && hc_buf_add(&body.b, "", 0) != 0) {
@@ -104,17 +102,32 @@ transfer_fetch_manifest(struct mf_sync *s, char **text, size_t *len, struct hc_e
 		}
 		if (rc == 0)
 			hc_err_set(&why, HC_EUNAVAIL, "HTTP %ld", resp.status);
-		if (i + 1 < cand.n && mf_source_failed(s->cfg->sources, cand.c[i].host, resp.fail))
+		if (i + 1 < cand->n && mf_source_failed(s->cfg->sources, cand->c[i].host, resp.fail))
 			continue;
-		if (i + 1 < cand.n)
+		if (i + 1 < cand->n)
 			hc_log(HC_LOG_WARN, MF_MOD, "district mirror %s unavailable (%s), falling back "
-			       "to %s", cand.c[i].host, why.msg, s->cfg->origin_host);
+			       "to %s", cand->c[i].host, why.msg, s->cfg->origin_host);
 		else
-			hc_log(HC_LOG_WARN, MF_MOD, "source %s failed: %s", cand.c[i].host, why.msg);
+			hc_log(HC_LOG_WARN, MF_MOD, "source %s failed: %s", cand->c[i].host, why.msg);
 	}
 	hc_buf_free(&body.b);
 	return hc_err_set(err, HC_EUNAVAIL, "no source could deliver the manifest %s: %s",
 	                  s->opt->manifest, why.msg);
+}
+
+/* GET the manifest through the same candidates as files (district first). */
+static int
+transfer_fetch_manifest(struct mf_sync *s, char **text, size_t *len, struct hc_err *err)
+{
+	struct mf_candidates cand;
+	int rc;
+
+	rc = mf_candidates_for(s->cfg, s->opt->manifest, transfer_district, s, &cand, err);
+	if (rc != 0)
+		return rc;
+	rc = transfer_fetch_candidates(s, &cand, text, len, err);
+	mf_candidates_free(&cand);
+	return rc;
 }
 
 static int
@@ -214,8 +227,10 @@ transfer_one(struct mf_sync *s, const struct mf_sync_item *it, struct mf_result 
 	    hc_snprintf(display, sizeof(display), "%s/" MF_SYNC_STAGING "/%s", s->dir,
 	                it->f->path) != 0 ||
 	    hc_snprintf(part_display, sizeof(part_display), "%s/" MF_SYNC_STAGING "/"
-	                MF_SYNC_PARTS_DIR "/%s" PART_SUFFIX, s->dir, it->f->path) != 0)
-		return hc_err_set(err, HC_ECANTCREAT, "%s: path too long", it->f->path);
+	                MF_SYNC_PARTS_DIR "/%s" PART_SUFFIX, s->dir, it->f->path) != 0) {
+		rc = hc_err_set(err, HC_ECANTCREAT, "%s: path too long", it->f->path);
+		goto done;
+	}
 	rc = mf_dir_beneath(s->staging_fd, parent, 1, 1, &dfd, MF_SYNC_STAGING, err);
 	if (rc == 0)
 		rc = mf_dir_beneath(s->staging_fd, parts_rel, 1, 1, &pfd, MF_SYNC_STAGING, err);
@@ -241,6 +256,7 @@ done:
 		close(dfd);
 	if (pfd >= 0)
 		close(pfd);
+	mf_candidates_free(&cand);
 	return rc;
 }
 

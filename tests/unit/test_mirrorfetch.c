@@ -31,10 +31,14 @@ rewrite(const char *url, const char *district, const char *pattern, char out[2][
 		return rc;
 	rc = mf_rewrite_url(&u, url, district, ORIGIN, pattern, &c, err);
 	hc_url_free(&u);
-	for (i = 0; rc == 0 && i < c.n; i++)
+	for (i = 0; rc == 0 && i < c.n; i++) {
 		snprintf(out[i], MF_URL_MAX, "%s", c.c[i].url);
+		/* Each candidate carries its URL parsed, for the requests. */
+		assert_string_equal(c.c[i].u.host, c.c[i].host);
+	}
 	if (rc == 0)
 		*n = c.n;
+	mf_candidates_free(&c);
 	return rc;
 }
 
@@ -176,11 +180,15 @@ test_candidates_for(void **state)
 	assert_int_equal(c.n, 2);
 	assert_string_equal(c.c[0].host, "bxl1.hydramirror.experiencenet.com");
 	assert_string_equal(c.c[1].host, "mirror-a.experiencenet.com");
+	assert_string_equal(c.c[1].u.path_query, "/b.zip");
+	mf_candidates_free(&c);
 	assert_int_equal(mf_candidates_for(&cfg, "http://127.0.0.1:8080/b.zip", fixed_district,
 	                                   &calls, &c, &err), 0);
 	assert_int_equal(calls, 1);
 	assert_int_equal(c.n, 1);
 	assert_string_equal(c.c[0].host, "127.0.0.1");
+	assert_int_equal(c.c[0].u.port, 8080);
+	mf_candidates_free(&c);
 	assert_int_equal(mf_candidates_for(&cfg, "ftp://h/x", fixed_district, &calls, &c, &err),
 	                 HC_EUSAGE);
 	assert_int_equal(err.status, HC_EUSAGE);
