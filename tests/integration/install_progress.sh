@@ -41,14 +41,18 @@ YAML
 widest() {
 	sed 's/\x1b\[K/\n/g' "$1" | tr '\r' '\n' | awk '{ if (length($0) > m) m = length($0) } END { print m + 0 }'
 }
+# fits NAME FILE: a bar was drawn and never wider than 79 columns.
+fits() {
+	_w=$(widest "$2")
+	if [ "$_w" -gt 0 ] && [ "$_w" -le 79 ]; then t_ok "$1: the bar is $_w wide"
+	else t_fail "$1: at most 79 wide" "$_w"; fi
+}
 
 # 1. At 80 columns the install bar is at most 79 wide; the host is cut, not wrapped.
 COLUMNS=80 "$A" --config "$T_DIR/agent.yaml" install --url "$ORIGIN/api/v1/peer/files/b.zip" \
 	--out "$T_DIR/b80.zip" --progress bar > /dev/null 2> "$T_DIR/b80.err"
 t_eq "install at 80 columns: exits 0" "$?" 0
-W=$(widest "$T_DIR/b80.err")
-if [ "$W" -gt 0 ] && [ "$W" -le 79 ]; then t_ok "install at 80 columns: the bar is $W wide"
-else t_fail "install at 80 columns: at most 79 wide" "$W"; fi
+fits "install at 80 columns" "$T_DIR/b80.err"
 t_grep "install at 80 columns: reaches 100%" "$T_DIR/b80.err" "100.0%  4.0 MiB / 4.0 MiB"
 t_grep "install at 80 columns: the host shortened" "$T_DIR/b80.err" "  bxl1.hydra"
 COLUMNS=200 "$A" --config "$T_DIR/agent.yaml" install --url "$ORIGIN/api/v1/peer/files/b.zip" \
@@ -59,9 +63,7 @@ t_grep "install at 200 columns: the whole host" "$T_DIR/b200.err" "  bxl1.hydram
 COLUMNS=80 "$A" --config "$T_DIR/agent.yaml" sync --manifest "$T_DIR/manifest.json" \
 	--dir "$T_DIR/s80" --progress bar > /dev/null 2> "$T_DIR/s80.err"
 t_eq "sync at 80 columns: exits 0" "$?" 0
-W=$(widest "$T_DIR/s80.err")
-if [ "$W" -gt 0 ] && [ "$W" -le 79 ]; then t_ok "sync at 80 columns: the bar is $W wide"
-else t_fail "sync at 80 columns: at most 79 wide" "$W"; fi
+fits "sync at 80 columns" "$T_DIR/s80.err"
 t_grep "sync bar: 100% of the bytes and 20/20 files" "$T_DIR/s80.err" "100.0%  "
 t_grep "sync bar: files done/total" "$T_DIR/s80.err" "20/20 files"
 t_grep "sync bar: the source" "$T_DIR/s80.err" "files  bxl1.hydra"
