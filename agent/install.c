@@ -46,29 +46,27 @@ install_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 			return hc_err_set(err, HC_EUSAGE, "install: see 'hydra-agent install --help'");
 		}
 	}
-	if (optind != argc)
-		return hc_err_set(err, HC_EUSAGE, "install: unexpected argument '%s'", argv[optind]);
-	if (url == NULL || out == NULL)
-		return hc_err_set(err, HC_EUSAGE, "install: --url and --out are required");
-	if (*out == '\0')
-		return hc_err_set(err, HC_EUSAGE, "install: --out is empty");
-	rc = ag_progress_arg(progress, &bar, err);
-	if (rc != 0)
-		return rc;
-	mode = bar ? MF_PROGRESS_BAR : MF_PROGRESS_NONE;
-	rc = ag_config_mirrorfetch(c, &mf, &servers, err);
-	if (rc != 0)
-		goto done;
+	/* From here on, --json reports every failure too. */
 	res = calloc(1, sizeof(*res));
-	if (res == NULL) {
-		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
-		goto done;
-	}
-
-	rc = mf_install(&mf, url, out, sha, mode, res, err);
+	if (res == NULL)
+		return hc_err_set(err, HC_ENOMEM, "out of memory");
+	if (out != NULL)
+		hc_strlcpy(res->path, out, sizeof(res->path));
+	if (optind != argc)
+		rc = hc_err_set(err, HC_EUSAGE, "install: unexpected argument '%s'", argv[optind]);
+	else if (url == NULL || out == NULL)
+		rc = hc_err_set(err, HC_EUSAGE, "install: --url and --out are required");
+	else if (*out == '\0')
+		rc = hc_err_set(err, HC_EUSAGE, "install: --out is empty");
+	else
+		rc = ag_progress_arg(progress, &bar, err);
+	if (rc == 0)
+		rc = ag_config_mirrorfetch(c, &mf, &servers, err);
+	mode = bar ? MF_PROGRESS_BAR : MF_PROGRESS_NONE;
+	if (rc == 0)
+		rc = mf_install(&mf, url, out, sha, mode, res, err);
 	if (json)
-		mf_result_print_json(res, rc, stdout);
-done:
+		mf_result_print_json(res, rc, err != NULL ? err->msg : NULL, stdout);
 	free(res);
 	free(servers);
 	return rc;
@@ -86,7 +84,10 @@ const struct ag_command ag_cmd_install = {
 	"district mirror is tried first and the origin is the fallback. Bytes go to\n"
 	"PATH.part while SHA-256 is computed; a failing source hands over to the next\n"
 	"one with a Range request. PATH only ever holds a verified file. The digest\n"
-	"checked is --sha256, else the mirror's X-File-SHA256 or Repr-Digest.\n"
+	"checked is --sha256, else the origin's (a HEAD beside the district probe),\n"
+	"else the district's own X-File-SHA256 or Repr-Digest, with a warning.\n"
+	"With --sha256 and a regular file at PATH that has that digest, nothing is\n"
+	"fetched: exit 0, status \"already installed\".\n"
 	"\n"
 	"  --json          print the result as one JSON object on stdout\n"
 	"  --progress M    progress bar on stderr: auto (when a terminal), bar, none\n"
@@ -94,9 +95,10 @@ const struct ag_command ag_cmd_install = {
 	"A PATH or PATH.part that is a symbolic link or not a regular file is refused\n"
 	"before anything is downloaded.\n"
 	"\n"
-	"Exit: 0 installed, 64 usage (a malformed --url included), 65 checksum failed\n"
-	"everywhere, 69 no source reachable, 73 cannot create PATH.part (or\n"
-	"PATH is a link, a folder), 74 I/O error (disk full included).\n",
+	"Exit: 0 installed (or already installed), 64 usage (a malformed --url\n"
+	"included), 65 checksum failed on every source that answered, 66 --config\n"
+	"missing, 69 no source reachable, 73 cannot create PATH.part (or PATH is a\n"
+	"link, a folder), 74 I/O error (disk full included), 78 bad config.\n",
 	.run = install_run,
 	.needs_log = 1,
 };

@@ -8,6 +8,8 @@
 #include "mirrorfetch/mirrorfetch.h"
 
 #define MANIFEST_BASE_ENV "HYDRA_FILES_BASE_URL"
+/* The seed's name for the same thing, honoured when ours is unset. */
+#define MANIFEST_BASE_ENV_SEED "BITSTATION_FILES_BASE_URL"
 
 static int
 manifest_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
@@ -28,6 +30,8 @@ manifest_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 	int rc, opt;
 
 	(void)ctx;
+	if (base == NULL || *base == '\0')
+		base = getenv(MANIFEST_BASE_ENV_SEED);
 	optind = 1;
 	for (;;) {
 		opt = getopt_long(argc, argv, "d:t:v:b:o:h", opts, NULL);
@@ -52,8 +56,8 @@ manifest_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 		return hc_err_set(err, HC_EUSAGE, "manifest: --dir, --tool-id and --version are "
 		                  "required");
 	if (base == NULL || *base == '\0')
-		return hc_err_set(err, HC_EUSAGE, "manifest: --base-url or " MANIFEST_BASE_ENV
-		                  " is required");
+		return hc_err_set(err, HC_EUSAGE, "manifest: --base-url, " MANIFEST_BASE_ENV
+		                  " or " MANIFEST_BASE_ENV_SEED " is required");
 	rc = mf_manifest_from_dir(dir, tool_id, version, base, &m, err);
 	if (rc != 0)
 		goto done;
@@ -96,14 +100,14 @@ const struct ag_command ag_cmd_manifest = {
 	"tool_version, files [{path, sha256, size, url}] sorted by path, and\n"
 	"manifest_hash (docs/sync.md). Each url is\n"
 	"URL/api/v1/tools/ID/V/files/PATH, percent-encoded. The base URL can also come\n"
-	"from " MANIFEST_BASE_ENV ". Top-level .hydra-* entries (a synced folder's\n"
+	"from " MANIFEST_BASE_ENV " (or " MANIFEST_BASE_ENV_SEED "). Top-level .hydra-* entries (a synced folder's\n"
 	"own state) are not listed; symlinks and special files are skipped with a\n"
 	"warning.\n"
 	"\n"
 	"  --out FILE   write FILE atomically instead of stdout\n"
 	"\n"
-	"Exit: 0, 64 usage, 65 a file name no manifest may hold, 73 cannot create\n"
-	"FILE, 74 I/O error.\n",
+	"Exit: 0, 64 usage, 65 a file name no manifest may hold, 66 --config\n"
+	"missing, 73 cannot create FILE, 74 I/O error, 78 bad config.\n",
 	.run = manifest_run,
 	.needs_log = 0,
 };

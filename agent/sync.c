@@ -73,11 +73,10 @@ sync_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 	if (res == NULL)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
 	rc = ag_config_mirrorfetch(&ctx->cfg, &mf, &servers, err);
-	if (rc == 0) {
+	if (rc == 0)
 		rc = mf_sync(&mf, &so, res, err);
-		if (json)
-			mf_sync_result_print_json(res, rc, stdout);
-	}
+	if (json)
+		mf_sync_result_print_json(res, rc, err != NULL ? err->msg : NULL, stdout);
 	mf_sync_result_free(res);
 	free(res);
 	free(servers);
@@ -106,7 +105,8 @@ const struct ag_command ag_cmd_sync = {
 	"  --progress M summary on stderr: auto (when a terminal), bar, none\n"
 	"\n"
 	"Exit: 0 in sync, 64 usage, 65 bad manifest or checksum failed everywhere,\n"
-	"69 no source reachable, 73 cannot create in DIR, 74 I/O error.\n",
+	"66 --manifest or --config missing, 69 no source reachable, 73 cannot create\n"
+	"in DIR, 74 I/O error, 78 bad config.\n",
 	.run = sync_run,
 	.needs_log = 1,
 };

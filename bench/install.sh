@@ -13,6 +13,9 @@
 #     direct origin install, cold district install, warm district install.
 #
 # Prints a table and the last line `install: ratio=<x> (target <= 0.6)`.
+# `connections:` counts the TCP connections of one more (untimed) district
+# install (HEAD probe and GET) from the access log ($connection) of an nginx
+# put in front of the local mirror as the district.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN="$ROOT/${BUILD:-build}/bin"
@@ -107,6 +110,47 @@ YAML
 	kill "$PEER_PID" 2>/dev/null
 done
 
+# conn_count: one untimed district install through an nginx proxy in front
+# of the local mirror; prints "<connections> connections for <requests>
+# requests" from its access log, or "n/a" without nginx.
+conn_count() {
+	command -v nginx > /dev/null || { echo "n/a (nginx is not installed)"; return; }
+	_np=$(port)
+	mkdir -p "$DIR/nginx"
+	cat > "$DIR/nginx/nginx.conf" <<NGINX
+daemon off; master_process off; worker_processes 1;
+pid $DIR/nginx/nginx.pid; error_log $DIR/nginx/error.log;
+events { worker_connections 64; }
+http {
+	log_format conn '\$connection \$request';
+	access_log $DIR/nginx/access.log conn;
+	client_body_temp_path $DIR/nginx/t; proxy_temp_path $DIR/nginx/p;
+	server { listen 127.0.0.1:$_np;
+		location / { proxy_pass http://127.0.0.1:$LOCAL; proxy_buffering off; proxy_http_version 1.1; } }
+}
+NGINX
+	nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf" -e "$DIR/nginx/error.log" &
+	_ngx=$!
+	"$BIN/hydra-testkit" wait-tcp 127.0.0.1 "$_np" 10000 || { echo "n/a (nginx did not start)"; kill $_ngx; return; }
+	cat > "$DIR/proxied.yaml" <<YAML
+node_id: bench
+state_dir: $DIR/state-proxied
+log_file: $DIR/proxied.log
+dns: {servers: ["127.0.0.1:$DNS_PORT"]}
+district: {static: bxl1}
+mirror: {url_pattern: "http://{district}.hydramirror.experiencenet.com:$_np"}
+YAML
+	rm -f "$DIR"/out/*
+	"$BIN/hydra-agent" --config "$DIR/proxied.yaml" install --progress none --sha256 "$SHA" \
+		--url "http://mirror-a.experiencenet.com:$LOCAL/api/v1/peer/files/big.zip" \
+		--out "$DIR/out/f" > /dev/null 2>&1 || echo "bench: the proxied install failed" >&2
+	kill $_ngx
+	wait $_ngx 2> /dev/null
+	awk '{ c[$1] = 1; n++ } END { printf "%d connections for %d requests\n", length(c), n }' \
+		"$DIR/nginx/access.log"
+}
+CONNS=$(conn_count)
+
 m() { median < "$DIR/$1.ms"; }
 A=$(m agent); CO=$(m curl_openssl); COS=$(m curl_openssl_sync); CS=$(m curl_sha256sum)
 AR=$( [ -f "$DIR/aria2c.ms" ] && m aria2c || echo 0)
@@ -119,6 +163,7 @@ printf '%-36s %8s ms\n' "hydra-agent install" "$A" "curl -o && openssl dgst" "$C
 	"curl -o && openssl dgst && sync f" "$COS" "curl -o && sha256sum" "$CS" \
 	"aria2c --checksum" "$AR"
 printf '%-36s %8s KiB\n' "hydra-agent peak RSS" "$RSS"
+printf '%-36s %s\n' "district install connections" "$CONNS"
 printf '\n%s MiB, origin throttled to %s bytes/s, median of %s runs\n' "$SMALL_MB" "$RATE" "$RUNS"
 printf '%-36s %8s ms\n' "direct origin install" "$D" "cold district install" "$C" \
 	"warm district install" "$W"

@@ -13,7 +13,9 @@
 #   for rsync its --stats "Total bytes received".
 #
 # Prints a table and the last line `sync: ratio=<x> (target <= 1.5)`, the
-# time of hydra-agent sync over the time of rsync.
+# time of hydra-agent sync over the time of rsync. Before it, `connections:`
+# counts the TCP connections of one more (untimed) full sync, --jobs 4,
+# from the access log ($connection) of an nginx put in front of the mirror.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN="$ROOT/${BUILD:-build}/bin"
@@ -107,6 +109,40 @@ timed() {
 agent_sync 1 "$DIR/agent" > /dev/null 2>&1 || { echo "bench: first sync failed" >&2; exit 1; }
 rsync_from v1 "$DIR/rsync" > /dev/null
 
+# conn_count: one untimed full sync of version 2 through an nginx proxy in
+# front of the mirror; prints "<connections> connections for <requests>
+# requests" from its access log, or "n/a" without nginx.
+conn_count() {
+	command -v nginx > /dev/null || { echo "n/a (nginx is not installed)"; return; }
+	_np=$(port)
+	mkdir -p "$DIR/nginx"
+	cat > "$DIR/nginx/nginx.conf" <<NGINX
+daemon off; master_process off; worker_processes 1;
+pid $DIR/nginx/nginx.pid; error_log $DIR/nginx/error.log;
+events { worker_connections 256; }
+http {
+	log_format conn '\$connection \$request';
+	access_log $DIR/nginx/access.log conn;
+	client_body_temp_path $DIR/nginx/t; proxy_temp_path $DIR/nginx/p;
+	server { listen 127.0.0.1:$_np;
+		location / { proxy_pass $BASE; proxy_buffering off; proxy_http_version 1.1; } }
+}
+NGINX
+	nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf" -e "$DIR/nginx/error.log" &
+	_ngx=$!
+	"$BIN/hydra-testkit" wait-tcp 127.0.0.1 "$_np" 10000 || { echo "n/a (nginx did not start)"; kill $_ngx; return; }
+	"$BIN/hydra-agent" manifest --dir "$V2" --tool-id bench --version 2 \
+		--base-url "http://127.0.0.1:$_np" --out "$DIR/proxied.json" 2> /dev/null
+	"$BIN/hydra-agent" --config "$DIR/agent.yaml" sync --progress none --jobs 4 \
+		--manifest "$DIR/proxied.json" --dir "$DIR/proxied" > /dev/null 2>&1 ||
+		echo "bench: the proxied sync failed" >&2
+	kill $_ngx
+	wait $_ngx 2> /dev/null
+	awk '{ c[$1] = 1; n++ } END { printf "%d connections for %d requests\n", length(c), n }' \
+		"$DIR/nginx/access.log"
+}
+CONNS=$(conn_count)
+
 r=0
 while [ $r -lt "$RUNS" ]; do
 	b=$(served)
@@ -148,6 +184,7 @@ row "rsync daemon, 1 changed" rsync
 row "hydra-agent sync, full download" agent_full
 row "rsync daemon, full download" rsync_full
 echo
+echo "connections: $CONNS (full sync of $NFILES files, --jobs 4)"
 echo "bytes: hydra-agent sent $(median < "$DIR/agent.bytes") for a $CHANGED_BYTES-byte change" \
 	"(target <= 1.05x: $(awk -v b="$(median < "$DIR/agent.bytes")" -v c="$CHANGED_BYTES" \
 	'BEGIN { printf "%.3f", b / c }')x, manifest included)"

@@ -221,6 +221,14 @@ size_t hc_log_format(char *buf, size_t size, int64_t epoch_ms,
                      enum hc_log_level level, const char *module,
                      const char *fmt, va_list ap);
 
+/* Called around each line copied to stderr, by the thread that logs: with
+ * before 1 just ahead of the line, with 0 just after it (a progress bar
+ * erases itself, then redraws below the line). */
+typedef void (*hc_log_stderr_hook)(int before, void *ctx);
+/* Registers the one hook (fn NULL removes it). Waits for a line being
+ * written. This function cannot fail. */
+void hc_log_set_stderr_hook(hc_log_stderr_hook fn, void *ctx);
+
 /* ------------------------------------------------------------------ config */
 
 /*
@@ -358,6 +366,20 @@ int hc_atomic_write(const char *path, const void *data, size_t len,
 /* fsyncs the directory holding path (or path itself when it is a dir). */
 int hc_fsync_dir(const char *path, struct hc_err *err);
 
+/* hc_atomic_write for the entry name of the open folder dirfd: the temp
+ * file name.tmp.PID.N is made beside it with O_EXCL and O_NOFOLLOW, renamed
+ * over name with renameat (a link there is replaced, not followed), then
+ * dirfd is fsynced. On error name is unchanged and no temp file is left.
+ * 0, HC_ECANTCREAT (the temp file) or HC_EIO. */
+int hc_atomic_write_at(int dirfd, const char *name, const void *data, size_t len,
+                       mode_t mode, struct hc_err *err);
+
+/* Removes the temp files of hc_atomic_write_at(dirfd, name) that a killed
+ * process left ("name.tmp.*"). Only for a caller holding the lock that makes
+ * it the one writer of name, or it would remove a live writer's file. Best
+ * effort: what cannot be removed is left for the next run. */
+void hc_atomic_sweep_at(int dirfd, const char *name);
+
 /* Reads a whole file of at most max bytes into *out (NUL added, caller frees).
  * HC_ENOTFOUND when it does not exist, HC_EDATA when larger than max. */
 int hc_read_file(const char *path, size_t max, char **out, size_t *len,
@@ -443,6 +465,8 @@ struct hc_http_config {
 	int total_timeout_ms;      /* 0: none */
 	uint64_t stall_bytes_per_s;/* 0: no stall check */
 	int stall_seconds;
+	int reuse_connections;     /* keep this thread's connections for its next
+	                              request (hc_http_thread_done releases them) */
 };
 
 /* Called for each chunk of body. Return 0 to go on, non-zero to abort the
@@ -456,8 +480,9 @@ struct hc_http_response;
 typedef int (*hc_http_on_headers)(void *ctx, const struct hc_http_response *r);
 
 struct hc_http_request {
-	const char *method;        /* "GET" (default) or "HEAD" */
+	const char *method;        /* "GET" (default), "HEAD", or "POST" (empty body) */
 	const char *url;
+	const struct hc_url *parsed; /* NULL, or url already parsed: not parsed again */
 	int64_t range_from;        /* >0: Range: bytes=N- */
 	const char *if_range;      /* with range_from: If-Range value (an ETag) */
 	const char *const *headers;/* extra "Name: value" lines, NULL-terminated */
@@ -504,6 +529,10 @@ void hc_http_response_init(struct hc_http_response *resp);
  * start and before any hc_dns_resolve or hc_http_request. 0 or HC_ESOFTWARE. */
 int hc_http_global_init(struct hc_err *err);
 void hc_http_global_cleanup(void);
+/* Closes the connections the calling thread kept (reuse_connections). Also
+ * done at thread exit, and for the calling thread by hc_http_global_cleanup.
+ * This function cannot fail. */
+void hc_http_thread_done(void);
 
 /* ------------------------------------------------------------------ net */
 

@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,13 @@
  * it spans. Two more samples than steps keep one at least a window old. */
 #define STALL_STEPS 32
 #define STALL_RING (STALL_STEPS + 2)
+
+/* With reuse_connections, each thread keeps one curl handle: its connection
+ * cache (one connection per host, curl's default of 5 hosts) and TLS
+ * session cache live from one request to the next. Freed at thread exit. */
+static pthread_key_t http_handle_key;
+static pthread_once_t http_handle_once = PTHREAD_ONCE_INIT;
+static int http_handle_key_ok;
 
 struct http_sample {
 	int64_t ms;
@@ -128,9 +136,63 @@ hc_http_global_init(struct hc_err *err)
 	return 0;
 }
 
+static void
+http_handle_destroy(void *curl)
+{
+	curl_easy_cleanup(curl);
+}
+
+static void
+http_handle_key_init(void)
+{
+	http_handle_key_ok = pthread_key_create(&http_handle_key, http_handle_destroy) == 0;
+}
+
+/* The calling thread's kept handle, reset for a new request; a new one the
+ * first time. NULL when out of memory. *kept is 1 when the handle must not
+ * be cleaned up by the caller. */
+static CURL *
+http_handle(int reuse, int *kept)
+{
+	CURL *curl;
+
+	*kept = 0;
+	if (!reuse)
+		return curl_easy_init();
+	(void)pthread_once(&http_handle_once, http_handle_key_init);
+	if (!http_handle_key_ok)
+		return curl_easy_init();
+	curl = pthread_getspecific(http_handle_key);
+	if (curl != NULL) {
+		/* Options go; connections, DNS and TLS sessions stay. */
+		curl_easy_reset(curl);
+		*kept = 1;
+		return curl;
+	}
+	curl = curl_easy_init();
+	if (curl != NULL && pthread_setspecific(http_handle_key, curl) == 0)
+		*kept = 1;
+	return curl;
+}
+
+void
+hc_http_thread_done(void)
+{
+	CURL *curl;
+
+	if (!http_handle_key_ok)
+		return;
+	curl = pthread_getspecific(http_handle_key);
+	if (curl == NULL)
+		return;
+	(void)pthread_setspecific(http_handle_key, NULL);
+	curl_easy_cleanup(curl);
+}
+
 void
 hc_http_global_cleanup(void)
 {
+	hc_http_thread_done();
 	ares_library_cleanup();
 	curl_global_cleanup();
 }
@@ -428,8 +490,12 @@ http_options(struct http_xfer *x, const char *method, struct curl_slist *resolve
 		curl_easy_setopt(x->curl, CURLOPT_TIMEOUT_MS, (long)cfg->total_timeout_ms);
 	if (cfg->ca_file != NULL && *cfg->ca_file != '\0')
 		curl_easy_setopt(x->curl, CURLOPT_CAINFO, cfg->ca_file);
-	if (strcmp(method, "HEAD") == 0)
+	if (strcmp(method, "HEAD") == 0) {
 		curl_easy_setopt(x->curl, CURLOPT_NOBODY, 1L);
+	} else if (strcmp(method, "POST") == 0) {
+		curl_easy_setopt(x->curl, CURLOPT_POSTFIELDS, "");
+		curl_easy_setopt(x->curl, CURLOPT_POSTFIELDSIZE, 0L);
+	}
 	if (req->range_from > 0) {
 		if (hc_snprintf(range, sizeof(range), "%" PRId64 "-", req->range_from) != 0)
 			return hc_err_set(err, HC_ESOFTWARE, "range too long");
@@ -452,7 +518,8 @@ hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *
                 struct hc_http_response *resp, struct hc_err *err)
 {
 	struct http_xfer x;
-	struct hc_url u = { .path_query = NULL };
+	struct hc_url own = { .path_query = NULL };
+	const struct hc_url *u = req->parsed;
 	struct hc_dns_result dns;
 	struct hc_dns_config dns_cfg;
 	struct curl_slist *resolve = NULL, *headers = NULL;
@@ -462,28 +529,32 @@ hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *
 	int64_t start = hc_now_ms();
 	char *ip = NULL;
 	CURLcode cc;
-	int rc;
+	int rc, kept = 0;
 
 	hc_http_response_init(resp);
 	memset(&x, 0, sizeof(x));
 	x.cfg = cfg;
 	x.req = req;
 	x.resp = resp;
-	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
+	    strcmp(method, "POST") != 0)
 		return hc_err_set(err, HC_ESOFTWARE, "unsupported method %s", method);
-	rc = hc_url_parse(req->url, &u, err);
-	if (rc != 0)
-		return rc;
+	if (u == NULL) {
+		rc = hc_url_parse(req->url, &own, err);
+		if (rc != 0)
+			return rc;
+		u = &own;
+	}
 	dns_cfg = cfg->dns;
 	dns_cfg.cancel = req->cancel;
-	rc = hc_dns_resolve(&dns_cfg, u.host, &dns, &resp->fail, err);
+	rc = hc_dns_resolve(&dns_cfg, u->host, &dns, &resp->fail, err);
 	if (rc != 0)
 		goto done;
-	if (http_resolve_entry(&u, &dns, entry, sizeof(entry)) != 0) {
-		rc = hc_err_set(err, HC_ESOFTWARE, "resolve entry too long for %s", u.host);
+	if (http_resolve_entry(u, &dns, entry, sizeof(entry)) != 0) {
+		rc = hc_err_set(err, HC_ESOFTWARE, "resolve entry too long for %s", u->host);
 		goto done;
 	}
-	x.curl = curl_easy_init();
+	x.curl = http_handle(cfg->reuse_connections, &kept);
 	resolve = curl_slist_append(NULL, entry);
 	if (x.curl == NULL || resolve == NULL) {
 		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
@@ -500,14 +571,17 @@ hc_http_request(const struct hc_http_config *cfg, const struct hc_http_request *
 	if (cc != CURLE_OK || x.http_error) {
 		if (curl_msg[0] == '\0')
 			hc_strlcpy(curl_msg, curl_easy_strerror(cc), sizeof(curl_msg));
-		rc = http_report(&x, cc, curl_msg, &u, err);
+		rc = http_report(&x, cc, curl_msg, u, err);
 	}
 done:
 	resp->elapsed_ms = hc_now_ms() - start;
-	if (x.curl != NULL)
+	if (x.curl != NULL && kept)
+		/* The pointers set for this request die with it. */
+		curl_easy_reset(x.curl);
+	else if (x.curl != NULL)
 		curl_easy_cleanup(x.curl);
 	curl_slist_free_all(resolve);
 	curl_slist_free_all(headers);
-	hc_url_free(&u);
+	hc_url_free(&own);
 	return rc;
 }

@@ -27,6 +27,12 @@ static struct {
 	enum hc_log_level level;
 } log_state = { -1, 1, 0, HC_LOG_INFO };
 
+/* The stderr hook; the lock also keeps a hook's before and after around
+ * one line, and a removal from happening mid-line. */
+static pthread_mutex_t log_hook_mu = PTHREAD_MUTEX_INITIALIZER;
+static hc_log_stderr_hook log_hook;
+static void *log_hook_ctx;
+
 static const char *const log_level_names[] = { "DEBUG", "INFO", "WARN", "ERROR" };
 /* sd-daemon(3) priorities of the levels above: debug, info, warning, err. */
 static const char *const log_journal_prefix[] = { "<7>", "<6>", "<4>", "<3>" };
@@ -152,14 +158,31 @@ hc_vlog(enum hc_log_level level, const char *module, const char *fmt, va_list ap
 	/* Logging must never fail the caller: errors here have nowhere to go. */
 	if (log_state.fd >= 0)
 		(void)hc_write_all(log_state.fd, line, len);
-	if (log_state.to_stderr && log_state.journal && len > LOG_STAMP_LEN) {
-		/* The prefix overwrites the tail of the stamp: still one write. */
-		memcpy(line + LOG_STAMP_LEN - 3, log_journal_prefix[level], 3);
-		(void)hc_write_all(STDERR_FILENO, line + LOG_STAMP_LEN - 3,
-		                   len - (LOG_STAMP_LEN - 3));
-	} else if (log_state.to_stderr) {
-		(void)hc_write_all(STDERR_FILENO, line, len);
+	if (log_state.to_stderr) {
+		pthread_mutex_lock(&log_hook_mu);
+		if (log_hook != NULL)
+			log_hook(1, log_hook_ctx);
+		if (log_state.journal && len > LOG_STAMP_LEN) {
+			/* The prefix overwrites the tail of the stamp: still one write. */
+			memcpy(line + LOG_STAMP_LEN - 3, log_journal_prefix[level], 3);
+			(void)hc_write_all(STDERR_FILENO, line + LOG_STAMP_LEN - 3,
+			                   len - (LOG_STAMP_LEN - 3));
+		} else {
+			(void)hc_write_all(STDERR_FILENO, line, len);
+		}
+		if (log_hook != NULL)
+			log_hook(0, log_hook_ctx);
+		pthread_mutex_unlock(&log_hook_mu);
 	}
+}
+
+void
+hc_log_set_stderr_hook(hc_log_stderr_hook fn, void *ctx)
+{
+	pthread_mutex_lock(&log_hook_mu);
+	log_hook = fn;
+	log_hook_ctx = ctx;
+	pthread_mutex_unlock(&log_hook_mu);
 }
 
 void

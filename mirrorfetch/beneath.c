@@ -14,10 +14,6 @@
 
 #include "mirrorfetch/internal.h"
 
-/* Temp names tried by mf_write_at before giving up: a collision needs a
- * leftover of the same pid and counter. */
-#define WRITE_AT_TRIES 16
-
 /* openat2 where the kernel has it. -1 with ENOSYS where it does not (older
  * kernels, valgrind, seccomp filters that answer EPERM). */
 static int
@@ -255,51 +251,6 @@ done:
 }
 
 int
-mf_write_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
-            struct hc_err *err)
-{
-	static atomic_uint counter;
-	char tmp[HC_PATH_MAX];
-	int fd = -1, rc = 0, i;
-
-	/* name.tmp.PID.N: beside name and under its prefix, so a leftover of
-	 * .hydra-index is still the sync's own state to every reader. */
-	for (i = 0; i < WRITE_AT_TRIES && fd < 0; i++) {
-		if (hc_snprintf(tmp, sizeof(tmp), "%s.tmp.%ld.%u", name, (long)getpid(),
-		                atomic_fetch_add(&counter, 1)) != 0)
-			return hc_err_set(err, HC_EIO, "%s: name too long", name);
-		fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-		if (fd < 0 && errno != EEXIST)
-			return hc_err_set(err, HC_EIO, "create %s: %s", tmp, strerror(errno));
-	}
-	if (fd < 0)
-		return hc_err_set(err, HC_EIO, "create a temp file for %s: %s", name,
-		                  strerror(errno));
-	if (hc_write_all(fd, data, len) != 0 || fsync(fd) != 0) {
-		rc = hc_err_set(err, HC_EIO, "write %s: %s", tmp, strerror(errno));
-		goto fail;
-	}
-	if (close(fd) != 0) {
-		fd = -1;
-		rc = hc_err_set(err, HC_EIO, "write %s: %s", tmp, strerror(errno));
-		goto fail;
-	}
-	fd = -1;
-	if (renameat(dirfd, tmp, dirfd, name) != 0) {
-		rc = hc_err_set(err, HC_EIO, "rename %s: %s", name, strerror(errno));
-		goto fail;
-	}
-	if (fsync(dirfd) != 0)
-		return hc_err_set(err, HC_EIO, "fsync the folder of %s: %s", name, strerror(errno));
-	return 0;
-fail:
-	if (fd >= 0)
-		close(fd);
-	unlinkat(dirfd, tmp, 0);
-	return rc;
-}
-
-int
 mf_split_path(const char *rel, char *parent, size_t size, const char **base)
 {
 	const char *slash = strrchr(rel, '/');
@@ -310,36 +261,4 @@ mf_split_path(const char *rel, char *parent, size_t size, const char **base)
 		return 0;
 	}
 	return hc_snprintf(parent, size, "%.*s", (int)(slash - rel), rel) != 0 ? HC_EDATA : 0;
-}
-
-struct sweep {
-	const char *prefix;
-	size_t len;
-};
-
-static int
-sweep_one(void *ctx, const struct hc_walk_entry *e, struct hc_err *err)
-{
-	const struct sweep *sw = ctx;
-
-	(void)err;
-	if (!S_ISDIR(e->st->st_mode) && strncmp(e->name, sw->prefix, sw->len) == 0) {
-		if (unlinkat(e->dirfd, e->name, 0) == 0)
-			hc_log(HC_LOG_INFO, MF_MOD, "removed %s, left by an interrupted run", e->rel);
-	}
-	/* One folder, never below it. */
-	return HC_WALK_SKIP;
-}
-
-void
-mf_sweep_temps(int dirfd, const char *name)
-{
-	char prefix[HC_PATH_MAX];
-	struct sweep sw;
-
-	if (hc_snprintf(prefix, sizeof(prefix), "%s.tmp.", name) != 0)
-		return;
-	sw.prefix = prefix;
-	sw.len = strlen(prefix);
-	(void)hc_walk(dirfd, ".", 0, 0, sweep_one, &sw, NULL);
 }

@@ -172,7 +172,7 @@ mf_index_save(const struct mf_index *idx, int dirfd, const char *name, struct hc
 	if (rc != 0)
 		rc = hc_err_set(err, rc, "index: larger than %zu bytes or out of memory", INDEX_MAX);
 	else
-		rc = mf_write_at(dirfd, name, b.p, b.len, 0644, err);
+		rc = hc_atomic_write_at(dirfd, name, b.p, b.len, 0644, err);
 	hc_buf_free(&b);
 	return rc;
 }

@@ -19,8 +19,6 @@
 
 /* The side file that says which source and which file the part came from. */
 #define PART_META_SUFFIX ".meta"
-/* Progress redraws at most this often. */
-#define PROGRESS_PERIOD_MS 100
 /* A meta file holds an ETag and a digest: a few hundred bytes. */
 #define PART_META_MAX 1024
 
@@ -35,7 +33,8 @@ struct install {
 	struct hc_sha256 *hash;
 	struct mf_writer *writer;                 /* writes and hashes behind the network */
 	uint64_t have;                            /* bytes in the part file once flushed */
-	char expect[HC_SHA256_HEX_LEN + 1];       /* --sha256, or "" */
+	char expect[HC_SHA256_HEX_LEN + 1];       /* --sha256 or the origin's, or "" */
+	struct mf_origin_probe origin;            /* the origin's HEAD, with a district */
 	/* What the bytes in the part file are a prefix of. */
 	char prefix_host[HC_HOST_MAX];
 	char prefix_etag[HC_HTTP_HEADER_VALUE_MAX];
@@ -51,12 +50,13 @@ struct install {
 	int size_mismatch; /* the source's byte count is not t->size */
 	uint64_t size_seen;
 	int write_errno;
+	enum hc_fail last_fail;   /* the failure class of the last GET */
 	/* Progress. */
 	enum mf_progress_mode progress;
 	uint64_t total;
 	uint64_t attempt_start_bytes;
 	int64_t attempt_start_ms;
-	int64_t last_draw_ms;
+	struct mf_bar bar;
 };
 
 /* The district lookup of one install. */
@@ -82,18 +82,14 @@ mf_format_bytes(double v, char *out, size_t size)
 static void
 install_draw(struct install *in, int final)
 {
-	char done[32], total[32], rate[32], line[256];
-	int64_t now = hc_now_ms();
-	int64_t ms = now - in->attempt_start_ms;
+	char done[32], total[32], rate[32], left[160];
+	int64_t ms = hc_now_ms() - in->attempt_start_ms;
 	double bps;
 	long eta = -1;
-	int n;
+	int rc;
 
 	if (in->progress != MF_PROGRESS_BAR)
 		return;
-	if (!final && now - in->last_draw_ms < PROGRESS_PERIOD_MS)
-		return;
-	in->last_draw_ms = now;
 	bps = ms > 0 ? (double)(in->have - in->attempt_start_bytes) * 1000.0 / (double)ms : 0;
 	mf_format_bytes((double)in->have, done, sizeof(done));
 	mf_format_bytes((double)in->total, total, sizeof(total));
@@ -101,16 +97,13 @@ install_draw(struct install *in, int final)
 	if (bps > 0 && in->total > in->have)
 		eta = (long)((double)(in->total - in->have) / bps);
 	if (in->total > 0)
-		n = snprintf(line, sizeof(line), "\r%5.1f%%  %s / %s  %s/s  ETA %lds  %s  ",
-		             100.0 * (double)in->have / (double)in->total, done, total, rate,
-		             eta < 0 ? 0 : eta, in->host);
+		rc = hc_snprintf(left, sizeof(left), "%5.1f%%  %s / %s  %s/s  ETA %lds",
+		                 100.0 * (double)in->have / (double)in->total, done, total, rate,
+		                 eta < 0 ? 0 : eta);
 	else
-		n = snprintf(line, sizeof(line), "\r%s  %s/s  %s  ", done, rate, in->host);
-	if (n > 0)
-		(void)hc_write_all(STDERR_FILENO, line, (size_t)n < sizeof(line) ?
-		                   (size_t)n : sizeof(line) - 1);
-	if (final)
-		(void)hc_write_all(STDERR_FILENO, "\n", 1);
+		rc = hc_snprintf(left, sizeof(left), "%s  %s/s", done, rate);
+	if (rc == 0)
+		mf_bar_draw(&in->bar, left, in->host, final);
 }
 
 /* Empties the part file and the hash. The writer must be flushed. On error
@@ -146,7 +139,7 @@ install_save_meta(struct install *in)
 	if (hc_snprintf(text, sizeof(text), "%s\n%s\n%s\n", in->prefix_host,
 	                in->prefix_etag, in->prefix_sha) != 0)
 		return;
-	(void)mf_write_at(in->t->part_dirfd, in->meta_name, text, strlen(text), 0644, NULL);
+	(void)hc_atomic_write_at(in->t->part_dirfd, in->meta_name, text, strlen(text), 0644, NULL);
 }
 
 static void
@@ -273,10 +266,11 @@ install_new_attempt(struct install *in, const char *url, const char *host)
 	return a;
 }
 
-/* HEAD-probes a district candidate. 0 when it answers 200. */
+/* HEAD-probes a district candidate. 0 when it answers 200; sha256 is then
+ * the digest it advertises, or "". *fail is the failure class. */
 static int
-install_probe(struct install *in, const char *url, struct mf_attempt *a,
-              struct hc_err *why)
+install_probe(struct install *in, const struct mf_candidate *c, struct mf_attempt *a,
+              char sha256[HC_SHA256_HEX_LEN + 1], enum hc_fail *fail, struct hc_err *why)
 {
 	struct hc_http_config http = in->cfg->http;
 	struct hc_http_request req = { 0 };
@@ -287,10 +281,12 @@ install_probe(struct install *in, const char *url, struct mf_attempt *a,
 	if (http.connect_timeout_ms == 0 || http.connect_timeout_ms > in->cfg->head_timeout_ms)
 		http.connect_timeout_ms = in->cfg->head_timeout_ms;
 	req.method = "HEAD";
-	req.url = url;
+	req.url = c->url;
+	req.parsed = &c->u;
 	rc = hc_http_request(&http, &req, &resp, why);
 	a->http_status = resp.status;
 	a->ms = resp.elapsed_ms;
+	*fail = resp.fail;
 	if (rc != 0) {
 		a->result = hc_fail_name(resp.fail);
 		return rc;
@@ -299,6 +295,41 @@ install_probe(struct install *in, const char *url, struct mf_attempt *a,
 		a->result = hc_fail_name(HC_FAIL_HTTP_STATUS);
 		return hc_err_set(why, HC_EUNAVAIL, "HEAD returned HTTP %ld", resp.status);
 	}
+	hc_strlcpy(sha256, resp.sha256, HC_SHA256_HEX_LEN + 1);
+	return 0;
+}
+
+/*
+ * Decides, once the district c answered its HEAD with digest advertised,
+ * what the file is checked against: the origin's digest when the origin
+ * answered (a district that disagrees with it is not used: 1 after the
+ * mismatch is reported), else the district's own, with a warning. 0 when
+ * the district may serve the file.
+ */
+static int
+install_reference(struct install *in, const struct mf_candidate *c, const char *advertised,
+                  struct mf_attempt *a, struct hc_err *why)
+{
+	struct mf_origin_probe *o = &in->origin;
+
+	if (in->expect[0] != '\0')
+		return 0;
+	mf_origin_probe_wait(o);
+	if (o->sha256[0] == '\0') {
+		in->res->digest_source = "mirror";
+		hc_log(HC_LOG_WARN, MF_MOD, "digest for %s from %s only: origin unreachable (%s)",
+		       in->out_path, c->host, o->why.msg);
+		return 0;
+	}
+	if (advertised[0] != '\0' && strcmp(advertised, o->sha256) != 0) {
+		a->result = "sha256_mismatch";
+		hc_err_set(why, HC_EDATA, "its sha256 %s is not the origin's %s", advertised,
+		           o->sha256);
+		mf_report_mismatch(in->cfg, c, in->out_path);
+		return 1;
+	}
+	hc_strlcpy(in->expect, o->sha256, sizeof(in->expect));
+	in->res->digest_source = "origin";
 	return 0;
 }
 
@@ -322,6 +353,7 @@ install_get_prepare(struct install *in, const struct mf_candidate *c,
 	in->attempt_start_ms = hc_now_ms();
 	in->attempt_start_bytes = in->have;
 	req->url = c->url;
+	req->parsed = &c->u;
 	req->sink = install_sink;
 	req->on_headers = install_on_headers;
 	req->ctx = in;
@@ -452,6 +484,7 @@ install_get(struct install *in, const struct mf_candidate *c, struct mf_attempt 
 	flush_errno = mf_writer_flush(in->writer);
 	if (flush_errno != 0 && in->write_errno == 0)
 		in->write_errno = flush_errno;
+	in->last_fail = resp.fail;
 	a->http_status = resp.status;
 	a->bytes = resp.body_bytes;
 	a->ms = resp.elapsed_ms;
@@ -555,7 +588,7 @@ install_open_part(struct install *in, struct hc_err *err)
 		                  in->part_path);
 	}
 	in->fd = fd;
-	mf_sweep_temps(in->t->part_dirfd, in->meta_name);
+	hc_atomic_sweep_at(in->t->part_dirfd, in->meta_name);
 	if (fstat(in->fd, &st) != 0)
 		return hc_err_set(err, HC_EIO, "stat %s: %s", in->part_path, strerror(errno));
 	/* A part longer than the file can be is not a prefix of it. */
@@ -583,6 +616,7 @@ struct install_tally {
 	int mismatches;
 	int source_failures;
 	struct hc_err why;
+	struct hc_err mismatch_why;  /* the last checksum failure */
 };
 
 enum try_result { TRY_COMMITTED, TRY_NEXT, TRY_STOP };
@@ -601,7 +635,7 @@ install_log_fallback(const struct install *in, const struct mf_candidate *c,
 
 /* The file is verified: into place, and the result says where it came from. */
 static int
-install_finish(struct install *in, const struct mf_candidate *c, int fallback,
+install_finish(struct install *in, const struct mf_candidate *c, int fallback, int is_last,
                int64_t start, struct hc_err *err)
 {
 	struct mf_result *res = in->res;
@@ -610,6 +644,12 @@ install_finish(struct install *in, const struct mf_candidate *c, int fallback,
 	rc = install_commit(in, err);
 	if (rc != 0)
 		return rc;
+	/* Without a reference the source's own digest decided: the origin's
+	 * when the source is the URL asked for (the last candidate), even after
+	 * a district was first checked against its own. */
+	if (res->digest_source == NULL ||
+	    (is_last && strcmp(res->digest_source, "mirror") == 0))
+		res->digest_source = res->sha256[0] == '\0' ? "none" : is_last ? "origin" : "mirror";
 	hc_strlcpy(res->source_url, c->url, sizeof(res->source_url));
 	hc_strlcpy(res->source_host, c->host, sizeof(res->source_host));
 	res->bytes = in->have;
@@ -633,13 +673,29 @@ install_try(struct install *in, const struct mf_candidate *c, int is_district,
 {
 	struct mf_attempt *a;
 	enum get_outcome outcome;
+	char advertised[HC_SHA256_HEX_LEN + 1] = "";
+	enum hc_fail fail = HC_FAIL_NONE;
 	int rc;
 
 	a = install_new_attempt(in, c->url, c->host);
 	if (a == NULL)
 		return TRY_STOP;
-	if (is_district && install_probe(in, c->url, a, &t->why) != 0) {
+	if (is_district && mf_source_skipped(in->cfg->sources, c->host)) {
+		/* Found down by an earlier file of this run, and logged then. */
+		a->result = "skipped";
+		hc_err_set(&t->why, HC_EUNAVAIL, "%s failed earlier in this run", c->host);
 		t->source_failures++;
+		return TRY_NEXT;
+	}
+	if (is_district && install_probe(in, c, a, advertised, &fail, &t->why) != 0) {
+		t->source_failures++;
+		if (!mf_source_failed(in->cfg->sources, c->host, fail))
+			install_log_fallback(in, c, 1, &t->why);
+		return TRY_NEXT;
+	}
+	if (is_district && install_reference(in, c, advertised, a, &t->why) != 0) {
+		t->mismatches++;
+		t->mismatch_why = t->why;
 		install_log_fallback(in, c, 1, &t->why);
 		return TRY_NEXT;
 	}
@@ -667,11 +723,16 @@ install_try(struct install *in, const struct mf_candidate *c, int is_district,
 	}
 	if (outcome == GET_MISMATCH || outcome == GET_CHANGED) {
 		t->mismatches++;
+		t->mismatch_why = t->why;
 		rc = install_discard(in, err);
 		if (rc != 0)
 			return rc;
+		if (is_district && outcome == GET_MISMATCH)
+			mf_report_mismatch(in->cfg, c, in->out_path);
 	} else {
 		t->source_failures++;
+		if (is_district && mf_source_failed(in->cfg->sources, c->host, in->last_fail))
+			return TRY_NEXT;
 	}
 	install_log_fallback(in, c, is_district, &t->why);
 	return TRY_NEXT;
@@ -683,7 +744,7 @@ mf_fetch_at(const struct mf_config *cfg, const struct mf_candidates *cand,
             struct mf_result *res, struct hc_err *err)
 {
 	struct install in;
-	struct install_tally tally = { 0, 0, { 0, "" } };
+	struct install_tally tally = { 0, 0, { 0, "" }, { 0, "" } };
 	int64_t start = hc_now_ms();
 	size_t i;
 	int rc = 0, tried = TRY_NEXT;
@@ -715,19 +776,29 @@ mf_fetch_at(const struct mf_config *cfg, const struct mf_candidates *cand,
 	rc = mf_writer_new(in.fd, in.hash, in.have, &in.writer, err);
 	if (rc != 0)
 		goto done;
+	if (progress == MF_PROGRESS_BAR)
+		mf_bar_begin(&in.bar);
+	if (in.expect[0] != '\0')
+		res->digest_source = "argument";
+	else if (cand->n > 1)
+		(void)mf_origin_probe_start(cfg, &cand->c[cand->n - 1], &in.origin);
 
 	for (i = 0; i < cand->n && tried == TRY_NEXT; i++)
 		tried = install_try(&in, &cand->c[i], cand->n > 1 && i + 1 < cand->n, &tally, err);
 	if (tried == TRY_COMMITTED)
-		rc = install_finish(&in, &cand->c[i - 1], i > 1, start, err);
+		rc = install_finish(&in, &cand->c[i - 1], i > 1, i == cand->n, start, err);
 	else if (tried < 0)
 		rc = tried;
-	else if (tally.mismatches > 0 && tally.source_failures == 0)
-		rc = hc_err_set(err, HC_EDATA, "checksum failed on every source: %s", tally.why.msg);
+	else if (tally.mismatches > 0)
+		/* A source that sent wrong bytes says more than one that sent none. */
+		rc = hc_err_set(err, HC_EDATA, "checksum failed on every source that answered: %s",
+		                tally.mismatch_why.msg);
 	else
 		rc = hc_err_set(err, HC_EUNAVAIL, "no source could deliver %s: %s",
 		                cand->c[cand->n - 1].url, tally.why.msg);
 done:
+	mf_origin_probe_wait(&in.origin);
+	mf_bar_end(&in.bar);
 	/* A part with bytes is kept for the next run to resume; an empty one is not. */
 	if (rc != 0 && in.fd >= 0 && in.have == 0) {
 		unlinkat(t->part_dirfd, t->part_name, 0);
@@ -784,15 +855,43 @@ install_target(const char *out_path, char *part_name, size_t part_size, char *pa
 	return 0;
 }
 
+/* 1 when out_path is a regular file (not a link) whose digest is want (lower
+ * case): a rerun of the install hook then costs no transfer. Anything that
+ * keeps it from being known is 0: the install goes on and decides. */
+static int
+install_already_there(const char *out_path, const char *want)
+{
+	struct hc_sha256 *h = NULL;
+	char got[HC_SHA256_HEX_LEN + 1] = "";
+	struct stat st;
+	int fd, same = 0;
+
+	fd = open(out_path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		goto done;
+	h = hc_sha256_new();
+	if (h == NULL || hc_sha256_fd(h, fd, st.st_size, NULL) != 0 || hc_sha256_hex(h, got) != 0)
+		goto done;
+	same = strcmp(got, want) == 0;
+done:
+	hc_sha256_free(h);
+	close(fd);
+	return same;
+}
+
 int
 mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
            const char *expect_sha256, enum mf_progress_mode progress,
            struct mf_result *res, struct hc_err *err)
 {
-	struct install_lookup l = { cfg, "" };
+	struct mf_config run = *cfg;
+	struct install_lookup l = { &run, "" };
 	struct mf_candidates cand;
 	struct mf_fetch_target t;
 	char part_name[PATH_MAX], part_display[PATH_MAX];
+	struct hc_url u = { .path_query = NULL };
 	int rc;
 
 	memset(res, 0, sizeof(*res));
@@ -802,16 +901,40 @@ mf_install(const struct mf_config *cfg, const char *url, const char *out_path,
 	if (expect_sha256 != NULL && *expect_sha256 != '\0' && !hc_sha256_hex_valid(expect_sha256))
 		return hc_err_set(err, HC_EUSAGE, "--sha256: '%s' is not 64 hex digits",
 		                  expect_sha256);
-	rc = mf_candidates_for(cfg, url, install_district, &l, &cand, err);
+	if (expect_sha256 != NULL && *expect_sha256 != '\0') {
+		/* A malformed --url stays a usage error even when nothing is fetched. */
+		rc = hc_url_parse(url, &u, err);
+		hc_url_free(&u);
+		if (rc != 0) {
+			hc_err_prefix(err, "URL '%s'", url);
+			if (err != NULL)
+				err->status = HC_EUSAGE;
+			return HC_EUSAGE;
+		}
+		hc_hex_lower(res->sha256, expect_sha256, HC_SHA256_HEX_LEN);
+		if (install_already_there(out_path, res->sha256)) {
+			res->already_installed = 1;
+			res->digest_source = "argument";
+			hc_log(HC_LOG_INFO, MF_MOD, "already installed: %s sha256 %s", out_path,
+			       res->sha256);
+			return 0;
+		}
+		res->sha256[0] = '\0';
+	}
+	/* The district's HEAD and GET go over one connection. */
+	run.http.reuse_connections = 1;
+	rc = mf_candidates_for(&run, url, install_district, &l, &cand, err);
 	if (rc != 0)
 		return rc;
+	/* cand is freed below on every path. */
 	rc = install_target(out_path, part_name, sizeof(part_name), part_display,
 	                    sizeof(part_display), &t, err);
 	if (rc == 0) {
 		t.expect_sha256 = expect_sha256;
-		rc = mf_fetch_at(cfg, &cand, &t, progress, res, err);
+		rc = mf_fetch_at(&run, &cand, &t, progress, res, err);
 	}
 	if (t.dirfd >= 0)
 		close(t.dirfd);
+	mf_candidates_free(&cand);
 	return rc;
 }

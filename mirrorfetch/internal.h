@@ -9,6 +9,9 @@
  *   plan.c     what each manifest entry needs: keep, reuse from staging, fetch
  *   transfer.c the manifest download and the fetch workers
  *   swap.c     staged files into DIR, --delete, the staging cleanup
+ *   origin.c   the origin's digest beside the district probe, mismatch reports
+ *   sources.c  the hosts a run found down, skipped for a back-off
+ *   progress.c the progress bar, fitted to the terminal, out of the log's way
  *   sync.c     mf_sync: the phases in order
  */
 #ifndef MIRRORFETCH_INTERNAL_H
@@ -57,19 +60,6 @@ int mf_remove_tree_at(int dirfd, const char *name, const char *what, struct hc_e
 int mf_read_at(int dirfd, const char *name, size_t max, char **out, size_t *len,
                struct hc_err *err);
 
-/* Writes name in dirfd atomically: a new temp file beside it (O_EXCL,
- * O_NOFOLLOW), fsync, renameat over name (a link there is replaced, not
- * followed), fsync of dirfd. On error name is unchanged and no temp file
- * is left. 0 or HC_EIO. */
-int mf_write_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
-                struct hc_err *err);
-
-/* Removes the temp files of mf_write_at(dirfd, name) that a killed process
- * left ("name.tmp.*"). Only for a caller holding the lock that makes it the
- * one writer of name, or it would remove a live writer's file. Best effort:
- * what cannot be removed is left for the next run. */
-void mf_sweep_temps(int dirfd, const char *name);
-
 /* Splits rel at its last '/': the folder part into parent ("" when none),
  * and *base points at the last segment within rel. 0 or HC_EDATA when
  * parent is too small. */
@@ -103,6 +93,91 @@ int mf_fetch_at(const struct mf_config *cfg, const struct mf_candidates *cand,
                 const struct mf_fetch_target *t, enum mf_progress_mode progress,
                 struct mf_result *res, struct hc_err *err);
 
+/* ------------------------------------------------------------------ origin */
+
+/* The origin's HEAD of one file, run on its own thread beside the district
+ * probe so that it costs no wall time when the origin answers. */
+struct mf_origin_probe {
+	const struct mf_config *cfg;
+	const struct mf_candidate *origin;
+	pthread_t thread;
+	int started;
+	char sha256[HC_SHA256_HEX_LEN + 1]; /* "" unless the origin gave its digest */
+	struct hc_err why;                  /* why sha256 is "" */
+};
+
+/* Starts a HEAD of origin's URL bounded by cfg->head_timeout_ms; origin
+ * must outlive the probe. 0, or -1 with p->why set (then there is nothing
+ * to wait for). */
+int mf_origin_probe_start(const struct mf_config *cfg, const struct mf_candidate *origin,
+                          struct mf_origin_probe *p);
+/* Waits for the HEAD; p->sha256 is then the origin's digest or "". Safe to
+ * call twice, and on a probe that did not start. */
+void mf_origin_probe_wait(struct mf_origin_probe *p);
+
+/* Tells the mirror of c that the bytes it sent for display did not match:
+ * POST /api/v1/peer/verify/{path}, bounded by head_timeout_ms. Best effort:
+ * the outcome is logged and never changes the caller's. */
+void mf_report_mismatch(const struct mf_config *cfg, const struct mf_candidate *c,
+                        const char *display);
+
+/* ------------------------------------------------------------------ sources */
+
+/* A host that failed at the connection level is asked again after this
+ * long: long enough that a sync of many files against a dead district
+ * pays its timeout once, short enough that a long run sees it come back. */
+#define MF_SOURCE_BACKOFF_MS 30000
+/* Hosts one run remembers: a district and the origin, with room to spare;
+ * past this, hosts are simply not remembered. */
+#define MF_SOURCES_MAX 8
+
+struct mf_source_state {
+	char host[HC_HOST_MAX];
+	int64_t down_until_ms;
+};
+
+struct mf_sources {
+	pthread_mutex_t mu;
+	struct mf_source_state hosts[MF_SOURCES_MAX];
+	size_t n;
+};
+
+void mf_sources_init(struct mf_sources *s);
+void mf_sources_destroy(struct mf_sources *s);
+/* 1 when host failed at the connection level less than
+ * MF_SOURCE_BACKOFF_MS ago in this run. s may be NULL (never skipped). */
+int mf_source_skipped(struct mf_sources *s, const char *host);
+/* Records a failure of host with class f. A connection-level one marks it
+ * down for MF_SOURCE_BACKOFF_MS. 1 when it was already down: the caller
+ * stays quiet, the failure was logged once. s may be NULL. */
+int mf_source_failed(struct mf_sources *s, const char *host, enum hc_fail f);
+
+/* ------------------------------------------------------------------ progress */
+
+/* Longest progress line, and so the widest terminal it fills. */
+#define MF_BAR_MAX 256
+
+/* One progress bar on stderr. Not active until mf_bar_begin. */
+struct mf_bar {
+	pthread_mutex_t mu;
+	int active;
+	int shown;               /* text is on the screen */
+	char text[MF_BAR_MAX];   /* as drawn, fitted */
+	int64_t last_ms;
+};
+
+/* Takes stderr: log lines erase the bar and redraw it (the one log hook),
+ * SIGWINCH forces a redraw. One bar at a time; mf_bar_end gives it back. */
+void mf_bar_begin(struct mf_bar *b);
+/* Draws "left  tail" fitted to the terminal, at most every 100 ms unless
+ * force. Safe on any thread. A bar never begun draws nothing. */
+void mf_bar_draw(struct mf_bar *b, const char *left, const char *tail, int force);
+/* Ends the line the bar is on and gives stderr back. */
+void mf_bar_end(struct mf_bar *b);
+/* The line for width columns: tail shortened (ending in "..") before left
+ * is cut. Never longer than width or size - 1. This function cannot fail. */
+void mf_bar_fit(const char *left, const char *tail, size_t width, char *out, size_t size);
+
 /* ------------------------------------------------------------------ index */
 
 struct mf_index_entry {
@@ -130,7 +205,7 @@ int mf_index_same_stat(const struct mf_index_entry *e, const struct stat *st);
 /* Appends an entry (path copied). 0, HC_ENOMEM or HC_EDATA past the bound. */
 int mf_index_add(struct mf_index *idx, const char *path, const char *sha256,
                  const struct stat *st, struct hc_err *err);
-/* Writes idx as name in dirfd atomically (mf_write_at). */
+/* Writes idx as name in dirfd atomically (hc_atomic_write_at). */
 int mf_index_save(const struct mf_index *idx, int dirfd, const char *name,
                   struct hc_err *err);
 void mf_index_free(struct mf_index *idx);
@@ -188,6 +263,8 @@ struct mf_sync {
 	atomic_uint_least64_t rx;
 	uint64_t done_bytes;
 	size_t done_files;
+	uint64_t fetch_bytes;    /* the sizes of the FETCH items: the bar's 100% */
+	char last_host[HC_HOST_MAX]; /* who served the last file, for the bar */
 };
 
 /* Fills s->items and s->n_fetch: KEEP when DIR holds the file (index, else

@@ -21,6 +21,8 @@
  * configuration mistake, reported as such. */
 #define MF_NODE_ID_MAX 256
 
+struct mf_sources;
+
 struct mf_config {
 	const char *node_id;
 	const char *state_dir;           /* last known district lives here */
@@ -32,6 +34,7 @@ struct mf_config {
 	struct hc_http_config http;      /* DNS, CA, connect timeout, stall limits */
 	atomic_uint_least64_t *rx_bytes; /* NULL, or a counter every body byte received
 	                                    is added to (live progress of a sync) */
+	struct mf_sources *sources;      /* NULL, or the hosts this run found down */
 };
 
 enum mf_progress_mode { MF_PROGRESS_NONE, MF_PROGRESS_BAR };
@@ -52,6 +55,8 @@ struct mf_result {
 	char source_url[MF_URL_MAX];
 	char source_host[HC_HOST_MAX];
 	int fallback;         /* the file did not come (only) from the first candidate */
+	const char *digest_source; /* "argument", "origin", "mirror", "none"; NULL before */
+	int already_installed;     /* --sha256 matched what PATH held: nothing fetched */
 	int64_t elapsed_ms;
 	size_t n_attempts;
 	struct mf_attempt attempts[MF_ATTEMPTS_MAX];
@@ -70,10 +75,12 @@ int mf_district_lookup(const struct mf_config *cfg, char out[MF_DISTRICT_MAX],
 /* Sources tried for one file: the district mirror, then the origin. */
 #define MF_CANDIDATES_MAX 2
 
-/* One source of a file: its URL and that URL's host, parsed once. */
+/* One source of a file: its URL and that URL's host, parsed once; every
+ * request to it hands u over (hc_http_request.parsed). */
 struct mf_candidate {
 	char url[MF_URL_MAX];
 	char host[HC_HOST_MAX];
+	struct hc_url u;
 };
 
 struct mf_candidates {
@@ -94,12 +101,17 @@ int mf_rewrite_url(const struct hc_url *u, const char *url, const char *district
                    const char *origin_host, const char *url_pattern,
                    struct mf_candidates *out, struct hc_err *err);
 
+/* Frees what the candidates hold (their parsed URLs); n becomes 0. Safe on
+ * candidates that failed to be made. This function cannot fail. */
+void mf_candidates_free(struct mf_candidates *c);
+
 /* Gives the district for an origin URL: *district is "" when none is known.
  * Called at most once per mf_candidates_for, only for origin URLs. */
 typedef int (*mf_district_fn)(void *ctx, const char **district, struct hc_err *err);
 
 /*
- * Parses url once and gives its candidates (mf_rewrite_url), asking
+ * Parses url once and gives its candidates (mf_rewrite_url; free them with
+ * mf_candidates_free, on error too), asking
  * district() only when url is on cfg->origin_host. A URL that is not an
  * absolute http(s) URL is HC_EUSAGE naming it: it came from the command
  * line (manifest entries are checked when the manifest is parsed).
@@ -143,8 +155,10 @@ void mf_writer_free(struct mf_writer *w);
  * "" when too small. This function cannot fail. */
 void mf_format_bytes(double v, char *out, size_t size);
 
-/* Writes res as the --json object of DESIGN.md section 5 to out. */
-void mf_result_print_json(const struct mf_result *res, int status, FILE *out);
+/* Writes res as the --json object of docs/install.md to out: schema 1, and
+ * error (the message) when status is not 0. */
+void mf_result_print_json(const struct mf_result *res, int status, const char *error,
+                          FILE *out);
 
 /* ------------------------------------------------------------------ manifests */
 
@@ -268,7 +282,9 @@ struct mf_sync_result {
 int mf_sync(const struct mf_config *cfg, const struct mf_sync_options *opt,
             struct mf_sync_result *res, struct hc_err *err);
 void mf_sync_result_free(struct mf_sync_result *res);
-/* Writes res as the --json object of docs/sync.md to out. */
-void mf_sync_result_print_json(const struct mf_sync_result *res, int status, FILE *out);
+/* Writes res as the --json object of docs/sync.md to out: schema 1, and
+ * error (the message) when status is not 0. */
+void mf_sync_result_print_json(const struct mf_sync_result *res, int status,
+                               const char *error, FILE *out);
 
 #endif

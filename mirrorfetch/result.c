@@ -4,8 +4,24 @@
 
 #include "mirrorfetch/mirrorfetch.h"
 
+/* The version of the --json objects: a reader checks it before the fields. */
+#define RESULT_SCHEMA 1
+
+/* The fields every --json object starts with: schema, status, and on
+ * failure the message as error. */
+static void
+result_head(struct json_object *o, int status, const char *status_text, const char *error)
+{
+	json_object_object_add(o, "schema", json_object_new_int(RESULT_SCHEMA));
+	json_object_object_add(o, "status", json_object_new_string(
+		status_text != NULL ? status_text : hc_status_name(status)));
+	if (status != 0)
+		json_object_object_add(o, "error", json_object_new_string(
+			error != NULL ? error : ""));
+}
+
 void
-mf_result_print_json(const struct mf_result *res, int status, FILE *out)
+mf_result_print_json(const struct mf_result *res, int status, const char *error, FILE *out)
 {
 	struct json_object *o = json_object_new_object();
 	struct json_object *attempts = json_object_new_array();
@@ -17,12 +33,15 @@ mf_result_print_json(const struct mf_result *res, int status, FILE *out)
 		fputs("{\"status\": \"nomem\"}\n", out);
 		return;
 	}
-	json_object_object_add(o, "status", json_object_new_string(hc_status_name(status)));
+	result_head(o, status, status == 0 && res->already_installed ? "already installed" : NULL,
+	            error);
 	json_object_object_add(o, "path", json_object_new_string(res->path));
 	json_object_object_add(o, "bytes", json_object_new_int64((int64_t)res->bytes));
 	json_object_object_add(o, "sha256", json_object_new_string(res->sha256));
 	json_object_object_add(o, "source_url", json_object_new_string(res->source_url));
 	json_object_object_add(o, "fallback", json_object_new_boolean(res->fallback));
+	json_object_object_add(o, "digest_source", json_object_new_string(
+		res->digest_source != NULL ? res->digest_source : "none"));
 	json_object_object_add(o, "elapsed_ms", json_object_new_int64(res->elapsed_ms));
 	for (i = 0; i < res->n_attempts; i++) {
 		const struct mf_attempt *a = &res->attempts[i];
@@ -44,7 +63,8 @@ mf_result_print_json(const struct mf_result *res, int status, FILE *out)
 }
 
 void
-mf_sync_result_print_json(const struct mf_sync_result *res, int status, FILE *out)
+mf_sync_result_print_json(const struct mf_sync_result *res, int status, const char *error,
+                          FILE *out)
 {
 	struct json_object *o = json_object_new_object();
 	struct json_object *transfers = json_object_new_array();
@@ -56,7 +76,7 @@ mf_sync_result_print_json(const struct mf_sync_result *res, int status, FILE *ou
 		fputs("{\"status\": \"nomem\"}\n", out);
 		return;
 	}
-	json_object_object_add(o, "status", json_object_new_string(hc_status_name(status)));
+	result_head(o, status, NULL, error);
 	json_object_object_add(o, "dir", json_object_new_string(res->dir));
 	json_object_object_add(o, "tool_id", json_object_new_string(res->tool_id));
 	json_object_object_add(o, "tool_version", json_object_new_string(res->tool_version));

@@ -57,8 +57,18 @@ rewrite_district(const struct hc_url *u, const char *district, const char *url_p
 		return hc_err_set(err, HC_ECONFIG, "mirror.url_pattern gives '%s', not a URL",
 		                  out->url);
 	hc_strlcpy(out->host, d.host, sizeof(out->host));
-	hc_url_free(&d);
+	out->u = d;
 	return 0;
+}
+
+void
+mf_candidates_free(struct mf_candidates *c)
+{
+	size_t i;
+
+	for (i = 0; i < MF_CANDIDATES_MAX; i++)
+		hc_url_free(&c->c[i].u);
+	c->n = 0;
 }
 
 int
@@ -66,20 +76,28 @@ mf_rewrite_url(const struct hc_url *u, const char *url, const char *district,
                const char *origin_host, const char *url_pattern,
                struct mf_candidates *out, struct hc_err *err)
 {
+	struct mf_candidate *last;
 	int rc;
 
-	out->n = 0;
+	memset(out, 0, sizeof(*out));
 	if (district != NULL && *district != '\0' && mf_is_origin(u, origin_host)) {
 		rc = rewrite_district(u, district, url_pattern, &out->c[0], err);
 		if (rc != 0)
 			return rc;
 		out->n = 1;
 	}
-	if (hc_strlcpy(out->c[out->n].url, url, MF_URL_MAX) != 0) {
-		out->n = 0;
+	last = &out->c[out->n];
+	if (hc_strlcpy(last->url, url, MF_URL_MAX) != 0) {
+		mf_candidates_free(out);
 		return hc_err_set(err, HC_EDATA, "URL too long");
 	}
-	hc_strlcpy(out->c[out->n].host, u->host, sizeof(out->c[out->n].host));
+	hc_strlcpy(last->host, u->host, sizeof(last->host));
+	/* The caller keeps u: the candidate gets its own parse. */
+	rc = hc_url_parse(url, &last->u, err);
+	if (rc != 0) {
+		mf_candidates_free(out);
+		return rc;
+	}
 	out->n++;
 	return 0;
 }
@@ -92,7 +110,7 @@ mf_candidates_for(const struct mf_config *cfg, const char *url, mf_district_fn d
 	const char *d = "";
 	int rc;
 
-	out->n = 0;
+	memset(out, 0, sizeof(*out));
 	rc = hc_url_parse(url, &u, err);
 	if (rc != 0) {
 		hc_err_prefix(err, "URL '%s'", url);

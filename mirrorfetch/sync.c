@@ -38,7 +38,7 @@ sync_open_dir(struct mf_sync *s, char *dir, size_t size, struct hc_err *err)
 		return hc_err_set(err, HC_ECANTCREAT, "open %s: %s", dir, strerror(errno));
 	if (flock(s->dir_fd, LOCK_EX | LOCK_NB) != 0)
 		return hc_err_set(err, HC_EIO, "%s: another sync holds the folder", dir);
-	mf_sweep_temps(s->dir_fd, MF_SYNC_INDEX);
+	hc_atomic_sweep_at(s->dir_fd, MF_SYNC_INDEX);
 	return 0;
 }
 
@@ -125,6 +125,7 @@ mf_sync(const struct mf_config *cfg, const struct mf_sync_options *opt,
 {
 	struct mf_sync s;
 	struct mf_config fetch_cfg = *cfg;
+	struct mf_sources sources;
 	char dir[PATH_MAX];
 	int64_t start = hc_now_ms();
 	int rc;
@@ -142,6 +143,10 @@ mf_sync(const struct mf_config *cfg, const struct mf_sync_options *opt,
 	pthread_cond_init(&s.cv, NULL);
 	atomic_init(&s.rx, 0);
 	fetch_cfg.rx_bytes = &s.rx;
+	/* Each worker keeps its connections: at most --jobs per source. */
+	fetch_cfg.http.reuse_connections = 1;
+	mf_sources_init(&sources);
+	fetch_cfg.sources = &sources;
 	hc_strlcpy(res->dir, opt->dir, sizeof(res->dir));
 	if (opt->jobs < 1 || opt->jobs > MF_SYNC_JOBS_MAX) {
 		rc = hc_err_set(err, HC_EUSAGE, "--jobs: %d is not in 1..%d", opt->jobs,
@@ -186,6 +191,7 @@ done:
 	pthread_cond_destroy(&s.cv);
 	pthread_mutex_destroy(&s.district_mu);
 	pthread_mutex_destroy(&s.mu);
+	mf_sources_destroy(&sources);
 	return rc;
 }
 

@@ -60,36 +60,36 @@ transfer_body_sink(void *ctx, const void *data, size_t len)
 	return rc != 0 ? -1 : 0;
 }
 
-/* GET the manifest through the same candidates as files (district first). */
+/* GET the manifest from the first of cand that has it. */
 static int
-transfer_fetch_manifest(struct mf_sync *s, char **text, size_t *len, struct hc_err *err)
+transfer_fetch_candidates(struct mf_sync *s, const struct mf_candidates *cand, char **text,
+                          size_t *len, struct hc_err *err)
 {
-	struct mf_candidates cand;
 	struct hc_err why = { 0, "" };
 	struct transfer_body body;
 	size_t i;
 	int rc;
 
-	rc = mf_candidates_for(s->cfg, s->opt->manifest, transfer_district, s, &cand, err);
-	if (rc != 0)
-		return rc;
 	hc_buf_init(&body.b, MF_MANIFEST_MAX);
-	for (i = 0; i < cand.n; i++) {
+	for (i = 0; i < cand->n; i++) {
 		struct hc_http_request req = { 0 };
 		struct hc_http_response resp;
 
+		if (i + 1 < cand->n && mf_source_skipped(s->cfg->sources, cand->c[i].host))
+			continue;
 		hc_buf_reset(&body.b);
 		body.too_big = 0;
-		req.url = cand.c[i].url;
+		req.url = cand->c[i].url;
+		req.parsed = &cand->c[i].u;
 		req.sink = transfer_body_sink;
 		req.ctx = &body;
 		req.fail_on_http_error = 1;
-		hc_log(HC_LOG_INFO, MF_MOD, "downloading %s", cand.c[i].url);
+		hc_log(HC_LOG_INFO, MF_MOD, "downloading %s", cand->c[i].url);
 		rc = hc_http_request(&s->cfg->http, &req, &resp, &why);
 		if (body.too_big) {
 			hc_buf_free(&body.b);
 			return hc_err_set(err, HC_EDATA, "manifest %s: larger than %zu bytes",
-			                  cand.c[i].url, MF_MANIFEST_MAX);
+			                  cand->c[i].url, MF_MANIFEST_MAX);
 		}
 		if (rc == 0 && resp.status == 200) {
 			if (body.b.p == NULL && hc_buf_add(&body.b, "", 0) != 0) {
@@ -102,15 +102,32 @@ transfer_fetch_manifest(struct mf_sync *s, char **text, size_t *len, struct hc_e
 		}
 		if (rc == 0)
 			hc_err_set(&why, HC_EUNAVAIL, "HTTP %ld", resp.status);
-		if (i + 1 < cand.n)
+		if (i + 1 < cand->n && mf_source_failed(s->cfg->sources, cand->c[i].host, resp.fail))
+			continue;
+		if (i + 1 < cand->n)
 			hc_log(HC_LOG_WARN, MF_MOD, "district mirror %s unavailable (%s), falling back "
-			       "to %s", cand.c[i].host, why.msg, s->cfg->origin_host);
+			       "to %s", cand->c[i].host, why.msg, s->cfg->origin_host);
 		else
-			hc_log(HC_LOG_WARN, MF_MOD, "source %s failed: %s", cand.c[i].host, why.msg);
+			hc_log(HC_LOG_WARN, MF_MOD, "source %s failed: %s", cand->c[i].host, why.msg);
 	}
 	hc_buf_free(&body.b);
 	return hc_err_set(err, HC_EUNAVAIL, "no source could deliver the manifest %s: %s",
 	                  s->opt->manifest, why.msg);
+}
+
+/* GET the manifest through the same candidates as files (district first). */
+static int
+transfer_fetch_manifest(struct mf_sync *s, char **text, size_t *len, struct hc_err *err)
+{
+	struct mf_candidates cand;
+	int rc;
+
+	rc = mf_candidates_for(s->cfg, s->opt->manifest, transfer_district, s, &cand, err);
+	if (rc != 0)
+		return rc;
+	rc = transfer_fetch_candidates(s, &cand, text, len, err);
+	mf_candidates_free(&cand);
+	return rc;
 }
 
 static int
@@ -130,8 +147,12 @@ mf_transfer_manifest(struct mf_sync *s, struct hc_err *err)
 		rc = transfer_fetch_manifest(s, &text, &len, err);
 	} else {
 		rc = hc_read_file(s->opt->manifest, MF_MANIFEST_MAX, &text, &len, err);
-		if (rc == HC_ENOTFOUND)
-			rc = HC_EUSAGE;
+		/* A file the user named that is not there: EX_NOINPUT (issue 14). */
+		if (rc == HC_ENOTFOUND) {
+			rc = HC_ENOINPUT;
+			if (err != NULL)
+				err->status = rc;
+		}
 		if (rc != 0)
 			hc_err_prefix(err, "--manifest");
 	}
@@ -206,8 +227,10 @@ transfer_one(struct mf_sync *s, const struct mf_sync_item *it, struct mf_result 
 	    hc_snprintf(display, sizeof(display), "%s/" MF_SYNC_STAGING "/%s", s->dir,
 	                it->f->path) != 0 ||
 	    hc_snprintf(part_display, sizeof(part_display), "%s/" MF_SYNC_STAGING "/"
-	                MF_SYNC_PARTS_DIR "/%s" PART_SUFFIX, s->dir, it->f->path) != 0)
-		return hc_err_set(err, HC_ECANTCREAT, "%s: path too long", it->f->path);
+	                MF_SYNC_PARTS_DIR "/%s" PART_SUFFIX, s->dir, it->f->path) != 0) {
+		rc = hc_err_set(err, HC_ECANTCREAT, "%s: path too long", it->f->path);
+		goto done;
+	}
 	rc = mf_dir_beneath(s->staging_fd, parent, 1, 1, &dfd, MF_SYNC_STAGING, err);
 	if (rc == 0)
 		rc = mf_dir_beneath(s->staging_fd, parts_rel, 1, 1, &pfd, MF_SYNC_STAGING, err);
@@ -233,6 +256,7 @@ done:
 		close(dfd);
 	if (pfd >= 0)
 		close(pfd);
+	mf_candidates_free(&cand);
 	return rc;
 }
 
@@ -245,6 +269,7 @@ transfer_done(struct mf_sync *s, struct mf_sync_item *it, int rc, const struct m
 		it->done = 1;
 		s->done_files++;
 		s->done_bytes += it->f->size;
+		hc_strlcpy(s->last_host, r->source_host, sizeof(s->last_host));
 		transfer_record(s, it, r);
 	} else if (!s->stop) {
 		s->stop = 1;
@@ -291,25 +316,26 @@ transfer_worker(void *arg)
 	return NULL;
 }
 
-/* Called with s->mu held: the counters are read under the lock. */
+/* Called with s->mu held: the counters are read under the lock. Percent
+ * and ETA are of the bytes to fetch; the source is the one that served the
+ * last file. */
 static void
-transfer_draw(struct mf_sync *s, int64_t start, int final)
+transfer_draw(struct mf_sync *s, struct mf_bar *bar, int64_t start, int final)
 {
-	char got[32], total[32], rate[32], line[256];
-	uint64_t rx = atomic_load(&s->rx);
+	char got[32], total[32], rate[32], left[160];
+	uint64_t rx = atomic_load(&s->rx), want = s->fetch_bytes;
+	uint64_t shown = rx < want ? rx : want;
 	int64_t ms = hc_now_ms() - start;
-	int n;
+	double bps = ms > 0 ? (double)rx * 1000.0 / (double)ms : 0;
+	long eta = bps > 0 && want > shown ? (long)((double)(want - shown) / bps) : 0;
 
-	mf_format_bytes((double)rx, got, sizeof(got));
-	mf_format_bytes((double)s->res->total_bytes, total, sizeof(total));
-	mf_format_bytes(ms > 0 ? (double)rx * 1000.0 / (double)ms : 0, rate, sizeof(rate));
-	n = snprintf(line, sizeof(line), "\rsync: %zu/%zu files to fetch, %s received (manifest %s), "
-	             "%s/s  ", s->done_files, s->n_fetch, got, total, rate);
-	if (n > 0)
-		(void)hc_write_all(STDERR_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n :
-		                   sizeof(line) - 1);
-	if (final)
-		(void)hc_write_all(STDERR_FILENO, "\n", 1);
+	mf_format_bytes((double)shown, got, sizeof(got));
+	mf_format_bytes((double)want, total, sizeof(total));
+	mf_format_bytes(bps, rate, sizeof(rate));
+	if (hc_snprintf(left, sizeof(left), "%5.1f%%  %s / %s  %s/s  ETA %lds  %zu/%zu files",
+	                want > 0 ? 100.0 * (double)shown / (double)want : 100.0, got, total,
+	                rate, eta, s->done_files, s->n_fetch) == 0)
+		mf_bar_draw(bar, left, s->last_host, final);
 }
 
 static int
@@ -325,12 +351,19 @@ static int
 transfer_run_workers(struct mf_sync *s, struct hc_err *err)
 {
 	pthread_t threads[MF_SYNC_JOBS_MAX];
+	struct mf_bar bar;
 	size_t started = 0, want, i;
 	int64_t start = hc_now_ms();
 
 	want = (size_t)s->opt->jobs;
 	if (want > s->n_fetch)
 		want = s->n_fetch;
+	for (i = 0; i < s->m->n; i++)
+		if (s->items[i].action == MF_SYNC_FETCH)
+			s->fetch_bytes += s->items[i].f->size;
+	memset(&bar, 0, sizeof(bar));
+	if (s->opt->progress)
+		mf_bar_begin(&bar);
 	pthread_mutex_lock(&s->mu);
 	for (i = 0; i < want; i++) {
 		if (pthread_create(&threads[i], NULL, transfer_worker, s) != 0)
@@ -340,16 +373,16 @@ transfer_run_workers(struct mf_sync *s, struct hc_err *err)
 	}
 	if (started == 0) {
 		pthread_mutex_unlock(&s->mu);
+		mf_bar_end(&bar);
 		return hc_err_set(err, HC_ESOFTWARE, "cannot start a transfer thread");
 	}
 	while (s->running > 0) {
-		if (s->opt->progress)
-			transfer_draw(s, start, 0);
+		transfer_draw(s, &bar, start, 0);
 		hc_cond_wait_ms(&s->cv, &s->mu, PROGRESS_PERIOD_MS);
 	}
-	if (s->opt->progress)
-		transfer_draw(s, start, 1);
+	transfer_draw(s, &bar, start, 1);
 	pthread_mutex_unlock(&s->mu);
+	mf_bar_end(&bar);
 	for (i = 0; i < started; i++)
 		pthread_join(threads[i], NULL);
 	return 0;

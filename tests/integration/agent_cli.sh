@@ -51,6 +51,49 @@ t_eq "sync --manifest http:// exits 64" "$?" 64
 	> "$T_DIR/emptyout.out" 2>&1
 t_eq "install --out \"\" exits 64" "$?" 64
 
+# Issue 14: every --help of install, sync, manifest lists its exit codes,
+# 66 and 78 among them.
+for cmd in install sync manifest; do
+	"$A" "$cmd" --help > "$T_DIR/$cmd.help" 2>&1
+	t_eq "$cmd --help exits 0" "$?" 0
+	t_grep "$cmd --help lists 66" "$T_DIR/$cmd.help" "66 "
+	t_grep "$cmd --help lists 78" "$T_DIR/$cmd.help" "78 bad config"
+done
+
+# The seed's BITSTATION_FILES_BASE_URL gives the manifest's base URL too.
+mkdir -p "$T_DIR/tool"
+printf 'x' > "$T_DIR/tool/a.txt"
+env -u HYDRA_FILES_BASE_URL BITSTATION_FILES_BASE_URL=http://files.example "$A" manifest \
+	--dir "$T_DIR/tool" --tool-id t --version 1 > "$T_DIR/bitstation.json" 2> "$T_DIR/bitstation.err"
+t_eq "manifest: BITSTATION_FILES_BASE_URL accepted" "$?" 0
+t_grep "manifest: URLs from BITSTATION_FILES_BASE_URL" "$T_DIR/bitstation.json" \
+	'http://files.example/api/v1/tools/t/1/files/a.txt'
+
+# install --sha256 with the file already at PATH: nothing fetched (the URL
+# has no server), exit 0, bytes 0, "already installed".
+printf 'hydra' > "$T_DIR/have.bin"
+HAVE=$(sha256sum < "$T_DIR/have.bin" | cut -d' ' -f1)
+"$A" --config "$T_DIR/good.yaml" install --url "http://127.0.0.1:9/have.bin" --out "$T_DIR/have.bin" \
+	--sha256 "$HAVE" --json > "$T_DIR/have.json" 2> "$T_DIR/have.err"
+t_eq "already installed: exit 0" "$?" 0
+t_grep "already installed: status" "$T_DIR/have.json" '"status":"already installed"'
+t_grep "already installed: bytes 0" "$T_DIR/have.json" '"bytes":0,'
+t_grep "already installed: schema 1" "$T_DIR/have.json" '"schema":1'
+t_eq "already installed: PATH untouched" "$(cat "$T_DIR/have.bin")" hydra
+# Another digest is not "already installed": it goes to the (absent) source.
+"$A" --config "$T_DIR/good.yaml" install --url "http://127.0.0.1:9/have.bin" --out "$T_DIR/have.bin" \
+	--sha256 "$(printf '%064d' 0)" --json > "$T_DIR/other.json" 2> "$T_DIR/other.err"
+t_eq "another digest: the install runs (69, nothing reachable)" "$?" 69
+t_grep "--json on failure: error" "$T_DIR/other.json" '"error":"no source could deliver'
+t_grep "--json on failure: schema 1" "$T_DIR/other.json" '"schema":1'
+t_eq "another digest: PATH untouched" "$(cat "$T_DIR/have.bin")" hydra
+"$A" --config "$T_DIR/good.yaml" sync --manifest "$T_DIR/absent.json" --dir "$T_DIR/sd" --json \
+	> "$T_DIR/sync-fail.json" 2> /dev/null
+t_grep "sync --json on failure: error" "$T_DIR/sync-fail.json" '"error":"'
+t_grep "sync --json on failure: schema 1" "$T_DIR/sync-fail.json" '"schema":1'
+"$A" --config "$T_DIR/good.yaml" sync --manifest "$T_DIR/absent.json" --dir "$T_DIR/sd" > /dev/null 2>&1
+t_eq "sync with a missing --manifest file: 66" "$?" 66
+
 # make install puts the programs and the man page under DESTDIR/PREFIX.
 make -s -C "$T_ROOT" BUILD="$BUILD" install DESTDIR="$T_DIR/dest" PREFIX=/usr/local > "$T_DIR/install.log" 2>&1
 t_eq "make install succeeds" "$?" 0

@@ -159,7 +159,7 @@ t_eq "corrupt: exits 0" "$RC" 0
 t_eq "corrupt: that file downloaded again" "$(jget corrupt '[.downloaded, .transfers[0].path] | join(" ")')" "1 lib/f5.dat"
 t_eq "corrupt: repaired" "$(cmp -s "$V2/lib/f5.dat" "$D/lib/f5.dat" && echo same)" same
 t_eq "corrupt: nothing written through a staging symlink" "$(ls -A "$T_DIR/elsewhere")" ""
-t_grep "corrupt: --progress bar draws a summary" "$T_DIR/corrupt.stderr" "sync: 1/1 files to fetch"
+t_grep "corrupt: --progress bar draws a summary" "$T_DIR/corrupt.stderr" "  1/1 files"
 cp -p "$D/bin/f3.dat" "$T_DIR/f3.keep"
 printf 'YY' | dd of="$D/bin/f3.dat" bs=1 seek=10 conv=notrunc 2>/dev/null
 touch -r "$T_DIR/f3.keep" "$D/bin/f3.dat"
@@ -236,7 +236,7 @@ t_eq "--jobs 16: same folder" "$(same_tree "$V2" "$T_DIR/j16" && echo same)" sam
 run jobs0 sync --manifest "$T_DIR/m2.json" --dir "$T_DIR/j0" --jobs 0
 t_eq "--jobs 0: usage (64)" "$RC" 64
 run nomanifest sync --manifest "$T_DIR/none.json" --dir "$T_DIR/j0"
-t_eq "missing manifest file: usage (64)" "$RC" 64
+t_eq "missing manifest file: no input (66)" "$RC" 66
 
 # 9. One file verified, a later one missing from the mirror: no source (69),
 # and DIR keeps its old files (the verified one waits in staging).

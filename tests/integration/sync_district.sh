@@ -92,6 +92,11 @@ t_grep "refused: fallback line" "$T_DIR/refused.log" \
 	"district mirror bxl1.hydramirror.experiencenet.com unavailable (connect bxl1.hydramirror.experiencenet.com:$CLOSED_PORT: Connection refused), falling back to mirror-a.experiencenet.com"
 t_eq "refused: every file from the origin, marked fallback" \
 	"$(jget refused '[.transfers[] | select(.host == "mirror-a.experiencenet.com" and .fallback)] | length')" $NFILES
+# Issue 14: a dead district is found down once per run, not once per file.
+t_eq "refused: one fallback line for the whole run" \
+	"$(grep -c 'district mirror bxl1.hydramirror.experiencenet.com unavailable' "$T_DIR/refused.log")" 1
+t_grep "refused: the district is skipped for the back-off" "$T_DIR/refused.log" \
+	"bxl1.hydramirror.experiencenet.com is skipped by this run for 30 s"
 
 # 3. A district that does not exist in DNS.
 conf nxdomain gnt9 "$P:$DISTRICT_PORT"
@@ -119,6 +124,11 @@ sync_as corrupt
 t_eq "corrupt: exits 0" "$RC" 0
 t_eq "corrupt: the folder equals the tool" "$(same_tree "$T_DIR/corrupt.out")" same
 t_grep "corrupt: mismatch logged" "$T_DIR/corrupt.log" "sha256 mismatch: got "
+# Issue 12: the district that sent other bytes is told (POST
+# /api/v1/peer/verify/...); this one has no such endpoint, and the sync's
+# outcome does not depend on it.
+t_grep "corrupt: the district is told" "$T_DIR/corrupt.log" \
+	"sha256 mismatch of $T_DIR/corrupt.out/.hydra-staging/weights.gguf "
 t_eq "corrupt: only weights.gguf fell back" \
 	"$(jget corrupt '[.transfers[] | select(.fallback) | .path] | join(" ")')" weights.gguf
 

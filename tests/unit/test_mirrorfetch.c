@@ -1,4 +1,5 @@
-/* mirrorfetch: the seed's rewrite rule and origin matching. */
+/* mirrorfetch: the seed's rewrite rule and origin matching, the progress
+ * line's fitting, the sources a run found down. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mirrorfetch/internal.h"
 #include "mirrorfetch/mirrorfetch.h"
 
 #define ORIGIN "mirror-a.experiencenet.com"
@@ -29,10 +31,14 @@ rewrite(const char *url, const char *district, const char *pattern, char out[2][
 		return rc;
 	rc = mf_rewrite_url(&u, url, district, ORIGIN, pattern, &c, err);
 	hc_url_free(&u);
-	for (i = 0; rc == 0 && i < c.n; i++)
+	for (i = 0; rc == 0 && i < c.n; i++) {
 		snprintf(out[i], MF_URL_MAX, "%s", c.c[i].url);
+		/* Each candidate carries its URL parsed, for the requests. */
+		assert_string_equal(c.c[i].u.host, c.c[i].host);
+	}
 	if (rc == 0)
 		*n = c.n;
+	mf_candidates_free(&c);
 	return rc;
 }
 
@@ -174,11 +180,15 @@ test_candidates_for(void **state)
 	assert_int_equal(c.n, 2);
 	assert_string_equal(c.c[0].host, "bxl1.hydramirror.experiencenet.com");
 	assert_string_equal(c.c[1].host, "mirror-a.experiencenet.com");
+	assert_string_equal(c.c[1].u.path_query, "/b.zip");
+	mf_candidates_free(&c);
 	assert_int_equal(mf_candidates_for(&cfg, "http://127.0.0.1:8080/b.zip", fixed_district,
 	                                   &calls, &c, &err), 0);
 	assert_int_equal(calls, 1);
 	assert_int_equal(c.n, 1);
 	assert_string_equal(c.c[0].host, "127.0.0.1");
+	assert_int_equal(c.c[0].u.port, 8080);
+	mf_candidates_free(&c);
 	assert_int_equal(mf_candidates_for(&cfg, "ftp://h/x", fixed_district, &calls, &c, &err),
 	                 HC_EUSAGE);
 	assert_int_equal(err.status, HC_EUSAGE);
@@ -186,6 +196,56 @@ test_candidates_for(void **state)
 	assert_int_equal(mf_candidates_for(&cfg, "http://127.0.0.1:99999/x", fixed_district,
 	                                   &calls, &c, &err), HC_EUSAGE);
 	assert_int_equal(c.n, 0);
+}
+
+#define BAR_LEFT " 42.0%  3.4 MiB / 8.0 MiB  12.3 MiB/s  ETA 1s"
+#define BAR_HOST "bxl1.hydramirror.experiencenet.com"
+
+/* The bar never wraps at 80 columns: the host gives way first. */
+static void
+test_bar_fit(void **state)
+{
+	char out[MF_BAR_MAX];
+
+	(void)state;
+	mf_bar_fit(BAR_LEFT, BAR_HOST, 200, out, sizeof(out));
+	assert_string_equal(out, BAR_LEFT "  " BAR_HOST);
+	mf_bar_fit(BAR_LEFT, BAR_HOST, 79, out, sizeof(out));
+	assert_true(strlen(out) <= 79);
+	assert_memory_equal(out, BAR_LEFT "  bxl1.hydra", strlen(BAR_LEFT "  bxl1.hydra"));
+	assert_string_equal(out + strlen(out) - 2, "..");
+	assert_int_equal(strlen(out), 79);
+	/* Too narrow for any host: the left part is cut. */
+	mf_bar_fit(BAR_LEFT, BAR_HOST, 20, out, sizeof(out));
+	assert_int_equal(strlen(out), 20);
+	assert_memory_equal(out, BAR_LEFT, 20);
+	/* No host yet: the left part alone. */
+	mf_bar_fit(BAR_LEFT, "", 79, out, sizeof(out));
+	assert_string_equal(out, BAR_LEFT);
+	/* A width past the buffer is the buffer. */
+	mf_bar_fit(BAR_LEFT, BAR_HOST, 1000, out, 16);
+	assert_int_equal(strlen(out), 15);
+}
+
+/* A connection-level failure marks a host down once (the caller logs that
+ * one), then the run skips it quietly; an HTTP answer marks nothing. */
+static void
+test_sources(void **state)
+{
+	struct mf_sources s;
+
+	(void)state;
+	mf_sources_init(&s);
+	assert_int_equal(mf_source_skipped(&s, "bxl1.example"), 0);
+	assert_int_equal(mf_source_failed(&s, "bxl1.example", HC_FAIL_HTTP_STATUS), 0);
+	assert_int_equal(mf_source_skipped(&s, "bxl1.example"), 0);
+	assert_int_equal(mf_source_failed(&s, "bxl1.example", HC_FAIL_CONNECT_REFUSED), 0);
+	assert_int_equal(mf_source_skipped(&s, "BXL1.example"), 1);
+	assert_int_equal(mf_source_failed(&s, "bxl1.example", HC_FAIL_STALL), 1);
+	assert_int_equal(mf_source_skipped(&s, "origin.example"), 0);
+	assert_int_equal(mf_source_skipped(NULL, "bxl1.example"), 0);
+	assert_int_equal(mf_source_failed(NULL, "bxl1.example", HC_FAIL_TLS), 0);
+	mf_sources_destroy(&s);
 }
 
 int
@@ -199,6 +259,8 @@ main(void)
 		cmocka_unit_test(test_pattern_with_port_and_slash),
 		cmocka_unit_test(test_bad_inputs),
 		cmocka_unit_test(test_candidates_for),
+		cmocka_unit_test(test_bar_fit),
+		cmocka_unit_test(test_sources),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

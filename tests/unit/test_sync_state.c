@@ -200,6 +200,39 @@ test_index_link(void **state)
 	assert_text(f, "victim", "hydra-index 1\n" EMPTY_SHA " 0 10 20 30 planted\n");
 }
 
+/* hc_atomic_write_at, the writer of the index and the part's meta: the
+ * exact mode whatever the umask, a link replaced and never written through,
+ * and nothing left behind when the rename fails. */
+static void
+test_atomic_write_at(void **state)
+{
+	struct fixture *f = *state;
+	struct hc_err err = { 0, "" };
+	struct stat st;
+	char target[512], cmd[600];
+	mode_t old = umask(077);
+
+	assert_int_equal(hc_atomic_write_at(f->fd, "w", "one", 3, 0644, &err), 0);
+	umask(old);
+	assert_int_equal(fstatat(f->fd, "w", &st, 0), 0);
+	assert_int_equal(st.st_mode & 07777, 0644);
+	assert_text(f, "w", "one");
+	put(f, "victim", "keep");
+	snprintf(target, sizeof(target), "%s/victim", f->root);
+	link_at(f, target, "l");
+	assert_int_equal(hc_atomic_write_at(f->fd, "l", "two", 3, 0600, &err), 0);
+	assert_false(is_link(f, "l"));
+	assert_text(f, "l", "two");
+	assert_text(f, "victim", "keep");
+	/* A folder that is not empty cannot be renamed over: an error, and
+	 * only the folder and its file are there afterwards. */
+	put(f, "d/x", "x");
+	assert_int_equal(hc_atomic_write_at(f->fd, "d", "three", 5, 0644, &err), HC_EIO);
+	assert_non_null(strstr(err.msg, "rename d"));
+	snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A '%s' | grep '^d\\.tmp\\.')\"", f->root);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* ------------------------------------------------------------ beneath */
 
 static void
@@ -511,6 +544,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_index_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_index_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_index_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_atomic_write_at, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_beneath_refuses_links, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plan_from_index, setup, teardown),
