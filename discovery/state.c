@@ -236,6 +236,9 @@ demotions_load(const char *state_dir, struct demotions *out, struct hc_err *err)
 		rc = get_label(e, "node_id", d->node_id, sizeof(d->node_id), err);
 		if (rc == 0)
 			rc = hc_json_get_int(e, "at_ms", &at, err);
+		/* A time before 1970 is no time we wrote (and now - at would overflow). */
+		if (rc == 0 && at < 0)
+			rc = hc_err_set(err, HC_EDATA, "field 'at_ms': %lld is negative", at);
 		if (rc != 0) {
 			hc_err_prefix(err, "demoted[%zu]", i);
 			break;

@@ -20,13 +20,7 @@ check_candidate(const char *url)
 	hc_url_free(&u);
 }
 
-/*
- * mirrorfetch's rewrite API differs between this branch (URL text in,
- * char[2][] out) and main (parsed URL in, struct mf_candidates out, since
- * the install refactor). The branch for main is the one to keep: remove the
- * other once both are merged.
- */
-#ifdef MF_CANDIDATES_MAX
+/* The rewrite ends with the URL itself, and every candidate parses. */
 static void
 check_rewrite(const struct hc_url *u, char **f)
 {
@@ -35,31 +29,16 @@ check_rewrite(const struct hc_url *u, char **f)
 	size_t i;
 
 	(void)mf_is_origin(u, f[2]);
-	if (mf_rewrite_url(u, f[0], f[1], f[2], f[3], &out, &err) != 0)
+	if (mf_rewrite_url(u, f[0], f[1], f[2], f[3], &out, &err) != 0) {
+		mf_candidates_free(&out);
 		return;
+	}
 	if (out.n < 1 || out.n > MF_CANDIDATES_MAX || strcmp(out.c[out.n - 1].url, f[0]) != 0)
 		fz_fail("the rewrite does not end with the URL itself");
 	for (i = 0; i < out.n; i++)
 		check_candidate(out.c[i].url);
+	mf_candidates_free(&out);
 }
-#else
-static void
-check_rewrite(const struct hc_url *u, char **f)
-{
-	static char out[2][MF_URL_MAX];
-	struct hc_err err = { 0, "" };
-	size_t n = 0, i;
-
-	(void)u;
-	(void)mf_is_origin_url(f[0], f[2]);
-	if (mf_rewrite_url(f[0], f[1], f[2], f[3], out, &n, &err) != 0)
-		return;
-	if (n < 1 || n > 2 || strcmp(out[n - 1], f[0]) != 0)
-		fz_fail("the rewrite does not end with the URL itself");
-	for (i = 0; i < n; i++)
-		check_candidate(out[i]);
-}
-#endif
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
