@@ -480,7 +480,10 @@ struct hc_http_response;
 typedef int (*hc_http_on_headers)(void *ctx, const struct hc_http_response *r);
 
 struct hc_http_request {
-	const char *method;        /* "GET" (default), "HEAD", or "POST" (empty body) */
+	const char *method;        /* "GET" (default), "HEAD", or "POST" */
+	const void *body;          /* POST: body_len bytes sent (NULL: empty); the
+	                              caller names its type in headers */
+	size_t body_len;
 	const char *url;
 	const struct hc_url *parsed; /* NULL, or url already parsed: not parsed again */
 	int64_t range_from;        /* >0: Range: bytes=N- */

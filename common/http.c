@@ -493,8 +493,10 @@ http_options(struct http_xfer *x, const char *method, struct curl_slist *resolve
 	if (strcmp(method, "HEAD") == 0) {
 		curl_easy_setopt(x->curl, CURLOPT_NOBODY, 1L);
 	} else if (strcmp(method, "POST") == 0) {
-		curl_easy_setopt(x->curl, CURLOPT_POSTFIELDS, "");
-		curl_easy_setopt(x->curl, CURLOPT_POSTFIELDSIZE, 0L);
+		curl_easy_setopt(x->curl, CURLOPT_POSTFIELDS,
+		                 req->body != NULL ? (const char *)req->body : "");
+		curl_easy_setopt(x->curl, CURLOPT_POSTFIELDSIZE_LARGE,
+		                 (curl_off_t)(req->body != NULL ? req->body_len : 0));
 	}
 	if (req->range_from > 0) {
 		if (hc_snprintf(range, sizeof(range), "%" PRId64 "-", req->range_from) != 0)

@@ -133,8 +133,11 @@ discover_choose(const struct disc_config *cfg, struct disc_list *list,
 	else
 		rc = disc_choose_sequential(cfg, list, NULL, NULL, out, err);
 	out->ranking = ranking;
-	if (ranking == DISC_RANK_LATENCY)
+	if (ranking == DISC_RANK_LATENCY) {
 		discover_note_rtt(out, list, &rtt);
+		/* After the choice: the report must not delay it. */
+		disc_report_latency(cfg, list, &rtt);
+	}
 	return rc;
 }
 

@@ -241,6 +241,13 @@ int disc_measure_tcp(void *ctx, const struct disc_config *cfg,
  * rtt is permuted along. */
 void disc_rank_by_rtt(struct disc_list *list, struct disc_rtt *rtt);
 
+/* Sends what was measured for list (rtt aligned with it) to the cluster,
+ * POST {cluster_url}/api/v1/heads/{head_id}/latency, bounded in time. Best
+ * effort: a failure is logged as a WARN and changes nothing. Nothing is sent
+ * when nothing was measured. This function cannot fail. */
+void disc_report_latency(const struct disc_config *cfg, const struct disc_list *list,
+                         const struct disc_rtt *rtt);
+
 /* The lower of a body's two medians, < 0 when neither was measured. */
 double disc_rtt_best(const struct disc_rtt *rtt, size_t body);
 
