@@ -224,30 +224,33 @@ hc_mkdir_p(const char *path, mode_t mode, struct hc_err *err)
 struct sweep {
 	const char *prefix;
 	size_t len;
+	int removed;
 };
 
 static int
 sweep_one(void *ctx, const struct hc_walk_entry *e, struct hc_err *err)
 {
-	const struct sweep *sw = ctx;
+	struct sweep *sw = ctx;
 
 	(void)err;
 	if (!S_ISDIR(e->st->st_mode) && strncmp(e->name, sw->prefix, sw->len) == 0 &&
 	    unlinkat(e->dirfd, e->name, 0) == 0)
-		hc_log(HC_LOG_INFO, "file", "removed %s, left by an interrupted run", e->rel);
+		sw->removed++;
 	/* One folder, never below it. */
 	return HC_WALK_SKIP;
 }
 
-void
+int
 hc_atomic_sweep_at(int dirfd, const char *name)
 {
 	char prefix[HC_PATH_MAX];
 	struct sweep sw;
 
 	if (hc_snprintf(prefix, sizeof(prefix), "%s.tmp.", name) != 0)
-		return;
+		return 0;
 	sw.prefix = prefix;
 	sw.len = strlen(prefix);
+	sw.removed = 0;
 	(void)hc_walk(dirfd, ".", 0, 0, sweep_one, &sw, NULL);
+	return sw.removed;
 }

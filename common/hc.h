@@ -375,10 +375,11 @@ int hc_atomic_write_at(int dirfd, const char *name, const void *data, size_t len
                        mode_t mode, struct hc_err *err);
 
 /* Removes the temp files of hc_atomic_write_at(dirfd, name) that a killed
- * process left ("name.tmp.*"). Only for a caller holding the lock that makes
- * it the one writer of name, or it would remove a live writer's file. Best
- * effort: what cannot be removed is left for the next run. */
-void hc_atomic_sweep_at(int dirfd, const char *name);
+ * process left ("name.tmp.*") and returns how many. Only for a caller
+ * holding the lock that makes it the one writer of name, or it would remove
+ * a live writer's file. Best effort: what cannot be removed is left for the
+ * next run. This function cannot fail. */
+int hc_atomic_sweep_at(int dirfd, const char *name);
 
 /* Reads a whole file of at most max bytes into *out (NUL added, caller frees).
  * HC_ENOTFOUND when it does not exist, HC_EDATA when larger than max. */

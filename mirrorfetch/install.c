@@ -588,7 +588,9 @@ install_open_part(struct install *in, struct hc_err *err)
 		                  in->part_path);
 	}
 	in->fd = fd;
-	hc_atomic_sweep_at(in->t->part_dirfd, in->meta_name);
+	if (hc_atomic_sweep_at(in->t->part_dirfd, in->meta_name) > 0)
+		hc_log(HC_LOG_INFO, MF_MOD, "removed the temp files of %s%s left by an interrupted "
+		       "install", in->part_path, PART_META_SUFFIX);
 	if (fstat(in->fd, &st) != 0)
 		return hc_err_set(err, HC_EIO, "stat %s: %s", in->part_path, strerror(errno));
 	/* A part longer than the file can be is not a prefix of it. */

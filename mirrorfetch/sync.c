@@ -38,7 +38,9 @@ sync_open_dir(struct mf_sync *s, char *dir, size_t size, struct hc_err *err)
 		return hc_err_set(err, HC_ECANTCREAT, "open %s: %s", dir, strerror(errno));
 	if (flock(s->dir_fd, LOCK_EX | LOCK_NB) != 0)
 		return hc_err_set(err, HC_EIO, "%s: another sync holds the folder", dir);
-	hc_atomic_sweep_at(s->dir_fd, MF_SYNC_INDEX);
+	if (hc_atomic_sweep_at(s->dir_fd, MF_SYNC_INDEX) > 0)
+		hc_log(HC_LOG_INFO, MF_MOD, "%s: removed the index temp files of an interrupted sync",
+		       dir);
 	return 0;
 }
 

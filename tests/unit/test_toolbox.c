@@ -265,6 +265,37 @@ test_walk_stops_on_error(void **state)
 	remove_tree(dir, outside);
 }
 
+/* Only name's own leftovers go; other files, folders and names stay. */
+static void
+test_atomic_sweep(void **state)
+{
+	char dir[] = "/tmp/hc-sweep.XXXXXX", p[512];
+	const char *files[] = { "idx.tmp.1.0", "idx.tmp.99.7", "idx", "idx.tmpx", "other.tmp.1.0" };
+	size_t i;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+		assert_int_equal(hc_atomic_write(p, "x", 1, 0644, NULL), 0);
+	}
+	snprintf(p, sizeof(p), "%s/idx.tmp.dir", dir);
+	assert_int_equal(mkdir(p, 0755), 0);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(hc_atomic_sweep_at(fd, "idx"), 2);
+	assert_int_equal(hc_atomic_sweep_at(fd, "idx"), 0);
+	assert_int_equal(faccessat(fd, "idx.tmp.1.0", F_OK, 0), -1);
+	assert_int_equal(faccessat(fd, "idx", F_OK, 0), 0);
+	assert_int_equal(faccessat(fd, "idx.tmpx", F_OK, 0), 0);
+	assert_int_equal(faccessat(fd, "other.tmp.1.0", F_OK, 0), 0);
+	assert_int_equal(faccessat(fd, "idx.tmp.dir", F_OK, 0), 0);
+	close(fd);
+	snprintf(p, sizeof(p), "rm -rf '%s'", dir);
+	assert_int_equal(system(p), 0);
+}
+
 int
 main(void)
 {
@@ -276,6 +307,7 @@ main(void)
 		cmocka_unit_test(test_cond_wait_times_out),
 		cmocka_unit_test(test_walk),
 		cmocka_unit_test(test_walk_stops_on_error),
+		cmocka_unit_test(test_atomic_sweep),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
