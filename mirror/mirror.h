@@ -38,6 +38,13 @@ struct mir_config {
 	long long max_connections_per_ip; /* from one client address */
 	int log_level;                   /* enum hc_log_level */
 	int require_origin_digest;       /* peer: refuse files the origin sends no digest for */
+	struct {                         /* origin: tools misses from upstream releases */
+		char *archive_url;       /* template with {tool_id} {version}, "": off */
+		char *manifest_url;      /* template, "": the release has none */
+		char *token_file;        /* bearer token for private releases */
+		uint64_t max_archive_bytes;
+		int import;              /* 0: on_first_use, 1: on_request_only */
+	} tools_upstream;
 };
 
 extern const struct hc_cfg_field mir_config_schema[];
