@@ -31,6 +31,7 @@
 #include "mirror/fill.h"
 #include "mirror/guard.h"
 #include "mirror/tools.h"
+#include "mirror/upstream.h"
 
 #define SRV_FILES_PREFIX "/api/v1/peer/files/"
 #define SRV_TOOLS_PREFIX "/api/v1/tools/"
@@ -76,6 +77,7 @@ struct mir_server {
 	struct mir_resp rs;
 	struct mir_fills *fills;        /* peers only */
 	struct mir_tools *tools;
+	struct mir_upstream *upstream;  /* origins with tools_upstream only */
 	struct mir_guard *guard;
 	unsigned char token_digest[SHA256_DIGEST_LENGTH];
 	int has_token;
@@ -126,6 +128,8 @@ srv_get_file(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
 	}
 	atomic_fetch_add(&s->misses, 1);
 	mir_tools_count(s->tools, path, 0);
+	if (s->upstream != NULL && mir_upstream_handles(path))
+		return mir_upstream_get(s->upstream, c, r, path, head);
 	if (s->cfg->mode == MIR_MODE_ORIGIN)
 		return mir_resp_error(&s->rs, c, r, MHD_HTTP_NOT_FOUND, "not found");
 	return head ? mir_fills_head(s->fills, c, r, path) : mir_fills_get(s->fills, c, r, path);
@@ -509,6 +513,13 @@ srv_file_request(struct mir_server *s, struct MHD_Connection *c, struct srv_req 
 
 	if (head || strcmp(method, MHD_HTTP_METHOD_GET) == 0)
 		return srv_get_file(s, c, r, path, head);
+	if (s->upstream != NULL && mir_upstream_is_import(path)) {
+		if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+			return srv_method_not_allowed(s, c, r, "POST");
+		if (!srv_authorized(s, c))
+			return srv_unauthorized(s, c, r);
+		return mir_upstream_import(s->upstream, c, r, path);
+	}
 	if (s->cfg->mode != MIR_MODE_ORIGIN)
 		return srv_method_not_allowed(s, c, r, "GET, HEAD");
 	if (!put && !del)
@@ -665,6 +676,8 @@ srv_open_parts(struct mir_server *s, struct hc_err *err)
 	}
 	if (rc == 0)
 		rc = mir_tools_start(cfg->root, cfg->keep_versions, s->store, &s->rs, &s->tools, err);
+	if (rc == 0 && !peer)
+		rc = mir_upstream_new(cfg, s->store, &s->rs, &s->upstream, err);
 	if (rc == 0)
 		rc = mir_guard_start(cfg->max_connections, &s->guard, err);
 	if (rc == 0 && pthread_create(&s->flusher, NULL, srv_flusher, s) != 0)
@@ -774,6 +787,7 @@ mir_server_stop(struct mir_server *s)
 		return;
 	mir_resp_stop(&s->rs);
 	mir_fills_cancel_all(s->fills);
+	mir_upstream_cancel(s->upstream);
 	if (s->d != NULL)
 		MHD_stop_daemon(s->d);
 	mir_fills_wait_all(s->fills);
@@ -785,6 +799,7 @@ mir_server_stop(struct mir_server *s)
 		pthread_mutex_unlock(&s->flush_mu);
 		pthread_join(s->flusher, NULL);
 	}
+	mir_upstream_free(s->upstream);
 	mir_tools_stop(s->tools);
 	mir_fills_free(s->fills);
 	mir_store_close(s->store);
