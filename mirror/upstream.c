@@ -328,35 +328,27 @@ up_version_open(struct up_version *v, struct hc_err *err)
 
 /* ------------------------------------------------------------ manifest */
 
-static int
-up_manifest_sink(void *ctx, const void *data, size_t len)
-{
-	return hc_buf_add(ctx, data, len) != 0;
-}
-
 /* Fetches the release's manifest.json once per version when one is
- * configured (caller holds v->mu). */
+ * configured (caller holds v->mu). None published (404) is no error. */
 static int
 up_manifest_load(struct up_version *v, struct hc_err *err)
 {
-	struct hc_http_request req;
-	struct hc_http_response resp;
+	struct mir_zipsrc_config mc = v->zcfg;
 	struct hc_buf b;
-	int rc;
+	int retry_s = 0, rc;
 
 	if (v->manifest_loaded || v->manifest_url[0] == '\0')
 		return 0;
 	hc_buf_init(&b, UP_MANIFEST_MAX);
-	memset(&req, 0, sizeof(req));
-	req.url = v->manifest_url;
-	req.sink = up_manifest_sink;
-	req.ctx = &b;
-	req.cancel = &v->up->cancel;
-	req.fail_on_http_error = 1;
-	hc_http_response_init(&resp);
-	rc = hc_http_request(&v->up->http, &req, &resp, err);
-	if (rc == 0 && (resp.status < 200 || resp.status >= 300))
-		rc = hc_err_set(err, HC_EUNAVAIL, "HTTP %ld", resp.status);
+	mc.url = v->manifest_url;
+	rc = mir_zipsrc_fetch(&mc, &b, &retry_s, err);
+	if (rc == HC_EUNAVAIL && retry_s > 0)
+		up_rate_limited(v->up, retry_s, err->msg);
+	if (rc == HC_ENOTFOUND) {
+		v->manifest_loaded = 1;
+		hc_buf_free(&b);
+		return 0;
+	}
 	if (rc == 0) {
 		v->manifest = json_tokener_parse(hc_buf_str(&b));
 		if (v->manifest == NULL || !json_object_is_type(v->manifest, json_type_object))
@@ -855,16 +847,18 @@ static int
 up_fetch_member(struct up_version *v, const char *path, const char *member, struct hc_err *err)
 {
 	int64_t t0 = hc_now_ms();
-	uint64_t before;
+	uint64_t before = 0;
 	int rc;
 
 	hc_log(HC_LOG_INFO, MOD, "upstream fetch %s from %s: not in the store", path, v->url);
+	/* A directory read now counts towards this member; a reused one not. */
+	if (v->za != NULL && t0 - v->opened_ms < UP_DIR_KEEP_MS)
+		before = mir_zipsrc_fetched(v->src);
 	rc = up_version_open(v, err);
 	if (rc == 0)
 		rc = up_manifest_load(v, err);
 	if (rc != 0)
 		return rc;
-	before = mir_zipsrc_fetched(v->src);
 	rc = up_member_store(v, v->za, v->src, member, path, NULL, err);
 	if (rc == 0)
 		hc_log(HC_LOG_INFO, MOD, "upstream fetched %s: %" PRIu64 " archive bytes from %s "

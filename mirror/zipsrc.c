@@ -109,11 +109,11 @@ zs_on_headers(void *ctx, const struct hc_http_response *r)
 	return 0;
 }
 
-/* One GET of url with the range from-to (to < 0: none), the token when
- * allowed. */
+/* One GET of url with the range from-to (to <= 0: none), the token when
+ * allowed, the body to sink. */
 static int
-zs_get(struct mir_zipsrc *s, struct zs_sink *k, int64_t from, int64_t to, int probe,
-       struct hc_http_response *resp, struct hc_err *err)
+zs_get(struct mir_zipsrc *s, hc_http_sink sink, void *ctx, hc_http_on_headers on_headers,
+       int64_t from, int64_t to, struct hc_http_response *resp, struct hc_err *err)
 {
 	char auth[HC_HTTP_HEADER_VALUE_MAX + 32];
 	const char *headers[2] = { NULL, NULL };
@@ -123,9 +123,9 @@ zs_get(struct mir_zipsrc *s, struct zs_sink *k, int64_t from, int64_t to, int pr
 	req.url = s->url;
 	req.range_from = from;
 	req.range_to = to;
-	req.sink = zs_on_body;
-	req.on_headers = probe ? zs_on_headers : NULL;
-	req.ctx = k;
+	req.sink = sink;
+	req.on_headers = on_headers;
+	req.ctx = ctx;
 	req.cancel = s->cfg->cancel;
 	if (s->send_token && s->cfg->token != NULL && *s->cfg->token != '\0') {
 		if (hc_snprintf(auth, sizeof(auth), "Authorization: Bearer %s", s->cfg->token) != 0)
@@ -217,7 +217,7 @@ zs_probe(struct mir_zipsrc *s, int *retry_s, struct hc_err *err)
 		k.s = s;
 		k.cap = ZS_BLOCK_MIN;
 		s->blk_len = 0;
-		rc = zs_get(s, &k, 0, ZS_BLOCK_MIN - 1, 1, &resp, err);
+		rc = zs_get(s, zs_on_body, &k, zs_on_headers, 0, ZS_BLOCK_MIN - 1, &resp, err);
 		if (rc != 0 && k.failed && k.whole)
 			return hc_err_set(err, HC_EDATA, "%s: larger than max_archive_bytes or "
 			                  "cannot be kept in tmp", s->url);
@@ -268,8 +268,8 @@ zs_fetch(struct mir_zipsrc *s, uint64_t off, size_t n)
 		memset(&k, 0, sizeof(k));
 		k.s = s;
 		k.cap = n;
-		rc = zs_get(s, &k, (int64_t)(off + before), (int64_t)(off + n - 1), 0, &resp,
-		            &s->why);
+		rc = zs_get(s, zs_on_body, &k, NULL, (int64_t)(off + before), (int64_t)(off + n - 1),
+		            &resp, &s->why);
 		s->fetched += s->blk_len - before;
 		if (rc == 0 && resp.status != 206)
 			return hc_err_set(&s->why, HC_EDATA, "%s: HTTP %ld to a range request",
@@ -383,6 +383,46 @@ zs_callback(void *ud, void *data, zip_uint64_t len, zip_source_cmd_t cmd)
 		zip_error_set(&s->zerr, ZIP_ER_OPNOTSUPP, 0);
 		return -1;
 	}
+}
+
+static int
+zs_text_sink(void *ctx, const void *data, size_t len)
+{
+	return hc_buf_add(ctx, data, len) != 0;
+}
+
+int
+mir_zipsrc_fetch(const struct mir_zipsrc_config *cfg, struct hc_buf *out, int *retry_s,
+                 struct hc_err *err)
+{
+	struct hc_http_response resp;
+	struct mir_zipsrc *s = calloc(1, sizeof(*s));
+	int hops, rc = HC_EUNAVAIL;
+
+	*retry_s = 0;
+	if (s == NULL || hc_strlcpy(s->url, cfg->url, sizeof(s->url)) != 0) {
+		free(s);
+		return hc_err_set(err, HC_ENOMEM, "out of memory or URL too long");
+	}
+	s->cfg = cfg;
+	s->send_token = 1;
+	for (hops = 0; hops <= ZS_REDIRECTS_MAX; hops++) {
+		hc_buf_reset(out);
+		rc = zs_get(s, zs_text_sink, out, NULL, 0, 0, &resp, err);
+		if (rc == 0 && resp.status >= 300 && resp.status < 400) {
+			rc = zs_follow(s, resp.location, err);
+			if (rc == 0)
+				continue;
+		} else if (rc == 0 && resp.status != 200) {
+			rc = zs_refused(s, &resp, retry_s, err);
+		}
+		break;
+	}
+	if (hops > ZS_REDIRECTS_MAX)
+		rc = hc_err_set(err, HC_EUNAVAIL, "%s: more than %d redirects", cfg->url,
+		                ZS_REDIRECTS_MAX);
+	free(s);
+	return rc;
 }
 
 int

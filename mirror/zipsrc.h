@@ -31,6 +31,12 @@ struct mir_zipsrc_config {
  * ZIP, cut short, too large). */
 int mir_zipsrc_open(const struct mir_zipsrc_config *cfg, zip_t **za, struct mir_zipsrc **src,
                     int *retry_s, struct hc_err *err);
+/* GETs the small document at cfg->url whole into out (a release's
+ * manifest), with the same redirects, token rule and rate-limit reading as
+ * the archive. 0, HC_ENOTFOUND, HC_EUNAVAIL (*retry_s as above), or
+ * out's HC_EDATA when larger than its cap. */
+int mir_zipsrc_fetch(const struct mir_zipsrc_config *cfg, struct hc_buf *out, int *retry_s,
+                     struct hc_err *err);
 /* Why the last read failed, "" when none did: libzip only says "read error". */
 const char *mir_zipsrc_why(const struct mir_zipsrc *src);
 /* Archive bytes received from upstream so far. */
