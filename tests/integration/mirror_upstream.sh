@@ -37,6 +37,7 @@ rnd = os.urandom
 main = (b"# main.py\n" + rnd(12000).hex().encode())[:24356]
 z("demo", "1.0", [("src/main.py", main), ("README.md", b"demo 1.0\n"),
                   ("models/big.bin", rnd(24 * 1024 * 1024))])
+z("demo", "3.0", [(f"f{i}.txt", f"file {i}\n".encode()) for i in range(4)])
 z("demo", "2.0", [("src/main.py", b"print('two')\n"), ("lib/util.py", b"x = 2\n")])
 z("evil", "1.0", [("src/ok.txt", b"fine\n"), ("../escape.txt", b"out\n")])
 z("link", "1.0", [("src/ok.txt", b"fine\n"), ("src/ln", (b"/etc/passwd", 0o120777 << 16))])
@@ -59,6 +60,7 @@ PY
 
 GH=$(t_free_port)
 ASSETS=$(t_free_port)
+NORANGE=$(t_free_port)
 cat > "$T_DIR/nginx/nginx.conf" <<NGINX
 daemon off; master_process off; worker_processes 1; user root;
 pid $T_DIR/nginx/nginx.pid; error_log $T_DIR/nginx/error.log;
@@ -71,6 +73,8 @@ http {
     location /limited/ { add_header Retry-After 120 always; return 429; }
     location / { return 302 http://127.0.0.1:$ASSETS\$request_uri; } }
   server { listen 127.0.0.1:$ASSETS; access_log $T_DIR/nginx/assets.log b; root $WWW; }
+  server { listen 127.0.0.1:$NORANGE; access_log $T_DIR/nginx/norange.log b; root $WWW;
+    max_ranges 0; }
 }
 NGINX
 t_start nginx "$T_DIR/nginx.log" nginx -p "$T_DIR/nginx" -c "$T_DIR/nginx/nginx.conf" \
@@ -198,4 +202,34 @@ get hit "$T/demo/1.0/files/README.md"
 t_eq "rate limited: stored files are still served" "$CODE" 200
 
 t_stop origin
+
+# 8. An upstream without ranges: read whole once, even for concurrent misses.
+PORT2=$(t_free_port)
+cat > "$T_DIR/norange.yaml" <<YAML
+listen: 127.0.0.1:$PORT2
+root: $T_DIR/origin2
+tools_upstream:
+  archive_url: "http://127.0.0.1:$NORANGE/{tool_id}/{tool_id}-{version}.zip"
+  import: on_request_only
+YAML
+LOG2="$T_DIR/origin2.log"
+t_start origin2 "$LOG2" "$M" --config "$T_DIR/norange.yaml"
+t_wait_log "$LOG2" "hydra-mirror listening on 127.0.0.1:$PORT2" 10000 ||
+	{ t_fail "second mirror starts" "see log"; cat "$LOG2"; t_done; }
+PIDS=""
+for i in 0 1 2 3; do
+	curl -s -o "$T_DIR/c$i.body" "http://127.0.0.1:$PORT2/api/v1/tools/demo/3.0/files/f$i.txt" &
+	PIDS="$PIDS $!"
+done
+# shellcheck disable=SC2086
+wait $PIDS
+ALL=same
+for i in 0 1 2 3; do [ "$(cat "$T_DIR/c$i.body")" = "file $i" ] || ALL="c$i differs"; done
+t_eq "no ranges: four concurrent misses answered" "$ALL" same
+t_eq "no ranges: the archive was read whole once" \
+	"$(grep -c ' /demo/demo-3.0.zip 200 ' "$T_DIR/nginx/norange.log")" 1
+t_grep "no ranges: logged" "$LOG2" "no range support, read whole"
+get noimp "http://127.0.0.1:$PORT2/api/v1/tools/demo/3.0/manifest.json"
+t_eq "on_request_only: no manifest until an import" "$CODE" 404
+t_stop origin2
 t_done
