@@ -34,6 +34,8 @@
  * alone this long; a longer wait than ZS_RETRY_MAX_S is capped. */
 #define ZS_RETRY_DEFAULT_S 60
 #define ZS_RETRY_MAX_S 3600
+/* An Authorization line: the token file holds at most 4 KiB. */
+#define ZS_AUTH_MAX (4096 + 32)
 /* Values past this are X-RateLimit-Reset epoch seconds, not a delay. */
 #define ZS_EPOCH_MIN 1000000000LL
 
@@ -115,7 +117,7 @@ static int
 zs_get(struct mir_zipsrc *s, hc_http_sink sink, void *ctx, hc_http_on_headers on_headers,
        int64_t from, int64_t to, struct hc_http_response *resp, struct hc_err *err)
 {
-	char auth[HC_HTTP_HEADER_VALUE_MAX + 32];
+	char auth[ZS_AUTH_MAX];
 	const char *headers[2] = { NULL, NULL };
 	struct hc_http_request req;
 
