@@ -807,17 +807,24 @@ up_answer(struct mir_upstream *up, struct MHD_Connection *c, struct mir_req *r,
 }
 
 /* Remembers scheme://Host of the first request, for generated manifest
- * URLs; a Host with anything but host characters is not used. */
+ * URLs. A Host with anything but host characters is not used: then the
+ * listen address stands in (a manifest's URLs must be absolute). */
 static void
 up_note_base(struct mir_upstream *up, struct up_version *v, struct MHD_Connection *c)
 {
+	static const char host_chars[] =
+		"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]";
 	const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	const char *scheme = up->rs->tls ? "https" : "http";
+	const char *listen = up->cfg->listen;
 
 	pthread_mutex_lock(&up->mu);
 	if (v->base[0] == '\0' && host != NULL && host[0] != '\0' &&
-	    strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") ==
-	    strlen(host))
-		hc_snprintf(v->base, sizeof(v->base), "%s://%s", up->rs->tls ? "https" : "http", host);
+	    strspn(host, host_chars) == strlen(host))
+		hc_snprintf(v->base, sizeof(v->base), "%s://%s", scheme, host);
+	if (v->base[0] == '\0')
+		hc_snprintf(v->base, sizeof(v->base), "%s://%s%s", scheme,
+		            listen[0] == ':' ? "127.0.0.1" : "", listen);
 	pthread_mutex_unlock(&up->mu);
 }
 
@@ -949,8 +956,10 @@ up_read_token(const char *file, char **out, struct hc_err *err)
 	if (file == NULL || *file == '\0')
 		return 0;
 	rc = hc_read_file(file, UP_TOKEN_MAX, out, &len, err);
-	if (rc != 0)
-		return hc_err_set(err, HC_ECONFIG, "tools_upstream.token_file: %s", err->msg);
+	if (rc != 0) {
+		err->status = HC_ECONFIG;
+		return hc_err_prefix(err, "tools_upstream.token_file");
+	}
 	(*out)[strcspn(*out, "\r\n")] = '\0';
 	return 0;
 }

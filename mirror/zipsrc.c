@@ -223,8 +223,10 @@ zs_probe(struct mir_zipsrc *s, int *retry_s, struct hc_err *err)
 		if (rc != 0 && k.failed && k.whole)
 			return hc_err_set(err, HC_EDATA, "%s: larger than max_archive_bytes or "
 			                  "cannot be kept in tmp", s->url);
-		if (rc != 0)
-			return rc == HC_EUNAVAIL ? rc : hc_err_set(err, HC_EUNAVAIL, "%s", err->msg);
+		if (rc != 0) {
+			err->status = HC_EUNAVAIL;  /* whatever broke, upstream failed us */
+			return HC_EUNAVAIL;
+		}
 		if (resp.status >= 300 && resp.status < 400) {
 			rc = zs_follow(s, resp.location, err);
 			if (rc != 0)
