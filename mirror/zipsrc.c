@@ -283,8 +283,9 @@ zs_fetch(struct mir_zipsrc *s, uint64_t off, size_t n)
 		if (rc == 0 && s->blk_len < n)
 			return hc_err_set(&s->why, HC_EDATA, "%s: range at %" PRIu64 " cut short",
 			                  s->url, off);
-		/* Only a transfer that delivered something and then broke is resumed. */
-		if (rc != 0 && (k.failed || resp.fail == HC_FAIL_ABORTED || resp.fail == HC_FAIL_IO ||
+		/* Only a transfer that delivered something and then broke is resumed
+		 * (a broken body and our own cancel both read HC_FAIL_ABORTED). */
+		if (rc != 0 && (k.failed || resp.fail == HC_FAIL_IO || *s->cfg->cancel ||
 		                s->blk_len == before))
 			return rc;
 		if (rc != 0)
