@@ -303,6 +303,26 @@ up_rate_limited(struct mir_upstream *up, int retry_s, const char *why)
 	       why, retry_s);
 }
 
+/* Closes the archives of other versions left open past UP_DIR_KEEP_MS, so
+ * directories (and whole copies in tmp) do not pile up. A version in use
+ * is skipped: trylock, since the caller holds its own version's lock. */
+static void
+up_sweep(struct mir_upstream *up, struct up_version *self)
+{
+	int64_t now = hc_now_ms();
+	struct up_version *v;
+
+	pthread_mutex_lock(&up->mu);
+	for (v = up->versions; v != NULL; v = v->next) {
+		if (v == self || v->za == NULL || pthread_mutex_trylock(&v->mu) != 0)
+			continue;
+		if (v->za != NULL && now - v->opened_ms >= UP_DIR_KEEP_MS)
+			up_version_close(v);
+		pthread_mutex_unlock(&v->mu);
+	}
+	pthread_mutex_unlock(&up->mu);
+}
+
 /* The archive of v open for reading (caller holds v->mu): reused while
  * fresh. */
 static int
@@ -313,6 +333,7 @@ up_version_open(struct up_version *v, struct hc_err *err)
 	if (v->za != NULL && hc_now_ms() - v->opened_ms < UP_DIR_KEEP_MS)
 		return 0;
 	up_version_close(v);
+	up_sweep(v->up, v);
 	rc = mir_zipsrc_open(&v->zcfg, &v->za, &v->src, &retry_s, err);
 	if (rc == HC_EUNAVAIL && retry_s > 0)
 		up_rate_limited(v->up, retry_s, err->msg);
@@ -874,6 +895,8 @@ up_fetch_member(struct up_version *v, const char *path, const char *member, stru
 		       hc_now_ms() - t0);
 	if (rc != 0 && rc != HC_ENOTFOUND)
 		up_version_close(v);  /* read the archive afresh next time */
+	else
+		mir_zipsrc_trim(v->src);
 	return rc;
 }
 

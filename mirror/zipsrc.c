@@ -46,9 +46,9 @@ struct mir_zipsrc {
 	uint64_t size, pos;
 	int whole_fd;                   /* -1, or the archive read whole */
 	char whole_tmp[PATH_MAX];
-	unsigned char *blk;             /* the cached block */
+	unsigned char *blk;             /* the cached block, grown on demand */
 	uint64_t blk_off;
-	size_t blk_len, window;
+	size_t blk_len, blk_cap, window;
 	uint64_t fetched;
 	zip_error_t zerr;
 	struct hc_err why;
@@ -257,6 +257,23 @@ zs_probe(struct mir_zipsrc *s, int *retry_s, struct hc_err *err)
 	                  ZS_REDIRECTS_MAX);
 }
 
+/* Room for n bytes in the block (its content is dropped). */
+static int
+zs_block_room(struct mir_zipsrc *s, size_t n)
+{
+	unsigned char *p;
+
+	s->blk_len = 0;
+	if (s->blk_cap >= n)
+		return 0;
+	p = realloc(s->blk, n);
+	if (p == NULL)
+		return HC_ENOMEM;
+	s->blk = p;
+	s->blk_cap = n;
+	return 0;
+}
+
 /* Fills the block with n bytes at off, resuming a cut transfer. */
 static int
 zs_fetch(struct mir_zipsrc *s, uint64_t off, size_t n)
@@ -265,6 +282,8 @@ zs_fetch(struct mir_zipsrc *s, uint64_t off, size_t n)
 	struct zs_sink k;
 	int tries, rc = 0;
 
+	if (zs_block_room(s, n) != 0)
+		return hc_err_set(&s->why, HC_ENOMEM, "out of memory");
 	s->blk_off = off;
 	s->blk_len = 0;
 	for (tries = 0; tries <= ZS_RESUMES_MAX && s->blk_len < n; tries++) {
@@ -449,8 +468,8 @@ mir_zipsrc_open(const struct mir_zipsrc_config *cfg, zip_t **za, struct mir_zips
 	s->send_token = 1;
 	s->window = ZS_BLOCK_MIN;
 	zip_error_init(&s->zerr);
-	s->blk = malloc(ZS_BLOCK_MAX);
-	if (s->blk == NULL || hc_strlcpy(s->url, cfg->url, sizeof(s->url)) != 0) {
+	if (zs_block_room(s, ZS_BLOCK_MIN) != 0 ||
+	    hc_strlcpy(s->url, cfg->url, sizeof(s->url)) != 0) {
 		rc = hc_err_set(err, HC_ENOMEM, "out of memory or URL too long");
 		goto fail;
 	}
@@ -499,6 +518,18 @@ const char *
 mir_zipsrc_url(const struct mir_zipsrc *src)
 {
 	return src->url;
+}
+
+void
+mir_zipsrc_trim(struct mir_zipsrc *src)
+{
+	if (src == NULL)
+		return;
+	free(src->blk);
+	src->blk = NULL;
+	src->blk_cap = 0;
+	src->blk_len = 0;
+	src->window = ZS_BLOCK_MIN;
 }
 
 void

@@ -45,6 +45,9 @@ uint64_t mir_zipsrc_fetched(const struct mir_zipsrc *src);
 int mir_zipsrc_ranged(const struct mir_zipsrc *src);
 /* The URL the archive was read from at last (after redirects), for logs. */
 const char *mir_zipsrc_url(const struct mir_zipsrc *src);
+/* Frees the cached block (up to 8 MiB) of an archive kept open: libzip
+ * holds the directory itself; later reads fetch again. NULL is a no-op. */
+void mir_zipsrc_trim(struct mir_zipsrc *src);
 /* Discards za and frees src; removes a whole copy. NULLs are no-ops. */
 void mir_zipsrc_close(zip_t *za, struct mir_zipsrc *src);
 

@@ -183,6 +183,10 @@ N1=$(grep -c ' /evil/evil-1.0.zip ' "$T_DIR/nginx/gh.log")
 get evil2 "$T/evil/1.0/files/src/ok.txt"
 t_eq "a refused release is read again on the next request" \
 	"$(grep -c ' /evil/evil-1.0.zip ' "$T_DIR/nginx/gh.log")" $((N1 + 1))
+get nosuch "$T/nosuch/1.0/files/a.txt"
+t_eq "a release upstream does not have: 404" "$CODE" 404
+get nomember "$T/demo/2.0/files/no/such.txt"
+t_eq "a member the release does not hold: 404" "$CODE" 404
 refused "redirect loop" "loop/1.0/files/a.txt" "more than 5 redirects"
 t_eq "stale temp files: none left" "$(find "$ROOT/tmp" -type f | wc -l)" 0
 
