@@ -159,10 +159,8 @@ mir_upstream_is_import(const char *path)
 	return up_split(path, id, ver, &rest) == 0 && strcmp(rest, "import") == 0;
 }
 
-/* Why an archive member name may not be stored, NULL when it may: it must
- * be a plain relative path that stays inside the version. */
-static const char *
-up_name_refused(const char *name)
+const char *
+mir_upstream_name_refused(const char *name)
 {
 	const char *seg;
 
@@ -199,7 +197,7 @@ up_check_names(zip_t *za, const char *url, struct hc_err *err)
 
 		if (name == NULL)
 			return hc_err_set(err, HC_EDATA, "%s: entry %lld has no name", url, (long long)i);
-		why = up_name_refused(name);
+		why = mir_upstream_name_refused(name);
 		if (why == NULL && zip_file_get_external_attributes(za, (zip_uint64_t)i, 0, &opsys,
 		                                                    &attr) == 0 &&
 		    opsys == ZIP_OPSYS_UNIX && ((attr >> 16) & S_IFMT) == S_IFLNK)

@@ -24,6 +24,9 @@ int mir_upstream_handles(const char *path);
  * member from the release, stores it verified, serves it. */
 enum MHD_Result mir_upstream_get(struct mir_upstream *up, struct MHD_Connection *c,
                                  struct mir_req *r, const char *path, int head);
+/* Why an archive member name may not be stored ("a '..' segment", ...),
+ * NULL when it may: a plain relative path that stays inside the version. */
+const char *mir_upstream_name_refused(const char *name);
 /* 1 when path is "tools/ID/VERSION/import", the admin import route. */
 int mir_upstream_is_import(const char *path);
 /* The admin POST .../import (authorization already checked): imports the
