@@ -500,7 +500,8 @@ up_member_store(struct up_version *v, zip_t *za, struct mir_zipsrc *src, const c
 	int have_want, fd = -1, rc;
 	zip_stat_t st;
 
-	if (idx < 0)
+	/* A folder entry is no file: storing it would block the files under it. */
+	if (idx < 0 || member[strlen(member) - 1] == '/')
 		return hc_err_set(err, HC_ENOTFOUND, "%s: no such member in %s", member, v->url);
 	rc = up_member_precheck(v, za, idx, member, &st, err);
 	if (rc != 0)
@@ -672,6 +673,36 @@ up_import_entry(struct up_version *v, zip_t *za, struct mir_zipsrc *src, zip_uin
 	return up_member_store(v, za, src, name, path, m, err);
 }
 
+/* An upstream manifest must not list a file the archive lacks: the version
+ * would look complete and fail every sync. m is sorted by path here. */
+static int
+up_manifest_covered(struct up_version *v, struct up_member *m, size_t n, struct hc_err *err)
+{
+	struct json_object *files, *f, *x;
+	size_t i, count;
+
+	if (v->manifest == NULL)
+		return 0;
+	if (!json_object_object_get_ex(v->manifest, "files", &files) ||
+	    !json_object_is_type(files, json_type_array))
+		return hc_err_set(err, HC_EDATA, "manifest %s: no files array", v->manifest_url);
+	if (n > 0)
+		qsort(m, n, sizeof(*m), up_member_cmp);
+	count = json_object_array_length(files);
+	for (i = 0; i < count; i++) {
+		struct up_member key = { NULL, "", 0 };
+		f = json_object_array_get_idx(files, i);
+		if (!json_object_object_get_ex(f, "path", &x))
+			return hc_err_set(err, HC_EDATA, "manifest %s: file %zu has no path",
+			                  v->manifest_url, i);
+		key.path = (char *)json_object_get_string(x);
+		if (n == 0 || bsearch(&key, m, n, sizeof(*m), up_member_cmp) == NULL)
+			return hc_err_set(err, HC_EDATA, "manifest %s lists %s, the archive has no such "
+			                  "member", v->manifest_url, key.path);
+	}
+	return 0;
+}
+
 /* Imports every member of v the store lacks through its own read of the
  * archive, then manifest.json. */
 static int
@@ -706,6 +737,8 @@ up_import(struct up_version *v, struct hc_err *err)
 		if (m != NULL && m[n].path != NULL)
 			n++;
 	}
+	if (rc == 0)
+		rc = up_manifest_covered(v, m, n, err);
 	if (rc == 0)
 		rc = up_manifest_store(v, m, n, err);
 	if (rc == 0)

@@ -54,6 +54,11 @@ man = {"manifest_version": "1.0", "tool_id": "mf", "tool_version": "1.0", "files
     "manifest_hash": "0" * 64}
 with open(f"{www}/mf/mf-1.0.manifest.json", "w") as f:
     json.dump(man, f)
+z("mf2", "1.0", [("a.txt", a)])
+man["tool_id"] = "mf2"
+man["files"] = [man["files"][0], dict(man["files"][0], path="missing.txt")]
+with open(f"{www}/mf2/mf2-1.0.manifest.json", "w") as f:
+    json.dump(man, f)
 with open(f"{www}/demo/src-main.py", "wb") as f:
     f.write(main)
 PY
@@ -167,6 +172,14 @@ t_eq "upstream manifest: a member that disagrees, 502" "$CODE" 502
 t_grep "upstream manifest: the reason is logged" "$LOG" "b.txt: sha256"
 t_eq "upstream manifest: the bad member is not stored" \
 	"$([ -e "$ROOT/files/tools/mf/1.0/files/b.txt" ] && echo stored || echo absent)" absent
+
+CODE=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $TOKEN" \
+	"$T/mf2/1.0/import")
+t_eq "upstream manifest listing a file the archive lacks: import 502" "$CODE" 502
+t_grep "upstream manifest listing a file the archive lacks: logged" "$LOG" \
+	"lists missing.txt, the archive has no such member"
+t_eq "upstream manifest listing a file the archive lacks: no manifest stored" \
+	"$([ -e "$ROOT/files/tools/mf2/1.0/manifest.json" ] && echo stored || echo absent)" absent
 
 # 6. Bad archives: 502, the reason logged, nothing stored; the next request tries again.
 refused() {
