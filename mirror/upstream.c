@@ -50,6 +50,12 @@
  * release hosts sign their redirect URLs for a few minutes. */
 #define UP_DIR_KEEP_MS 60000
 #define UP_COPY_CHUNK (64 * 1024)
+/* Members from this size on go to the client while they are extracted
+ * (the last byte held back until they verify); smaller ones are stored
+ * first and answered with their digest. */
+#define UP_STREAM_MIN (1024 * 1024)
+/* How often a waiting body looks at shutdown. */
+#define UP_POLL_MS 200
 #define UP_CONNECT_TIMEOUT_MS 10000
 #define UP_DNS_TIMEOUT_MS 5000
 /* A transfer slower than this for UP_STALL_S is given up. */
@@ -87,6 +93,8 @@ struct mir_upstream {
 	size_t n_versions;
 	int64_t not_before_ms;          /* rate limited until then */
 	volatile int cancel;
+	int jobs;                       /* job threads running (under mu) */
+	pthread_cond_t jobs_cv;
 };
 
 /* A member as it went into the store, for a generated manifest. */
@@ -415,6 +423,58 @@ up_manifest_lookup(struct up_version *v, const char *member, char *sha, uint64_t
 	return -1;
 }
 
+/* ------------------------------------------------------------ jobs */
+
+enum up_job_state { UP_JOB_OPENING, UP_JOB_STREAMING, UP_JOB_DONE, UP_JOB_FAILED };
+
+/* A member read on demand: its thread extracts it while the response
+ * streams what is written so far. Two references: the thread and the
+ * request (then its body). */
+struct up_job {
+	struct mir_upstream *up;
+	struct up_version *v;
+	char path[MIR_PATH_MAX];
+	const char *member;             /* inside path */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int refs;
+	enum up_job_state state;
+	int fd;                         /* the tmp file, for the body; -1 */
+	uint64_t size, written;
+	char sha256[HC_SHA256_HEX_LEN + 1]; /* the manifest's, known up front, or "" */
+	int rc;
+	struct hc_err err;
+};
+
+/* The member goes out as it is written: its size is known; sha256 is the
+ * manifest's digest or "". */
+static void
+up_job_stream(struct up_job *job, int fd, uint64_t size, const char *sha256)
+{
+	if (job == NULL)
+		return;
+	pthread_mutex_lock(&job->mu);
+	job->fd = dup(fd);
+	if (job->fd >= 0) {
+		job->size = size;
+		hc_strlcpy(job->sha256, sha256, sizeof(job->sha256));
+		job->state = UP_JOB_STREAMING;
+		pthread_cond_broadcast(&job->cv);
+	}
+	pthread_mutex_unlock(&job->mu);
+}
+
+static void
+up_job_progress(struct up_job *job, uint64_t written)
+{
+	if (job == NULL)
+		return;
+	pthread_mutex_lock(&job->mu);
+	job->written = written;
+	pthread_cond_broadcast(&job->cv);
+	pthread_mutex_unlock(&job->mu);
+}
+
 /* ------------------------------------------------------------ members */
 
 /* Checks what the directory says of entry idx before any byte is read. */
@@ -442,7 +502,7 @@ up_member_precheck(struct up_version *v, zip_t *za, zip_int64_t idx, const char 
  * the end. No more than the declared size is accepted. */
 static int
 up_member_copy(zip_t *za, struct mir_zipsrc *src, zip_int64_t idx, const char *member,
-               uint64_t declared, int fd, char *sha, struct hc_err *err)
+               uint64_t declared, int fd, char *sha, struct up_job *job, struct hc_err *err)
 {
 	struct hc_sha256 *h = hc_sha256_new();
 	unsigned char *buf = malloc(UP_COPY_CHUNK);
@@ -473,6 +533,8 @@ up_member_copy(zip_t *za, struct mir_zipsrc *src, zip_int64_t idx, const char *m
 			rc = hc_err_set(err, HC_EIO, "%s: write: %s", member, strerror(errno));
 		else
 			total += (uint64_t)n;
+		if (rc == 0 && n > 0)
+			up_job_progress(job, total);
 	}
 	if (rc == 0 && total != declared)
 		rc = hc_err_set(err, HC_EDATA, "%s: %" PRIu64 " of %" PRIu64 " bytes", member, total,
@@ -492,7 +554,8 @@ done:
  * error. *out (when not NULL) gets the digest and size. */
 static int
 up_member_store(struct up_version *v, zip_t *za, struct mir_zipsrc *src, const char *member,
-                const char *path, struct up_member *out, struct hc_err *err)
+                const char *path, struct up_member *out, struct up_job *job,
+                struct hc_err *err)
 {
 	char tmp[PATH_MAX], sha[HC_SHA256_HEX_LEN + 1], want[HC_SHA256_HEX_LEN + 1];
 	zip_int64_t idx = zip_name_locate(za, member, ZIP_FL_ENC_RAW);
@@ -513,7 +576,14 @@ up_member_store(struct up_version *v, zip_t *za, struct mir_zipsrc *src, const c
 	fd = mir_store_tmp(v->up->store, tmp, sizeof(tmp), err);
 	if (fd < 0)
 		return fd;
-	rc = up_member_copy(za, src, idx, member, st.size, fd, sha, err);
+	/* Large members stream; small ones are stored first, so their first
+	 * answer carries the digest computed here, or a 502 when it fails. */
+	if (job != NULL && st.size >= UP_STREAM_MIN) {
+		hc_log(HC_LOG_INFO, MOD, "upstream streams %s (%" PRIu64 " bytes) while it is "
+		       "extracted; the last byte waits for the check", path, (uint64_t)st.size);
+		up_job_stream(job, fd, st.size, have_want ? want : "");
+	}
+	rc = up_member_copy(za, src, idx, member, st.size, fd, sha, job, err);
 	if (rc == 0 && have_want && strcmp(sha, want) != 0)
 		rc = hc_err_set(err, HC_EDATA, "%s: sha256 %s, the manifest says %s", member, sha,
 		                want);
@@ -670,7 +740,7 @@ up_import_entry(struct up_version *v, zip_t *za, struct mir_zipsrc *src, zip_uin
 		mir_store_release(v->up->store, f.entry);
 		return 0;
 	}
-	return up_member_store(v, za, src, name, path, m, err);
+	return up_member_store(v, za, src, name, path, m, NULL, err);
 }
 
 /* An upstream manifest must not list a file the archive lacks: the version
@@ -903,7 +973,8 @@ up_import_now(struct up_version *v, struct hc_err *err)
 
 /* Reads one member on demand (caller holds v->mu). */
 static int
-up_fetch_member(struct up_version *v, const char *path, const char *member, struct hc_err *err)
+up_fetch_member(struct up_version *v, const char *path, const char *member, struct up_job *job,
+                struct hc_err *err)
 {
 	int64_t t0 = hc_now_ms();
 	uint64_t before = 0;
@@ -918,7 +989,7 @@ up_fetch_member(struct up_version *v, const char *path, const char *member, stru
 		rc = up_manifest_load(v, err);
 	if (rc != 0)
 		return rc;
-	rc = up_member_store(v, v->za, v->src, member, path, NULL, err);
+	rc = up_member_store(v, v->za, v->src, member, path, NULL, job, err);
 	if (rc == 0)
 		hc_log(HC_LOG_INFO, MOD, "upstream fetched %s: %" PRIu64 " archive bytes from %s "
 		       "(%s) in %" PRId64 " ms", path, mir_zipsrc_fetched(v->src) - before,
@@ -931,6 +1002,230 @@ up_fetch_member(struct up_version *v, const char *path, const char *member, stru
 	return rc;
 }
 
+static void
+up_job_unref(struct up_job *job)
+{
+	int last;
+
+	pthread_mutex_lock(&job->mu);
+	last = --job->refs == 0;
+	pthread_mutex_unlock(&job->mu);
+	if (!last)
+		return;
+	if (job->fd >= 0)
+		close(job->fd);
+	pthread_cond_destroy(&job->cv);
+	pthread_mutex_destroy(&job->mu);
+	free(job);
+}
+
+/* The job's thread: one on-demand reader of the version at a time (a miss
+ * of the same member that held the lock before may have stored it). */
+static void *
+up_job_thread(void *arg)
+{
+	struct up_job *job = arg;
+	struct up_version *v = job->v;
+	struct mir_upstream *up = job->up;
+	struct hc_err err = { 0, "" };
+	struct mir_file f;
+	int rc;
+
+	pthread_mutex_lock(&v->mu);
+	rc = mir_store_get(up->store, job->path, 0, &f, &err);
+	if (rc == 0) {
+		close(f.fd);
+		mir_store_release(up->store, f.entry);
+	} else {
+		rc = up_fetch_member(v, job->path, job->member, job, &err);
+	}
+	pthread_mutex_unlock(&v->mu);
+	if (rc == 0 && up->cfg->tools_upstream.import == 0)
+		up_import_background(v);
+	pthread_mutex_lock(&job->mu);
+	/* A streamed member's client sees only a cut connection: say why here
+	 * (the others are answered, and logged, by their request). */
+	if (rc != 0 && job->state == UP_JOB_STREAMING)
+		hc_log(HC_LOG_WARN, MOD, "upstream %s refused: %s; its streaming clients are cut",
+		       job->path, err.msg);
+	job->rc = rc;
+	job->err = err;
+	job->state = rc == 0 ? UP_JOB_DONE : UP_JOB_FAILED;
+	pthread_cond_broadcast(&job->cv);
+	pthread_mutex_unlock(&job->mu);
+	up_job_unref(job);
+	pthread_mutex_lock(&up->mu);
+	up->jobs--;
+	pthread_cond_broadcast(&up->jobs_cv);
+	pthread_mutex_unlock(&up->mu);
+	return NULL;
+}
+
+/* Starts the job for member path of v; NULL when it cannot (the caller
+ * answers 503). The caller holds one reference. */
+static struct up_job *
+up_job_start(struct mir_upstream *up, struct up_version *v, const char *path,
+             size_t member_off)
+{
+	struct up_job *job = calloc(1, sizeof(*job));
+	pthread_attr_t attr;
+	pthread_t t;
+	int ok;
+
+	if (job == NULL)
+		return NULL;
+	job->up = up;
+	job->v = v;
+	job->fd = -1;
+	job->refs = 2;
+	hc_strlcpy(job->path, path, sizeof(job->path));
+	job->member = job->path + member_off;
+	pthread_mutex_init(&job->mu, NULL);
+	pthread_cond_init(&job->cv, NULL);
+	pthread_mutex_lock(&up->mu);
+	up->jobs++;
+	pthread_mutex_unlock(&up->mu);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	ok = pthread_create(&t, &attr, up_job_thread, job) == 0;
+	pthread_attr_destroy(&attr);
+	if (ok)
+		return job;
+	pthread_mutex_lock(&up->mu);
+	up->jobs--;
+	pthread_cond_broadcast(&up->jobs_cv);
+	pthread_mutex_unlock(&up->mu);
+	job->refs = 1;
+	up_job_unref(job);
+	return NULL;
+}
+
+/* Waits until job leaves state from, or shutdown; returns the state. */
+static enum up_job_state
+up_job_wait(struct up_job *job, enum up_job_state from)
+{
+	enum up_job_state state;
+
+	pthread_mutex_lock(&job->mu);
+	while (job->state <= from && !mir_resp_stopping(job->up->rs))
+		hc_cond_wait_ms(&job->cv, &job->mu, UP_POLL_MS);
+	state = job->state;
+	pthread_mutex_unlock(&job->mu);
+	return state;
+}
+
+/* A body reading bytes start..start+len of a job's member as they are
+ * written, the last one held back until the member verified. */
+struct up_body {
+	struct up_job *job;
+	uint64_t start, len;
+};
+
+static ssize_t
+up_body_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct up_body *b = cls;
+	struct up_job *job = b->job;
+	struct mir_resp *rs = job->up->rs;
+	uint64_t at = b->start + pos, end = b->start + b->len, avail;
+	size_t n;
+
+	pthread_mutex_lock(&job->mu);
+	for (;;) {
+		if (job->state == UP_JOB_FAILED || mir_resp_stopping(rs)) {
+			pthread_mutex_unlock(&job->mu);
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		}
+		avail = job->written < end ? job->written : end;
+		if (job->state != UP_JOB_DONE && avail >= end)
+			avail = end - 1;
+		if (at < avail)
+			break;
+		if (job->state == UP_JOB_DONE) {
+			pthread_mutex_unlock(&job->mu);
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		}
+		hc_cond_wait_ms(&job->cv, &job->mu, UP_POLL_MS);
+	}
+	pthread_mutex_unlock(&job->mu);
+	n = max < avail - at ? max : (size_t)(avail - at);
+	n = mir_resp_egress_take(rs, n);
+	return mir_resp_read_at(job->fd, buf, n, at);
+}
+
+static void
+up_body_free(void *cls)
+{
+	struct up_body *b = cls;
+
+	up_job_unref(b->job);
+	free(b);
+}
+
+/* Answers once job ended in state (the store has the member, or why not);
+ * takes the caller's reference. */
+static enum MHD_Result
+up_job_finish(struct up_job *job, struct MHD_Connection *c, struct mir_req *r,
+              const char *path, int head, enum up_job_state state)
+{
+	struct mir_upstream *up = job->up;
+	struct hc_err err = { 0, "" };
+	int rc;
+
+	pthread_mutex_lock(&job->mu);
+	rc = state == UP_JOB_DONE ? 0 : job->rc;
+	err = job->err;
+	pthread_mutex_unlock(&job->mu);
+	if (state != UP_JOB_DONE && state != UP_JOB_FAILED)
+		rc = hc_err_set(&err, HC_EUNAVAIL, "shutting down");
+	up_job_unref(job);
+	return up_answer(up, c, r, path, head, rc, &err);
+}
+
+/* Answers from a streaming job; takes the caller's reference. A HEAD, an
+ * empty or unsatisfiable range waits for the stored member instead. */
+static enum MHD_Result
+up_job_respond(struct up_job *job, struct MHD_Connection *c, struct mir_req *r,
+               const char *path, int head)
+{
+	struct mir_upstream *up = job->up;
+	struct mir_resp_file rf = { job->size, 0, job->sha256 };
+	struct MHD_Response *body;
+	struct up_body *b;
+	uint64_t start, len;
+	enum mir_range k = mir_resp_range(c, &rf, &start, &len);
+
+	b = head || len == 0 || k == MIR_RANGE_UNSATISFIABLE ? NULL : malloc(sizeof(*b));
+	if (b == NULL)
+		return up_job_finish(job, c, r, path, head, up_job_wait(job, UP_JOB_STREAMING));
+	b->job = job;
+	b->start = start;
+	b->len = len;
+	body = MHD_create_response_from_callback(len, UP_COPY_CHUNK, up_body_read, b,
+	                                         up_body_free);
+	if (body == NULL) {
+		up_body_free(b);
+		return MHD_NO;
+	}
+	return mir_resp_file_send(up->rs, c, r, &rf, k, start, len, body);
+}
+
+/* A member miss: its job streams it, or answers once it is stored. */
+static enum MHD_Result
+up_get_member(struct mir_upstream *up, struct up_version *v, struct MHD_Connection *c,
+              struct mir_req *r, const char *path, size_t member_off, int head)
+{
+	struct up_job *job = up_job_start(up, v, path, member_off);
+	enum up_job_state state;
+
+	if (job == NULL)
+		return up_503(up, c, r, 10, "cannot start a transfer");
+	state = up_job_wait(job, UP_JOB_OPENING);
+	if (state == UP_JOB_STREAMING)
+		return up_job_respond(job, c, r, path, head);
+	return up_job_finish(job, c, r, path, head, state);
+}
+
 enum MHD_Result
 mir_upstream_get(struct mir_upstream *up, struct MHD_Connection *c, struct mir_req *r,
                  const char *path, int head)
@@ -938,7 +1233,6 @@ mir_upstream_get(struct mir_upstream *up, struct MHD_Connection *c, struct mir_r
 	char id[UP_NAME_MAX], ver[UP_NAME_MAX];
 	struct hc_err err = { 0, "" };
 	struct up_version *v;
-	struct mir_file f;
 	const char *rest;
 	int wait_s, rc;
 
@@ -959,18 +1253,7 @@ mir_upstream_get(struct mir_upstream *up, struct MHD_Connection *c, struct mir_r
 			return up_503(up, c, r, 10, "import in progress");
 		return up_answer(up, c, r, path, head, rc, &err);
 	}
-	pthread_mutex_lock(&v->mu);
-	/* A miss of the same member that held the lock before may have stored it. */
-	rc = mir_store_get(up->store, path, 1, &f, &err);
-	if (rc == 0) {
-		pthread_mutex_unlock(&v->mu);
-		return mir_resp_stored(up->rs, c, r, &f, head);
-	}
-	rc = up_fetch_member(v, path, rest + strlen(UP_FILES), &err);
-	pthread_mutex_unlock(&v->mu);
-	if (rc == 0 && up->cfg->tools_upstream.import == 0)
-		up_import_background(v);
-	return up_answer(up, c, r, path, head, rc, &err);
+	return up_get_member(up, v, c, r, path, (size_t)(rest - path) + strlen(UP_FILES), head);
 }
 
 enum MHD_Result
@@ -1041,6 +1324,7 @@ mir_upstream_new(const struct mir_config *cfg, struct mir_store *store, struct m
 	up->http.stall_bytes_per_s = UP_STALL_BYTES_PER_S;
 	up->http.stall_seconds = UP_STALL_S;
 	pthread_mutex_init(&up->mu, NULL);
+	pthread_cond_init(&up->jobs_cv, NULL);
 	rc = up_read_token(cfg->tools_upstream.token_file, &up->token, err);
 	if (rc != 0) {
 		mir_upstream_free(up);
@@ -1070,6 +1354,11 @@ mir_upstream_free(struct mir_upstream *up)
 	if (up == NULL)
 		return;
 	mir_upstream_cancel(up);
+	/* Job threads end once their transfer sees cancel and their body is gone. */
+	pthread_mutex_lock(&up->mu);
+	while (up->jobs > 0)
+		hc_cond_wait_ms(&up->jobs_cv, &up->mu, UP_POLL_MS);
+	pthread_mutex_unlock(&up->mu);
 	for (v = up->versions; v != NULL; v = next) {
 		next = v->next;
 		if (v->thread_started)
@@ -1084,6 +1373,7 @@ mir_upstream_free(struct mir_upstream *up)
 		explicit_bzero(up->token, strlen(up->token));
 		free(up->token);
 	}
+	pthread_cond_destroy(&up->jobs_cv);
 	pthread_mutex_destroy(&up->mu);
 	free(up);
 }

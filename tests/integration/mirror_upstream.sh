@@ -45,6 +45,12 @@ z("bomb", "1.0", [("zeros.bin", bytes(64 * 1024 * 1024))])
 z("cut", "1.0", [("src/a.txt", rnd(200000)), ("src/b.txt", b"b\n")])
 with open(f"{www}/cut/cut-1.0.zip", "r+b") as f:
     f.truncate(os.path.getsize(f"{www}/cut/cut-1.0.zip") // 2)
+z("crc", "1.0", [("big.bin", rnd(2 * 1024 * 1024))], zipfile.ZIP_STORED)
+with open(f"{www}/crc/crc-1.0.zip", "r+b") as f:
+    f.seek(1000000)
+    x = f.read(1)
+    f.seek(1000000)
+    f.write(bytes([x[0] ^ 0xFF]))
 a, b = b"alpha\n", b"beta\n"
 z("mf", "1.0", [("a.txt", a), ("b.txt", b)])
 man = {"manifest_version": "1.0", "tool_id": "mf", "tool_version": "1.0", "files": [
@@ -200,6 +206,14 @@ get nosuch "$T/nosuch/1.0/files/a.txt"
 t_eq "a release upstream does not have: 404" "$CODE" 404
 get nomember "$T/demo/2.0/files/no/such.txt"
 t_eq "a member the release does not hold: 404" "$CODE" 404
+curl -s -o "$T_DIR/crc.body" "$T/crc/1.0/files/big.bin"
+CURL_RC=$?
+t_eq "a streamed member failing its CRC-32: the transfer is cut (curl 18)" "$CURL_RC" 18
+t_eq "a streamed member failing its CRC-32: the last byte was held back" \
+	"$([ "$(stat -c %s "$T_DIR/crc.body")" -lt 2097152 ] && echo short)" short
+t_grep "a streamed member failing its CRC-32: logged" "$LOG" "big.bin: CRC error"
+t_eq "a streamed member failing its CRC-32: nothing stored" \
+	"$(find "$ROOT/files/tools/crc" -type f 2>/dev/null | wc -l)" 0
 refused "redirect loop" "loop/1.0/files/a.txt" "more than 5 redirects"
 t_eq "stale temp files: none left" "$(find "$ROOT/tmp" -type f | wc -l)" 0
 

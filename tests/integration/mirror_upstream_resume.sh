@@ -2,6 +2,7 @@
 # hydra-mirror reading an upstream release (issue 16) from a host that drops
 # the connection in the middle of a range once: the read is resumed by
 # Range from the last byte received, the member arrives whole and verified.
+# A large member streams while it is extracted; a small one is stored first.
 . "$(dirname "$0")/../lib.sh"
 
 command -v python3 > /dev/null || { t_skip "upstream resume" "python3 is not installed"; t_done; }
@@ -73,5 +74,12 @@ t_eq "member over a dropped connection: whole and right" \
 	"$(cmp -s "$T_DIR/big" "$T_DIR/www/rel.zip.big" && echo same)" same
 t_grep "the server did drop the connection" "$T_DIR/upstream.log" "dropped after"
 t_grep "the read was resumed by range" "$LOG" "resuming by range"
+t_grep "a large member streams while it is extracted" "$LOG" \
+	"upstream streams tools/demo/1.0/files/big.bin (3145728 bytes) while it is extracted"
+CODE=$(curl -s -o "$T_DIR/small" -D "$T_DIR/small.h" -w '%{http_code}' \
+	"http://127.0.0.1:$PORT/api/v1/tools/demo/1.0/files/small.txt")
+t_eq "a small member: 200" "$CODE" 200
+t_grep "a small member is stored first and carries its digest" "$T_DIR/small.h" \
+	"X-File-SHA256: $(printf 'small\n' | sha256sum | cut -d' ' -f1)"
 t_stop mirror
 t_done
