@@ -394,6 +394,8 @@ srv_metrics_text(struct mir_server *s, struct hc_buf *b)
 	for (i = 0; i < sizeof(m) / sizeof(m[0]) && rc == 0; i++)
 		rc = hc_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", m[i].name,
 		                   m[i].help, m[i].name, m[i].type, m[i].name, m[i].value);
+	if (rc == 0)
+		rc = mir_upstream_metrics(s->upstream, b);
 	return rc != 0 ? rc : mir_tools_metrics(s->tools, b);
 }
 

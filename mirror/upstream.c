@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <json-c/json.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,8 @@ struct mir_upstream {
 	volatile int cancel;
 	int jobs;                       /* job threads running (under mu) */
 	pthread_cond_t jobs_cv;
+	/* for /metrics */
+	atomic_uint_least64_t members, refused, rate_limited, imports, archive_bytes;
 };
 
 /* A member as it went into the store, for a generated manifest. */
@@ -305,6 +308,7 @@ up_rate_limited(struct mir_upstream *up, int retry_s, const char *why)
 	pthread_mutex_lock(&up->mu);
 	up->not_before_ms = hc_now_ms() + (int64_t)retry_s * 1000;
 	pthread_mutex_unlock(&up->mu);
+	atomic_fetch_add(&up->rate_limited, 1);
 	hc_log(HC_LOG_WARN, MOD, "upstream rate limit: %s; answering 503 with Retry-After %d",
 	       why, retry_s);
 }
@@ -811,6 +815,10 @@ up_import(struct up_version *v, struct hc_err *err)
 		rc = up_manifest_covered(v, m, n, err);
 	if (rc == 0)
 		rc = up_manifest_store(v, m, n, err);
+	if (src != NULL)
+		atomic_fetch_add(&v->up->archive_bytes, mir_zipsrc_fetched(src));
+	if (rc == 0)
+		atomic_fetch_add(&v->up->imports, 1);
 	if (rc == 0)
 		hc_log(HC_LOG_INFO, MOD, "upstream imported tools/%s/%s: %zu files, manifest %s, "
 		       "%" PRIu64 " archive bytes fetched (%s) in %" PRId64 " ms", v->id, v->ver, n,
@@ -920,6 +928,7 @@ up_answer(struct mir_upstream *up, struct MHD_Connection *c, struct mir_req *r,
 	if (rc == HC_ENOTFOUND)
 		return mir_resp_error(up->rs, c, r, MHD_HTTP_NOT_FOUND, "not found");
 	hc_log(HC_LOG_WARN, MOD, "upstream %s refused: %s", path, err->msg);
+	atomic_fetch_add(&up->refused, 1);
 	wait_s = up_wait_s(up);
 	if (wait_s > 0)
 		return up_503(up, c, r, wait_s, "upstream rate limited");
@@ -990,6 +999,10 @@ up_fetch_member(struct up_version *v, const char *path, const char *member, stru
 	if (rc != 0)
 		return rc;
 	rc = up_member_store(v, v->za, v->src, member, path, NULL, job, err);
+	if (v->src != NULL)
+		atomic_fetch_add(&v->up->archive_bytes, mir_zipsrc_fetched(v->src) - before);
+	if (rc == 0)
+		atomic_fetch_add(&v->up->members, 1);
 	if (rc == 0)
 		hc_log(HC_LOG_INFO, MOD, "upstream fetched %s: %" PRIu64 " archive bytes from %s "
 		       "(%s) in %" PRId64 " ms", path, mir_zipsrc_fetched(v->src) - before,
@@ -1048,6 +1061,8 @@ up_job_thread(void *arg)
 	if (rc != 0 && job->state == UP_JOB_STREAMING)
 		hc_log(HC_LOG_WARN, MOD, "upstream %s refused: %s; its streaming clients are cut",
 		       job->path, err.msg);
+	if (rc != 0 && job->state == UP_JOB_STREAMING)
+		atomic_fetch_add(&job->up->refused, 1);
 	job->rc = rc;
 	job->err = err;
 	job->state = rc == 0 ? UP_JOB_DONE : UP_JOB_FAILED;
@@ -1334,6 +1349,39 @@ mir_upstream_new(const struct mir_config *cfg, struct mir_store *store, struct m
 	       tmpl, cfg->tools_upstream.import == 0 ? "on_first_use" : "on_request_only");
 	*out = up;
 	return 0;
+}
+
+/* One counter of mir_upstream_metrics. */
+static int
+up_counter(struct hc_buf *b, const char *name, const char *help, atomic_uint_least64_t *v)
+{
+	return hc_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", name, help,
+	                     name, name, (uint64_t)atomic_load(v));
+}
+
+int
+mir_upstream_metrics(struct mir_upstream *up, struct hc_buf *b)
+{
+	int rc;
+
+	if (up == NULL)
+		return 0;
+	rc = up_counter(b, "hydra_mirror_upstream_members_total",
+	                "Tools members read on demand from upstream releases.", &up->members);
+	if (rc == 0)
+		rc = up_counter(b, "hydra_mirror_upstream_refused_total",
+		                "Upstream reads refused (bad archive, name, ratio, digest) or failed.",
+		                &up->refused);
+	if (rc == 0)
+		rc = up_counter(b, "hydra_mirror_upstream_rate_limited_total",
+		                "Times upstream answered 429 or 403 with a wait.", &up->rate_limited);
+	if (rc == 0)
+		rc = up_counter(b, "hydra_mirror_upstream_imports_total",
+		                "Tool versions imported whole.", &up->imports);
+	if (rc == 0)
+		rc = up_counter(b, "hydra_mirror_upstream_archive_bytes_total",
+		                "Release archive bytes received from upstream.", &up->archive_bytes);
+	return rc;
 }
 
 void

@@ -33,6 +33,9 @@ int mir_upstream_is_import(const char *path);
  * whole version now and answers when it is done. */
 enum MHD_Result mir_upstream_import(struct mir_upstream *up, struct MHD_Connection *c,
                                     struct mir_req *r, const char *path);
+/* Appends the upstream counters as Prometheus text. NULL appends nothing.
+ * 0 or the hc_buf_printf status. */
+int mir_upstream_metrics(struct mir_upstream *up, struct hc_buf *b);
 /* Ends upstream transfers in progress (shutdown, before the daemon stops). */
 void mir_upstream_cancel(struct mir_upstream *up);
 /* Ends upstream transfers, waits for background imports, frees. NULL is a

@@ -232,6 +232,10 @@ t_eq "rate limited: upstream asked once" "$(grep -c ' /limited/' "$T_DIR/nginx/g
 get hit "$T/demo/1.0/files/README.md"
 t_eq "rate limited: stored files are still served" "$CODE" 200
 
+curl -s "http://127.0.0.1:$PORT/metrics" > "$T_DIR/metrics"
+t_grep "metrics: members read on demand" "$T_DIR/metrics" "hydra_mirror_upstream_members_total "
+t_grep "metrics: one rate limit" "$T_DIR/metrics" "hydra_mirror_upstream_rate_limited_total 1"
+t_grep "metrics: imports counted" "$T_DIR/metrics" "hydra_mirror_upstream_imports_total 2"
 t_stop origin
 
 # 8. An upstream without ranges: read whole once, even for concurrent misses.
