@@ -78,6 +78,7 @@ struct up_version {
 	struct json_object *manifest;
 	char base[HC_HTTP_HEADER_VALUE_MAX]; /* scheme://host for generated URLs */
 	int import_state;               /* 0 none, 1 running, 2 done (under up->mu) */
+	int waiters;                    /* on-demand readers queued on mu (under up->mu) */
 	pthread_t thread;
 	int thread_started;
 	struct up_version *next;
@@ -1042,8 +1043,11 @@ up_job_thread(void *arg)
 	struct mir_upstream *up = job->up;
 	struct hc_err err = { 0, "" };
 	struct mir_file f;
-	int rc;
+	int last, rc;
 
+	pthread_mutex_lock(&up->mu);
+	v->waiters++;
+	pthread_mutex_unlock(&up->mu);
 	pthread_mutex_lock(&v->mu);
 	rc = mir_store_get(up->store, job->path, 0, &f, &err);
 	if (rc == 0) {
@@ -1052,6 +1056,13 @@ up_job_thread(void *arg)
 	} else {
 		rc = up_fetch_member(v, job->path, job->member, job, &err);
 	}
+	pthread_mutex_lock(&up->mu);
+	last = --v->waiters == 0;
+	pthread_mutex_unlock(&up->mu);
+	/* A whole copy in tmp may be as large as max_archive_bytes: it stays
+	 * only while misses queue for it. */
+	if (last && v->src != NULL && !mir_zipsrc_ranged(v->src))
+		up_version_close(v);
 	pthread_mutex_unlock(&v->mu);
 	if (rc == 0 && up->cfg->tools_upstream.import == 0)
 		up_import_background(v);

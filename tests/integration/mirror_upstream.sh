@@ -37,7 +37,8 @@ rnd = os.urandom
 main = (b"# main.py\n" + rnd(12000).hex().encode())[:24356]
 z("demo", "1.0", [("src/main.py", main), ("README.md", b"demo 1.0\n"),
                   ("models/big.bin", rnd(24 * 1024 * 1024))])
-z("demo", "3.0", [(f"f{i}.txt", f"file {i}\n".encode()) for i in range(4)])
+z("demo", "3.0", [(f"f{i}.txt", f"file {i}\n".encode()) for i in range(4)] +
+  [("pad.bin", rnd(6000))])
 z("demo", "2.0", [("src/main.py", b"print('two')\n"), ("lib/util.py", b"x = 2\n")])
 z("evil", "1.0", [("src/ok.txt", b"fine\n"), ("../escape.txt", b"out\n")])
 z("link", "1.0", [("src/ok.txt", b"fine\n"), ("src/ln", (b"/etc/passwd", 0o120777 << 16))])
@@ -85,7 +86,7 @@ http {
     location / { return 302 http://127.0.0.1:$ASSETS\$request_uri; } }
   server { listen 127.0.0.1:$ASSETS; access_log $T_DIR/nginx/assets.log b; root $WWW; }
   server { listen 127.0.0.1:$NORANGE; access_log $T_DIR/nginx/norange.log b; root $WWW;
-    max_ranges 0; }
+    max_ranges 0; limit_rate 2k; }
 }
 NGINX
 t_start nginx "$T_DIR/nginx.log" nginx -p "$T_DIR/nginx" -c "$T_DIR/nginx/nginx.conf" \
@@ -252,6 +253,7 @@ t_start origin2 "$LOG2" "$M" --config "$T_DIR/norange.yaml"
 t_wait_log "$LOG2" "hydra-mirror listening on 127.0.0.1:$PORT2" 10000 ||
 	{ t_fail "second mirror starts" "see log"; cat "$LOG2"; t_done; }
 PIDS=""
+# The whole read takes about 3 s (limit_rate): the four misses all queue on it.
 for i in 0 1 2 3; do
 	curl -s -o "$T_DIR/c$i.body" "http://127.0.0.1:$PORT2/api/v1/tools/demo/3.0/files/f$i.txt" &
 	PIDS="$PIDS $!"
