@@ -2,13 +2,16 @@
  * Tools misses on an origin, answered from the tool's upstream release
  * (issue 16): tools/ID/VERSION/files/MEMBER is read out of the release ZIP
  * through ranges (zipsrc.c), checked (name, size, compression ratio,
- * CRC-32, and the manifest's SHA-256 when upstream publishes one), stored,
- * then served from the store. With import: on_first_use the first member
+ * CRC-32, and the manifest's SHA-256 when upstream publishes one) and
+ * stored by a job thread per miss. A small member is answered from the
+ * store once it is in; one from UP_STREAM_MIN on streams to the client as
+ * it is written, the last byte held back until it verified, as fills do.
+ * With import: on_first_use the first member
  * also starts a background import of the whole version; manifest.json is
  * written last, so a version's manifest appears only once every member is
  * in. POST .../import does the same on purpose.
  *
- * One lock per version serializes the on-demand readers of that version,
+ * One lock per version serializes the on-demand jobs of that version,
  * so concurrent misses share one directory read (the archive stays open
  * for UP_DIR_KEEP_MS); the import reads its own copy of the directory so a
  * worker's small member never waits behind a large one.
