@@ -36,8 +36,9 @@
 #define UP_MANIFEST "manifest.json"
 /* Longest tool_id or version: route segments, not prose. */
 #define UP_NAME_MAX 128
-/* Versions tracked at once; a client probing random versions cannot grow
- * the table past this (it gets 503 until a restart clears it). */
+/* Versions tracked at once; past it an idle one is dropped (a client
+ * probing random versions cannot grow the table; when every one is busy,
+ * 503). */
 #define UP_VERSIONS_MAX 4096
 /* Entries of one archive looked at; a larger directory is refused. */
 #define UP_ENTRIES_MAX 200000
@@ -82,6 +83,7 @@ struct up_version {
 	char base[HC_HTTP_HEADER_VALUE_MAX]; /* scheme://host for generated URLs */
 	int import_state;               /* 0 none, 1 running, 2 done (under up->mu) */
 	int waiters;                    /* on-demand readers queued on mu (under up->mu) */
+	int refs;                       /* requests, jobs, the import (under up->mu) */
 	pthread_t thread;
 	int thread_started;
 	struct up_version *next;
@@ -256,7 +258,57 @@ up_expand(const char *tmpl, const char *id, const char *ver, char *out, size_t s
 	return 0;
 }
 
-/* The version's record, made on first use. NULL when the table is full. */
+static void
+up_version_close(struct up_version *v)
+{
+	mir_zipsrc_close(v->za, v->src);
+	v->za = NULL;
+	v->src = NULL;
+}
+
+/* Frees a version no one uses; an import thread of it has ended (its last
+ * step dropped its reference) and is joined. */
+static void
+up_version_free(struct up_version *v)
+{
+	if (v->thread_started)
+		pthread_join(v->thread, NULL);
+	up_version_close(v);
+	json_object_put(v->manifest);
+	free(v->manifest_text);
+	pthread_mutex_destroy(&v->mu);
+	free(v);
+}
+
+/* Drops one version no one uses, to make room. 1 when one went. Caller
+ * holds up->mu. */
+static int
+up_version_evict(struct mir_upstream *up)
+{
+	struct up_version **pp, *v;
+
+	for (pp = &up->versions; *pp != NULL; pp = &(*pp)->next) {
+		v = *pp;
+		if (v->refs > 0)
+			continue;
+		*pp = v->next;
+		up->n_versions--;
+		up_version_free(v);
+		return 1;
+	}
+	return 0;
+}
+
+static void
+up_version_put(struct up_version *v)
+{
+	pthread_mutex_lock(&v->up->mu);
+	v->refs--;
+	pthread_mutex_unlock(&v->up->mu);
+}
+
+/* The version's record, made on first use, with a reference (drop it with
+ * up_version_put). NULL when the table is full of busy versions. */
 static struct up_version *
 up_version_get(struct mir_upstream *up, const char *id, const char *ver)
 {
@@ -267,6 +319,8 @@ up_version_get(struct mir_upstream *up, const char *id, const char *ver)
 	for (v = up->versions; v != NULL; v = v->next)
 		if (strcmp(v->id, id) == 0 && strcmp(v->ver, ver) == 0)
 			break;
+	if (v == NULL && up->n_versions >= UP_VERSIONS_MAX)
+		(void)up_version_evict(up);
 	if (v == NULL && up->n_versions < UP_VERSIONS_MAX) {
 		v = calloc(1, sizeof(*v));
 		if (v != NULL &&
@@ -293,16 +347,10 @@ up_version_get(struct mir_upstream *up, const char *id, const char *ver)
 			up->n_versions++;
 		}
 	}
+	if (v != NULL)
+		v->refs++;
 	pthread_mutex_unlock(&up->mu);
 	return v;
-}
-
-static void
-up_version_close(struct up_version *v)
-{
-	mir_zipsrc_close(v->za, v->src);
-	v->za = NULL;
-	v->src = NULL;
 }
 
 /* Remembers a rate limit: every miss is answered 503 until it passes. */
@@ -848,6 +896,7 @@ up_import_thread(void *arg)
 		       err.msg);
 	pthread_mutex_lock(&v->up->mu);
 	v->import_state = rc == 0 ? 2 : 0;
+	v->refs--;  /* the last step: from here the version may be dropped and this joined */
 	pthread_mutex_unlock(&v->up->mu);
 	return NULL;
 }
@@ -876,6 +925,9 @@ up_import_background(struct up_version *v)
 {
 	if (!up_import_claim(v))
 		return;
+	pthread_mutex_lock(&v->up->mu);
+	v->refs++;
+	pthread_mutex_unlock(&v->up->mu);
 	if (pthread_create(&v->thread, NULL, up_import_thread, v) == 0) {
 		v->thread_started = 1;
 		return;
@@ -884,6 +936,7 @@ up_import_background(struct up_version *v)
 	       v->ver);
 	pthread_mutex_lock(&v->up->mu);
 	v->import_state = 0;
+	v->refs--;
 	pthread_mutex_unlock(&v->up->mu);
 }
 
@@ -1084,6 +1137,7 @@ up_job_thread(void *arg)
 	pthread_mutex_unlock(&job->mu);
 	up_job_unref(job);
 	pthread_mutex_lock(&up->mu);
+	v->refs--;
 	up->jobs--;
 	pthread_cond_broadcast(&up->jobs_cv);
 	pthread_mutex_unlock(&up->mu);
@@ -1113,6 +1167,7 @@ up_job_start(struct mir_upstream *up, struct up_version *v, const char *path,
 	pthread_cond_init(&job->cv, NULL);
 	pthread_mutex_lock(&up->mu);
 	up->jobs++;
+	v->refs++;
 	pthread_mutex_unlock(&up->mu);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -1122,6 +1177,7 @@ up_job_start(struct mir_upstream *up, struct up_version *v, const char *path,
 		return job;
 	pthread_mutex_lock(&up->mu);
 	up->jobs--;
+	v->refs--;
 	pthread_cond_broadcast(&up->jobs_cv);
 	pthread_mutex_unlock(&up->mu);
 	job->refs = 1;
@@ -1262,6 +1318,7 @@ mir_upstream_get(struct mir_upstream *up, struct MHD_Connection *c, struct mir_r
 	char id[UP_NAME_MAX], ver[UP_NAME_MAX];
 	struct hc_err err = { 0, "" };
 	struct up_version *v;
+	enum MHD_Result ret;
 	const char *rest;
 	int wait_s, rc;
 
@@ -1274,15 +1331,20 @@ mir_upstream_get(struct mir_upstream *up, struct MHD_Connection *c, struct mir_r
 	if (v == NULL)
 		return up_503(up, c, r, 60, "too many upstream versions");
 	up_note_base(up, v, c);
-	if (strcmp(rest, UP_MANIFEST) == 0) {
-		if (up->cfg->tools_upstream.import != 0)
-			return mir_resp_error(up->rs, c, r, MHD_HTTP_NOT_FOUND, "not imported");
+	if (strcmp(rest, UP_MANIFEST) != 0) {
+		ret = up_get_member(up, v, c, r, path, (size_t)(rest - path) + strlen(UP_FILES),
+		                    head);
+	} else if (up->cfg->tools_upstream.import != 0) {
+		ret = mir_resp_error(up->rs, c, r, MHD_HTTP_NOT_FOUND, "not imported");
+	} else {
 		rc = up_import_now(v, &err);
 		if (rc == HC_EUNAVAIL && up_wait_s(up) == 0)
-			return up_503(up, c, r, 10, "import in progress");
-		return up_answer(up, c, r, path, head, rc, &err);
+			ret = up_503(up, c, r, 10, "import in progress");
+		else
+			ret = up_answer(up, c, r, path, head, rc, &err);
 	}
-	return up_get_member(up, v, c, r, path, (size_t)(rest - path) + strlen(UP_FILES), head);
+	up_version_put(v);
+	return ret;
 }
 
 enum MHD_Result
@@ -1302,6 +1364,7 @@ mir_upstream_import(struct mir_upstream *up, struct MHD_Connection *c, struct mi
 		return up_503(up, c, r, 60, "too many upstream versions");
 	up_note_base(up, v, c);
 	rc = up_import_now(v, &err);
+	up_version_put(v);
 	if (rc == HC_EUNAVAIL && up_wait_s(up) == 0 && strstr(err.msg, "is running") != NULL)
 		return up_503(up, c, r, 10, "import in progress");
 	if (hc_snprintf(manifest, sizeof(manifest), UP_TOOLS "%s/%s/" UP_MANIFEST, id, ver) != 0)
@@ -1423,13 +1486,7 @@ mir_upstream_free(struct mir_upstream *up)
 	pthread_mutex_unlock(&up->mu);
 	for (v = up->versions; v != NULL; v = next) {
 		next = v->next;
-		if (v->thread_started)
-			pthread_join(v->thread, NULL);
-		up_version_close(v);
-		json_object_put(v->manifest);
-		free(v->manifest_text);
-		pthread_mutex_destroy(&v->mu);
-		free(v);
+		up_version_free(v);
 	}
 	if (up->token != NULL) {
 		explicit_bzero(up->token, strlen(up->token));
