@@ -52,6 +52,15 @@ with open(f"{www}/crc/crc-1.0.zip", "r+b") as f:
     x = f.read(1)
     f.seek(1000000)
     f.write(bytes([x[0] ^ 0xFF]))
+# A stored member whose headers declare half its real size.
+z("liar", "1.0", [("data.bin", rnd(100000))], zipfile.ZIP_STORED)
+with open(f"{www}/liar/liar-1.0.zip", "r+b") as f:
+    raw = bytearray(f.read())
+    cd = raw.rfind(b"PK\x01\x02")
+    for at in (22, cd + 24):
+        raw[at:at + 4] = (50000).to_bytes(4, "little")
+    f.seek(0)
+    f.write(raw)
 a, b = b"alpha\n", b"beta\n"
 z("mf", "1.0", [("a.txt", a), ("b.txt", b)])
 man = {"manifest_version": "1.0", "tool_id": "mf", "tool_version": "1.0", "files": [
@@ -215,6 +224,11 @@ t_eq "a streamed member failing its CRC-32: the last byte was held back" \
 t_grep "a streamed member failing its CRC-32: logged" "$LOG" "big.bin: CRC error"
 t_eq "a streamed member failing its CRC-32: nothing stored" \
 	"$(find "$ROOT/files/tools/crc" -type f 2>/dev/null | wc -l)" 0
+get liar "$T/liar/1.0/files/data.bin"
+t_eq "a member larger than its declared size: 502" "$CODE" 502
+t_grep "a member larger than its declared size: logged" "$LOG" "data.bin: larger than its declared 50000 bytes"
+t_eq "a member larger than its declared size: nothing stored" \
+	"$(find "$ROOT/files/tools/liar" -type f 2>/dev/null | wc -l)" 0
 refused "redirect loop" "loop/1.0/files/a.txt" "more than 5 redirects"
 t_eq "stale temp files: none left" "$(find "$ROOT/tmp" -type f | wc -l)" 0
 
