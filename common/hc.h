@@ -488,6 +488,7 @@ struct hc_http_request {
 	const char *url;
 	const struct hc_url *parsed; /* NULL, or url already parsed: not parsed again */
 	int64_t range_from;        /* >0: Range: bytes=N- */
+	int64_t range_to;          /* >0: with range_from >= 0, Range: bytes=FROM-TO */
 	const char *if_range;      /* with range_from: If-Range value (an ETag) */
 	const char *const *headers;/* extra "Name: value" lines, NULL-terminated */
 	hc_http_sink sink;         /* NULL: body discarded */
@@ -498,6 +499,8 @@ struct hc_http_request {
 };
 
 #define HC_HTTP_HEADER_VALUE_MAX 256
+/* A redirect target: release hosts sign their URLs, often past 1 KiB. */
+#define HC_HTTP_LOCATION_MAX 4096
 
 struct hc_http_response {
 	long status;
@@ -507,6 +510,9 @@ struct hc_http_response {
 	                              -1 when absent */
 	char etag[HC_HTTP_HEADER_VALUE_MAX];
 	char sha256[HC_SHA256_HEX_LEN + 1]; /* X-File-SHA256 or Repr-Digest */
+	char location[HC_HTTP_LOCATION_MAX]; /* Location, "" when absent or too long */
+	char retry_after[HC_HTTP_HEADER_VALUE_MAX]; /* Retry-After, else X-RateLimit-Reset */
+	int accept_ranges;         /* Accept-Ranges: bytes was sent */
 	char primary_ip[64];
 	uint64_t body_bytes;       /* body bytes handed to the sink */
 	int64_t elapsed_ms;

@@ -283,6 +283,17 @@ http_on_header(char *buf, size_t size, size_t nitems, void *arg)
 		http_parse_content_range(value, resp);
 	} else if (name_len == 4 && strncasecmp(buf, "ETag", 4) == 0) {
 		hc_strlcpy(resp->etag, value, sizeof(resp->etag));
+	} else if (name_len == 8 && strncasecmp(buf, "Location", 8) == 0) {
+		/* A cut URL would lead elsewhere: one too long is dropped whole. */
+		if (len - name_len - 1 < sizeof(resp->location))
+			http_header_value(colon + 1, len - name_len - 1, resp->location,
+			                  sizeof(resp->location));
+	} else if ((name_len == 11 && strncasecmp(buf, "Retry-After", 11) == 0) ||
+	           (name_len == 17 && strncasecmp(buf, "X-RateLimit-Reset", 17) == 0 &&
+	            resp->retry_after[0] == '\0')) {
+		hc_strlcpy(resp->retry_after, value, sizeof(resp->retry_after));
+	} else if (name_len == 13 && strncasecmp(buf, "Accept-Ranges", 13) == 0) {
+		resp->accept_ranges = strcasecmp(value, "bytes") == 0;
 	} else if (name_len == 13 && strncasecmp(buf, "X-File-SHA256", 13) == 0) {
 		if (hc_sha256_hex_valid(value))
 			hc_hex_lower(resp->sha256, value, HC_SHA256_HEX_LEN);
@@ -498,7 +509,12 @@ http_options(struct http_xfer *x, const char *method, struct curl_slist *resolve
 		curl_easy_setopt(x->curl, CURLOPT_POSTFIELDSIZE_LARGE,
 		                 (curl_off_t)(req->body != NULL ? req->body_len : 0));
 	}
-	if (req->range_from > 0) {
+	if (req->range_to > 0 && req->range_from >= 0) {
+		if (hc_snprintf(range, sizeof(range), "%" PRId64 "-%" PRId64, req->range_from,
+		                req->range_to) != 0)
+			return hc_err_set(err, HC_ESOFTWARE, "range too long");
+		curl_easy_setopt(x->curl, CURLOPT_RANGE, range);
+	} else if (req->range_from > 0) {
 		if (hc_snprintf(range, sizeof(range), "%" PRId64 "-", req->range_from) != 0)
 			return hc_err_set(err, HC_ESOFTWARE, "range too long");
 		curl_easy_setopt(x->curl, CURLOPT_RANGE, range);

@@ -65,6 +65,21 @@ static const struct hc_cfg_field mir_tls_schema[] = {
 	{ .key = NULL },
 };
 
+static const char *const mir_import_names[] = { "on_first_use", "on_request_only", NULL };
+
+static const struct hc_cfg_field mir_upstream_schema[] = {
+	{ .key = "archive_url", .type = HC_CFG_STRING, .offset = MIR_OFF(tools_upstream.archive_url),
+	  .check = mir_check_origin_url },
+	{ .key = "manifest_url", .type = HC_CFG_STRING,
+	  .offset = MIR_OFF(tools_upstream.manifest_url), .check = mir_check_origin_url },
+	{ .key = "token_file", .type = HC_CFG_STRING, .offset = MIR_OFF(tools_upstream.token_file) },
+	{ .key = "max_archive_bytes", .type = HC_CFG_SIZE,
+	  .offset = MIR_OFF(tools_upstream.max_archive_bytes), .def = "64G", .min = 1, .max = 0 },
+	{ .key = "import", .type = HC_CFG_ENUM, .offset = MIR_OFF(tools_upstream.import),
+	  .def = "on_first_use", .enum_values = mir_import_names },
+	{ .key = NULL },
+};
+
 const struct hc_cfg_field mir_config_schema[] = {
 	{ .key = "listen", .type = HC_CFG_STRING, .offset = MIR_OFF(listen),
 	  .def = "127.0.0.1:8080", .check = mir_check_listen },
@@ -99,6 +114,7 @@ const struct hc_cfg_field mir_config_schema[] = {
 	  .def = "30", .min = 0, .max = MIR_GRACE_S_MAX },
 	{ .key = "access_log", .type = HC_CFG_STRING, .offset = MIR_OFF(access_log) },
 	{ .key = "acme", .type = HC_CFG_MAP, .children = mir_acme_schema },
+	{ .key = "tools_upstream", .type = HC_CFG_MAP, .children = mir_upstream_schema },
 	{ .key = "log_level", .type = HC_CFG_ENUM, .offset = MIR_OFF(log_level),
 	  .def = "info", .enum_values = mir_level_names },
 	{ .key = NULL },

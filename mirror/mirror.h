@@ -44,6 +44,13 @@ struct mir_config {
 		char *listen;          /* plain HTTP listener for challenges, "": none */
 		char *webroot;         /* folder of challenge files */
 	} acme;
+	struct {                         /* origin: tools misses from upstream releases */
+		char *archive_url;       /* template with {tool_id} {version}, "": off */
+		char *manifest_url;      /* template, "": the release has none */
+		char *token_file;        /* bearer token for private releases */
+		uint64_t max_archive_bytes;
+		int import;              /* 0: on_first_use, 1: on_request_only */
+	} tools_upstream;
 };
 
 extern const struct hc_cfg_field mir_config_schema[];

@@ -40,6 +40,7 @@
 #include "mirror/fill.h"
 #include "mirror/guard.h"
 #include "mirror/tools.h"
+#include "mirror/upstream.h"
 
 #define SRV_FILES_PREFIX "/api/v1/peer/files/"
 #define SRV_TOOLS_PREFIX "/api/v1/tools/"
@@ -123,6 +124,7 @@ struct mir_server {
 	struct mir_resp rs;
 	struct mir_fills *fills;        /* peers only */
 	struct mir_tools *tools;
+	struct mir_upstream *upstream;  /* origins with tools_upstream only */
 	struct mir_guard *guard;
 	unsigned char token_digest[SHA256_DIGEST_LENGTH];
 	int has_token;
@@ -177,6 +179,10 @@ srv_get_file(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q,
 	atomic_fetch_add(&s->misses, 1);
 	mir_tools_count(s->tools, path, 0);
 	q->outcome = head || s->cfg->mode == MIR_MODE_ORIGIN ? "miss" : "fill";
+	if (s->upstream != NULL && mir_upstream_handles(path)) {
+		q->outcome = "fill";
+		return mir_upstream_get(s->upstream, c, r, path, head);
+	}
 	if (s->cfg->mode == MIR_MODE_ORIGIN)
 		return mir_resp_error(&s->rs, c, r, MHD_HTTP_NOT_FOUND, "not found");
 	return head ? mir_fills_head(s->fills, c, r, path) : mir_fills_get(s->fills, c, r, path);
@@ -530,6 +536,8 @@ srv_metrics_text(struct mir_server *s, struct hc_buf *b)
 		                   fs.failed_by[i]);
 	if (rc == 0)
 		rc = srv_metrics_histogram(s, b);
+	if (rc == 0)
+		rc = mir_upstream_metrics(s->upstream, b);
 	return rc != 0 ? rc : mir_tools_metrics(s->tools, b);
 }
 
@@ -739,6 +747,13 @@ srv_file_request(struct mir_server *s, struct MHD_Connection *c, struct srv_req 
 
 	if (head || strcmp(method, MHD_HTTP_METHOD_GET) == 0)
 		return srv_get_file(s, c, q, path, head);
+	if (s->upstream != NULL && mir_upstream_is_import(path)) {
+		if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+			return srv_method_not_allowed(s, c, r, "POST");
+		if (!srv_authorized(s, c))
+			return srv_unauthorized(s, c, r);
+		return mir_upstream_import(s->upstream, c, r, path);
+	}
 	if (s->cfg->mode != MIR_MODE_ORIGIN)
 		return srv_method_not_allowed(s, c, r, "GET, HEAD");
 	if (!put && !del)
@@ -992,6 +1007,8 @@ srv_open_parts(struct mir_server *s, struct hc_err *err)
 	}
 	if (rc == 0)
 		rc = mir_tools_start(cfg->root, cfg->keep_versions, s->store, &s->rs, &s->tools, err);
+	if (rc == 0 && !peer)
+		rc = mir_upstream_new(cfg, s->store, &s->rs, &s->upstream, err);
 	if (rc == 0)
 		rc = mir_guard_start(cfg->max_connections, &s->guard, err);
 	if (rc == 0)
@@ -1254,6 +1271,7 @@ mir_server_stop(struct mir_server *s)
 	}
 	mir_resp_stop(&s->rs);
 	mir_fills_cancel_all(s->fills);
+	mir_upstream_cancel(s->upstream);
 	mir_acme_stop(s->acme);
 	/* The old listeners first: the current one may own the socket they
 	 * were quiesced from. */
@@ -1266,6 +1284,7 @@ mir_server_stop(struct mir_server *s)
 		close(s->listen_fd);
 	mir_fills_wait_all(s->fills);
 	mir_guard_stop(s->guard);
+	mir_upstream_free(s->upstream);
 	mir_tools_stop(s->tools);
 	mir_fills_free(s->fills);
 	mir_store_close(s->store);

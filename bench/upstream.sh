@@ -1,0 +1,105 @@
+#!/bin/bash
+# bench/upstream.sh: one 24 KB member of a large release ZIP through the HQ
+# mirror (issue 16), against downloading the whole archive first, medians of
+# RUNS (default 3).
+#
+# nginx stands in for GitHub: a release host answering 302 to an asset host
+# with ranges on. The release holds src/main.py (24356 bytes), a few small
+# sources and models/big.bin of BIG_MB MiB (default 1024) stored (zip -0).
+# Each run starts a fresh mirror (import: on_request_only, so no background
+# import is counted) on an empty root and asks for src/main.py once.
+#
+# Prints a table and the last line
+# `upstream: member_bytes=<n> (target < 1048576) member_ms=<m> whole_ms=<w>`.
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/tests/lib.sh"
+# lib.sh finds the root from its caller's place; a bench sits one level up.
+T_ROOT=$ROOT
+BIN="$ROOT/${BUILD:-build}/bin"
+RUNS=${RUNS:-3}
+BIG_MB=${BIG_MB:-1024}
+
+for c in nginx zip unzip curl; do
+	command -v "$c" > /dev/null || { echo "upstream bench: $c is not installed" >&2; exit 1; }
+done
+
+WWW="$T_DIR/www"
+REL="$WWW/demo"
+mkdir -p "$REL" "$T_DIR/src/src" "$T_DIR/src/models" "$T_DIR/nginx/t"
+head -c 18267 /dev/urandom | base64 -w 76 | head -c 24356 > "$T_DIR/src/src/main.py"
+for i in 1 2 3 4 5; do head -c 4000 /dev/urandom | base64 > "$T_DIR/src/src/mod$i.py"; done
+# A sparse file: no disk for the source, BIG_MB MiB stored in the ZIP.
+truncate -s "${BIG_MB}M" "$T_DIR/src/models/big.bin"
+(cd "$T_DIR/src" && zip -q -0 -r "$REL/demo-1.0.zip" models src) ||
+	{ echo "upstream bench: zip failed" >&2; exit 1; }
+rm -f "$T_DIR/src/models/big.bin"
+ARCHIVE_BYTES=$(stat -c %s "$REL/demo-1.0.zip")
+
+GH=$(t_free_port)
+ASSETS=$(t_free_port)
+cat > "$T_DIR/nginx/nginx.conf" <<NGINX
+daemon off; master_process off; worker_processes 1; user root;
+pid $T_DIR/nginx/nginx.pid; error_log $T_DIR/nginx/error.log;
+events { worker_connections 64; }
+http {
+  log_format b '\$bytes_sent';
+  client_body_temp_path $T_DIR/nginx/t;
+  server { listen 127.0.0.1:$GH; access_log $T_DIR/nginx/gh.log b;
+    location / { return 302 http://127.0.0.1:$ASSETS\$request_uri; } }
+  server { listen 127.0.0.1:$ASSETS; access_log $T_DIR/nginx/assets.log b; root $WWW; }
+}
+NGINX
+t_start nginx "$T_DIR/nginx.log" nginx -p "$T_DIR/nginx" -c "$T_DIR/nginx/nginx.conf" \
+	-e "$T_DIR/nginx/error.log"
+t_wait_tcp 127.0.0.1 "$ASSETS" 10000 || { echo "upstream bench: nginx did not start" >&2; exit 1; }
+
+sent() { cat "$T_DIR/nginx/gh.log" "$T_DIR/nginx/assets.log" 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+: > "$T_DIR/member_ms"
+: > "$T_DIR/member_bytes"
+: > "$T_DIR/whole_ms"
+for run in $(seq 1 "$RUNS"); do
+	PORT=$(t_free_port)
+	rm -rf "$T_DIR/root"
+	cat > "$T_DIR/m.yaml" <<YAML
+listen: 127.0.0.1:$PORT
+root: $T_DIR/root
+tools_upstream:
+  archive_url: "http://127.0.0.1:$GH/{tool_id}/{tool_id}-{version}.zip"
+  import: on_request_only
+YAML
+	t_start "mirror$run" "$T_DIR/m$run.log" "$BIN/hydra-mirror" --config "$T_DIR/m.yaml"
+	t_wait_log "$T_DIR/m$run.log" "listening on 127.0.0.1:$PORT" 10000 ||
+		{ echo "upstream bench: mirror did not start" >&2; exit 1; }
+	before=$(sent)
+	s=$(curl -s -o "$T_DIR/member" -w '%{time_total}' \
+		"http://127.0.0.1:$PORT/api/v1/tools/demo/1.0/files/src/main.py")
+	cmp -s "$T_DIR/member" "$T_DIR/src/src/main.py" ||
+		{ echo "upstream bench: wrong member bytes" >&2; exit 1; }
+	echo $(( $(sent) - before )) >> "$T_DIR/member_bytes"
+	awk -v s="$s" 'BEGIN { printf "%.0f\n", s * 1000 }' >> "$T_DIR/member_ms"
+	t_stop "mirror$run"
+
+	# The seed's sketch: the whole archive first, then the one file out of it.
+	t0=$(date +%s%N)
+	curl -s -L -o "$T_DIR/whole.zip" "http://127.0.0.1:$GH/demo/demo-1.0.zip" &&
+		unzip -p "$T_DIR/whole.zip" src/main.py > "$T_DIR/member2"
+	t1=$(date +%s%N)
+	cmp -s "$T_DIR/member2" "$T_DIR/src/src/main.py" ||
+		{ echo "upstream bench: whole download gave wrong bytes" >&2; exit 1; }
+	echo $(( (t1 - t0) / 1000000 )) >> "$T_DIR/whole_ms"
+	rm -f "$T_DIR/whole.zip"
+done
+
+MB=$(median < "$T_DIR/member_bytes")
+MM=$(median < "$T_DIR/member_ms")
+WM=$(median < "$T_DIR/whole_ms")
+printf '# medians of %d runs, archive %s bytes (big.bin %d MiB stored)\n' "$RUNS" \
+	"$ARCHIVE_BYTES" "$BIG_MB"
+printf '%-44s %14s %14s\n' "measure" "by range" "whole first"
+printf '%-44s %14s %14s\n' "bytes nginx sent for src/main.py" "$MB" "$ARCHIVE_BYTES"
+printf '%-44s %14s %14s\n' "time to src/main.py (ms)" "$MM" "$WM"
+echo "upstream: member_bytes=$MB (target < 1048576) member_ms=$MM whole_ms=$WM"
+t_done > /dev/null
