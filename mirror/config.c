@@ -65,6 +65,24 @@ static const struct hc_cfg_field mir_tls_schema[] = {
 	{ .key = NULL },
 };
 
+/* Pre-warm fills at once beyond this compete with clients for the origin. */
+#define MIR_PREWARM_CONCURRENCY_MAX 64
+/* The origin caps its long-poll at 30 s (MIR_JOURNAL_WAIT_MAX_S). */
+#define MIR_PREWARM_WAIT_S_MAX 30
+
+static const struct hc_cfg_field mir_prewarm_schema[] = {
+	{ .key = "enabled", .type = HC_CFG_BOOL, .offset = MIR_OFF(prewarm.enabled),
+	  .def = "false" },
+	{ .key = "prefixes", .type = HC_CFG_STRLIST, .offset = MIR_OFF(prewarm.prefixes) },
+	{ .key = "concurrency", .type = HC_CFG_INT, .offset = MIR_OFF(prewarm.concurrency),
+	  .def = "2", .min = 1, .max = MIR_PREWARM_CONCURRENCY_MAX },
+	{ .key = "max_origin_bytes_per_s", .type = HC_CFG_SIZE,
+	  .offset = MIR_OFF(prewarm.max_origin_bytes_per_s), .def = "0", .min = 0, .max = 0 },
+	{ .key = "wait_s", .type = HC_CFG_INT, .offset = MIR_OFF(prewarm.wait_s),
+	  .def = "25", .min = 1, .max = MIR_PREWARM_WAIT_S_MAX },
+	{ .key = NULL },
+};
+
 const struct hc_cfg_field mir_config_schema[] = {
 	{ .key = "listen", .type = HC_CFG_STRING, .offset = MIR_OFF(listen),
 	  .def = "127.0.0.1:8080", .check = mir_check_listen },
@@ -99,6 +117,7 @@ const struct hc_cfg_field mir_config_schema[] = {
 	  .def = "30", .min = 0, .max = MIR_GRACE_S_MAX },
 	{ .key = "access_log", .type = HC_CFG_STRING, .offset = MIR_OFF(access_log) },
 	{ .key = "acme", .type = HC_CFG_MAP, .children = mir_acme_schema },
+	{ .key = "prewarm", .type = HC_CFG_MAP, .children = mir_prewarm_schema },
 	{ .key = "log_level", .type = HC_CFG_ENUM, .offset = MIR_OFF(log_level),
 	  .def = "info", .enum_values = mir_level_names },
 	{ .key = NULL },
@@ -177,6 +196,8 @@ mir_config_check(const struct mir_config *cfg, struct hc_err *err)
 	if (mir_has(cfg->acme.listen) && hc_parse_listen(cfg->acme.listen, &ss, &len, err) != 0)
 		return hc_err_set(err, HC_ECONFIG, "acme.listen: '%s' is not ip:port",
 		                  cfg->acme.listen);
+	if (cfg->prewarm.enabled && cfg->mode != MIR_MODE_PEER)
+		return hc_err_set(err, HC_ECONFIG, "prewarm.enabled: only a peer pre-warms");
 	if (hc_parse_listen(cfg->listen, &ss, &len, err) != 0)
 		return hc_err_set(err, HC_ECONFIG, "listen: '%s' is not ip:port",
 		                  cfg->listen != NULL ? cfg->listen : "");

@@ -44,6 +44,13 @@ struct mir_config {
 		char *listen;          /* plain HTTP listener for challenges, "": none */
 		char *webroot;         /* folder of challenge files */
 	} acme;
+	struct {
+		int enabled;           /* peer: follow the origin's publish journal */
+		struct hc_strlist prefixes; /* only paths under these; none: all */
+		long long concurrency; /* pre-warm fills at once */
+		uint64_t max_origin_bytes_per_s; /* pre-warm's own budget, 0: none */
+		long long wait_s;      /* long-poll asked of the origin */
+	} prewarm;
 };
 
 extern const struct hc_cfg_field mir_config_schema[];
