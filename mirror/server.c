@@ -378,6 +378,86 @@ srv_delete(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
 
 /* ------------------------------------------------------------ health, metrics */
 
+/* The journal's (origin) or the pre-warm's (peer) gauges and counters. */
+static int
+srv_prewarm_metrics(struct mir_server *s, struct hc_buf *b)
+{
+	struct mir_journal_stats js;
+	struct mir_prewarm_stats ps;
+	unsigned i;
+	int rc = 0;
+
+	mir_journal_stats(s->journal, &js);
+	mir_prewarm_stats(s->prewarm, &ps);
+	const struct { const char *name, *type, *help; uint64_t value; int on; } m[] = {
+		{ "hydra_mirror_journal_last_seq", "gauge", "Last entry of the publish journal.",
+		  js.last_seq, s->journal != NULL },
+		{ "hydra_mirror_journal_first_seq", "gauge", "Oldest entry the journal keeps.",
+		  js.first_seq, s->journal != NULL },
+		{ "hydra_mirror_prewarm_position", "gauge", "Last journal entry applied.",
+		  ps.position, s->prewarm != NULL },
+		{ "hydra_mirror_prewarm_lag_entries", "gauge",
+		  "Journal entries the origin has that are not applied yet.",
+		  ps.origin_seq > ps.position ? ps.origin_seq - ps.position : 0, s->prewarm != NULL },
+		{ "hydra_mirror_prewarm_following", "gauge",
+		  "1 when the last journal request was answered.", (uint64_t)ps.following,
+		  s->prewarm != NULL },
+		{ "hydra_mirror_prewarm_queued", "gauge", "Pre-warm fills waiting or running.",
+		  ps.queued, s->prewarm != NULL },
+		{ "hydra_mirror_prewarm_fills_total", "counter", "Files pre-warmed.", ps.done,
+		  s->prewarm != NULL },
+		{ "hydra_mirror_prewarm_failures_total", "counter", "Pre-warm fills that failed.",
+		  ps.failed, s->prewarm != NULL },
+		{ "hydra_mirror_prewarm_skipped_space_total", "counter",
+		  "Files not pre-warmed because they did not fit without evicting.",
+		  ps.skipped_space, s->prewarm != NULL },
+		{ "hydra_mirror_prewarm_deleted_total", "counter",
+		  "Files removed because the origin deleted them.", ps.deleted, s->prewarm != NULL },
+		{ "hydra_mirror_prewarm_resyncs_total", "counter",
+		  "Times the journal did not follow the position and the origin was listed.",
+		  ps.resyncs, s->prewarm != NULL },
+	};
+
+	for (i = 0; i < sizeof(m) / sizeof(m[0]) && rc == 0; i++)
+		if (m[i].on)
+			rc = hc_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n",
+			                   m[i].name, m[i].help, m[i].name, m[i].type, m[i].name,
+			                   m[i].value);
+	return rc;
+}
+
+/* The journal or pre-warm part of /api/v1/health, added to o. */
+static void
+srv_prewarm_health(struct mir_server *s, struct json_object *o)
+{
+	struct mir_journal_stats js;
+	struct mir_prewarm_stats ps;
+	struct json_object *x;
+
+	if (s->journal == NULL && s->prewarm == NULL)
+		return;
+	x = json_object_new_object();
+	if (x == NULL)
+		return;
+	if (s->journal != NULL) {
+		mir_journal_stats(s->journal, &js);
+		json_object_object_add(x, "id", json_object_new_string(js.id));
+		json_object_object_add(x, "last_seq", json_object_new_int64((int64_t)js.last_seq));
+		json_object_object_add(o, "journal", x);
+		return;
+	}
+	mir_prewarm_stats(s->prewarm, &ps);
+	json_object_object_add(x, "following", json_object_new_boolean(ps.following));
+	json_object_object_add(x, "position", json_object_new_int64((int64_t)ps.position));
+	json_object_object_add(x, "lag", json_object_new_int64(
+		(int64_t)(ps.origin_seq > ps.position ? ps.origin_seq - ps.position : 0)));
+	json_object_object_add(x, "done", json_object_new_int64((int64_t)ps.done));
+	json_object_object_add(x, "failed", json_object_new_int64((int64_t)ps.failed));
+	json_object_object_add(x, "skipped_space",
+	                       json_object_new_int64((int64_t)ps.skipped_space));
+	json_object_object_add(o, "prewarm", x);
+}
+
 /* Why the mirror is degraded, appended to reasons; none: healthy. */
 static void
 srv_health_reasons(struct mir_server *s, const struct mir_fills_stats *fs,
@@ -438,6 +518,7 @@ srv_health(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r)
 	json_object_object_add(cache, "misses", json_object_new_int64(
 		(int64_t)atomic_load(&s->misses)));
 	json_object_object_add(o, "cache", cache);
+	srv_prewarm_health(s, o);
 	/* NOSLASHESCAPE: origin_url reads as written, not https:\/\/... */
 	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 	                                      JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -550,6 +631,8 @@ srv_metrics_text(struct mir_server *s, struct hc_buf *b)
 		                   fs.failed_by[i]);
 	if (rc == 0)
 		rc = srv_metrics_histogram(s, b);
+	if (rc == 0)
+		rc = srv_prewarm_metrics(s, b);
 	return rc != 0 ? rc : mir_tools_metrics(s->tools, b);
 }
 
