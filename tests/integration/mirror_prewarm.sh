@@ -107,7 +107,7 @@ state_dir: $T_DIR/state
 log_file: $T_DIR/hydrabody.log
 district: {static: bxl1}
 mirror:
-  origin_host: "127.0.0.1:$OPORT"
+  origin_host: "127.0.0.1"
   url_pattern: "http://127.0.0.1:$PPORT"
 YAML
 "$BIN/hydra-agent" --config "$T_DIR/agent.yaml" install \
