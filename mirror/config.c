@@ -148,6 +148,24 @@ mir_same(const char *a, const char *b)
 	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
 }
 
+/* The pre-warm is started once with its settings: a change needs a restart. */
+static int
+mir_same_prewarm(const struct mir_config *old, const struct mir_config *next)
+{
+	size_t i;
+
+	if (old->prewarm.enabled != next->prewarm.enabled ||
+	    old->prewarm.concurrency != next->prewarm.concurrency ||
+	    old->prewarm.wait_s != next->prewarm.wait_s ||
+	    old->prewarm.max_origin_bytes_per_s != next->prewarm.max_origin_bytes_per_s ||
+	    old->prewarm.prefixes.n != next->prewarm.prefixes.n)
+		return 0;
+	for (i = 0; i < old->prewarm.prefixes.n; i++)
+		if (strcmp(old->prewarm.prefixes.items[i], next->prewarm.prefixes.items[i]) != 0)
+			return 0;
+	return 1;
+}
+
 int
 mir_config_restart_keys(const struct mir_config *old, const struct mir_config *next,
                         char *what, size_t what_size)
@@ -166,6 +184,8 @@ mir_config_restart_keys(const struct mir_config *old, const struct mir_config *n
 		rc = hc_buf_printf(&b, " acme.listen");
 	if (rc == 0 && mir_has(old->tls.cert) != mir_has(next->tls.cert))
 		rc = hc_buf_printf(&b, " tls.cert");
+	if (rc == 0 && !mir_same_prewarm(old, next))
+		rc = hc_buf_printf(&b, " prewarm");
 	if (b.len == 0) {
 		hc_buf_free(&b);
 		return 0;

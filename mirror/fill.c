@@ -799,7 +799,7 @@ mir_fills_prefetch(struct mir_fills *fl, const char *path, struct hc_err *err)
 		f = fill_start(fl, path, err);
 	pthread_mutex_unlock(&fl->mu);
 	if (f == NULL)
-		return HC_EIO;
+		return HC_EUNAVAIL;
 	state = fill_wait_past(f, FILL_WAIT_HEADERS);
 	pthread_mutex_lock(&f->mu);
 	cache = f->cache;

@@ -64,7 +64,7 @@ int mir_config_load(struct mir_config *cfg, const char *path, struct hc_err *err
 int mir_config_check(const struct mir_config *cfg, struct hc_err *err);
 void mir_config_free(struct mir_config *cfg);
 /* Names the keys that differ between old and next and need a restart
- * (listen, root, mode, acme.listen, tls turned on or off) into what: 0 when
+ * (listen, root, mode, acme.listen, tls turned on or off, any prewarm key) into what: 0 when
  * none, else HC_ECONFIG. */
 int mir_config_restart_keys(const struct mir_config *old, const struct mir_config *next,
                             char *what, size_t what_size);

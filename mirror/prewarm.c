@@ -268,9 +268,13 @@ pw_fill_one(struct mir_prewarm *pw, const struct pw_item *it)
 		return;
 	t0 = hc_now_ms();
 	rc = mir_fills_prefetch(pw->fills, it->path, &err);
-	if (rc == 0 && mir_store_get(pw->store, it->path, 0, &f, &err) == 0) {
-		close(f.fd);
-		mir_store_release(pw->store, f.entry);
+	if (rc == 0) {
+		/* Evicted at once by a client's miss, it was still transferred. */
+		f.size = it->size;
+		if (mir_store_get(pw->store, it->path, 0, &f, &err) == 0) {
+			close(f.fd);
+			mir_store_release(pw->store, f.entry);
+		}
 		pw_budget_charge(pw, f.size);
 		atomic_fetch_add(&pw->done, 1);
 		hc_log(HC_LOG_INFO, "mirror", "prewarmed %s (%" PRIu64 " bytes) in %" PRId64 " ms",

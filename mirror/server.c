@@ -974,8 +974,7 @@ srv_prewarm_paths(struct json_object *o, const char **paths, size_t *n)
 static enum MHD_Result
 srv_prewarm_answer(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q)
 {
-	static const char *paths[MIR_PREWARM_POST_MAX];
-	static pthread_mutex_t paths_mu = PTHREAD_MUTEX_INITIALIZER;
+	const char **paths = NULL;
 	struct mir_req *r = &q->base;
 	struct hc_err err = { 0, "" };
 	struct json_object *o = NULL;
@@ -991,13 +990,14 @@ srv_prewarm_answer(struct mir_server *s, struct MHD_Connection *c, struct srv_re
 		return mir_resp_error(&s->rs, c, r, MHD_HTTP_CONTENT_TOO_LARGE, "body too large");
 	if (hc_json_parse(hc_buf_str(&q->post), q->post.len, &o, &err) != 0)
 		return mir_resp_error(&s->rs, c, r, MHD_HTTP_BAD_REQUEST, "body is not JSON");
-	/* One POST at a time: the paths are copied into the queue under it. */
-	pthread_mutex_lock(&paths_mu);
-	rc = srv_prewarm_paths(o, paths, &n);
+	paths = calloc(MIR_PREWARM_POST_MAX, sizeof(*paths));
+	rc = paths != NULL ? srv_prewarm_paths(o, paths, &n) : HC_ENOMEM;
 	if (rc == 0)
 		rc = mir_prewarm_request(s->prewarm, (char *const *)paths, n, &err);
-	pthread_mutex_unlock(&paths_mu);
+	free(paths);
 	json_object_put(o);
+	if (rc == HC_ENOMEM)
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
 	if (rc == HC_EUNAVAIL)
 		return mir_resp_error(&s->rs, c, r, MHD_HTTP_SERVICE_UNAVAILABLE,
 		                      "pre-warm queue full");
