@@ -184,6 +184,22 @@ t_eq "peer counted one resync" "$(metric "$P" hydra_mirror_prewarm_resyncs_total
 t_grep "origin list names the files" <(curl -s "$O/api/v1/peer/list?prefix=rel/") \
 	'"path":"rel/old.bin","size":2000000'
 
+# A client asking while the pre-warm fills joins that fill: one transfer.
+head -c 2000000 /dev/urandom > "$T_DIR/join.bin"
+fills0=$(metric "$P" hydra_mirror_origin_fills_total)
+sent0=$(metric "$O" hydra_mirror_bytes_served_total)
+t_eq "PUT rel/join.bin" "$(put "$T_DIR/join.bin" rel/join.bin)" 201
+t_wait_log "$T_DIR/peer.log" "fill rel/join.bin from" "$BOUND_MS" ||
+	t_fail "pre-warm fill of rel/join.bin starts" "$(tail -n 3 "$T_DIR/peer.log")"
+curl -s -o "$T_DIR/join.out" "$P/api/v1/peer/files/rel/join.bin"
+t_eq "client mid-pre-warm gets the file" "$(sha "$T_DIR/join.out")" "$(sha "$T_DIR/join.bin")"
+t_wait_log "$T_DIR/peer.log" "prewarmed rel/join.bin" "$BOUND_MS" ||
+	t_fail "rel/join.bin pre-warmed" "$(tail -n 3 "$T_DIR/peer.log")"
+t_eq "client joined the pre-warm fill (one fill)" \
+	"$(( $(metric "$P" hydra_mirror_origin_fills_total) - fills0 ))" 1
+t_eq "the origin sent the file once" \
+	"$(( $(metric "$O" hydra_mirror_bytes_served_total) - sent0 ))" 2000000
+
 # POST /api/v1/peer/prewarm: admin token, checked paths, fills now.
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data '["other/x.bin"]' \
 	"$P/api/v1/peer/prewarm")
