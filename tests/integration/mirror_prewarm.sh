@@ -4,7 +4,8 @@
 # then a hit with no origin transfer; prefixes filter; a DELETE on the origin
 # removes the file from the peer; a peer stopped mid-batch resumes from its
 # saved position; a new journal id (the origin's journal lost) makes the
-# peer list the origin and catch up; POST /api/v1/peer/prewarm fills now.
+# peer list the origin and catch up; a client mid-pre-warm joins its fill;
+# POST /api/v1/peer/prewarm fills now; a full peer skips rather than evict.
 . "$(dirname "$0")/../lib.sh"
 
 M="$BIN/hydra-mirror"
@@ -218,6 +219,35 @@ else
 fi
 t_grep "peer health reports the pre-warm" <(curl -s "$P/api/v1/health") '"prewarm":{"following":true'
 
+# A full peer skips a pre-warm rather than evict a file a client read.
+QPORT=$(t_free_port)
+cat > "$T_DIR/small.yaml" <<YAML
+listen: "127.0.0.1:$QPORT"
+root: $T_DIR/small
+mode: peer
+origin_url: "$O"
+max_bytes: 3M
+prewarm:
+  enabled: true
+  wait_s: $WAIT_S
+YAML
+t_start small "$T_DIR/small.log" "$M" --config "$T_DIR/small.yaml"
+t_wait_log "$T_DIR/small.log" "prewarm: following journal" "$BOUND_MS" ||
+	{ t_fail "small peer follows" "$(tail -n 3 "$T_DIR/small.log")"; t_done; }
+Q="http://127.0.0.1:$QPORT"
+curl -s -o /dev/null "$Q/api/v1/peer/files/rel/big1.bin"
+t_eq "PUT rel/space.bin" "$(put "$T_DIR/app.bin" rel/space.bin)" 201
+if t_wait_log "$T_DIR/small.log" "prewarm rel/space.bin skipped" "$BOUND_MS"; then
+	t_ok "a pre-warm that does not fit without evicting is skipped"
+else
+	t_fail "a pre-warm that does not fit is skipped" "$(tail -n 3 "$T_DIR/small.log")"
+fi
+t_eq "skipped for space is counted" "$(metric "$Q" hydra_mirror_prewarm_skipped_space_total)" 1
+t_eq "the file a client read stays" "$(sha "$T_DIR/small/files/rel/big1.bin" 2>/dev/null)" \
+	"$(sha "$T_DIR/big1.bin")"
+t_eq "nothing was evicted" "$(metric "$Q" hydra_mirror_evictions_total)" 0
+
+t_stop small
 t_stop peer
 t_stop origin
 t_done
