@@ -63,11 +63,17 @@ jnl_slot(struct mir_journal *j, uint64_t seq)
 	return &j->ring[seq % MIR_JOURNAL_KEEP];
 }
 
+/* Adds the entry after the last one. A gap in the sequence (lines lost
+ * from the file) forgets what came before it: the entries held are always
+ * the contiguous run last_seq - count + 1 .. last_seq, and a peer behind
+ * the gap lists. */
 static void
 jnl_put(struct mir_journal *j, const struct jnl_entry *e, char *path)
 {
 	struct jnl_entry *slot = jnl_slot(j, e->seq);
 
+	if (e->seq != j->last_seq + 1)
+		j->count = 0;
 	free(slot->path);
 	*slot = *e;
 	slot->path = path;

@@ -133,6 +133,36 @@ test_reopen_keeps_id_and_entries(void **state)
 }
 
 static void
+test_gap_keeps_the_run_after_it(void **state)
+{
+	struct fixture *fx = *state;
+	struct hc_err err = { 0, "" };
+	struct mir_journal *j = NULL;
+	struct json_object *o;
+	char head[128];
+	FILE *f;
+
+	assert_int_equal(mir_journal_open(fx->root, &j, &err), 0);
+	mir_journal_close(j);
+	f = fopen(fx->path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(head, sizeof(head), f));
+	fclose(f);
+	/* Entry 2 lost: 1 is forgotten, 3 and 4 are kept. */
+	f = fopen(fx->path, "w");
+	assert_non_null(f);
+	fprintf(f, "%s1 1 P 1 - a\n3 1 P 1 " SHA_ABC " b\n4 1 D 0 - b\nnot a line\n", head);
+	fclose(f);
+	assert_int_equal(mir_journal_open(fx->root, &j, &err), 0);
+	o = changes(j, 0, 0);
+	assert_int_equal(field(o, "first_seq"), 3);
+	assert_int_equal(field(o, "last_seq"), 4);
+	assert_int_equal(entries(o), 2);
+	json_object_put(o);
+	mir_journal_close(j);
+}
+
+static void
 test_foreign_file_new_id(void **state)
 {
 	struct fixture *fx = *state;
@@ -264,6 +294,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_id_and_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gap_keeps_the_run_after_it, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_file_new_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_keeper_per_root, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_poll, setup, teardown),
