@@ -4,7 +4,8 @@
 # then a hit with no origin transfer; prefixes filter; a DELETE on the origin
 # removes the file from the peer; a peer stopped mid-batch resumes from its
 # saved position; a new journal id (the origin's journal lost) makes the
-# peer list the origin and catch up; a client mid-pre-warm joins its fill;
+# peer list the origin and catch up, as does a position that fell off the
+# journal; a client mid-pre-warm joins its fill;
 # POST /api/v1/peer/prewarm fills now; a full peer skips rather than evict.
 . "$(dirname "$0")/../lib.sh"
 
@@ -184,6 +185,24 @@ t_eq "resync filled the file copied in by hand, verified" \
 t_eq "peer counted one resync" "$(metric "$P" hydra_mirror_prewarm_resyncs_total)" 1
 t_grep "origin list names the files" <(curl -s "$O/api/v1/peer/list?prefix=rel/") \
 	'"path":"rel/old.bin","size":2000000'
+
+# The same journal whose older entries are gone (the peer's position fell
+# off it): the peer lists again rather than skip what it missed.
+t_stop origin
+head -n 1 "$OROOT/meta/journal" > "$T_DIR/journal.new"
+echo "500 1764688000 P 2000000 $(sha "$T_DIR/fresh.bin") rel/fresh.bin" >> "$T_DIR/journal.new"
+mv "$T_DIR/journal.new" "$OROOT/meta/journal"
+mv "$T_DIR/origin.log" "$T_DIR/origin2.log"
+start_origin
+t_grep "origin kept the journal id" <(curl -s "$O/api/v1/health") "\"id\":\"$(head -n 1 \
+	"$OROOT/meta/journal" | cut -d' ' -f3)\""
+if t_wait_log "$T_DIR/peer.log" "at 500 does not follow position" "$BOUND_MS"; then
+	t_ok "a position that fell off the journal triggers the list resync"
+else
+	t_fail "a position that fell off the journal triggers the list resync" \
+		"$(tail -n 3 "$T_DIR/peer.log")"
+fi
+t_eq "peer counted two resyncs" "$(metric "$P" hydra_mirror_prewarm_resyncs_total)" 2
 
 # A client asking while the pre-warm fills joins that fill: one transfer.
 head -c 2000000 /dev/urandom > "$T_DIR/join.bin"
