@@ -80,6 +80,24 @@ static const struct hc_cfg_field mir_upstream_schema[] = {
 	{ .key = NULL },
 };
 
+/* Pre-warm fills at once beyond this compete with clients for the origin. */
+#define MIR_PREWARM_CONCURRENCY_MAX 64
+/* The origin caps its long-poll at 30 s (MIR_JOURNAL_WAIT_MAX_S). */
+#define MIR_PREWARM_WAIT_S_MAX 30
+
+static const struct hc_cfg_field mir_prewarm_schema[] = {
+	{ .key = "enabled", .type = HC_CFG_BOOL, .offset = MIR_OFF(prewarm.enabled),
+	  .def = "false" },
+	{ .key = "prefixes", .type = HC_CFG_STRLIST, .offset = MIR_OFF(prewarm.prefixes) },
+	{ .key = "concurrency", .type = HC_CFG_INT, .offset = MIR_OFF(prewarm.concurrency),
+	  .def = "2", .min = 1, .max = MIR_PREWARM_CONCURRENCY_MAX },
+	{ .key = "max_origin_bytes_per_s", .type = HC_CFG_SIZE,
+	  .offset = MIR_OFF(prewarm.max_origin_bytes_per_s), .def = "0", .min = 0, .max = 0 },
+	{ .key = "wait_s", .type = HC_CFG_INT, .offset = MIR_OFF(prewarm.wait_s),
+	  .def = "25", .min = 1, .max = MIR_PREWARM_WAIT_S_MAX },
+	{ .key = NULL },
+};
+
 const struct hc_cfg_field mir_config_schema[] = {
 	{ .key = "listen", .type = HC_CFG_STRING, .offset = MIR_OFF(listen),
 	  .def = "127.0.0.1:8080", .check = mir_check_listen },
@@ -115,6 +133,7 @@ const struct hc_cfg_field mir_config_schema[] = {
 	{ .key = "access_log", .type = HC_CFG_STRING, .offset = MIR_OFF(access_log) },
 	{ .key = "acme", .type = HC_CFG_MAP, .children = mir_acme_schema },
 	{ .key = "tools_upstream", .type = HC_CFG_MAP, .children = mir_upstream_schema },
+	{ .key = "prewarm", .type = HC_CFG_MAP, .children = mir_prewarm_schema },
 	{ .key = "log_level", .type = HC_CFG_ENUM, .offset = MIR_OFF(log_level),
 	  .def = "info", .enum_values = mir_level_names },
 	{ .key = NULL },
@@ -145,6 +164,24 @@ mir_same(const char *a, const char *b)
 	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
 }
 
+/* The pre-warm is started once with its settings: a change needs a restart. */
+static int
+mir_same_prewarm(const struct mir_config *old, const struct mir_config *next)
+{
+	size_t i;
+
+	if (old->prewarm.enabled != next->prewarm.enabled ||
+	    old->prewarm.concurrency != next->prewarm.concurrency ||
+	    old->prewarm.wait_s != next->prewarm.wait_s ||
+	    old->prewarm.max_origin_bytes_per_s != next->prewarm.max_origin_bytes_per_s ||
+	    old->prewarm.prefixes.n != next->prewarm.prefixes.n)
+		return 0;
+	for (i = 0; i < old->prewarm.prefixes.n; i++)
+		if (strcmp(old->prewarm.prefixes.items[i], next->prewarm.prefixes.items[i]) != 0)
+			return 0;
+	return 1;
+}
+
 int
 mir_config_restart_keys(const struct mir_config *old, const struct mir_config *next,
                         char *what, size_t what_size)
@@ -163,6 +200,8 @@ mir_config_restart_keys(const struct mir_config *old, const struct mir_config *n
 		rc = hc_buf_printf(&b, " acme.listen");
 	if (rc == 0 && mir_has(old->tls.cert) != mir_has(next->tls.cert))
 		rc = hc_buf_printf(&b, " tls.cert");
+	if (rc == 0 && !mir_same_prewarm(old, next))
+		rc = hc_buf_printf(&b, " prewarm");
 	if (b.len == 0) {
 		hc_buf_free(&b);
 		return 0;
@@ -193,6 +232,8 @@ mir_config_check(const struct mir_config *cfg, struct hc_err *err)
 	if (mir_has(cfg->acme.listen) && hc_parse_listen(cfg->acme.listen, &ss, &len, err) != 0)
 		return hc_err_set(err, HC_ECONFIG, "acme.listen: '%s' is not ip:port",
 		                  cfg->acme.listen);
+	if (cfg->prewarm.enabled && cfg->mode != MIR_MODE_PEER)
+		return hc_err_set(err, HC_ECONFIG, "prewarm.enabled: only a peer pre-warms");
 	if (hc_parse_listen(cfg->listen, &ss, &len, err) != 0)
 		return hc_err_set(err, HC_ECONFIG, "listen: '%s' is not ip:port",
 		                  cfg->listen != NULL ? cfg->listen : "");

@@ -774,6 +774,55 @@ mir_fills_get(struct mir_fills *fl, struct MHD_Connection *c, struct mir_req *r,
 	return fill_respond(f, c, r, 0);
 }
 
+int
+mir_fills_prefetch(struct mir_fills *fl, const char *path, struct hc_err *err)
+{
+	struct mir_fill *f;
+	struct mir_file file;
+	enum fill_state state;
+	long status;
+	int cache;
+
+	pthread_mutex_lock(&fl->mu);
+	if (mir_resp_stopping(fl->rs)) {
+		pthread_mutex_unlock(&fl->mu);
+		return hc_err_set(err, HC_EUNAVAIL, "shutting down");
+	}
+	if (mir_store_get(fl->store, path, 0, &file, err) == 0) {
+		pthread_mutex_unlock(&fl->mu);
+		close(file.fd);
+		mir_store_release(fl->store, file.entry);
+		return 0;
+	}
+	f = fill_join(fl, path);
+	if (f == NULL)
+		f = fill_start(fl, path, err);
+	pthread_mutex_unlock(&fl->mu);
+	if (f == NULL)
+		return HC_EUNAVAIL;
+	state = fill_wait_past(f, FILL_WAIT_HEADERS);
+	pthread_mutex_lock(&f->mu);
+	cache = f->cache;
+	pthread_mutex_unlock(&f->mu);
+	/* A fill streaming through waits for every reference to read its
+	 * window: this one never reads, so it lets go at once. */
+	if (state == FILL_STREAMING && !cache) {
+		fill_unref(f);
+		return hc_err_set(err, HC_EIO, "no room for %s", path);
+	}
+	if (state == FILL_STREAMING)
+		state = fill_wait_past(f, FILL_STREAMING);
+	pthread_mutex_lock(&f->mu);
+	status = f->origin_status;
+	pthread_mutex_unlock(&f->mu);
+	fill_unref(f);
+	if (state == FILL_DONE)
+		return 0;
+	if (status == 404)
+		return hc_err_set(err, HC_ENOTFOUND, "%s: not on the origin", path);
+	return hc_err_set(err, HC_EUNAVAIL, "fill %s failed", path);
+}
+
 /* A HEAD for a path no fill knows: asks the origin. */
 static enum MHD_Result
 fill_head_origin(struct mir_fills *fl, struct MHD_Connection *c, struct mir_req *r,

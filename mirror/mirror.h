@@ -51,6 +51,13 @@ struct mir_config {
 		uint64_t max_archive_bytes;
 		int import;              /* 0: on_first_use, 1: on_request_only */
 	} tools_upstream;
+	struct {
+		int enabled;           /* peer: follow the origin's publish journal */
+		struct hc_strlist prefixes; /* only paths under these; none: all */
+		long long concurrency; /* pre-warm fills at once */
+		uint64_t max_origin_bytes_per_s; /* pre-warm's own budget, 0: none */
+		long long wait_s;      /* long-poll asked of the origin */
+	} prewarm;
 };
 
 extern const struct hc_cfg_field mir_config_schema[];
@@ -64,7 +71,7 @@ int mir_config_load(struct mir_config *cfg, const char *path, struct hc_err *err
 int mir_config_check(const struct mir_config *cfg, struct hc_err *err);
 void mir_config_free(struct mir_config *cfg);
 /* Names the keys that differ between old and next and need a restart
- * (listen, root, mode, acme.listen, tls turned on or off) into what: 0 when
+ * (listen, root, mode, acme.listen, tls turned on or off, any prewarm key) into what: 0 when
  * none, else HC_ECONFIG. */
 int mir_config_restart_keys(const struct mir_config *old, const struct mir_config *next,
                             char *what, size_t what_size);
@@ -104,6 +111,10 @@ struct mir_server;
  * it on stop. On success logs the readiness line. */
 int mir_server_start(const struct mir_config *cfg, const char *token,
                      struct mir_server **out, struct hc_err *err);
+
+/* The port the server listens on (the kernel's choice for "ADDR:0"), or -1
+ * when it cannot be told. This function cannot fail. */
+int mir_server_port(const struct mir_server *s);
 
 /* Applies what can change while serving from next (the same listen, root
  * and mode as the config the server started with, which stays in use):

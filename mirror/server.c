@@ -38,6 +38,8 @@
 #include "mirror/access.h"
 #include "mirror/acme.h"
 #include "mirror/fill.h"
+#include "mirror/journal.h"
+#include "mirror/prewarm.h"
 #include "mirror/guard.h"
 #include "mirror/tools.h"
 #include "mirror/upstream.h"
@@ -99,6 +101,8 @@ struct srv_req {
 	char put_tmp[PATH_MAX];
 	char put_path[MIR_PATH_MAX];
 	char put_expect[HC_SHA256_HEX_LEN + 1];
+	struct hc_buf post;             /* POST /api/v1/peer/prewarm body, capped */
+	int post_over;                  /* it went past the cap */
 	char put_hex[HC_SHA256_HEX_LEN + 1];  /* what arrived, once whole */
 	struct hc_sha256 *put_sha;
 	uint64_t put_bytes;
@@ -113,6 +117,7 @@ struct mir_server {
 	struct mir_acme *acme;
 	struct mir_access *access;
 	pthread_mutex_t live_mu;        /* token, certificate and listeners */
+	int port;                       /* bound at start; a reload keeps the socket */
 	int64_t started_ms;
 	atomic_uint_least64_t in_flight; /* requests between URI and completion */
 	atomic_uint_least64_t refused;  /* connections over a limit */
@@ -123,6 +128,8 @@ struct mir_server {
 	struct mir_store *store;
 	struct mir_resp rs;
 	struct mir_fills *fills;        /* peers only */
+	struct mir_journal *journal;    /* origins only: the publish journal */
+	struct mir_prewarm *prewarm;    /* peers with prewarm.enabled */
 	struct mir_tools *tools;
 	struct mir_upstream *upstream;  /* origins with tools_upstream only */
 	struct mir_guard *guard;
@@ -189,6 +196,18 @@ srv_get_file(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q,
 }
 
 /* ------------------------------------------------------------ origin writes */
+
+/* Appends a publication to the journal peers follow. A file stored but
+ * not journaled reaches peers on a client's miss, or at a list resync. */
+static void
+srv_journal_note(struct mir_server *s, enum mir_journal_op op, const char *path,
+                 uint64_t size, const char *hex)
+{
+	struct hc_err err = { 0, "" };
+
+	if (s->journal != NULL && mir_journal_append(s->journal, op, path, size, hex, &err) != 0)
+		hc_log(HC_LOG_WARN, "mirror", "journal: %s", err.msg);
+}
 
 static int
 srv_authorized(struct mir_server *s, struct MHD_Connection *c)
@@ -306,6 +325,7 @@ srv_put_finish(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q
 	}
 	hc_log(HC_LOG_INFO, "mirror", "stored %s (%" PRIu64 " bytes, sha256 %s)", q->put_path,
 	       q->put_bytes, hex);
+	srv_journal_note(s, MIR_JOURNAL_PUT, q->put_path, q->put_bytes, hex);
 	hc_snprintf(body, sizeof(body), "{\"size\": %" PRIu64 ", \"sha256\": \"%s\"}\n",
 	            q->put_bytes, hex);
 	hc_snprintf(etag, sizeof(etag), "\"%s\"", hex);
@@ -358,11 +378,92 @@ srv_delete(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
 		return mir_resp_error(&s->rs, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "store error");
 	}
 	hc_log(HC_LOG_INFO, "mirror", "deleted %s", path);
+	srv_journal_note(s, MIR_JOURNAL_DELETE, path, 0, "");
 	resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
 	return mir_resp_queue(&s->rs, c, r, MHD_HTTP_NO_CONTENT, resp);
 }
 
 /* ------------------------------------------------------------ health, metrics */
+
+/* The journal's (origin) or the pre-warm's (peer) gauges and counters. */
+static int
+srv_prewarm_metrics(struct mir_server *s, struct hc_buf *b)
+{
+	struct mir_journal_stats js;
+	struct mir_prewarm_stats ps;
+	unsigned i;
+	int rc = 0;
+
+	mir_journal_stats(s->journal, &js);
+	mir_prewarm_stats(s->prewarm, &ps);
+	const struct { const char *name, *type, *help; uint64_t value; int on; } m[] = {
+		{ "hydra_mirror_journal_last_seq", "gauge", "Last entry of the publish journal.",
+		  js.last_seq, s->journal != NULL },
+		{ "hydra_mirror_journal_first_seq", "gauge", "Oldest entry the journal keeps.",
+		  js.first_seq, s->journal != NULL },
+		{ "hydra_mirror_prewarm_position", "gauge", "Last journal entry applied.",
+		  ps.position, s->prewarm != NULL },
+		{ "hydra_mirror_prewarm_lag_entries", "gauge",
+		  "Journal entries the origin has that are not applied yet.",
+		  ps.origin_seq > ps.position ? ps.origin_seq - ps.position : 0, s->prewarm != NULL },
+		{ "hydra_mirror_prewarm_following", "gauge",
+		  "1 when the last journal request was answered.", (uint64_t)ps.following,
+		  s->prewarm != NULL },
+		{ "hydra_mirror_prewarm_queued", "gauge", "Pre-warm fills waiting or running.",
+		  ps.queued, s->prewarm != NULL },
+		{ "hydra_mirror_prewarm_fills_total", "counter", "Files pre-warmed.", ps.done,
+		  s->prewarm != NULL },
+		{ "hydra_mirror_prewarm_failures_total", "counter", "Pre-warm fills that failed.",
+		  ps.failed, s->prewarm != NULL },
+		{ "hydra_mirror_prewarm_skipped_space_total", "counter",
+		  "Files not pre-warmed because they did not fit without evicting.",
+		  ps.skipped_space, s->prewarm != NULL },
+		{ "hydra_mirror_prewarm_deleted_total", "counter",
+		  "Files removed because the origin deleted them.", ps.deleted, s->prewarm != NULL },
+		{ "hydra_mirror_prewarm_resyncs_total", "counter",
+		  "Times the journal did not follow the position and the origin was listed.",
+		  ps.resyncs, s->prewarm != NULL },
+	};
+
+	for (i = 0; i < sizeof(m) / sizeof(m[0]) && rc == 0; i++)
+		if (m[i].on)
+			rc = hc_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n",
+			                   m[i].name, m[i].help, m[i].name, m[i].type, m[i].name,
+			                   m[i].value);
+	return rc;
+}
+
+/* The journal or pre-warm part of /api/v1/health, added to o. */
+static void
+srv_prewarm_health(struct mir_server *s, struct json_object *o)
+{
+	struct mir_journal_stats js;
+	struct mir_prewarm_stats ps;
+	struct json_object *x;
+
+	if (s->journal == NULL && s->prewarm == NULL)
+		return;
+	x = json_object_new_object();
+	if (x == NULL)
+		return;
+	if (s->journal != NULL) {
+		mir_journal_stats(s->journal, &js);
+		json_object_object_add(x, "id", json_object_new_string(js.id));
+		json_object_object_add(x, "last_seq", json_object_new_int64((int64_t)js.last_seq));
+		json_object_object_add(o, "journal", x);
+		return;
+	}
+	mir_prewarm_stats(s->prewarm, &ps);
+	json_object_object_add(x, "following", json_object_new_boolean(ps.following));
+	json_object_object_add(x, "position", json_object_new_int64((int64_t)ps.position));
+	json_object_object_add(x, "lag", json_object_new_int64(
+		(int64_t)(ps.origin_seq > ps.position ? ps.origin_seq - ps.position : 0)));
+	json_object_object_add(x, "done", json_object_new_int64((int64_t)ps.done));
+	json_object_object_add(x, "failed", json_object_new_int64((int64_t)ps.failed));
+	json_object_object_add(x, "skipped_space",
+	                       json_object_new_int64((int64_t)ps.skipped_space));
+	json_object_object_add(o, "prewarm", x);
+}
 
 /* Why the mirror is degraded, appended to reasons; none: healthy. */
 static void
@@ -424,6 +525,7 @@ srv_health(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r)
 	json_object_object_add(cache, "misses", json_object_new_int64(
 		(int64_t)atomic_load(&s->misses)));
 	json_object_object_add(o, "cache", cache);
+	srv_prewarm_health(s, o);
 	/* NOSLASHESCAPE: origin_url reads as written, not https:\/\/... */
 	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 	                                      JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -538,6 +640,8 @@ srv_metrics_text(struct mir_server *s, struct hc_buf *b)
 		rc = srv_metrics_histogram(s, b);
 	if (rc == 0)
 		rc = mir_upstream_metrics(s->upstream, b);
+	if (rc == 0)
+		rc = srv_prewarm_metrics(s, b);
 	return rc != 0 ? rc : mir_tools_metrics(s->tools, b);
 }
 
@@ -692,6 +796,7 @@ srv_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		(void)setsockopt(q->base.cork_fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof(zero));
 	}
 	srv_put_drop(q);
+	hc_buf_free(&q->post);
 	hc_sha256_free(q->put_sha);
 	mir_store_release(s->store, q->base.pin);
 	free(q->uri);
@@ -767,6 +872,226 @@ srv_file_request(struct mir_server *s, struct MHD_Connection *c, struct srv_req 
 	return srv_put_begin(s, c, q, path);
 }
 
+/* ------------------------------------------------------------ journal, pre-warm */
+
+#define SRV_CHANGES_ROUTE "/api/v1/peer/changes"
+#define SRV_LIST_ROUTE "/api/v1/peer/list"
+#define SRV_PREWARM_ROUTE "/api/v1/peer/prewarm"
+/* A POST of MIR_PREWARM_POST_MAX paths of at most HC_PATH_MAX bytes fits. */
+#define SRV_PREWARM_BODY_MAX ((size_t)MIR_PREWARM_POST_MAX * (HC_PATH_MAX + 8))
+
+/* Answers 200 with JSON text (taken, freed here). */
+static enum MHD_Result
+srv_json_text(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r, char *text)
+{
+	struct MHD_Response *resp;
+
+	resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	return mir_resp_queue(&s->rs, c, r, MHD_HTTP_OK, resp);
+}
+
+/* A numeric query argument in [min, max] into *v; absent: def. 0 or -1. */
+static int
+srv_query_int(struct MHD_Connection *c, const char *name, long long min, long long max,
+              long long def, long long *v)
+{
+	const char *text = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+
+	*v = def;
+	return text == NULL ? 0 : hc_parse_int(text, min, max, v) == 0 ? 0 : -1;
+}
+
+/* GET /api/v1/peer/changes?since=SEQ&wait=S: a long wait is cut to the cap,
+ * not refused, so a peer configured for more still follows. */
+static enum MHD_Result
+srv_changes(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r)
+{
+	struct hc_err err = { 0, "" };
+	long long since, wait, limit;
+	char *text = NULL;
+
+	if (s->journal == NULL)
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_NOT_FOUND, "no publish journal here");
+	if (srv_query_int(c, "since", 0, INT64_MAX, 0, &since) != 0 ||
+	    srv_query_int(c, "wait", 0, INT64_MAX, 0, &wait) != 0 ||
+	    srv_query_int(c, "limit", 1, MIR_JOURNAL_PAGE, MIR_JOURNAL_PAGE, &limit) != 0)
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_BAD_REQUEST,
+		                      "since, wait and limit are numbers");
+	if (wait > MIR_JOURNAL_WAIT_MAX_S)
+		wait = MIR_JOURNAL_WAIT_MAX_S;
+	if (mir_journal_changes(s->journal, (uint64_t)since, wait * 1000, (size_t)limit, &text,
+	                        &err) != 0)
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+	return srv_json_text(s, c, r, text);
+}
+
+/* GET /api/v1/peer/list?prefix=P&after=PATH: one page of what the origin holds. */
+static enum MHD_Result
+srv_list(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r)
+{
+	const char *prefix = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "prefix");
+	const char *after = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
+	struct hc_err err = { 0, "" };
+	char *text = NULL;
+	int rc;
+
+	if (s->cfg->mode != MIR_MODE_ORIGIN)
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_NOT_FOUND, "only an origin lists");
+	prefix = prefix != NULL ? prefix : "";
+	after = after != NULL ? after : "";
+	if (strlen(prefix) >= HC_PATH_MAX || strlen(after) >= HC_PATH_MAX)
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_BAD_REQUEST, "prefix or after too long");
+	rc = mir_journal_list(s->cfg->root, prefix, after, &text, &err);
+	if (rc == HC_EDATA)
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_CONTENT_TOO_LARGE,
+		                      "too many files under this prefix: list a narrower one");
+	if (rc != 0) {
+		hc_log(HC_LOG_WARN, "mirror", "list %s: %s", prefix, err.msg);
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "store error");
+	}
+	return srv_json_text(s, c, r, text);
+}
+
+/* The paths of a POST body (a JSON array of store paths), each checked as
+ * a GET's is, into paths (n of MIR_PREWARM_POST_MAX; they point into o). */
+static int
+srv_prewarm_paths(struct json_object *o, const char **paths, size_t *n)
+{
+	char enc[3 * HC_PATH_MAX], dec[HC_PATH_MAX];
+	struct json_object *x;
+	size_t i, len;
+
+	if (!json_object_is_type(o, json_type_array))
+		return -1;
+	len = json_object_array_length(o);
+	if (len > MIR_PREWARM_POST_MAX)
+		return -1;
+	for (i = 0; i < len; i++) {
+		x = json_object_array_get_idx(o, i);
+		if (!json_object_is_type(x, json_type_string))
+			return -1;
+		paths[i] = json_object_get_string(x);
+		if (hc_path_encode(paths[i], enc, sizeof(enc)) != 0 ||
+		    hc_path_decode(enc, strlen(enc), dec, sizeof(dec)) != 0 ||
+		    strcmp(dec, paths[i]) != 0)
+			return -1;
+	}
+	*n = len;
+	return 0;
+}
+
+/* POST /api/v1/peer/prewarm, once its body has arrived. */
+static enum MHD_Result
+srv_prewarm_answer(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q)
+{
+	const char **paths = NULL;
+	struct mir_req *r = &q->base;
+	struct hc_err err = { 0, "" };
+	struct json_object *o = NULL;
+	char body[64];
+	size_t n = 0;
+	int rc;
+
+	if (s->prewarm == NULL)
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_NOT_FOUND, "pre-warm is not enabled");
+	if (!srv_authorized(s, c))
+		return srv_unauthorized(s, c, r);
+	if (q->post_over)
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_CONTENT_TOO_LARGE, "body too large");
+	if (hc_json_parse(hc_buf_str(&q->post), q->post.len, &o, &err) != 0)
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_BAD_REQUEST, "body is not JSON");
+	paths = calloc(MIR_PREWARM_POST_MAX, sizeof(*paths));
+	rc = paths != NULL ? srv_prewarm_paths(o, paths, &n) : HC_ENOMEM;
+	if (rc == 0)
+		rc = mir_prewarm_request(s->prewarm, (char *const *)paths, n, &err);
+	free(paths);
+	json_object_put(o);
+	if (rc == HC_ENOMEM)
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+	if (rc == HC_EUNAVAIL)
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		                      "pre-warm queue full");
+	if (rc != 0)
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_BAD_REQUEST,
+		                      "expected a JSON array of at most 1000 store paths");
+	hc_log(HC_LOG_INFO, "mirror", "prewarm: %zu paths queued by %s", n, q->addr);
+	hc_snprintf(body, sizeof(body), "{\"queued\": %zu}\n", n);
+	return mir_resp_json(&s->rs, c, r, MHD_HTTP_ACCEPTED, body, NULL);
+}
+
+/* A piece of a POST /api/v1/peer/prewarm body, or its end (*size 0). */
+static enum MHD_Result
+srv_prewarm_post(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q,
+                 const char *data, size_t *size)
+{
+	if (*size == 0)
+		return srv_prewarm_answer(s, c, q);
+	if (q->post.max == 0)
+		hc_buf_init(&q->post, SRV_PREWARM_BODY_MAX);
+	if (!q->post_over && hc_buf_add(&q->post, data, *size) != 0)
+		q->post_over = 1;
+	*size = 0;
+	return MHD_YES;
+}
+
+/* The journal and pre-warm routes; 0 when uri is none of them. */
+static int
+srv_peer_route(const char *uri, size_t raw_len)
+{
+	return srv_is(uri, raw_len, SRV_CHANGES_ROUTE) || srv_is(uri, raw_len, SRV_LIST_ROUTE) ||
+	       srv_is(uri, raw_len, SRV_PREWARM_ROUTE);
+}
+
+static enum MHD_Result
+srv_peer_api(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q,
+             const char *method, size_t raw_len)
+{
+	struct mir_req *r = &q->base;
+	int get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
+
+	if (srv_is(q->uri, raw_len, SRV_PREWARM_ROUTE))
+		return srv_method_not_allowed(s, c, r, "POST");
+	if (!get)
+		return srv_method_not_allowed(s, c, r, "GET");
+	return srv_is(q->uri, raw_len, SRV_CHANGES_ROUTE) ? srv_changes(s, c, r) :
+	       srv_list(s, c, r);
+}
+
+/* Opens the journal (origins) or starts the pre-warm (peers that want it). */
+static int
+srv_open_prewarm(struct mir_server *s, struct hc_err *err)
+{
+	const struct mir_config *cfg = s->cfg;
+	struct mir_prewarm_config pc;
+	int rc;
+
+	if (cfg->mode == MIR_MODE_ORIGIN) {
+		rc = mir_journal_open(cfg->root, &s->journal, err);
+		if (rc == HC_EUNAVAIL) {
+			hc_log(HC_LOG_WARN, "mirror", "%s: peers cannot follow this origin", err->msg);
+			rc = 0;
+		}
+		return rc;
+	}
+	if (!cfg->prewarm.enabled)
+		return 0;
+	pc.root = cfg->root;
+	pc.origin_url = cfg->origin_url;
+	pc.ca_file = cfg->tls.ca_file;
+	pc.prefixes = &cfg->prewarm.prefixes;
+	pc.concurrency = cfg->prewarm.concurrency;
+	pc.origin_bytes_per_s = cfg->prewarm.max_origin_bytes_per_s;
+	pc.wait_s = cfg->prewarm.wait_s;
+	pc.max_bytes = cfg->max_bytes;
+	return mir_prewarm_start(&pc, s->store, s->fills, &s->prewarm, err);
+}
+
 static enum MHD_Result
 srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
            const char *version, const char *upload_data, size_t *upload_data_size,
@@ -797,6 +1122,9 @@ srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *met
 		return MHD_YES;
 	}
 	q->seen = 1;
+	if (strcmp(method, MHD_HTTP_METHOD_POST) == 0 &&
+	    srv_is(q->uri, strcspn(q->uri, "?#"), SRV_PREWARM_ROUTE))
+		return srv_prewarm_post(s, c, q, upload_data, upload_data_size);
 	if (*upload_data_size > 0) {
 		*upload_data_size = 0;  /* a body we do not want: drop it */
 		return MHD_YES;
@@ -810,6 +1138,8 @@ srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *met
 			return srv_method_not_allowed(s, c, r, "GET, HEAD");
 		return q->uri[1] == 'm' ? srv_metrics(s, c, r) : srv_health(s, c, r);
 	}
+	if (srv_peer_route(q->uri, raw_len))
+		return srv_peer_api(s, c, q, method, raw_len);
 	kind = srv_file_path(q->uri, raw_len, path, sizeof(path));
 	if (kind == 0)
 		return mir_resp_error(&s->rs, c, r, MHD_HTTP_NOT_FOUND, "no such route");
@@ -1168,6 +1498,8 @@ mir_server_quiesce(struct mir_server *s)
 	int fd;
 
 	mir_resp_drain(&s->rs);
+	/* A long-poll would hold the drain for its whole wait. */
+	mir_journal_stop(s->journal);
 	pthread_mutex_lock(&s->live_mu);
 	if (s->d != NULL && s->listen_fd < 0) {
 		fd = MHD_quiesce_daemon(s->d);
@@ -1224,6 +1556,8 @@ mir_server_start(const struct mir_config *cfg, const char *token, struct mir_ser
 		hc_log(HC_LOG_WARN, "mirror", "no admin token: PUT and DELETE are refused");
 	rc = srv_open_parts(s, err);
 	if (rc == 0)
+		rc = srv_open_prewarm(s, err);
+	if (rc == 0)
 		rc = srv_load_tls(cfg, &s->tls_cert, &s->tls_key, err);
 	if (rc != 0)
 		goto fail;
@@ -1241,7 +1575,8 @@ mir_server_start(const struct mir_config *cfg, const char *token, struct mir_ser
 			goto fail;
 	}
 	info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-	if (hc_sockaddr_format(&s->ss, info != NULL ? (int)info->port : -1, bound,
+	s->port = info != NULL ? (int)info->port : -1;
+	if (hc_sockaddr_format(&s->ss, s->port, bound,
 	                       sizeof(bound)) != 0)
 		hc_strlcpy(bound, cfg->listen, sizeof(bound));
 	hc_log(HC_LOG_INFO, "mirror", "hydra-mirror listening on %s (%s)", bound,
@@ -1251,6 +1586,12 @@ mir_server_start(const struct mir_config *cfg, const char *token, struct mir_ser
 fail:
 	mir_server_stop(s);
 	return rc;
+}
+
+int
+mir_server_port(const struct mir_server *s)
+{
+	return s->port;
 }
 
 void
@@ -1270,6 +1611,8 @@ mir_server_stop(struct mir_server *s)
 		pthread_join(s->flusher, NULL);
 	}
 	mir_resp_stop(&s->rs);
+	mir_journal_stop(s->journal);
+	mir_prewarm_cancel(s->prewarm);
 	mir_fills_cancel_all(s->fills);
 	mir_upstream_cancel(s->upstream);
 	mir_acme_stop(s->acme);
@@ -1282,7 +1625,9 @@ mir_server_stop(struct mir_server *s)
 		MHD_stop_daemon(s->d);
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
+	mir_prewarm_stop(s->prewarm);
 	mir_fills_wait_all(s->fills);
+	mir_journal_close(s->journal);
 	mir_guard_stop(s->guard);
 	mir_upstream_free(s->upstream);
 	mir_tools_stop(s->tools);

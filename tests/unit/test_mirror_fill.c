@@ -301,6 +301,7 @@ setup(void **state)
 	struct hc_err err = { 0, "" };
 	struct hc_sha256 *h;
 	char listen[64], origin[96], root[PATH_MAX + 8];
+	const union MHD_DaemonInfo *info;
 	int origin_port, i;
 
 	(void)state;
@@ -317,16 +318,17 @@ setup(void **state)
 	if (th_tmpdir(E.dir) != 0 || hc_http_global_init(&err) != 0)
 		return -1;
 	hc_log_open(NULL, HC_LOG_ERROR, 0, NULL); /* quiet: outcomes are asserted */
-	origin_port = th_free_port();
-	E.peer_port = th_free_port();
-	if (origin_port < 0 || E.peer_port < 0)
-		return -1;
+	/* Port 0 on both: the kernel's choice, so no other test can take it
+	 * between a lookup and the bind. */
 	E.origin = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
-	                            (uint16_t)origin_port, NULL, NULL, origin_handle, NULL,
-	                            MHD_OPTION_END);
+	                            0, NULL, NULL, origin_handle, NULL, MHD_OPTION_END);
 	if (E.origin == NULL || mir_config_defaults(&E.cfg, &err) != 0)
 		return -1;
-	hc_snprintf(listen, sizeof(listen), "127.0.0.1:%d", E.peer_port);
+	info = MHD_get_daemon_info(E.origin, MHD_DAEMON_INFO_BIND_PORT);
+	if (info == NULL || info->port == 0)
+		return -1;
+	origin_port = info->port;
+	hc_snprintf(listen, sizeof(listen), "127.0.0.1:0");
 	hc_snprintf(origin, sizeof(origin), "http://127.0.0.1:%d/", origin_port);
 	hc_snprintf(root, sizeof(root), "%s/peer", E.dir);
 	free(E.cfg.listen);
@@ -338,7 +340,10 @@ setup(void **state)
 	E.cfg.mode = MIR_MODE_PEER;
 	if (E.cfg.listen == NULL || E.cfg.root == NULL || E.cfg.origin_url == NULL)
 		return -1;
-	return mir_server_start(&E.cfg, NULL, &E.peer, &err) == 0 ? 0 : -1;
+	if (mir_server_start(&E.cfg, NULL, &E.peer, &err) != 0)
+		return -1;
+	E.peer_port = mir_server_port(E.peer);
+	return E.peer_port > 0 ? 0 : -1;
 }
 
 static int
