@@ -792,24 +792,20 @@ static enum MHD_Result
 srv_verify_answer(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
                   const char *path, const char *status)
 {
+	const char *const headers[] = { MHD_HTTP_HEADER_CACHE_CONTROL, "no-store", NULL };
 	struct json_object *o = json_object_new_object();
-	struct MHD_Response *resp;
-	const char *text;
+	enum MHD_Result ret;
 
 	if (o == NULL)
 		return MHD_NO;
 	json_object_object_add(o, "path", json_object_new_string(path));
 	json_object_object_add(o, "status", json_object_new_string(status));
-	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-	                                      JSON_C_TO_STRING_NOSLASHESCAPE);
-	resp = MHD_create_response_from_buffer(strlen(text), (void *)text,
-	                                       MHD_RESPMEM_MUST_COPY);
+	ret = mir_resp_json(&s->rs, c, r, MHD_HTTP_OK,
+	                    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	                                                   JSON_C_TO_STRING_NOSLASHESCAPE),
+	                    headers);
 	json_object_put(o);
-	if (resp == NULL)
-		return MHD_NO;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	return mir_resp_queue(&s->rs, c, r, MHD_HTTP_OK, resp);
+	return ret;
 }
 
 /* POST /api/v1/peer/verify/{path}: a client says a file is bad. Nothing it
