@@ -80,6 +80,8 @@ for bad in "..%2f..%2fetc%2fpasswd" "b/../../x" "%2e%2e/x" "b/%252e%252e/x" "" "
 	t_eq "verify of bad path '$bad' is 400" \
 		"$(curl -s --path-as-is -o /dev/null -w '%{http_code}' -X POST "$PA/api/v1/peer/verify/$bad")" 400
 done
+t_eq "verify on an origin is 404" \
+	"$(curl -s -o /dev/null -w '%{http_code}' -X POST "$O/api/v1/peer/verify/b/b.bin")" 404
 t_eq "GET on verify is 405" "$(curl -s -o /dev/null -w '%{http_code}' "$PA/api/v1/peer/verify/b/b.bin")" 405
 
 # Rate limit: 10 at once per address, then one every 2 s; 20 in a row from
