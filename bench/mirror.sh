@@ -5,6 +5,8 @@
 #   wrk, 64 connections, on a 1 MiB and on a 64 KiB file (requests per second)
 #   one 1 GiB download with curl (single-stream throughput)
 #   peak RSS of hydra-mirror after wrk with 256 connections
+#   a peer of it with verify_max_age_s: 0, so that every hit is hashed as
+#   it is sent: its 1 MiB req/s and 1 GiB MiB/s against the sendfile rows
 #
 # Prints a table, then `mirror: ratio=<x> (target >= 0.9)` where x is the
 # worst of the three hydra-mirror/nginx ratios. Not a test: it measures.
@@ -26,9 +28,10 @@ if [ ! -x "$M" ] || [ ! -x "$TK" ]; then
 fi
 
 W=$(mktemp -d "${TMPDIR:-/tmp}/hydra-bench-mirror.XXXXXX")
-MPID="" NPID=""
+MPID="" NPID="" VPID=""
 cleanup() {
 	[ -n "$MPID" ] && kill "$MPID" 2> /dev/null && wait "$MPID" 2> /dev/null
+	[ -n "$VPID" ] && kill "$VPID" 2> /dev/null && wait "$VPID" 2> /dev/null
 	[ -n "$NPID" ] && kill "$NPID" 2> /dev/null && wait "$NPID" 2> /dev/null
 	rm -rf "$W"
 }
@@ -76,6 +79,22 @@ MPID=$!
 "$TK" wait-tcp 127.0.0.1 "$NPORT" 10000 || { echo "mirror: nginx did not start"; cat "$W/nginx/out.log"; exit 1; }
 "$TK" wait-tcp 127.0.0.1 "$MPORT" 30000 || { echo "mirror: hydra-mirror did not start"; cat "$W/mirror.log"; exit 1; }
 
+VPORT=$("$TK" free-port)
+mkdir -p "$W/peer"
+cat > "$W/peer.yaml" <<EOF
+listen: "127.0.0.1:$VPORT"
+root: $W/peer
+mode: peer
+origin_url: http://127.0.0.1:$MPORT
+max_connections: 4096
+log_level: warn
+scrub_bytes_per_s: 0
+verify_max_age_s: 0
+EOF
+"$M" --config "$W/peer.yaml" > "$W/peer.log" 2>&1 &
+VPID=$!
+"$TK" wait-tcp 127.0.0.1 "$VPORT" 30000 || { echo "mirror: the peer did not start"; cat "$W/peer.log"; exit 1; }
+
 url() { echo "http://127.0.0.1:$1/api/v1/peer/files/bench/$2"; }
 # rps PORT FILE CONNS: requests per second from wrk.
 rps() {
@@ -85,12 +104,13 @@ rps() {
 best() { sort -g | tail -n1; }
 
 # Warm the page cache and both servers once.
-for p in "$NPORT" "$MPORT"; do
+for p in "$NPORT" "$MPORT" "$VPORT"; do
 	curl -s -o /dev/null "$(url "$p" 1g.bin)"
 	curl -s -o /dev/null "$(url "$p" 1m.bin)"
 done
 
 : > "$W/n1m"; : > "$W/m1m"; : > "$W/n64k"; : > "$W/m64k"; : > "$W/ncurl"; : > "$W/mcurl"
+: > "$W/v1m"; : > "$W/vcurl"
 for r in $(seq 1 "$ROUNDS"); do
 	rps "$NPORT" 1m.bin 64 >> "$W/n1m"
 	rps "$MPORT" 1m.bin 64 >> "$W/m1m"
@@ -98,6 +118,8 @@ for r in $(seq 1 "$ROUNDS"); do
 	rps "$MPORT" 64k.bin 64 >> "$W/m64k"
 	curl -s -o /dev/null -w '%{speed_download}\n' "$(url "$NPORT" 1g.bin)" >> "$W/ncurl"
 	curl -s -o /dev/null -w '%{speed_download}\n' "$(url "$MPORT" 1g.bin)" >> "$W/mcurl"
+	rps "$VPORT" 1m.bin 64 >> "$W/v1m"
+	curl -s -o /dev/null -w '%{speed_download}\n' "$(url "$VPORT" 1g.bin)" >> "$W/vcurl"
 	echo "# round $r of $ROUNDS done" >&2
 done
 
@@ -108,9 +130,10 @@ RSS_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$MPID/status")
 N1M=$(best < "$W/n1m"); M1M=$(best < "$W/m1m")
 N64=$(best < "$W/n64k"); M64=$(best < "$W/m64k")
 NC=$(best < "$W/ncurl"); MC=$(best < "$W/mcurl")
+V1M=$(best < "$W/v1m"); VC=$(best < "$W/vcurl")
 
 awk -v n1="$N1M" -v m1="$M1M" -v n6="$N64" -v m6="$M64" -v nc="$NC" -v mc="$MC" \
-    -v rss="$RSS_KB" -v rounds="$ROUNDS" -v dur="$DURATION" '
+    -v v1="$V1M" -v vc="$VC" -v rss="$RSS_KB" -v rounds="$ROUNDS" -v dur="$DURATION" '
 function ratio(m, n) { return n > 0 ? m / n : 0 }
 BEGIN {
 	r1 = ratio(m1, n1); r6 = ratio(m6, n6); rc = ratio(mc, nc)
@@ -121,6 +144,10 @@ BEGIN {
 	printf "%-34s %14.1f %14.1f %7.2f\n", "1 GiB, one curl (MiB/s)", nc / 1048576, mc / 1048576, rc
 	printf "%-34s %14s %14.1f %7s\n", "peak RSS, 256 connections (MiB)", "-", rss / 1024,
 	       rss < 65536 ? "ok" : "OVER"
+	printf "%-34s %14s %14.0f %7.2f\n", "1 MiB hashed, req/s (vs sendfile)", "-", v1,
+	       ratio(v1, m1)
+	printf "%-34s %14s %14.1f %7.2f\n", "1 GiB hashed, MiB/s (vs sendfile)", "-",
+	       vc / 1048576, ratio(vc, mc)
 	worst = r1; if (r6 < worst) worst = r6; if (rc < worst) worst = rc
 	printf "mirror: ratio=%.2f (target >= 0.9)\n", worst
 }'

@@ -48,6 +48,8 @@ mir_check_origin_url(const char *value, char *what, size_t what_size)
 	return HC_ECONFIG;
 }
 
+/* A year: a hit verified longer ago than that has not been verified. */
+#define MIR_VERIFY_MAX_AGE_S_MAX (366LL * 86400)
 /* A drain longer than this outlives any stop timeout of a service manager. */
 #define MIR_GRACE_S_MAX 3600
 
@@ -136,6 +138,10 @@ const struct hc_cfg_field mir_config_schema[] = {
 	{ .key = "prewarm", .type = HC_CFG_MAP, .children = mir_prewarm_schema },
 	{ .key = "log_level", .type = HC_CFG_ENUM, .offset = MIR_OFF(log_level),
 	  .def = "info", .enum_values = mir_level_names },
+	{ .key = "scrub_bytes_per_s", .type = HC_CFG_SIZE, .offset = MIR_OFF(scrub_bytes_per_s),
+	  .def = "32M", .min = 0, .max = 0 },
+	{ .key = "verify_max_age_s", .type = HC_CFG_INT, .offset = MIR_OFF(verify_max_age_s),
+	  .def = "86400", .min = 0, .max = MIR_VERIFY_MAX_AGE_S_MAX },
 	{ .key = NULL },
 };
 

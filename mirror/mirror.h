@@ -58,6 +58,8 @@ struct mir_config {
 		uint64_t max_origin_bytes_per_s; /* pre-warm's own budget, 0: none */
 		long long wait_s;      /* long-poll asked of the origin */
 	} prewarm;
+	uint64_t scrub_bytes_per_s;      /* peer: background re-hash rate, 0: off */
+	long long verify_max_age_s;      /* peer: older hits are hashed as they are sent */
 };
 
 extern const struct hc_cfg_field mir_config_schema[];
@@ -149,6 +151,7 @@ struct mir_entry;
 struct mir_store_stats {
 	uint64_t bytes, files, max_bytes, evictions;
 	uint64_t unverified;           /* files with no digest from the origin */
+	uint64_t corrupt_evictions;    /* removed for not matching the origin's digest */
 };
 
 /* An open stored file, pinned (never evicted) until mir_store_release. */
@@ -157,6 +160,8 @@ struct mir_file {
 	uint64_t size;
 	int64_t mtime_s;
 	char sha256[HC_SHA256_HEX_LEN + 1];  /* "" when the origin gave none */
+	int64_t verified_ms;           /* hc_now_ms when its bytes last matched sha256,
+	                                * 0: not since the server started */
 	struct mir_entry *entry;       /* pin handle */
 };
 
@@ -183,6 +188,30 @@ int mir_store_get(struct mir_store *st, const char *path, int touch,
                   struct mir_file *out, struct hc_err *err);
 /* Unpins. NULL entry is a no-op. */
 void mir_store_release(struct mir_store *st, struct mir_entry *e);
+
+/* What hashing a stored file found (mir_store_check). */
+enum mir_check {
+	MIR_CHECK_OK = 0,          /* matches the origin's digest: verified now */
+	MIR_CHECK_EVICTED = 1,     /* does not: removed (a WARN names both digests) */
+	MIR_CHECK_UNVERIFIABLE = 2, /* the origin gave no digest to check against */
+};
+
+/* Records what hashing the pinned file f found (found: SHA-256 hex of its
+ * bytes) against the origin's digest recorded for it. Never trusts found
+ * as a digest: on a mismatch the file is removed (to be filled again) and
+ * counted in corrupt_evictions. A mir_check value, or HC_ENOTFOUND when
+ * the entry was replaced or removed meanwhile, HC_EIO. */
+int mir_store_check(struct mir_store *st, const struct mir_file *f, const char *found,
+                    struct hc_err *err);
+
+/* Most paths mir_store_scrub_batch returns at once: one walk of the table
+ * under the lock picks them, so a batch costs O(files) per that many. */
+#define MIR_SCRUB_BATCH_MAX 64
+
+/* Copies into paths the store paths of up to max files that have an
+ * origin digest, least recently verified first (never verified since the
+ * start counts as oldest). Returns how many. */
+size_t mir_store_scrub_batch(struct mir_store *st, char (*paths)[MIR_PATH_MAX], size_t max);
 
 /* Creates a temp file in the store's tmp folder. The name goes to tmp
  * (size PATH_MAX). Returns the fd or a negative status. */

@@ -396,3 +396,128 @@ mir_resp_stored(struct mir_resp *rs, struct MHD_Connection *c, struct mir_req *r
 	}
 	return mir_resp_file_send(rs, c, r, &rf, k, start, len, body);
 }
+
+/* Blocks read per call when a hit is hashed as it is sent: larger than a
+ * paced block, since the hash costs per call too. */
+#define RESP_CHECK_BLOCK_SIZE (256 * 1024)
+
+/* A hit hashed while it is sent: the bytes before the range are hashed at
+ * the first read, those of the range as they go out, and the last byte is
+ * held back until the rest of the file is hashed and matches. */
+struct resp_check_reader {
+	struct mir_resp *rs;
+	struct mir_store *st;
+	struct mir_file f;              /* fd owned here; the pin is the request's */
+	uint64_t start, len;
+	struct hc_sha256 *h;
+	uint64_t hashed;                /* bytes of the file hashed, from 0 */
+	char buf[RESP_CHECK_BLOCK_SIZE];
+};
+
+/* Hashes the file from rd->hashed up to upto. 0 or -1. */
+static int
+resp_check_hash_to(struct resp_check_reader *rd, uint64_t upto)
+{
+	while (rd->hashed < upto) {
+		size_t want = upto - rd->hashed < sizeof(rd->buf) ? (size_t)(upto - rd->hashed) :
+		              sizeof(rd->buf);
+		ssize_t got = mir_resp_read_at(rd->f.fd, rd->buf, want, rd->hashed);
+
+		if (got < 0 || hc_sha256_update(rd->h, rd->buf, (size_t)got) != 0)
+			return -1;
+		rd->hashed += (uint64_t)got;
+	}
+	return 0;
+}
+
+/* Hashes what is left of the file and asks the store: 0 when it matches
+ * (the file is now verified), -1 when it does not (the store evicted it). */
+static int
+resp_check_finish(struct resp_check_reader *rd)
+{
+	char hex[HC_SHA256_HEX_LEN + 1];
+	struct hc_err err = { 0, "" };
+
+	if (resp_check_hash_to(rd, rd->f.size) != 0 || hc_sha256_hex(rd->h, hex) != 0)
+		return -1;
+	if (mir_store_check(rd->st, &rd->f, hex, &err) == MIR_CHECK_OK)
+		return 0;
+	if (err.msg[0] != '\0')
+		hc_log(HC_LOG_WARN, "mirror", "%s", err.msg);
+	return -1;
+}
+
+static ssize_t
+resp_check_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct resp_check_reader *rd = cls;
+	uint64_t off = rd->start + pos;
+	size_t want = mir_resp_egress_take(rd->rs, max);
+	ssize_t got;
+
+	if (pos + want >= rd->len)
+		want = (size_t)(rd->len - 1 - pos);  /* hold the last byte back */
+	if (want == 0) {
+		if (resp_check_finish(rd) != 0)
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		want = 1;
+	}
+	if (resp_check_hash_to(rd, off) != 0)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	got = mir_resp_read_at(rd->f.fd, buf, want, off);
+	if (got < 0)
+		return got;
+	if (off == rd->hashed && hc_sha256_update(rd->h, buf, (size_t)got) != 0)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	if (off == rd->hashed)
+		rd->hashed += (uint64_t)got;
+	return got;
+}
+
+static void
+resp_check_free(void *cls)
+{
+	struct resp_check_reader *rd = cls;
+
+	close(rd->f.fd);
+	hc_sha256_free(rd->h);
+	free(rd);
+}
+
+enum MHD_Result
+mir_resp_stored_checked(struct mir_resp *rs, struct mir_store *st, struct MHD_Connection *c,
+                        struct mir_req *r, struct mir_file *f, int head)
+{
+	struct mir_resp_file rf = { f->size, f->mtime_s, f->sha256 };
+	struct resp_check_reader *rd;
+	struct MHD_Response *body;
+	uint64_t start, len;
+	enum mir_range k;
+
+	k = mir_resp_range(c, &rf, &start, &len);
+	if (k == MIR_RANGE_UNSATISFIABLE || head || len == 0)
+		return mir_resp_stored(rs, c, r, f, head);
+	r->pin = f->entry;
+	rd = calloc(1, sizeof(*rd));
+	if (rd == NULL) {
+		close(f->fd);
+		return MHD_NO;
+	}
+	rd->rs = rs;
+	rd->st = st;
+	rd->f = *f;
+	rd->start = start;
+	rd->len = len;
+	rd->h = hc_sha256_new();
+	if (rd->h == NULL) {
+		resp_check_free(rd);
+		return MHD_NO;
+	}
+	body = MHD_create_response_from_callback(len, RESP_CHECK_BLOCK_SIZE, resp_check_read, rd,
+	                                         resp_check_free);
+	if (body == NULL) {
+		resp_check_free(rd);
+		return MHD_NO;
+	}
+	return mir_resp_file_send(rs, c, r, &rf, k, start, len, body);
+}

@@ -94,6 +94,14 @@ enum MHD_Result mir_resp_416(struct mir_resp *rs, struct MHD_Connection *c,
 /* Answers GET or HEAD from a stored file; takes its fd and its pin. */
 enum MHD_Result mir_resp_stored(struct mir_resp *rs, struct MHD_Connection *c,
                                 struct mir_req *r, struct mir_file *f, int head);
+/* The same for a hit whose last verification is too old: the whole file is
+ * hashed while the asked bytes are sent, and the last byte is held back
+ * until it matches sf's digest; on a mismatch st evicts it and the
+ * connection is aborted before its Content-Length (HEAD, 416 and empty
+ * bodies are answered as mir_resp_stored does). */
+enum MHD_Result mir_resp_stored_checked(struct mir_resp *rs, struct mir_store *st,
+                                        struct MHD_Connection *c, struct mir_req *r,
+                                        struct mir_file *f, int head);
 /* A body block read from fd at off, for a content reader: the bytes read
  * (up to n), or MHD_CONTENT_READER_END_WITH_ERROR. */
 ssize_t mir_resp_read_at(int fd, char *buf, size_t n, uint64_t off);

@@ -43,6 +43,7 @@
 #include "mirror/guard.h"
 #include "mirror/tools.h"
 #include "mirror/upstream.h"
+#include "mirror/verify.h"
 
 #define SRV_FILES_PREFIX "/api/v1/peer/files/"
 #define SRV_TOOLS_PREFIX "/api/v1/tools/"
@@ -147,6 +148,10 @@ struct mir_server {
 	int flush_stop;
 
 	atomic_uint_least64_t hits, misses, bytes_served;
+
+	/* integrity (peers): the scrubber, POST verify, hits verified as sent */
+	struct mir_verify *verify;
+	atomic_int_least64_t verify_max_age_ms; /* reloadable */
 };
 
 static enum MHD_Result
@@ -160,6 +165,16 @@ srv_method_not_allowed(struct mir_server *s, struct MHD_Connection *c, struct mi
 }
 
 /* ------------------------------------------------------------ files */
+
+/* A peer's hit that has a digest and was not verified within
+ * verify_max_age_s is hashed while it is sent. */
+static int
+srv_verify_stale(struct mir_server *s, const struct mir_file *f)
+{
+	int64_t age = atomic_load(&s->verify_max_age_ms);
+
+	return f->sha256[0] != '\0' && (f->verified_ms == 0 || hc_now_ms() - f->verified_ms >= age);
+}
 
 static enum MHD_Result
 srv_get_file(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q,
@@ -175,6 +190,8 @@ srv_get_file(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q,
 		atomic_fetch_add(&s->hits, 1);
 		q->outcome = "hit";
 		mir_tools_count(s->tools, path, 1);
+		if (s->verify != NULL && srv_verify_stale(s, &f))
+			return mir_resp_stored_checked(&s->rs, s->store, c, r, &f, head);
 		return mir_resp_stored(&s->rs, c, r, &f, head);
 	}
 	if (rc == HC_EDATA)
@@ -570,6 +587,36 @@ srv_metrics_histogram(struct mir_server *s, struct hc_buf *b)
 	return rc;
 }
 
+/* The integrity counters (peers verify; an origin shows zeros). */
+static int
+srv_metrics_verify(struct mir_server *s, struct hc_buf *b)
+{
+	struct mir_verify_stats vs = { 0, 0, 0 };
+	struct mir_store_stats st;
+	unsigned i;
+	int rc = 0;
+
+	mir_store_stats(s->store, &st);
+	if (s->verify != NULL)
+		mir_verify_stats(s->verify, &vs);
+	const struct { const char *name, *help; uint64_t value; } m[] = {
+		{ "hydra_mirror_corrupt_evictions_total",
+		  "Stored files removed for not matching the origin's digest.",
+		  st.corrupt_evictions },
+		{ "hydra_mirror_scrubbed_bytes_total", "Bytes hashed by the scrubber.",
+		  vs.scrubbed_bytes },
+		{ "hydra_mirror_verifications_total",
+		  "Stored files hashed by the scrubber or for POST verify.", vs.verifications },
+		{ "hydra_mirror_verify_requests_total",
+		  "POST verify requests admitted (coalesced ones too).", vs.requests },
+	};
+
+	for (i = 0; i < sizeof(m) / sizeof(m[0]) && rc == 0; i++)
+		rc = hc_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n",
+		                   m[i].name, m[i].help, m[i].name, m[i].name, m[i].value);
+	return rc;
+}
+
 /* The counters of the server itself, the store and the fills. */
 static int
 srv_metrics_text(struct mir_server *s, struct hc_buf *b)
@@ -642,6 +689,8 @@ srv_metrics_text(struct mir_server *s, struct hc_buf *b)
 		rc = mir_upstream_metrics(s->upstream, b);
 	if (rc == 0)
 		rc = srv_prewarm_metrics(s, b);
+	if (rc == 0)
+		rc = srv_metrics_verify(s, b);
 	return rc != 0 ? rc : mir_tools_metrics(s->tools, b);
 }
 
@@ -837,6 +886,75 @@ static int
 srv_is(const char *raw, size_t raw_len, const char *route)
 {
 	return raw_len == strlen(route) && strncmp(raw, route, raw_len) == 0;
+}
+
+/* ------------------------------------------------------------ verify */
+
+#define SRV_VERIFY_PREFIX "/api/v1/peer/verify/"
+
+static int
+srv_is_verify(const char *raw, size_t raw_len)
+{
+	size_t n = strlen(SRV_VERIFY_PREFIX);
+
+	return raw_len >= n && strncmp(raw, SRV_VERIFY_PREFIX, n) == 0;
+}
+
+/* {"path": path, "status": status} */
+static enum MHD_Result
+srv_verify_answer(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
+                  const char *path, const char *status)
+{
+	const char *const headers[] = { MHD_HTTP_HEADER_CACHE_CONTROL, "no-store", NULL };
+	struct json_object *o = json_object_new_object();
+	enum MHD_Result ret;
+
+	if (o == NULL)
+		return MHD_NO;
+	json_object_object_add(o, "path", json_object_new_string(path));
+	json_object_object_add(o, "status", json_object_new_string(status));
+	ret = mir_resp_json(&s->rs, c, r, MHD_HTTP_OK,
+	                    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	                                                   JSON_C_TO_STRING_NOSLASHESCAPE),
+	                    headers);
+	json_object_put(o);
+	return ret;
+}
+
+/* POST /api/v1/peer/verify/{path}: a client says a file is bad. Nothing it
+ * says is trusted: the file is hashed here, against the origin's digest. */
+static enum MHD_Result
+srv_verify(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q,
+           const char *method, size_t raw_len)
+{
+	const size_t n = strlen(SRV_VERIFY_PREFIX);
+	struct mir_req *r = &q->base;
+	struct hc_err err = { 0, "" };
+	char path[MIR_PATH_MAX];
+	int rc;
+
+	q->route = SRV_ROUTE_FILES;
+	if (s->verify == NULL)
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_NOT_FOUND, "not a peer");
+	if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+		return srv_method_not_allowed(s, c, r, "POST");
+	if (raw_len == n || hc_path_decode(q->uri + n, raw_len - n, path, sizeof(path)) != 0)
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_BAD_REQUEST, "bad path");
+	if (!mir_verify_admit(s->verify, q->addr))
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_TOO_MANY_REQUESTS,
+		                      "too many verify requests from this address");
+	rc = mir_verify_path(s->verify, path, &err);
+	if (rc >= 0) {
+		hc_log(HC_LOG_INFO, "mirror", "verify %s asked by %s: %s", path, q->addr,
+		       mir_verify_names[rc]);
+		return srv_verify_answer(s, c, r, path, mir_verify_names[rc]);
+	}
+	if (rc == HC_EDATA)
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_BAD_REQUEST, "bad path");
+	if (rc == HC_EUNAVAIL)
+		return mir_resp_error(&s->rs, c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy");
+	hc_log(HC_LOG_WARN, "mirror", "verify %s: %s", path, err.msg);
+	return mir_resp_error(&s->rs, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "store error");
 }
 
 /* A request for a file, by method: reads for everyone, writes with the
@@ -1138,6 +1256,8 @@ srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *met
 			return srv_method_not_allowed(s, c, r, "GET, HEAD");
 		return q->uri[1] == 'm' ? srv_metrics(s, c, r) : srv_health(s, c, r);
 	}
+	if (srv_is_verify(q->uri, raw_len))
+		return srv_verify(s, c, q, method, raw_len);
 	if (srv_peer_route(q->uri, raw_len))
 		return srv_peer_api(s, c, q, method, raw_len);
 	kind = srv_file_path(q->uri, raw_len, path, sizeof(path));
@@ -1335,6 +1455,8 @@ srv_open_parts(struct mir_server *s, struct hc_err *err)
 		                               cfg->require_origin_digest };
 		rc = mir_fills_new(&fc, s->store, &s->rs, &s->fills, err);
 	}
+	if (rc == 0 && peer)
+		rc = mir_verify_start(s->store, cfg->scrub_bytes_per_s, &s->verify, err);
 	if (rc == 0)
 		rc = mir_tools_start(cfg->root, cfg->keep_versions, s->store, &s->rs, &s->tools, err);
 	if (rc == 0 && !peer)
@@ -1483,6 +1605,9 @@ mir_server_reload(struct mir_server *s, const struct mir_config *next, const cha
 	if (rc != 0)
 		return rc;
 	mir_resp_set_rate(&s->rs, next->max_egress_bytes_per_s);
+	if (s->verify != NULL)
+		mir_verify_set_rate(s->verify, next->scrub_bytes_per_s);
+	atomic_store(&s->verify_max_age_ms, next->verify_max_age_s * 1000);
 	(void)srv_load_token(s, token, err);
 	/* An origin keeps everything it publishes: only a peer has a limit. */
 	if (s->cfg->mode == MIR_MODE_PEER &&
@@ -1538,6 +1663,7 @@ mir_server_start(const struct mir_config *cfg, const char *token, struct mir_ser
 	s->listen_fd = -1;
 	s->started_ms = hc_now_ms();
 	s->probe_ms = s->started_ms;
+	atomic_store(&s->verify_max_age_ms, cfg->verify_max_age_s * 1000);
 	mir_url_redact(cfg->origin_url != NULL ? cfg->origin_url : "", s->origin_shown,
 	               sizeof(s->origin_shown));
 	pthread_mutex_init(&s->flush_mu, NULL);
@@ -1613,6 +1739,7 @@ mir_server_stop(struct mir_server *s)
 	mir_resp_stop(&s->rs);
 	mir_journal_stop(s->journal);
 	mir_prewarm_cancel(s->prewarm);
+	mir_verify_stop(s->verify);
 	mir_fills_cancel_all(s->fills);
 	mir_upstream_cancel(s->upstream);
 	mir_acme_stop(s->acme);
@@ -1632,6 +1759,7 @@ mir_server_stop(struct mir_server *s)
 	mir_upstream_free(s->upstream);
 	mir_tools_stop(s->tools);
 	mir_fills_free(s->fills);
+	mir_verify_free(s->verify);
 	mir_store_close(s->store);
 	mir_access_free(s->access);
 	explicit_bzero(s->token_digest, sizeof(s->token_digest));

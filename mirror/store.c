@@ -101,6 +101,7 @@ struct mir_entry {
 	int32_t mtime_ns;
 	int32_t pins;
 	uint32_t hash;               /* of path: chains compare it first */
+	int64_t verified_ms;         /* hc_now_ms of the last match, 0: not since the start */
 	unsigned char sha[HC_SHA256_LEN];
 	unsigned char flags;
 	char path[];
@@ -129,6 +130,7 @@ struct mir_store {
 	uint64_t pending_records;    /* (mu) */
 	uint64_t journal_records;    /* records in meta/index (mu) */
 	uint64_t bytes, reserved, max_bytes, evictions, unverified, evict_seq;
+	uint64_t corrupt;            /* files removed for not matching their digest */
 	int exclusive;               /* a peer: never digests its own bytes */
 	int compact;                 /* the journal misses records: rewrite it (mu) */
 };
@@ -1147,6 +1149,7 @@ store_untrusted(struct mir_store *st, const char *rel, const struct stat *sb,
                 struct mir_entry *e, const char *why, struct hc_err *err)
 {
 	hc_log(HC_LOG_WARN, "mirror", "%s %s; removed", rel, why);
+	st->corrupt++;
 	if (store_remove_if_same(st, rel, sb) && e != NULL)
 		store_forget(st, e);
 	return hc_err_set(err, HC_ENOTFOUND, "%s: %s", rel, why);
@@ -1279,6 +1282,7 @@ mir_store_get(struct mir_store *st, const char *path, int touch, struct mir_file
 	out->size = e->size;
 	out->mtime_s = e->mtime_s;
 	store_sha_hex(e, out->sha256);
+	out->verified_ms = e->verified_ms;
 	out->entry = e;
 	pthread_mutex_unlock(&st->mu);
 	return 0;
@@ -1300,6 +1304,120 @@ mir_store_release(struct mir_store *st, struct mir_entry *e)
 		store_unpark(st, e);
 	}
 	pthread_mutex_unlock(&st->mu);
+}
+
+/* ------------------------------------------------------------ verification */
+
+int
+mir_store_check(struct mir_store *st, const struct mir_file *f, const char *found,
+                struct hc_err *err)
+{
+	char want[HC_SHA256_HEX_LEN + 1];
+	struct mir_entry *e = f->entry;
+	struct stat sb;
+	int rc = MIR_CHECK_EVICTED;
+
+	if (fstat(f->fd, &sb) != 0)
+		return hc_err_set(err, HC_EIO, "%s: fstat: %s", e->path, strerror(errno));
+	pthread_mutex_lock(&st->mu);
+	if (e->flags & STORE_REMOVED) {
+		rc = hc_err_set(err, HC_ENOTFOUND, "%s: replaced or removed meanwhile", e->path);
+		goto done;
+	}
+	if (!(e->flags & STORE_HAS_DIGEST)) {
+		rc = MIR_CHECK_UNVERIFIABLE;
+		goto done;
+	}
+	store_sha_hex(e, want);
+	if (strcmp(want, found) == 0 && store_same_file(e, &sb)) {
+		e->verified_ms = hc_now_ms();
+		rc = MIR_CHECK_OK;
+		goto done;
+	}
+	hc_log(HC_LOG_WARN, "mirror", "%s corrupt: expected sha256 %s, found %s; evicted",
+	       e->path, want, found);
+	st->corrupt++;
+	if (store_remove_if_same(st, e->path, &sb))
+		store_forget(st, e);
+done:
+	pthread_mutex_unlock(&st->mu);
+	return rc;
+}
+
+/* The scrub batch as a max-heap on verified_ms: its top is the most
+ * recently verified of the oldest found so far, the one to replace. */
+static void
+store_heap_down(struct mir_entry **h, size_t n, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		struct mir_entry *t;
+
+		if (l < n && h[l]->verified_ms > h[m]->verified_ms)
+			m = l;
+		if (r < n && h[r]->verified_ms > h[m]->verified_ms)
+			m = r;
+		if (m == i)
+			return;
+		t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
+static void
+store_heap_up(struct mir_entry **h, size_t i)
+{
+	while (i > 0 && h[(i - 1) / 2]->verified_ms < h[i]->verified_ms) {
+		struct mir_entry *t = h[i];
+
+		h[i] = h[(i - 1) / 2];
+		h[(i - 1) / 2] = t;
+		i = (i - 1) / 2;
+	}
+}
+
+size_t
+mir_store_scrub_batch(struct mir_store *st, char (*paths)[MIR_PATH_MAX], size_t max)
+{
+	struct mir_entry *h[MIR_SCRUB_BATCH_MAX];
+	struct store_link *l;
+	size_t n = 0, i;
+
+	if (max > MIR_SCRUB_BATCH_MAX)
+		max = MIR_SCRUB_BATCH_MAX;
+	if (max == 0)
+		return 0;
+	pthread_mutex_lock(&st->mu);
+	for (l = st->lru.next; l != &st->lru; l = l->next) {
+		struct mir_entry *e;
+
+		if (l == &st->cursor)
+			continue;
+		e = STORE_ENTRY(l);
+		if (!(e->flags & STORE_HAS_DIGEST))
+			continue;
+		if (n < max) {
+			h[n] = e;
+			store_heap_up(h, n++);
+		} else if (e->verified_ms < h[0]->verified_ms) {
+			h[0] = e;
+			store_heap_down(h, n, 0);
+		}
+	}
+	/* Heap sort: the oldest ends first. */
+	for (i = n; i > 1; i--) {
+		struct mir_entry *t = h[0];
+
+		h[0] = h[i - 1];
+		h[i - 1] = t;
+		store_heap_down(h, i - 1, 0);
+	}
+	for (i = 0; i < n; i++)
+		hc_strlcpy(paths[i], h[i]->path, MIR_PATH_MAX);
+	pthread_mutex_unlock(&st->mu);
+	return n;
 }
 
 /* ------------------------------------------------------------ writing */
@@ -1492,6 +1610,9 @@ mir_store_commit(struct mir_store *st, const char *path, const char *tmp, int fd
 		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
 		goto fail;
 	}
+	/* The caller checked these bytes against the digest as they came. */
+	if (e->flags & STORE_HAS_DIGEST)
+		e->verified_ms = hc_now_ms();
 	base = strrchr(path, '/');
 	base = base != NULL ? base + 1 : path;
 	/* The rename and the table change in one section: two commits to one
@@ -1909,6 +2030,7 @@ mir_store_stats(struct mir_store *st, struct mir_store_stats *out)
 	out->max_bytes = st->max_bytes;
 	out->evictions = st->evictions;
 	out->unverified = st->unverified;
+	out->corrupt_evictions = st->corrupt;
 	pthread_mutex_unlock(&st->mu);
 }
 
