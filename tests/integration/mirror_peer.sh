@@ -235,7 +235,7 @@ PPORT4=$(t_free_port)
 K="$T_DIR/pin"
 mkdir -p "$K/files/b"
 cp "$OROOT/files/b/a.bin" "$OROOT/files/b/b.bin" "$K/files/b/"
-t_start pin "$T_DIR/pin.log" "$M" --mode peer --listen "127.0.0.1:$PPORT4" --root "$K" \
+t_start pin "$T_DIR/pin.log" "$M" --config "$T_DIR/lru.yaml" --mode peer --listen "127.0.0.1:$PPORT4" --root "$K" \
 	--origin-url "$O" --max-bytes 250000 --max-egress-bytes-per-s 20K
 t_wait_log "$T_DIR/pin.log" "listening on" 10000
 P4="http://127.0.0.1:$PPORT4"
@@ -257,7 +257,7 @@ t_stop pin
 
 # A file just filled stays pinned while the clients of its fill still read it.
 PPORT5=$(t_free_port)
-t_start pin2 "$T_DIR/pin2.log" "$M" --mode peer --listen "127.0.0.1:$PPORT5" --root "$T_DIR/pin2" \
+t_start pin2 "$T_DIR/pin2.log" "$M" --config "$T_DIR/lru.yaml" --mode peer --listen "127.0.0.1:$PPORT5" --root "$T_DIR/pin2" \
 	--origin-url "$O" --max-bytes 130000 --max-egress-bytes-per-s 20K
 t_wait_log "$T_DIR/pin2.log" "listening on" 10000
 P5="http://127.0.0.1:$PPORT5/api/v1/peer/files"
