@@ -1,5 +1,5 @@
 /*
- * The cluster HTTP API of DESIGN.md section 9, independent of the HTTP
+ * The cluster HTTP API of docs/architecture.md section 9, independent of the HTTP
  * server: a request in, a status and a JSON body out. Every request runs
  * under one mutex, so a change is seen whole by the next request.
  */
