@@ -321,6 +321,10 @@ int hc_json_get_array(struct json_object *obj, const char *field,
 int hc_json_opt_string(struct json_object *obj, const char *field,
                        const char **out, struct hc_err *err);
 
+/* What v is, for "expected a string, got null": "null", "a boolean", "a
+ * number", "an integer", "an object", "an array" or "a string". */
+const char *hc_json_type_label(struct json_object *v);
+
 /* Parses len bytes of JSON text into *out (caller puts with json_object_put).
  * HC_EDATA with json-c's reason and offset on bad input. */
 int hc_json_parse(const char *text, size_t len, struct json_object **out,
