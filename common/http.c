@@ -175,8 +175,10 @@ http_handle(int reuse, int *kept)
 	return curl;
 }
 
-void
-hc_http_thread_done(void)
+/* Closes the connections the calling thread kept (reuse_connections); other
+ * threads' go at their exit, through the key's destructor. */
+static void
+http_thread_done(void)
 {
 	CURL *curl;
 
@@ -192,7 +194,7 @@ hc_http_thread_done(void)
 void
 hc_http_global_cleanup(void)
 {
-	hc_http_thread_done();
+	http_thread_done();
 	ares_library_cleanup();
 	curl_global_cleanup();
 }
