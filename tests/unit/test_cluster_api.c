@@ -386,8 +386,6 @@ report(struct clu_api *api, const char *body, int want, const char *text)
 	expect(api, "POST", "/api/v1/heads/head-1/latency", NULL, body, want, text);
 }
 
-/* Issue 20: reports rank the cross-venue partition for the head; the
- * quickroute gate is unchanged; bad reports store nothing. */
 /* Reports the latency API refuses: 400 (or 404, 405) naming the field;
  * the caller checks that nothing was stored. */
 static void
@@ -431,6 +429,8 @@ latency_bad_reports(struct clu_api *api)
 	}
 }
 
+/* Issue 20: reports rank the cross-venue partition for the head; the
+ * quickroute gate is unchanged; bad reports store nothing. */
 static void
 test_latency(void **state)
 {
