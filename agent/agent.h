@@ -1,4 +1,4 @@
-/* agent: hydra-agent's configuration (DESIGN.md section 4) and subcommands. */
+/* agent: hydra-agent's configuration (docs/architecture.md section 4) and subcommands. */
 #ifndef AGENT_H
 #define AGENT_H
 

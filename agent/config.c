@@ -1,4 +1,4 @@
-/* agent.yaml: the schema of DESIGN.md section 4 and its loading. */
+/* agent.yaml: the schema of docs/architecture.md section 4 and its loading. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* hydra-agent discover, invalidate and stream (DESIGN.md section 6). */
+/* hydra-agent discover, invalidate and stream (docs/architecture.md section 6). */
 #include <getopt.h>
 #include <json-c/json.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* hydra-agent install: the CLI of mirrorfetch (DESIGN.md section 5). */
+/* hydra-agent install: the CLI of mirrorfetch (docs/architecture.md section 5). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>

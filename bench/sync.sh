@@ -31,6 +31,8 @@ for t in rsync jq; do
 done
 port() { "$BIN/hydra-testkit" free-port; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# The nginx proxy of conn_count, the same as the tests'.
+. "$ROOT/tests/support/fleet_env.sh"
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
 V1="$DIR/root/files/tools/bench/1/files"
@@ -115,19 +117,7 @@ rsync_from v1 "$DIR/rsync" > /dev/null
 conn_count() {
 	command -v nginx > /dev/null || { echo "n/a (nginx is not installed)"; return; }
 	_np=$(port)
-	mkdir -p "$DIR/nginx"
-	cat > "$DIR/nginx/nginx.conf" <<NGINX
-daemon off; master_process off; worker_processes 1;
-pid $DIR/nginx/nginx.pid; error_log $DIR/nginx/error.log;
-events { worker_connections 256; }
-http {
-	log_format conn '\$connection \$request';
-	access_log $DIR/nginx/access.log conn;
-	client_body_temp_path $DIR/nginx/t; proxy_temp_path $DIR/nginx/p;
-	server { listen 127.0.0.1:$_np;
-		location / { proxy_pass $BASE; proxy_buffering off; proxy_http_version 1.1; } }
-}
-NGINX
+	env_nginx_conf "$DIR/nginx" "$_np" "$(env_nginx_proxy "$BASE")"
 	nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf" -e "$DIR/nginx/error.log" &
 	_ngx=$!
 	"$BIN/hydra-testkit" wait-tcp 127.0.0.1 "$_np" 10000 || { echo "n/a (nginx did not start)"; kill $_ngx; return; }

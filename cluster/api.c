@@ -1,5 +1,5 @@
 /*
- * The cluster HTTP API of DESIGN.md section 9, independent of the HTTP
+ * The cluster HTTP API of docs/architecture.md section 9, independent of the HTTP
  * server: a request in, a status and a JSON body out. Every request runs
  * under one mutex, so a change is seen whole by the next request.
  */
@@ -547,21 +547,6 @@ struct clu_field {
 	const char *label;   /* "a string": for "expected a string, got null" */
 };
 
-static const char *
-clu_json_type_label(struct json_object *v)
-{
-	switch (json_object_get_type(v)) {
-	case json_type_null:    return "null";
-	case json_type_boolean: return "a boolean";
-	case json_type_double:  return "a number";
-	case json_type_int:     return "an integer";
-	case json_type_object:  return "an object";
-	case json_type_array:   return "an array";
-	case json_type_string:  return "a string";
-	}
-	return "something else";
-}
-
 /* Checks each member of obj against fields: known name, the right type.
  * 0, or HC_EDATA with err naming the field. */
 static int
@@ -579,7 +564,7 @@ clu_body_fields(struct json_object *obj, const struct clu_field *fields,
 			return hc_err_set(err, HC_EDATA, "unknown field '%s'", key);
 		if (val == NULL || !json_object_is_type(val, fields[k].type))
 			return hc_err_set(err, HC_EDATA, "field '%s': expected %s, got %s", key,
-			                  fields[k].label, clu_json_type_label(val));
+			                  fields[k].label, hc_json_type_label(val));
 	}
 	return 0;
 }

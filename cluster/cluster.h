@@ -1,5 +1,5 @@
 /*
- * cluster: the fleet model, the body-selection partition policy (DESIGN.md
+ * cluster: the fleet model, the body-selection partition policy (docs/architecture.md
  * section 9) and the HTTP API hydra-cluster-sim serves them with.
  *
  * Ownership: a struct clu_fleet owns its nodes and their strings. Pointers to

@@ -1,4 +1,4 @@
-/* The fleet file (DESIGN.md section 9): schema, loading, changes, saving. */
+/* The fleet file (docs/architecture.md section 9): schema, loading, changes, saving. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -450,7 +450,7 @@ clu_fleet_to_yaml(const struct clu_fleet *fleet, char **out, size_t *len,
                   struct hc_err *err)
 {
 	static const char header[] =
-		"# Fleet of hydra-cluster-sim (DESIGN.md section 9), written by --save.\n";
+		"# Fleet of hydra-cluster-sim (docs/architecture.md section 9), written by --save.\n";
 	struct hc_buf text;
 	char chunk[8192];
 	ssize_t n;

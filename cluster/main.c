@@ -1,5 +1,5 @@
 /*
- * hydra-cluster-sim: the cluster and district control API (DESIGN.md
+ * hydra-cluster-sim: the cluster and district control API (docs/architecture.md
  * section 9) over a fleet YAML file, with the body-selection partition
  * policy. main() is the only place that turns a status into an exit code.
  */

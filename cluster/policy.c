@@ -1,5 +1,5 @@
 /*
- * The body-selection partition policy (DESIGN.md section 9, seed "Server
+ * The body-selection partition policy (docs/architecture.md section 9, seed "Server
  * changes"). A partition is a list of filters; a body is in it when every
  * filter accepts it. Within a partition bodies are ranked by a list of keys,
  * compared in order until one differs.

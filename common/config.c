@@ -106,9 +106,9 @@ cfg_set_scalar(const struct hc_cfg_field *f, void *obj, const char *text,
 	case HC_CFG_STRING:
 		if (f->check != NULL && f->check(text, what, what_size) != 0)
 			return HC_ECONFIG;
-		copy = strdup(text);
+		copy = hc_strdup(text);
 		if (copy == NULL) {
-			snprintf(what, what_size, "out of memory");
+			(void)hc_snprintf(what, what_size, "out of memory");
 			return HC_ENOMEM;
 		}
 		free(*cfg_str_slot(f, obj));
@@ -116,12 +116,12 @@ cfg_set_scalar(const struct hc_cfg_field *f, void *obj, const char *text,
 		return 0;
 	case HC_CFG_INT:
 		if (hc_parse_int(text, LLONG_MIN, LLONG_MAX, &iv) != 0) {
-			snprintf(what, what_size, "expected an integer, got '%s'", text);
+			(void)hc_snprintf(what, what_size, "expected an integer, got '%s'", text);
 			return HC_ECONFIG;
 		}
 		if (iv < f->min || iv > f->max) {
-			snprintf(what, what_size, "%lld is out of range [%lld, %lld]",
-			         iv, f->min, f->max);
+			(void)hc_snprintf(what, what_size, "%lld is out of range [%lld, %lld]",
+			                  iv, f->min, f->max);
 			return HC_ECONFIG;
 		}
 		*(long long *)cfg_slot(f, obj) = iv;
@@ -135,17 +135,17 @@ cfg_set_scalar(const struct hc_cfg_field *f, void *obj, const char *text,
 			*(int *)cfg_slot(f, obj) = 0;
 			return 0;
 		}
-		snprintf(what, what_size, "expected true or false, got '%s'", text);
+		(void)hc_snprintf(what, what_size, "expected true or false, got '%s'", text);
 		return HC_ECONFIG;
 	case HC_CFG_SIZE:
 		if (hc_parse_size(text, &sv) != 0) {
-			snprintf(what, what_size,
-			         "expected a size such as 512M or 10G, got '%s'", text);
+			(void)hc_snprintf(what, what_size,
+			                  "expected a size such as 512M or 10G, got '%s'", text);
 			return HC_ECONFIG;
 		}
 		if ((long long)sv < f->min || (f->max > 0 && sv > (uint64_t)f->max)) {
-			snprintf(what, what_size, "%s is out of range [%lld, %lld]", text,
-			         f->min, f->max);
+			(void)hc_snprintf(what, what_size, "%s is out of range [%lld, %lld]", text,
+			                  f->min, f->max);
 			return HC_ECONFIG;
 		}
 		*(uint64_t *)cfg_slot(f, obj) = sv;
@@ -157,16 +157,16 @@ cfg_set_scalar(const struct hc_cfg_field *f, void *obj, const char *text,
 				return 0;
 			}
 		}
-		{
-			size_t used = (size_t)snprintf(what, what_size,
-			                               "'%s' is not one of:", text);
-			for (i = 0; f->enum_values[i] != NULL && used < what_size; i++)
-				used += (size_t)snprintf(what + used, what_size - used, " %s",
-				                         f->enum_values[i]);
+		(void)hc_snprintf(what, what_size, "'%s' is not one of:", text);
+		for (i = 0; f->enum_values[i] != NULL; i++) {
+			size_t used = strlen(what);
+
+			if (hc_snprintf(what + used, what_size - used, " %s", f->enum_values[i]) != 0)
+				break;
 		}
 		return HC_ECONFIG;
 	default:
-		snprintf(what, what_size, "internal: not a scalar field");
+		(void)hc_snprintf(what, what_size, "internal: not a scalar field");
 		return HC_ESOFTWARE;
 	}
 }
@@ -322,7 +322,7 @@ cfg_load_strlist(struct cfg_ctx *c, const struct hc_cfg_field *f, void *obj,
 				return cfg_fail(c, item->start_mark, key, "item %zu: %s", i, what);
 			}
 		}
-		items[i] = strdup(cfg_scalar(item));
+		items[i] = hc_strdup(cfg_scalar(item));
 		if (items[i] == NULL) {
 			struct hc_strlist bad = { items, i };
 			cfg_free_strlist(&bad);
@@ -618,7 +618,7 @@ hc_cfg_check_url(const char *value, char *what, size_t what_size)
 	if (*value == '\0')
 		return 0;
 	if (hc_url_parse(value, &u, &e) != 0) {
-		snprintf(what, what_size, "%s", e.msg);
+		(void)hc_snprintf(what, what_size, "%s", e.msg);
 		return HC_ECONFIG;
 	}
 	hc_url_free(&u);
@@ -630,7 +630,7 @@ hc_cfg_check_dns_label(const char *value, char *what, size_t what_size)
 {
 	if (*value == '\0' || hc_is_dns_label(value))
 		return 0;
-	snprintf(what, what_size, "'%s' is not a DNS label (letters, digits, '-')", value);
+	(void)hc_snprintf(what, what_size, "'%s' is not a DNS label (letters, digits, '-')", value);
 	return HC_ECONFIG;
 }
 
@@ -666,9 +666,9 @@ hc_cfg_check_host_port(const char *value, char *what, size_t what_size)
 		goto bad;
 	return 0;
 bad:
-	snprintf(what, what_size,
-	         "'%s' is not an address such as 127.0.0.1, 127.0.0.1:5353 or [::1]:53",
-	         value);
+	(void)hc_snprintf(what, what_size,
+	                  "'%s' is not an address such as 127.0.0.1, 127.0.0.1:5353 or [::1]:53",
+	                  value);
 	return HC_ECONFIG;
 }
 

@@ -321,6 +321,10 @@ int hc_json_get_array(struct json_object *obj, const char *field,
 int hc_json_opt_string(struct json_object *obj, const char *field,
                        const char **out, struct hc_err *err);
 
+/* What v is, for "expected a string, got null": "null", "a boolean", "a
+ * number", "an integer", "an object", "an array" or "a string". */
+const char *hc_json_type_label(struct json_object *v);
+
 /* Parses len bytes of JSON text into *out (caller puts with json_object_put).
  * HC_EDATA with json-c's reason and offset on bad input. */
 int hc_json_parse(const char *text, size_t len, struct json_object **out,
@@ -467,7 +471,8 @@ struct hc_http_config {
 	uint64_t stall_bytes_per_s;/* 0: no stall check */
 	int stall_seconds;
 	int reuse_connections;     /* keep this thread's connections for its next
-	                              request (hc_http_thread_done releases them) */
+	                              request; released at thread exit and, for
+	                              the calling thread, by hc_http_global_cleanup */
 };
 
 /* Called for each chunk of body. Return 0 to go on, non-zero to abort the
@@ -539,10 +544,6 @@ void hc_http_response_init(struct hc_http_response *resp);
  * start and before any hc_dns_resolve or hc_http_request. 0 or HC_ESOFTWARE. */
 int hc_http_global_init(struct hc_err *err);
 void hc_http_global_cleanup(void);
-/* Closes the connections the calling thread kept (reuse_connections). Also
- * done at thread exit, and for the calling thread by hc_http_global_cleanup.
- * This function cannot fail. */
-void hc_http_thread_done(void);
 
 /* ------------------------------------------------------------------ net */
 

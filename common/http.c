@@ -175,8 +175,10 @@ http_handle(int reuse, int *kept)
 	return curl;
 }
 
-void
-hc_http_thread_done(void)
+/* Closes the connections the calling thread kept (reuse_connections); other
+ * threads' go at their exit, through the key's destructor. */
+static void
+http_thread_done(void)
 {
 	CURL *curl;
 
@@ -192,7 +194,7 @@ hc_http_thread_done(void)
 void
 hc_http_global_cleanup(void)
 {
-	hc_http_thread_done();
+	http_thread_done();
 	ares_library_cleanup();
 	curl_global_cleanup();
 }
@@ -214,19 +216,51 @@ http_header_value(const char *v, size_t len, char *out, size_t size)
 	out[len] = '\0';
 }
 
-/* "bytes 100-199/1000" gives start and total; a 416 (star, then the total)
- * gives only the total. */
+/* Digits of one Content-Range number: INT64_MAX has 19. */
+#define HTTP_RANGE_DIGITS_MAX 19
+
+/* The number in s up to the first of stop, which must follow it; *next
+ * points past stop ("" for stop '\0'). -1 on anything else, an overflow
+ * included: a header is untrusted input. */
+static int
+http_range_number(const char *s, char stop, long long *out, const char **next)
+{
+	char digits[HTTP_RANGE_DIGITS_MAX + 1];
+	size_t n = 0;
+
+	while (s[n] >= '0' && s[n] <= '9') {
+		if (n == HTTP_RANGE_DIGITS_MAX)
+			return -1;
+		digits[n] = s[n];
+		n++;
+	}
+	if (n == 0 || s[n] != stop)
+		return -1;
+	digits[n] = '\0';
+	*next = stop != '\0' ? s + n + 1 : s + n;
+	return hc_parse_int(digits, 0, INT64_MAX, out) == 0 ? 0 : -1;
+}
+
+/* "bytes 100-199/1000" gives start and total; a 416 (an asterisk for the
+ * range, then "/1000") gives only the total. Anything else gives nothing. */
 static void
 http_parse_content_range(const char *v, struct hc_http_response *resp)
 {
 	long long start, end, total;
+	const char *p;
 
-	if (sscanf(v, "bytes %lld-%lld/%lld", &start, &end, &total) == 3 &&
-	    start >= 0 && end >= start && total > end) {
+	if (strncmp(v, "bytes ", 6) != 0)
+		return;
+	p = v + 6;
+	if (strncmp(p, "*/", 2) == 0) {
+		if (http_range_number(p + 2, '\0', &total, &p) == 0)
+			resp->range_total = total;
+		return;
+	}
+	if (http_range_number(p, '-', &start, &p) == 0 &&
+	    http_range_number(p, '/', &end, &p) == 0 &&
+	    http_range_number(p, '\0', &total, &p) == 0 && end >= start && total > end) {
 		resp->range_start = start;
-		resp->range_total = total;
-	} else if (sscanf(v, "bytes */%lld", &total) == 1 && total >= 0) {
-		/* A 416 says how long the representation is. */
 		resp->range_total = total;
 	}
 }

@@ -7,8 +7,8 @@
 /* Response bodies the programs parse are small; this bounds a hostile one. */
 #define JSON_DEPTH_MAX 32
 
-static const char *
-json_type_label(struct json_object *v)
+const char *
+hc_json_type_label(struct json_object *v)
 {
 	switch (json_object_get_type(v)) {
 	case json_type_null:    return "null";
@@ -41,7 +41,7 @@ json_field(struct json_object *obj, const char *field, enum json_type want,
 	}
 	if (!json_object_is_type(v, want))
 		return hc_err_set(err, HC_EDATA, "field '%s': expected %s, got %s", field,
-		                  want_label, json_type_label(v));
+		                  want_label, hc_json_type_label(v));
 	*out = v;
 	return 0;
 }

@@ -73,7 +73,7 @@ hc_url_parse(const char *text, struct hc_url *out, struct hc_err *err)
 			out->path_query = NULL;
 		}
 	} else {
-		out->path_query = strdup(path);
+		out->path_query = hc_strdup(path);
 	}
 	if (out->path_query == NULL) {
 		hc_err_set(err, HC_ENOMEM, "out of memory");

@@ -1,5 +1,5 @@
 /*
- * discovery: picks the body a head streams from (DESIGN.md sections 6 and 7).
+ * discovery: picks the body a head streams from (docs/architecture.md sections 6 and 7).
  *
  * The eligible list comes from the cluster already ranked; each body is
  * probed LAN first, then WireGuard, and the first answer wins. The choice is
@@ -94,7 +94,7 @@ struct disc_list {
 
 /* ------------------------------------------------------------ eligible list */
 
-/* Parses the eligible-list JSON of DESIGN.md section 6 into out. Unknown
+/* Parses the eligible-list JSON of docs/architecture.md section 6 into out. Unknown
  * fields are ignored; a missing or mistyped required field (node_id, name,
  * lan_ip, wg_ip, same_venue) is HC_EDATA with a message naming it, such as
  * "bodies[1]: missing field 'wg_ip'". lan_ip and wg_ip may be "" or null (no
@@ -152,7 +152,7 @@ struct disc_candidate {
 	const char *ip;            /* points into the list */
 };
 
-/* The failover order of DESIGN.md section 6: for each body in list order its
+/* The failover order of docs/architecture.md section 6: for each body in list order its
  * LAN address, then its WireGuard address; a missing address is skipped.
  * Returns the number of candidates written (at most DISC_MAX_CANDIDATES). */
 size_t disc_candidates(const struct disc_list *list, struct disc_candidate *out);
@@ -193,7 +193,7 @@ typedef enum disc_probe_result (*disc_prober)(void *ctx, const char *ip, int por
                                               char *why, size_t why_size);
 
 /* The sequential failover loop over list with probe (disc_probe_tcp when
- * NULL), logging the lines of DESIGN.md section 7. 0 with *out filled, or
+ * NULL), logging the lines of docs/architecture.md section 7. 0 with *out filled, or
  * HC_EUNAVAIL after logging "no reachable body among <n> eligible". */
 int disc_choose_sequential(const struct disc_config *cfg, const struct disc_list *list,
                            disc_prober probe, void *probe_ctx,

@@ -1,4 +1,4 @@
-/* mirror.yaml: the schema of DESIGN.md section 8 and the listen address. */
+/* mirror.yaml: the schema of docs/architecture.md section 8 and the listen address. */
 #include <sys/socket.h>
 #include <stddef.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /*
  * mir: hydra-mirror, the file server that runs as the origin (mirror-a) or as
- * a district read-through cache (peer). DESIGN.md section 8 is the contract;
+ * a district read-through cache (peer). docs/architecture.md section 8 is the contract;
  * docs/mirror.md is the operator's reference.
  */
 #ifndef MIRROR_H

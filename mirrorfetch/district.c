@@ -149,7 +149,7 @@ mf_district_lookup(const struct mf_config *cfg, char out[MF_DISTRICT_MAX],
 			return 0;
 		}
 		hc_strlcpy(out, cfg->district_static, MF_DISTRICT_MAX);
-		/* The contract line of DESIGN.md 7 first, so one grep finds every
+		/* The contract line of docs/architecture.md section 7 first, so one grep finds every
 		 * install that knew its district; the source follows. */
 		hc_log(HC_LOG_INFO, MOD, "district %s from body config (district.static)", out);
 		return 0;

@@ -623,7 +623,7 @@ struct install_tally {
 
 enum try_result { TRY_COMMITTED, TRY_NEXT, TRY_STOP };
 
-/* Logs why candidate c was left, in the words of DESIGN.md section 7. */
+/* Logs why candidate c was left, in the words of docs/architecture.md section 7. */
 static void
 install_log_fallback(const struct install *in, const struct mf_candidate *c,
                      int is_district, const struct hc_err *why)

@@ -1,7 +1,7 @@
 /*
  * mirrorfetch: install a build through the body's district mirror, falling
  * back to the origin, with streaming SHA-256 verification and resume
- * (DESIGN.md section 5).
+ * (docs/architecture.md section 5).
  */
 #ifndef MIRRORFETCH_H
 #define MIRRORFETCH_H
@@ -120,7 +120,7 @@ int mf_candidates_for(const struct mf_config *cfg, const char *url, mf_district_
                       void *ctx, struct mf_candidates *out, struct hc_err *err);
 
 /*
- * Installs url at out_path: see DESIGN.md section 5. expect_sha256 may be NULL.
+ * Installs url at out_path: see docs/architecture.md section 5. expect_sha256 may be NULL.
  * out_path never holds a partial or unverified file; out_path.part holds the
  * bytes so far and is resumed by the next run. A bad url or an empty
  * out_path is HC_EUSAGE, and an out_path or part that is a link or not a

@@ -1,4 +1,4 @@
-/* The --json reports: an install's (DESIGN.md section 5) and a sync's
+/* The --json reports: an install's (docs/architecture.md section 5) and a sync's
  * (docs/sync.md). The one place results are printed. */
 #include <json-c/json.h>
 

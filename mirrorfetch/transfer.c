@@ -38,8 +38,9 @@ transfer_district(void *ctx, const char **district, struct hc_err *err)
 		if (rc == 0)
 			s->district_known = 1;
 	}
-	pthread_mutex_unlock(&s->district_mu);
+	/* Read under the lock: another worker may be writing both right now. */
 	*district = s->district_known ? s->district : "";
+	pthread_mutex_unlock(&s->district_mu);
 	return rc;
 }
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Testbook: body selection Phase 1, Test A (cross-venue, peppy -> cosmic),
-# all seven steps of seeds/body-selection-phase1.md, on one machine.
+# all seven steps of "Body selection, Phase 1" (docs/architecture.md section 13), on one machine.
 #
 # The venue is a network namespace of our own: peppy-dumpling-32 (the head,
 # node-74adf4f8) runs hydra-agent; boom-pickle-38 (node-74f9fbf2, same

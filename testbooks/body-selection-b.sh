@@ -1,6 +1,6 @@
 #!/bin/bash
 # Testbook: body selection Phase 1, Test B (the failover loop), from
-# seeds/body-selection-phase1.md, on one machine.
+# "Body selection, Phase 1" (docs/architecture.md section 13), on one machine.
 #
 # Same venue as Test A (testbooks/body-selection-a.sh): a network namespace
 # of our own with peppy (head), boom-pickle (same venue, stays in
@@ -16,7 +16,7 @@ tb_need hydra-agent hydra-cluster-sim hydra-testkit hydra-stream-client -- curl 
 tb_fleet
 
 # Step 1: boom-pickle stays in bxl1/rupelmonde and cosmic stays available
-# to peppy across venues. Quickroute is a gate (DESIGN.md 9): while
+# to peppy across venues. Quickroute is a gate (docs/architecture.md section 9): while
 # boom-pickle is eligible the list is boom-pickle alone; a head that cannot
 # reach it asks again with exclude=, and then cosmic is what it gets.
 tb_sim GET "/bodies/eligible?district=bxl1&venue=rupelmonde&head_id=$PEPPY"

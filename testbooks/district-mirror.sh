@@ -1,6 +1,6 @@
 #!/bin/bash
 # Testbook: the district mirror fleet's acceptance criteria
-# (seeds/district-mirror-fleet.md), on one machine.
+# ("District mirror fleet", docs/architecture.md section 13), on one machine.
 #
 # In a network namespace of our own: dnsmasq on 127.0.0.1:53 is the zone
 # experiencenet.com (mirror-a -> 127.20.0.1, bxl1.hydramirror -> 127.20.1.1)

@@ -41,16 +41,7 @@ CLOSED_PORT=$(t_free_port)
 
 # nginx as a peer that answers 500 to everything.
 NGINX_PORT=$(t_free_port)
-mkdir -p "$T_DIR/nginx"
-cat > "$T_DIR/nginx/nginx.conf" <<NGINX
-daemon off; master_process off; worker_processes 1; user root;
-pid $T_DIR/nginx/nginx.pid; error_log $T_DIR/nginx/error.log;
-events { worker_connections 32; }
-http { access_log off; client_body_temp_path $T_DIR/nginx/t;
-       server { listen 127.0.0.1:$NGINX_PORT; location / { return 500; } } }
-NGINX
-t_start nginx "$T_DIR/nginx.log" nginx -p "$T_DIR/nginx" -c "$T_DIR/nginx/nginx.conf" -e "$T_DIR/nginx/error.log"
-t_wait_tcp 127.0.0.1 "$NGINX_PORT" 10000 || t_fail "nginx starts" "no listener"
+env_nginx nginx "$NGINX_PORT" "location / { return 500; }"
 
 # conf NAME DISTRICT PATTERN_URL [ORIGIN_HOST [DNS]]: writes $T_DIR/NAME.yaml
 conf() {

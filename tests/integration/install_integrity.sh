@@ -9,7 +9,7 @@
 
 A="$BIN/hydra-agent"
 SIZE=$((1024 * 1024))
-mkdir -p "$T_DIR/origin/files" "$T_DIR/bad/files" "$T_DIR/nginx"
+mkdir -p "$T_DIR/origin/files" "$T_DIR/bad/files"
 SHA=$(env_build "$T_DIR/origin/files/b.zip" $SIZE)
 cp "$T_DIR/origin/files/b.zip" "$T_DIR/bad/files/b.zip"
 printf 'rotten' | dd of="$T_DIR/bad/files/b.zip" bs=1 seek=4096 conv=notrunc 2>/dev/null
@@ -26,27 +26,7 @@ env_mirror bad --root "$T_DIR/bad" --mode origin || t_done
 BAD_PORT=$MIRROR_PORT
 
 PROXY_PORT=$(t_free_port)
-cat > "$T_DIR/nginx/nginx.conf" <<NGINX
-daemon off; master_process off; worker_processes 1; user root;
-pid $T_DIR/nginx/nginx.pid; error_log $T_DIR/nginx/error.log;
-events { worker_connections 64; }
-http {
-	log_format conn '\$connection \$request_method \$request_uri \$status';
-	access_log $T_DIR/nginx/access.log conn;
-	client_body_temp_path $T_DIR/nginx/t; proxy_temp_path $T_DIR/nginx/p;
-	server {
-		listen 127.0.0.1:$PROXY_PORT;
-		location / {
-			proxy_pass http://127.0.0.1:$DISTRICT_PORT;
-			proxy_buffering off;
-			proxy_http_version 1.1;
-		}
-	}
-}
-NGINX
-t_start nginx "$T_DIR/nginx.log" nginx -p "$T_DIR/nginx" -c "$T_DIR/nginx/nginx.conf" \
-	-e "$T_DIR/nginx/error.log"
-t_wait_tcp 127.0.0.1 "$PROXY_PORT" 10000 || { t_fail "nginx starts" "no listener"; t_done; }
+env_nginx nginx "$PROXY_PORT" "$(env_nginx_proxy "http://127.0.0.1:$DISTRICT_PORT")" || t_done
 
 # conf NAME PORT: the district bxl1 at PORT.
 conf() {

@@ -139,16 +139,7 @@ t_eq "stale part: the retry fetched the whole file" "$(json_attempt_bytes "$T_DI
 # 4. A source that ignores Range (nginx with max_ranges 0) answers 200: the
 # part is restarted, never spliced.
 NGINX_PORT=$(t_free_port)
-mkdir -p "$T_DIR/nginx"
-cat > "$T_DIR/nginx/nginx.conf" <<NGINX
-daemon off; master_process off; worker_processes 1; user root;
-pid $T_DIR/nginx/nginx.pid; error_log $T_DIR/nginx/error.log;
-events { worker_connections 32; }
-http { access_log off; client_body_temp_path $T_DIR/nginx/t; max_ranges 0;
-       server { listen 127.0.0.1:$NGINX_PORT; root $T_DIR/origin/files; } }
-NGINX
-t_start nginx "$T_DIR/nginx.log" nginx -p "$T_DIR/nginx" -c "$T_DIR/nginx/nginx.conf" -e "$T_DIR/nginx/error.log"
-t_wait_tcp 127.0.0.1 "$NGINX_PORT" 10000 || t_fail "nginx starts" "no listener"
+env_nginx nginx "$NGINX_PORT" "root $T_DIR/origin/files; max_ranges 0;"
 head -c $((1024 * 1024)) "$T_DIR/origin/files/exp/build-7.zip" > "$T_DIR/norange.out.part"
 "$A" --config "$T_DIR/rerun.yaml" install --json --out "$T_DIR/norange.out" --sha256 "$SHA" \
 	--url "http://127.0.0.1:$NGINX_PORT/exp/build-7.zip" > "$T_DIR/norange.json" 2> "$T_DIR/norange.stderr"

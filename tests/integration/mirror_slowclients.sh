@@ -7,7 +7,7 @@
 . "$(dirname "$0")/../lib.sh"
 
 M="$BIN/hydra-mirror"
-LOAD="$T_ROOT/tests/support/slow_clients.py"
+LOAD="$T_ROOT/tests/support/slowloris.py"
 if ! command -v python3 > /dev/null; then
 	t_skip "slow clients" "python3 not installed"
 	t_done
@@ -27,9 +27,9 @@ U="http://127.0.0.1:$PORT/api/v1/peer/files/b/a.bin"
 
 # One client sending its head a byte a second is cut at the head timeout
 # (5 s), although it is never idle long enough for the 60 s idle timeout.
-python3 "$LOAD" 127.0.0.1 "$PORT" --source 127.0.0.3 --slow 1 --seconds 30 \
-	--until-close > "$T_DIR/one"
-first=$(sed -n 's/.*first close after \([-0-9.]*\) s/\1/p' "$T_DIR/one")
+python3 "$LOAD" --port "$PORT" --sources 1 --source-base 127.0.0.3 --mode slow --count 1 \
+	--duration 30 --until-close > "$T_DIR/one"
+first=$(grep -o '"first_close_s": [-0-9.]*' "$T_DIR/one" | grep -o '[-0-9.]*$')
 if awk -v t="$first" 'BEGIN { exit !(t >= 2 && t <= 25) }'; then
 	t_ok "a head sent a byte a second is cut after the head timeout (${first} s)"
 else
@@ -38,9 +38,12 @@ fi
 t_grep "the cut is logged" "$T_DIR/origin.log" "sent no whole request head within 5 s"
 
 # The load: 1,100 slow and 2,000 idle connections from 127.0.0.2 for 20 s.
-python3 "$LOAD" 127.0.0.1 "$PORT" --source 127.0.0.2 --slow 1100 --idle 2000 --seconds 20 \
-	> "$T_DIR/load" &
+python3 "$LOAD" --port "$PORT" --sources 1 --source-base 127.0.0.2 --mode slow --count 1100 \
+	--duration 20 --reconnect > "$T_DIR/load" &
 LOADPID=$!
+python3 "$LOAD" --port "$PORT" --sources 1 --source-base 127.0.0.2 --mode idle --count 2000 \
+	--duration 20 --reconnect > "$T_DIR/load-idle" &
+IDLEPID=$!
 # Wait until the load holds its share of the connections.
 i=0
 while [ $i -lt 100 ] && ! grep -q "opened" "$T_DIR/load" 2> /dev/null; do
@@ -60,8 +63,9 @@ for i in $(seq 1 20); do
 	sleep 0.5
 done
 t_eq "a normal client is served every time under the load (worst ${worst} ms)" "$served" "20"
-wait "$LOADPID"
-t_grep "the load ran" "$T_DIR/load" "slow_clients: opened"
+wait "$LOADPID" "$IDLEPID"
+t_grep "the slow load ran" "$T_DIR/load" '"opened"'
+t_grep "the idle load ran" "$T_DIR/load-idle" '"opened"'
 kill -0 "$(t_pid_of origin)" 2> /dev/null && t_ok "the server is still up" ||
 	t_fail "the server is still up" "see $T_DIR/origin.log"
 # Keep-alive clients that were answered once and then wait hold every
@@ -72,8 +76,8 @@ KPORT=$(t_free_port)
 t_start small "$T_DIR/small.log" "$M" --listen "127.0.0.1:$KPORT" --root "$ROOT" \
 	--max-connections 40
 t_wait_log "$T_DIR/small.log" "listening on" 10000 || { t_fail "small server starts" "see log"; t_done; }
-python3 "$LOAD" 127.0.0.1 "$KPORT" --source 127.0.0.4 --keepalive 40 --seconds 35 \
-	> "$T_DIR/keepalive" &
+python3 "$LOAD" --port "$KPORT" --sources 1 --source-base 127.0.0.4 --mode keepalive \
+	--count 40 --duration 35 --reconnect > "$T_DIR/keepalive" &
 KPID=$!
 i=0
 while [ $i -lt 100 ]; do

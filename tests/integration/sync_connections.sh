@@ -11,7 +11,7 @@ command -v nginx > /dev/null || { t_skip "sync connections" "nginx is not instal
 NFILES=200
 JOBS=4
 SRC="$T_DIR/origin/files/tools/conn/1/files"
-mkdir -p "$SRC/d" "$T_DIR/nginx" "$T_DIR/www/api/v1"
+mkdir -p "$SRC/d" "$T_DIR/www/api/v1"
 i=0
 while [ $i -lt $NFILES ]; do
 	head -c $((100 + i * 37)) /dev/urandom > "$SRC/d/f$i.bin"
@@ -28,20 +28,7 @@ ORIGIN="http://mirror-a.experiencenet.com:$MIRROR_PORT"
 CLOSED_PORT=$(t_free_port)
 
 NGINX_PORT=$(t_free_port)
-cat > "$T_DIR/nginx/nginx.conf" <<NGINX
-daemon off; master_process off; worker_processes 1; user root;
-pid $T_DIR/nginx/nginx.pid; error_log $T_DIR/nginx/error.log;
-events { worker_connections 256; }
-http {
-	log_format conn '\$connection \$request_method \$request_uri \$status';
-	access_log $T_DIR/nginx/access.log conn;
-	client_body_temp_path $T_DIR/nginx/t;
-	server { listen 127.0.0.1:$NGINX_PORT; root $T_DIR/www; disable_symlinks off; }
-}
-NGINX
-t_start nginx "$T_DIR/nginx.log" nginx -p "$T_DIR/nginx" -c "$T_DIR/nginx/nginx.conf" \
-	-e "$T_DIR/nginx/error.log"
-t_wait_tcp 127.0.0.1 "$NGINX_PORT" 10000 || { t_fail "nginx starts" "no listener"; t_done; }
+env_nginx nginx "$NGINX_PORT" "root $T_DIR/www; disable_symlinks off;" || t_done
 
 "$A" manifest --dir "$SRC" --tool-id conn --version 1 --base-url "$ORIGIN" \
 	--out "$T_DIR/manifest.json" 2> "$T_DIR/manifest.err"

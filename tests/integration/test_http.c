@@ -122,7 +122,11 @@ start_nginx(void)
 	    "  client_body_temp_path %s/t1; proxy_temp_path %s/t2; fastcgi_temp_path %s/t3;\n"
 	    "  uwsgi_temp_path %s/t4; scgi_temp_path %s/t5;\n"
 	    "  server { listen 127.0.0.1:%d; root %s;\n"
-	    "           location /slow/ { limit_rate 1024; } }\n"
+	    "           location /slow/ { limit_rate 1024; }\n"
+	    "           location /range/huge { add_header Content-Range\n"
+	    "               \"bytes 0-0/99999999999999999999\"; return 200 x; }\n"
+	    "           location /range/junk { add_header Content-Range\n"
+	    "               \"bytes 0-0/100junk\"; return 200 x; } }\n"
 	    "  server { listen 127.0.0.1:%d ssl; root %s;\n"
 	    "           ssl_certificate %s/mirror.experiencenet.com.pem;\n"
 	    "           ssl_certificate_key %s/mirror.experiencenet.com.key; }\n"
@@ -509,6 +513,33 @@ test_sink_failure_is_io(void **state)
 	free(b.data);
 }
 
+/* A Content-Range that overflows or trails junk says nothing: neither a
+ * clamped total nor the digits before the junk may reach the resume logic. */
+static void
+test_bad_content_range_ignored(void **state)
+{
+	static const char *const paths[] = { "/range/huge", "/range/junk" };
+	struct hc_http_config cfg;
+	struct hc_http_response resp;
+	struct hc_err err;
+	char url[256];
+	size_t i;
+
+	(void)state;
+	http_config(&cfg);
+	for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		struct hc_http_request req = { 0 };
+
+		snprintf(url, sizeof(url), "http://mirror.experiencenet.com:%d%s", E.http_port,
+		         paths[i]);
+		req.url = url;
+		assert_int_equal(hc_http_request(&cfg, &req, &resp, &err), 0);
+		assert_int_equal(resp.status, 200);
+		assert_int_equal(resp.range_start, -1);
+		assert_int_equal(resp.range_total, -1);
+	}
+}
+
 int
 main(void)
 {
@@ -525,6 +556,7 @@ main(void)
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_stall_detected),
 		cmocka_unit_test(test_sink_failure_is_io),
+		cmocka_unit_test(test_bad_content_range_ignored),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

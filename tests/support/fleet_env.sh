@@ -45,3 +45,39 @@ env_build() {
 	head -c "$2" /dev/urandom > "$1"
 	sha256sum "$1" | cut -d' ' -f1
 }
+
+# env_nginx_conf DIR PORT SERVER: writes DIR/nginx.conf, one foreground nginx
+# process on 127.0.0.1:PORT whose server block holds SERVER (a root, or a
+# location with env_nginx_proxy). Every request is logged to DIR/access.log
+# as "$connection $request_method $request_uri $status": the first field
+# counts connections, the rest shows what was asked and answered. Needs no
+# tests/lib.sh, so bench/ writes its proxy with it too.
+env_nginx_conf() {
+	mkdir -p "$1" || return 1
+	cat > "$1/nginx.conf" <<NGINX
+daemon off; master_process off; worker_processes 1; user root;
+pid $1/nginx.pid; error_log $1/error.log;
+events { worker_connections 256; }
+http {
+	log_format conn '\$connection \$request_method \$request_uri \$status';
+	access_log $1/access.log conn;
+	client_body_temp_path $1/t; proxy_temp_path $1/p;
+	server { listen 127.0.0.1:$2; $3 }
+}
+NGINX
+}
+
+# env_nginx_proxy URL: the SERVER of env_nginx_conf for a proxy to URL,
+# unbuffered and HTTP/1.1 to the upstream, so bytes stream as they come.
+env_nginx_proxy() {
+	echo "location / { proxy_pass $1; proxy_buffering off; proxy_http_version 1.1; }"
+}
+
+# env_nginx NAME PORT SERVER: env_nginx_conf in $T_DIR/NAME, started and
+# ready when it listens; its access log is $T_DIR/NAME/access.log.
+env_nginx() {
+	env_nginx_conf "$T_DIR/$1" "$2" "$3" || return 1
+	t_start "$1" "$T_DIR/$1.log" nginx -p "$T_DIR/$1" -c "$T_DIR/$1/nginx.conf" \
+		-e "$T_DIR/$1/error.log"
+	t_wait_tcp 127.0.0.1 "$2" 10000 || { t_fail "$1 starts" "no listener on $2"; return 1; }
+}

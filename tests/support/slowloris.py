@@ -1,19 +1,25 @@
 #!/usr/bin/env python3
 """Slow and idle HTTP clients against one server, for load tests.
 
-  slowloris.py --host 127.0.0.1 --port P --count N --duration S --mode slow|idle|body
-               [--sources K --source-base 127.77.0.1] [--reconnect]
+  slowloris.py --host 127.0.0.1 --port P --count N --duration S
+               --mode slow|idle|body|keepalive
+               [--sources K --source-base 127.77.0.1] [--reconnect] [--until-close]
 
 Holds N TCP connections open for S seconds. mode slow sends one byte of a
 request head that never ends, per connection, once a second; mode idle
 sends nothing; mode body sends a whole head announcing a 4000-byte body at
-once, then one byte of the body a second. --sources spreads the connections over K loopback source
-addresses counted up from --source-base (a per-address cap then sees N/K
-each). --reconnect opens a new connection for each one the server closes,
-so the pressure stays at N (topped up once a second). Prints "ready" once
-the first N connections are under way and one JSON line when done:
-{"opened", "closed_by_server", "refused", "max_open", "open_at_end",
-"held_max_s"}, held_max_s being the longest any connection stayed open.
+once, then one byte of the body a second; mode keepalive sends one whole
+request, reads its answer and then waits on the kept-alive connection.
+--sources spreads the connections over K loopback source addresses counted
+up from --source-base (a per-address cap then sees N/K each; K = 1 pins one
+source address). --reconnect opens a new connection for each one the
+server closes, so the pressure stays at N (topped up once a second, at
+most N attempts a second). --until-close stops at the first connection the
+server closes. Prints "ready" once the first N connections are under way
+and one JSON line when done: {"opened", "closed_by_server", "refused",
+"max_open", "open_at_end", "held_max_s", "first_close_s"}, held_max_s being
+the longest any connection stayed open and first_close_s how long the first
+connection the server closed had been open (-1: the server closed none).
 
 Every loop is bounded: N, S, K and the number of reconnects have caps, and
 only 127.0.0.0/8 is allowed as host and source.
@@ -32,6 +38,8 @@ DURATION_MAX = 600      # seconds
 SOURCES_MAX = 4096
 RECONNECTS_PER_CONN = 100  # a server closing at once cannot spin us forever
 HEAD = b"GET /api/v1/health HTTP/1.1\r\nHost: slowloris\r\nX-Slow: "
+WHOLE = b"GET /api/v1/health HTTP/1.1\r\nHost: slowloris\r\n\r\n"
+ANSWER_WAIT_S = 5.0     # a keepalive connection's first answer, bounded
 BODY_HEAD = (b"POST /api/v1/nodes/x/status HTTP/1.1\r\nHost: slowloris\r\n"
              b"Content-Type: application/json\r\nContent-Length: 4000\r\n\r\n")
 
@@ -50,10 +58,22 @@ class Load:
         self.conns = {}           # socket -> bytes of HEAD sent
         self.born = {}            # socket -> monotonic time it was opened
         self.held_max = 0.0
+        self.first_close = -1.0
         self.stats = {"opened": 0, "closed_by_server": 0, "refused": 0,
                       "max_open": 0, "open_at_end": 0}
         self.next_source = 0
         self.base = loopback(args.source_base, "source") if args.sources else None
+
+    def answered_once(self, s):
+        """Sends one whole request on s and waits for the start of its answer."""
+        s.settimeout(ANSWER_WAIT_S)
+        rc = s.connect_ex((self.args.host, self.args.port))
+        if rc != 0:
+            raise OSError(rc, "connect")
+        s.sendall(WHOLE)
+        if not s.recv(4096):
+            raise OSError(errno.ECONNRESET, "closed before answering")
+        s.setblocking(False)
 
     def open_one(self):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -63,9 +83,12 @@ class Load:
                 src = self.base + (self.next_source % self.args.sources)
                 self.next_source += 1
                 s.bind((str(src), 0))
-            rc = s.connect_ex((self.args.host, self.args.port))
-            if rc not in (0, errno.EINPROGRESS):
-                raise OSError(rc, "connect")
+            if self.args.mode == "keepalive":
+                self.answered_once(s)
+            else:
+                rc = s.connect_ex((self.args.host, self.args.port))
+                if rc not in (0, errno.EINPROGRESS):
+                    raise OSError(rc, "connect")
         except OSError:
             s.close()
             self.stats["refused"] += 1
@@ -76,11 +99,16 @@ class Load:
         self.stats["opened"] += 1
         self.stats["max_open"] = max(self.stats["max_open"], len(self.conns))
 
-    def drop(self, s):
+    def drop(self, s, by_server=False):
         self.sel.unregister(s)
         del self.conns[s]
-        self.held_max = max(self.held_max, time.monotonic() - self.born.pop(s))
+        held = time.monotonic() - self.born.pop(s)
+        self.held_max = max(self.held_max, held)
         s.close()
+        if by_server:
+            self.stats["closed_by_server"] += 1
+            if self.first_close < 0:
+                self.first_close = held
 
     def on_readable(self, s):
         try:
@@ -89,8 +117,7 @@ class Load:
             data = b""
         if data:
             return  # an answer to a head we never finished: keep holding
-        self.drop(s)
-        self.stats["closed_by_server"] += 1
+        self.drop(s, by_server=True)
 
     def trickle(self):
         for s in list(self.conns):
@@ -105,8 +132,7 @@ class Load:
             except BlockingIOError:
                 pass
             except OSError:
-                self.drop(s)
-                self.stats["closed_by_server"] += 1
+                self.drop(s, by_server=True)
 
     def run(self):
         a = self.args
@@ -118,7 +144,7 @@ class Load:
         next_trickle = time.monotonic() + 1.0
         while True:
             now = time.monotonic()
-            if now >= end:
+            if now >= end or (a.until_close and self.first_close >= 0):
                 break
             for key, _ in self.sel.select(timeout=min(0.2, end - now)):
                 self.on_readable(key.fileobj)
@@ -127,14 +153,17 @@ class Load:
             next_trickle += 1.0
             if a.mode in ("slow", "body"):
                 self.trickle()
-            # Topping up once a second paces reconnects to N a second.
-            while a.reconnect and len(self.conns) < a.count and budget > 0:
-                budget -= 1
-                self.open_one()
+            # Topping up once a second paces reconnects to N a second, even
+            # when every attempt fails.
+            if a.reconnect:
+                for _ in range(min(a.count - len(self.conns), budget)):
+                    budget -= 1
+                    self.open_one()
         self.stats["open_at_end"] = len(self.conns)
         for s in list(self.conns):
             self.drop(s)
         self.stats["held_max_s"] = round(self.held_max, 2)
+        self.stats["first_close_s"] = round(self.first_close, 2)
         print(json.dumps(self.stats), flush=True)
 
 
@@ -144,10 +173,11 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--duration", type=float, required=True)
-    p.add_argument("--mode", choices=("slow", "idle", "body"), required=True)
+    p.add_argument("--mode", choices=("slow", "idle", "body", "keepalive"), required=True)
     p.add_argument("--sources", type=int, default=0)
     p.add_argument("--source-base", default="127.77.0.1")
     p.add_argument("--reconnect", action="store_true")
+    p.add_argument("--until-close", action="store_true")
     a = p.parse_args()
     loopback(a.host, "host")
     if not 0 < a.port < 65536:

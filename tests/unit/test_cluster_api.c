@@ -386,6 +386,49 @@ report(struct clu_api *api, const char *body, int want, const char *text)
 	expect(api, "POST", "/api/v1/heads/head-1/latency", NULL, body, want, text);
 }
 
+/* Reports the latency API refuses: 400 (or 404, 405) naming the field;
+ * the caller checks that nothing was stored. */
+static void
+latency_bad_reports(struct clu_api *api)
+{
+	report(api, "{\"samples\":[{\"node_id\":\"node-x\",\"transport\":\"lan\",\"rtt_ms\":1}]}",
+	       400, "samples[0].node_id: 'node-x' is not a body of the fleet");
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":1},"
+	       "{\"node_id\":\"head-1\",\"transport\":\"lan\",\"rtt_ms\":1}]}",
+	       400, "samples[1].node_id: 'head-1' is not a body of the fleet");
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":-1}]}",
+	       400, "samples[0].rtt_ms: -1 is not a round trip of 0 to 60000 ms");
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":1e9}]}",
+	       400, "samples[0].rtt_ms: 1e+09 is not a round trip");
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":\"1\"}]}",
+	       400, "samples[0].rtt_ms: expected a number");
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"ip\",\"rtt_ms\":1}]}",
+	       400, "samples[0].transport: 'ip' is not lan or wg");
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"rtt_ms\":1}]}",
+	       400, "samples[0]: missing field 'transport'");
+	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":1,"
+	       "\"x\":1}]}", 400, "samples[0]: unknown field 'x'");
+	report(api, "{\"samples\":[]}", 400, "field 'samples': empty");
+	report(api, "{\"samples\":{}}", 400, "field 'samples': expected an array, got an object");
+	report(api, "{}", 400, "field 'samples': expected an array");
+	expect(api, "POST", "/api/v1/heads/node-x/latency", NULL, "{\"samples\":[]}", 404,
+	       "unknown head 'node-x'");
+	expect(api, "POST", "/api/v1/heads/big-1/latency", NULL, "{\"samples\":[]}", 400,
+	       "node 'big-1' is a body, not a head");
+	expect(api, "GET", "/api/v1/heads/head-1/latency", NULL, NULL, 405, "allowed: POST");
+	{
+		char big[CLU_BODY_MAX];
+		size_t len = 0, i;
+
+		len += (size_t)snprintf(big + len, sizeof(big) - len, "{\"samples\":[");
+		for (i = 0; i <= CLU_LATENCY_SAMPLES_MAX && len + 8 < sizeof(big); i++)
+			len += (size_t)snprintf(big + len, sizeof(big) - len, "%s{}", i ? "," : "");
+		snprintf(big + len, sizeof(big) - len, "]}");
+		/* 257 empty objects fit in the body limit: too many, named as such. */
+		report(api, big, 400, "field 'samples': more than 256 samples");
+	}
+}
+
 /* Issue 20: reports rank the cross-venue partition for the head; the
  * quickroute gate is unchanged; bad reports store nothing. */
 static void
@@ -441,43 +484,7 @@ test_latency(void **state)
 	assert_string_equal(ids, "big-1 small-1");
 	free(out);
 
-	/* Bad reports: 400 naming the field, and nothing stored. */
-	report(api, "{\"samples\":[{\"node_id\":\"node-x\",\"transport\":\"lan\",\"rtt_ms\":1}]}",
-	       400, "samples[0].node_id: 'node-x' is not a body of the fleet");
-	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":1},"
-	       "{\"node_id\":\"head-1\",\"transport\":\"lan\",\"rtt_ms\":1}]}",
-	       400, "samples[1].node_id: 'head-1' is not a body of the fleet");
-	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":-1}]}",
-	       400, "samples[0].rtt_ms: -1 is not a round trip of 0 to 60000 ms");
-	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":1e9}]}",
-	       400, "samples[0].rtt_ms: 1e+09 is not a round trip");
-	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":\"1\"}]}",
-	       400, "samples[0].rtt_ms: expected a number");
-	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"ip\",\"rtt_ms\":1}]}",
-	       400, "samples[0].transport: 'ip' is not lan or wg");
-	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"rtt_ms\":1}]}",
-	       400, "samples[0]: missing field 'transport'");
-	report(api, "{\"samples\":[{\"node_id\":\"big-1\",\"transport\":\"lan\",\"rtt_ms\":1,"
-	       "\"x\":1}]}", 400, "samples[0]: unknown field 'x'");
-	report(api, "{\"samples\":[]}", 400, "field 'samples': empty");
-	report(api, "{\"samples\":{}}", 400, "field 'samples': expected an array, got an object");
-	report(api, "{}", 400, "field 'samples': expected an array");
-	expect(api, "POST", "/api/v1/heads/node-x/latency", NULL, "{\"samples\":[]}", 404,
-	       "unknown head 'node-x'");
-	expect(api, "POST", "/api/v1/heads/big-1/latency", NULL, "{\"samples\":[]}", 400,
-	       "node 'big-1' is a body, not a head");
-	expect(api, "GET", "/api/v1/heads/head-1/latency", NULL, NULL, 405, "allowed: POST");
-	{
-		char big[CLU_BODY_MAX];
-		size_t len = 0, i;
-
-		len += (size_t)snprintf(big + len, sizeof(big) - len, "{\"samples\":[");
-		for (i = 0; i <= CLU_LATENCY_SAMPLES_MAX && len + 8 < sizeof(big); i++)
-			len += (size_t)snprintf(big + len, sizeof(big) - len, "%s{}", i ? "," : "");
-		snprintf(big + len, sizeof(big) - len, "]}");
-		/* 257 empty objects fit in the body limit: too many, named as such. */
-		report(api, big, 400, "field 'samples': more than 256 samples");
-	}
+	latency_bad_reports(api);
 	eligible_ids(api, ids, sizeof(ids), &out);
 	assert_string_equal(ids, "big-1 small-1");
 	assert_non_null(strstr(out, "\"rtt_ms\":3.88")); /* unchanged by the refused ones */
