@@ -626,7 +626,10 @@ static void
 install_log_fallback(const struct install *in, const struct mf_candidate *c,
                      int is_district, const struct hc_err *why)
 {
-	if (is_district)
+	if (is_district && c->extra)
+		hc_log(HC_LOG_WARN, MF_MOD, "mirror %s unavailable (%s), trying the next source",
+		       c->host, why->msg);
+	else if (is_district)
 		hc_log(HC_LOG_WARN, MF_MOD, "district mirror %s unavailable (%s), falling back to %s",
 		       c->host, why->msg, in->cfg->origin_host);
 	else
