@@ -52,8 +52,19 @@ mirror:
   head_timeout_ms: 1500
 YAML
 
-# 1. Two peers, the second from --source; it is killed once it has served a
-#    file.
+# 1. Two healthy peers, the second from --source: the files are spread
+#    over both (at least a quarter each), none from the origin.
+sed "s|two.log|both.log|" "$T_DIR/two.yaml" > "$T_DIR/both.yaml"
+"$A" --config "$T_DIR/both.yaml" sync --manifest "$MURL" --dir "$T_DIR/both.out" --jobs 4 \
+	--source "http://$S2:$P2" --json > "$T_DIR/both.json" 2> "$T_DIR/both.stderr"
+t_eq "both healthy: exits 0" "$?" 0
+b1=$(jq "[.transfers[] | select(.host == \"$S1\")] | length" "$T_DIR/both.json")
+b2=$(jq "[.transfers[] | select(.host == \"$S2\")] | length" "$T_DIR/both.json")
+t_eq "both healthy: spread over the two peers ($b1 + $b2)" \
+	"$([ $((b1 * 4)) -ge $NFILES ] && [ $((b2 * 4)) -ge $NFILES ] && echo spread)" spread
+t_eq "both healthy: none from the origin" "$((b1 + b2))" $NFILES
+
+# 2. The same, and the second peer is killed once it has served a file.
 "$A" --config "$T_DIR/two.yaml" sync --manifest "$MURL" --dir "$T_DIR/two.out" --jobs 4 \
 	--source "http://$S2:$P2/" --json > "$T_DIR/two.json" 2> "$T_DIR/two.stderr" &
 SYNC_PID=$!
@@ -88,7 +99,7 @@ t_eq "two sources: one warning for the dead peer's connection" \
 t_eq "two sources: after the kill the files come from the other peer" \
 	"$(grep 'download complete' "$T_DIR/two.log" | tail -n 1 | grep -o "from $S1 in")" "from $S1 in"
 
-# 2. Bad extra_sources values: config errors naming file:line:col.
+# 3. Bad extra_sources values: config errors naming file:line:col.
 bad_conf() {  # bad_conf NAME VALUE
 	printf 'node_id: n\nstate_dir: %s\nlog_file: %s\nmirror:\n  extra_sources: [%s]\n' \
 		"$T_DIR/state" "$T_DIR/$1.log" "$2" > "$T_DIR/$1.yaml"
@@ -108,7 +119,7 @@ bad_conf badtype '{a: 1}'
 t_eq "extra_sources not a list: exit 78" "$RC" 78
 t_eq "extra_sources: nothing created" "$(ls -d "$T_DIR"/bad*.out 2>/dev/null)" ""
 
-# 3. A bad --source is a usage error, for sync and install.
+# 4. A bad --source is a usage error, for sync and install.
 "$A" --config "$T_DIR/two.yaml" sync --manifest "$MURL" --dir "$T_DIR/u.out" \
 	--source "not a url" > /dev/null 2> "$T_DIR/u1.stderr"
 t_eq "sync --source not a URL: exit 64" "$?" 64
