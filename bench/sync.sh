@@ -209,7 +209,8 @@ while [ $r -lt "$RUNS" ]; do
 done
 diff -r --exclude=.hydra-index "$V2" "$DIR/two" > /dev/null ||
 	echo "bench: the folder synced from two sources differs from version 2" >&2
-TWO_SPLIT=$(jq -r '[.transfers[].host] | group_by(.) | map("\(.[0]) \(length)") | join(", ")' \
+TWO_SPLIT=$(jq -r '.transfers | group_by(.host) | map("\(.[0].host) \(length) files " +
+	"\([.[].bytes] | add / 1048576 | floor) MiB") | join(", ")' \
 	"$DIR/last.out" 2> /dev/null)
 
 diff -r --exclude=.hydra-index "$V2" "$DIR/full-agent" > /dev/null ||

@@ -166,7 +166,12 @@ void mf_sources_order(struct mf_sources *s, struct mf_candidates *cand, uint64_t
 /* Adds size bytes to host's outstanding bytes (assign) or takes them off
  * (assign 0). s may be NULL. */
 void mf_source_assign(struct mf_sources *s, const char *host, uint64_t size, int assign);
-/* Records that host sent bytes in ms milliseconds of one transfer. */
+/* Transfers shorter than this measure a source's latency more than its
+ * throughput: they are not counted (a 64 KiB file on loopback takes a few
+ * ms, half of them the request). */
+#define MF_SOURCE_RATE_MIN_BYTES ((uint64_t)1 << 20)
+/* Records that host sent bytes in ms milliseconds of one transfer; ignored
+ * below MF_SOURCE_RATE_MIN_BYTES. */
 void mf_source_measured(struct mf_sources *s, const char *host, uint64_t bytes, int64_t ms);
 
 /* ------------------------------------------------------------------ progress */

@@ -130,7 +130,7 @@ mf_source_measured(struct mf_sources *s, const char *host, uint64_t bytes, int64
 {
 	struct mf_source_state *e;
 
-	if (s == NULL || bytes == 0 || ms <= 0)
+	if (s == NULL || bytes < MF_SOURCE_RATE_MIN_BYTES || ms <= 0)
 		return;
 	pthread_mutex_lock(&s->mu);
 	e = sources_get(s, host);

@@ -300,9 +300,11 @@ test_sources_order(void **state)
 	mf_source_assign(&s, "c", 50, 1);
 	order_expect(&s, 100, "cabo");
 	/* b is measured four times faster than a: its queue empties first. */
-	mf_source_measured(&s, "a", 1000, 100);
-	mf_source_measured(&s, "b", 4000, 100);
-	mf_source_assign(&s, "c", 1000, 1);
+	mf_source_measured(&s, "a", 1000, 1);
+	order_expect(&s, 100, "cabo");
+	mf_source_measured(&s, "a", MF_SOURCE_RATE_MIN_BYTES, 100);
+	mf_source_measured(&s, "b", 4 * MF_SOURCE_RATE_MIN_BYTES, 100);
+	mf_source_assign(&s, "c", 20 * MF_SOURCE_RATE_MIN_BYTES, 1);
 	order_expect(&s, 100, "baco");
 	mf_source_assign(&s, "b", 100, 0);
 	mf_source_assign(&s, "b", 1000, 0);
