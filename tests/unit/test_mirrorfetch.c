@@ -161,59 +161,16 @@ fixed_district(void *ctx, const char **district, struct hc_err *err)
 	return 0;
 }
 
-/* One parse gives the candidates and their hosts; the district is asked
- * for only for origin URLs; a bad URL is a usage error naming it. */
-static void
-test_candidates_for(void **state)
-{
-	struct mf_config cfg;
-	struct mf_candidates c;
-	struct hc_err err = { 0, "" };
-	int calls = 0;
-
-	(void)state;
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.origin_host = ORIGIN;
-	cfg.url_pattern = PATTERN;
-	assert_int_equal(mf_candidates_for(&cfg, "https://mirror-a.experiencenet.com/b.zip",
-	                                   fixed_district, &calls, &c, &err), 0);
-	assert_int_equal(calls, 1);
-	assert_int_equal(c.n, 2);
-	assert_string_equal(c.c[0].host, "bxl1.hydramirror.experiencenet.com");
-	assert_string_equal(c.c[1].host, "mirror-a.experiencenet.com");
-	assert_string_equal(c.c[1].u.path_query, "/b.zip");
-	mf_candidates_free(&c);
-	assert_int_equal(mf_candidates_for(&cfg, "http://127.0.0.1:8080/b.zip", fixed_district,
-	                                   &calls, &c, &err), 0);
-	assert_int_equal(calls, 1);
-	assert_int_equal(c.n, 1);
-	assert_string_equal(c.c[0].host, "127.0.0.1");
-	assert_int_equal(c.c[0].u.port, 8080);
-	mf_candidates_free(&c);
-	assert_int_equal(mf_candidates_for(&cfg, "ftp://h/x", fixed_district, &calls, &c, &err),
-	                 HC_EUSAGE);
-	assert_int_equal(err.status, HC_EUSAGE);
-	assert_non_null(strstr(err.msg, "ftp://h/x"));
-	assert_int_equal(mf_candidates_for(&cfg, "http://127.0.0.1:99999/x", fixed_district,
-	                                   &calls, &c, &err), HC_EUSAGE);
-	assert_int_equal(c.n, 0);
-}
-
 /* Extra sources go between the district and the origin, in order, with
  * the URL's path and query; only for origin URLs. */
 static void
-test_candidates_extra_sources(void **state)
+candidates_extra_sources(struct mf_config cfg)
 {
 	static const char *const extra[] = { "http://s1.example:8081/", "https://s2.example" };
-	struct mf_config cfg;
 	struct mf_candidates c;
 	struct hc_err err = { 0, "" };
 	int calls = 0;
 
-	(void)state;
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.origin_host = ORIGIN;
-	cfg.url_pattern = PATTERN;
 	cfg.extra_sources = extra;
 	cfg.n_extra_sources = 2;
 	assert_int_equal(mf_candidates_for(&cfg, "https://mirror-a.experiencenet.com/t/b.zip?x=1",
@@ -314,6 +271,45 @@ test_sources_order(void **state)
 	mf_sources_destroy(&s);
 }
 
+/* One parse gives the candidates and their hosts; the district is asked
+ * for only for origin URLs; a bad URL is a usage error naming it. */
+static void
+test_candidates_for(void **state)
+{
+	struct mf_config cfg;
+	struct mf_candidates c;
+	struct hc_err err = { 0, "" };
+	int calls = 0;
+
+	(void)state;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.origin_host = ORIGIN;
+	cfg.url_pattern = PATTERN;
+	assert_int_equal(mf_candidates_for(&cfg, "https://mirror-a.experiencenet.com/b.zip",
+	                                   fixed_district, &calls, &c, &err), 0);
+	assert_int_equal(calls, 1);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.c[0].host, "bxl1.hydramirror.experiencenet.com");
+	assert_string_equal(c.c[1].host, "mirror-a.experiencenet.com");
+	assert_string_equal(c.c[1].u.path_query, "/b.zip");
+	mf_candidates_free(&c);
+	assert_int_equal(mf_candidates_for(&cfg, "http://127.0.0.1:8080/b.zip", fixed_district,
+	                                   &calls, &c, &err), 0);
+	assert_int_equal(calls, 1);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.c[0].host, "127.0.0.1");
+	assert_int_equal(c.c[0].u.port, 8080);
+	mf_candidates_free(&c);
+	assert_int_equal(mf_candidates_for(&cfg, "ftp://h/x", fixed_district, &calls, &c, &err),
+	                 HC_EUSAGE);
+	assert_int_equal(err.status, HC_EUSAGE);
+	assert_non_null(strstr(err.msg, "ftp://h/x"));
+	assert_int_equal(mf_candidates_for(&cfg, "http://127.0.0.1:99999/x", fixed_district,
+	                                   &calls, &c, &err), HC_EUSAGE);
+	assert_int_equal(c.n, 0);
+	candidates_extra_sources(cfg);
+}
+
 #define BAR_LEFT " 42.0%  3.4 MiB / 8.0 MiB  12.3 MiB/s  ETA 1s"
 #define BAR_HOST "bxl1.hydramirror.experiencenet.com"
 
@@ -377,7 +373,6 @@ main(void)
 		cmocka_unit_test(test_candidates_for),
 		cmocka_unit_test(test_bar_fit),
 		cmocka_unit_test(test_sources),
-		cmocka_unit_test(test_candidates_extra_sources),
 		cmocka_unit_test(test_source_check),
 		cmocka_unit_test(test_sources_order),
 	};
