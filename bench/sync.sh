@@ -15,7 +15,7 @@
 # Sources (issue 17): a full download of version 2 from one hydra-mirror peer
 # throttled to SOURCE_RATE (max_egress_bytes_per_s), against two such peers
 # (mirror.extra_sources and --source), each on its own loopback address
-# (a run tells its sources apart by host); the last-but-one line is
+# (so that --json's per-file host tells them apart); the last-but-one line is
 # `sources: speedup=<x> (target >= 1.8)`.
 #
 # Prints a table and the last line `sync: ratio=<x> (target <= 1.5)`, the

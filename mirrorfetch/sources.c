@@ -26,12 +26,12 @@ mf_sources_destroy(struct mf_sources *s)
 
 /* The entry of host, or NULL. Called with s->mu held. */
 static struct mf_source_state *
-sources_find(struct mf_sources *s, const char *host)
+sources_find(struct mf_sources *s, const char *host, int port)
 {
 	size_t i;
 
 	for (i = 0; i < s->n; i++)
-		if (strcasecmp(s->hosts[i].host, host) == 0)
+		if (s->hosts[i].port == port && strcasecmp(s->hosts[i].host, host) == 0)
 			return &s->hosts[i];
 	return NULL;
 }
@@ -39,19 +39,20 @@ sources_find(struct mf_sources *s, const char *host)
 /* The entry of host, added when there is room; NULL past MF_SOURCES_MAX.
  * Called with s->mu held. */
 static struct mf_source_state *
-sources_get(struct mf_sources *s, const char *host)
+sources_get(struct mf_sources *s, const char *host, int port)
 {
-	struct mf_source_state *e = sources_find(s, host);
+	struct mf_source_state *e = sources_find(s, host, port);
 
 	if (e == NULL && s->n < MF_SOURCES_MAX) {
 		e = &s->hosts[s->n++];
 		hc_strlcpy(e->host, host, sizeof(e->host));
+		e->port = port;
 	}
 	return e;
 }
 
 int
-mf_source_skipped(struct mf_sources *s, const char *host)
+mf_source_skipped(struct mf_sources *s, const char *host, int port)
 {
 	const struct mf_source_state *e;
 	int skip;
@@ -59,7 +60,7 @@ mf_source_skipped(struct mf_sources *s, const char *host)
 	if (s == NULL)
 		return 0;
 	pthread_mutex_lock(&s->mu);
-	e = sources_find(s, host);
+	e = sources_find(s, host, port);
 	skip = e != NULL && hc_now_ms() < e->down_until_ms;
 	pthread_mutex_unlock(&s->mu);
 	return skip;
@@ -86,7 +87,7 @@ sources_connection_level(enum hc_fail f)
 }
 
 int
-mf_source_failed(struct mf_sources *s, const char *host, enum hc_fail f)
+mf_source_failed(struct mf_sources *s, const char *host, int port, enum hc_fail f)
 {
 	struct mf_source_state *e;
 	int64_t now = hc_now_ms();
@@ -95,7 +96,7 @@ mf_source_failed(struct mf_sources *s, const char *host, enum hc_fail f)
 	if (s == NULL || !sources_connection_level(f))
 		return 0;
 	pthread_mutex_lock(&s->mu);
-	e = sources_get(s, host);
+	e = sources_get(s, host, port);
 	if (e != NULL) {
 		/* Another file of the run already found it down and said so. */
 		quiet = now < e->down_until_ms;
@@ -110,14 +111,14 @@ mf_source_failed(struct mf_sources *s, const char *host, enum hc_fail f)
 }
 
 void
-mf_source_assign(struct mf_sources *s, const char *host, uint64_t size, int assign)
+mf_source_assign(struct mf_sources *s, const char *host, int port, uint64_t size, int assign)
 {
 	struct mf_source_state *e;
 
 	if (s == NULL)
 		return;
 	pthread_mutex_lock(&s->mu);
-	e = sources_get(s, host);
+	e = sources_get(s, host, port);
 	if (e != NULL && assign)
 		e->outstanding += size;
 	else if (e != NULL)
@@ -126,14 +127,15 @@ mf_source_assign(struct mf_sources *s, const char *host, uint64_t size, int assi
 }
 
 void
-mf_source_measured(struct mf_sources *s, const char *host, uint64_t bytes, int64_t ms)
+mf_source_measured(struct mf_sources *s, const char *host, int port, uint64_t bytes,
+                   int64_t ms)
 {
 	struct mf_source_state *e;
 
 	if (s == NULL || bytes < MF_SOURCE_RATE_MIN_BYTES || ms <= 0)
 		return;
 	pthread_mutex_lock(&s->mu);
-	e = sources_get(s, host);
+	e = sources_get(s, host, port);
 	if (e != NULL) {
 		e->rx_bytes += bytes;
 		e->rx_ms += ms;
@@ -161,9 +163,10 @@ sources_mean_rate(const struct mf_sources *s)
  * only comparable within one call; a host in back-off costs the most.
  * Called with s->mu held. */
 static double
-sources_cost(struct mf_sources *s, const char *host, uint64_t size, double mean, int64_t now)
+sources_cost(struct mf_sources *s, const struct mf_candidate *c, uint64_t size, double mean,
+             int64_t now)
 {
-	const struct mf_source_state *e = sources_find(s, host);
+	const struct mf_source_state *e = sources_find(s, c->host, c->u.port);
 	double rate = mean;
 
 	if (e == NULL)
@@ -189,7 +192,7 @@ mf_sources_order(struct mf_sources *s, struct mf_candidates *cand, uint64_t size
 	pthread_mutex_lock(&s->mu);
 	mean = sources_mean_rate(s);
 	for (i = 0; i < mirrors; i++)
-		cost[i] = sources_cost(s, cand->c[i].host, size, mean, now);
+		cost[i] = sources_cost(s, &cand->c[i], size, mean, now);
 	pthread_mutex_unlock(&s->mu);
 	/* Insertion sort: a handful of entries, and stable. */
 	for (i = 1; i < mirrors; i++) {

@@ -75,7 +75,8 @@ transfer_fetch_candidates(struct mf_sync *s, const struct mf_candidates *cand, c
 		struct hc_http_request req = { 0 };
 		struct hc_http_response resp;
 
-		if (i + 1 < cand->n && mf_source_skipped(s->cfg->sources, cand->c[i].host))
+		if (i + 1 < cand->n && mf_source_skipped(s->cfg->sources, cand->c[i].host,
+		                                        cand->c[i].u.port))
 			continue;
 		hc_buf_reset(&body.b);
 		body.too_big = 0;
@@ -102,7 +103,8 @@ transfer_fetch_candidates(struct mf_sync *s, const struct mf_candidates *cand, c
 		}
 		if (rc == 0)
 			hc_err_set(&why, HC_EUNAVAIL, "HTTP %ld", resp.status);
-		if (i + 1 < cand->n && mf_source_failed(s->cfg->sources, cand->c[i].host, resp.fail))
+		if (i + 1 < cand->n && mf_source_failed(s->cfg->sources, cand->c[i].host,
+		                                       cand->c[i].u.port, resp.fail))
 			continue;
 		if (i + 1 < cand->n && cand->c[i].extra)
 			hc_log(HC_LOG_WARN, MF_MOD, "mirror %s unavailable (%s), trying the next "
@@ -204,25 +206,28 @@ transfer_clear(int dirfd, const char *name, const char *what, struct hc_err *err
 /* mf_fetch_at with the mirrors of cand in the order that spreads the run's
  * load (mf_sources_order): the first one carries the file's bytes as
  * outstanding while it runs, and every source that sent bytes has its
- * throughput measured. */
+ * throughput measured (an attempt is matched to its candidate by URL). */
 static int
 transfer_fetch_balanced(struct mf_sync *s, struct mf_candidates *cand,
                         const struct mf_fetch_target *t, struct mf_result *r,
                         struct hc_err *err)
 {
 	struct mf_sources *src = s->cfg->sources;
-	char first[HC_HOST_MAX];
-	size_t a;
+	const struct mf_candidate *first = &cand->c[0];
+	size_t a, i;
 	int rc;
 
 	mf_sources_order(src, cand, t->size);
-	hc_strlcpy(first, cand->c[0].host, sizeof(first));
-	mf_source_assign(src, first, t->size, 1);
+	mf_source_assign(src, first->host, first->u.port, t->size, 1);
 	rc = mf_fetch_at(s->cfg, cand, t, MF_PROGRESS_NONE, r, err);
-	mf_source_assign(src, first, t->size, 0);
+	mf_source_assign(src, first->host, first->u.port, t->size, 0);
 	for (a = 0; a < r->n_attempts; a++)
-		mf_source_measured(src, r->attempts[a].host, r->attempts[a].bytes,
-		                   r->attempts[a].ms);
+		for (i = 0; i < cand->n; i++)
+			if (strcmp(r->attempts[a].url, cand->c[i].url) == 0) {
+				mf_source_measured(src, cand->c[i].host, cand->c[i].u.port,
+				                   r->attempts[a].bytes, r->attempts[a].ms);
+				break;
+			}
 	return rc;
 }
 

@@ -220,8 +220,10 @@ order_fill(struct mf_candidates *c)
 	size_t i;
 
 	memset(c, 0, sizeof(*c));
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < 4; i++) {
 		snprintf(c->c[i].host, sizeof(c->c[i].host), "%s", hosts[i]);
+		c->c[i].u.port = 80;
+	}
 	c->n = 4;
 }
 
@@ -251,23 +253,25 @@ test_sources_order(void **state)
 	mf_sources_init(&s);
 	order_expect(&s, 100, "abco");
 	order_expect(NULL, 100, "abco");
-	mf_source_assign(&s, "a", 100, 1);
+	mf_source_assign(&s, "a", 80, 100, 1);
 	order_expect(&s, 100, "bcao");
-	mf_source_assign(&s, "b", 100, 1);
-	mf_source_assign(&s, "c", 50, 1);
+	mf_source_assign(&s, "b", 80, 100, 1);
+	mf_source_assign(&s, "c", 80, 50, 1);
 	order_expect(&s, 100, "cabo");
 	/* b is measured four times faster than a: its queue empties first. */
-	mf_source_measured(&s, "a", 1000, 1);
+	mf_source_measured(&s, "a", 80, 1000, 1);
 	order_expect(&s, 100, "cabo");
-	mf_source_measured(&s, "a", MF_SOURCE_RATE_MIN_BYTES, 100);
-	mf_source_measured(&s, "b", 4 * MF_SOURCE_RATE_MIN_BYTES, 100);
-	mf_source_assign(&s, "c", 20 * MF_SOURCE_RATE_MIN_BYTES, 1);
+	mf_source_measured(&s, "a", 80, MF_SOURCE_RATE_MIN_BYTES, 100);
+	mf_source_measured(&s, "b", 80, 4 * MF_SOURCE_RATE_MIN_BYTES, 100);
+	mf_source_assign(&s, "c", 80, 20 * MF_SOURCE_RATE_MIN_BYTES, 1);
 	order_expect(&s, 100, "baco");
-	mf_source_assign(&s, "b", 100, 0);
-	mf_source_assign(&s, "b", 1000, 0);
+	mf_source_assign(&s, "b", 80, 100, 0);
+	mf_source_assign(&s, "b", 80, 1000, 0);
 	order_expect(&s, 100, "baco");
-	assert_int_equal(mf_source_failed(&s, "b", HC_FAIL_CONNECT_REFUSED), 0);
+	assert_int_equal(mf_source_failed(&s, "b", 80, HC_FAIL_CONNECT_REFUSED), 0);
 	order_expect(&s, 100, "acbo");
+	/* Another port on b's host is another source, not in back-off. */
+	assert_int_equal(mf_source_skipped(&s, "b", 8080), 0);
 	mf_sources_destroy(&s);
 }
 
@@ -348,15 +352,15 @@ test_sources(void **state)
 
 	(void)state;
 	mf_sources_init(&s);
-	assert_int_equal(mf_source_skipped(&s, "bxl1.example"), 0);
-	assert_int_equal(mf_source_failed(&s, "bxl1.example", HC_FAIL_HTTP_STATUS), 0);
-	assert_int_equal(mf_source_skipped(&s, "bxl1.example"), 0);
-	assert_int_equal(mf_source_failed(&s, "bxl1.example", HC_FAIL_CONNECT_REFUSED), 0);
-	assert_int_equal(mf_source_skipped(&s, "BXL1.example"), 1);
-	assert_int_equal(mf_source_failed(&s, "bxl1.example", HC_FAIL_STALL), 1);
-	assert_int_equal(mf_source_skipped(&s, "origin.example"), 0);
-	assert_int_equal(mf_source_skipped(NULL, "bxl1.example"), 0);
-	assert_int_equal(mf_source_failed(NULL, "bxl1.example", HC_FAIL_TLS), 0);
+	assert_int_equal(mf_source_skipped(&s, "bxl1.example", 80), 0);
+	assert_int_equal(mf_source_failed(&s, "bxl1.example", 80, HC_FAIL_HTTP_STATUS), 0);
+	assert_int_equal(mf_source_skipped(&s, "bxl1.example", 80), 0);
+	assert_int_equal(mf_source_failed(&s, "bxl1.example", 80, HC_FAIL_CONNECT_REFUSED), 0);
+	assert_int_equal(mf_source_skipped(&s, "BXL1.example", 80), 1);
+	assert_int_equal(mf_source_failed(&s, "bxl1.example", 80, HC_FAIL_STALL), 1);
+	assert_int_equal(mf_source_skipped(&s, "origin.example", 80), 0);
+	assert_int_equal(mf_source_skipped(NULL, "bxl1.example", 80), 0);
+	assert_int_equal(mf_source_failed(NULL, "bxl1.example", 80, HC_FAIL_TLS), 0);
 	mf_sources_destroy(&s);
 }
 
