@@ -31,6 +31,7 @@ struct ag_config {
 	struct {
 		char *origin_host;
 		char *url_pattern;
+		struct hc_strlist extra_sources; /* base URLs tried after the district */
 		long long head_timeout_ms;
 		struct {
 			uint64_t bytes_per_s;
@@ -78,6 +79,16 @@ struct mf_config;
  * 0 or HC_ENOMEM. */
 int ag_config_mirrorfetch(const struct ag_config *cfg, struct mf_config *mf,
                           char **servers_owned, struct hc_err *err);
+
+/* --source URL: checks that arg is a mirror's base URL (mf_source_check)
+ * and appends it to list, which holds max. 0 or HC_EUSAGE naming it. */
+int ag_source_arg(const char *arg, const char **list, size_t *n, size_t max,
+                  struct hc_err *err);
+/* Points mf's extra sources at merged (room for max): mirror.extra_sources
+ * as ag_config_mirrorfetch set them, then the n_cli --source values. 0 or
+ * HC_EUSAGE when there are more than max. */
+int ag_mirrorfetch_sources(struct mf_config *mf, const char *const *cli, size_t n_cli,
+                           const char **merged, size_t max, struct hc_err *err);
 
 /* --progress auto|bar|none: *bar is 1 for a progress bar (auto: when stderr
  * is a terminal). 0 or HC_EUSAGE naming the bad value. */

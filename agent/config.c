@@ -48,6 +48,8 @@ static const struct hc_cfg_field ag_mirror_schema[] = {
 	  .def = "mirror-a.experiencenet.com" },
 	{ .key = "url_pattern", .type = HC_CFG_STRING, .offset = AG_OFF(mirror.url_pattern),
 	  .def = "https://{district}.hydramirror.experiencenet.com" },
+	{ .key = "extra_sources", .type = HC_CFG_STRLIST,
+	  .offset = AG_OFF(mirror.extra_sources), .check = mf_source_check },
 	{ .key = "head_timeout_ms", .type = HC_CFG_INT,
 	  .offset = AG_OFF(mirror.head_timeout_ms), .def = "2000", .min = 1,
 	  .max = AG_TIMEOUT_MS_MAX },
@@ -121,6 +123,12 @@ ag_config_load(struct ag_config *cfg, const char *path, int must_exist,
 	rc = hc_cfg_load_file(ag_config_schema, cfg, path, err);
 	if (rc != 0)
 		goto fail;
+	/* The loader does not bound a list's length. */
+	if (cfg->mirror.extra_sources.n > MF_EXTRA_SOURCES_MAX) {
+		rc = hc_err_set(err, HC_ECONFIG, "%s: mirror.extra_sources: %zu sources, at most %d",
+		                path, cfg->mirror.extra_sources.n, MF_EXTRA_SOURCES_MAX);
+		goto fail;
+	}
 	return 0;
 fail:
 	ag_config_free(cfg);
@@ -179,6 +187,8 @@ ag_config_mirrorfetch(const struct ag_config *cfg, struct mf_config *mf,
 	mf->district_static = cfg->district.static_district;
 	mf->origin_host = cfg->mirror.origin_host;
 	mf->url_pattern = cfg->mirror.url_pattern;
+	mf->extra_sources = (const char *const *)cfg->mirror.extra_sources.items;
+	mf->n_extra_sources = cfg->mirror.extra_sources.n;
 	mf->head_timeout_ms = (int)cfg->mirror.head_timeout_ms;
 	mf->http.connect_timeout_ms = AG_CONNECT_TIMEOUT_MS;
 	mf->http.stall_bytes_per_s = cfg->mirror.stall.bytes_per_s;
@@ -197,5 +207,36 @@ ag_progress_arg(const char *arg, int *bar, struct hc_err *err)
 		*bar = 0;
 	else
 		return hc_err_set(err, HC_EUSAGE, "--progress: '%s' is not auto, bar or none", arg);
+	return 0;
+}
+
+int
+ag_source_arg(const char *arg, const char **list, size_t *n, size_t max, struct hc_err *err)
+{
+	char why[HC_ERR_MAX];
+
+	if (mf_source_check(arg, why, sizeof(why)) != 0)
+		return hc_err_set(err, HC_EUSAGE, "--source: %s", why);
+	if (*n >= max)
+		return hc_err_set(err, HC_EUSAGE, "--source: more than %zu sources", max);
+	list[(*n)++] = arg;
+	return 0;
+}
+
+int
+ag_mirrorfetch_sources(struct mf_config *mf, const char *const *cli, size_t n_cli,
+                       const char **merged, size_t max, struct hc_err *err)
+{
+	size_t i, n = 0;
+
+	if (mf->n_extra_sources + n_cli > max)
+		return hc_err_set(err, HC_EUSAGE, "--source: %zu sources with mirror.extra_sources, "
+		                  "at most %zu", mf->n_extra_sources + n_cli, max);
+	for (i = 0; i < mf->n_extra_sources; i++)
+		merged[n++] = mf->extra_sources[i];
+	for (i = 0; i < n_cli; i++)
+		merged[n++] = cli[i];
+	mf->extra_sources = merged;
+	mf->n_extra_sources = n;
 	return 0;
 }

@@ -18,6 +18,7 @@ sync_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 		{ "jobs", required_argument, NULL, 'j' },
 		{ "json", no_argument, NULL, 'J' },
 		{ "progress", required_argument, NULL, 'p' },
+		{ "source", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -25,6 +26,8 @@ sync_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 	struct mf_config mf;
 	struct mf_sync_result *res = NULL;
 	const char *progress = "auto";
+	const char *sources[MF_EXTRA_SOURCES_MAX], *merged[MF_EXTRA_SOURCES_MAX];
+	size_t n_sources = 0;
 	char *servers = NULL;
 	long long jobs = MF_SYNC_JOBS_DEFAULT;
 	int json = 0;
@@ -33,7 +36,7 @@ sync_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 	memset(&so, 0, sizeof(so));
 	optind = 1;
 	for (;;) {
-		opt = getopt_long(argc, argv, "m:H:d:Dj:Jp:h", opts, NULL);
+		opt = getopt_long(argc, argv, "m:H:d:Dj:Jp:S:h", opts, NULL);
 		if (opt == -1)
 			break;
 		switch (opt) {
@@ -53,6 +56,11 @@ sync_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 			break;
 		case 'J': json = 1; break;
 		case 'p': progress = optarg; break;
+		case 'S':
+			rc = ag_source_arg(optarg, sources, &n_sources, MF_EXTRA_SOURCES_MAX, err);
+			if (rc != 0)
+				return rc;
+			break;
 		case 'h':
 			fputs(ag_cmd_sync.usage, stdout);
 			return 0;
@@ -74,6 +82,9 @@ sync_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
 	rc = ag_config_mirrorfetch(&ctx->cfg, &mf, &servers, err);
 	if (rc == 0)
+		rc = ag_mirrorfetch_sources(&mf, sources, n_sources, merged, MF_EXTRA_SOURCES_MAX,
+		                            err);
+	if (rc == 0)
 		rc = mf_sync(&mf, &so, res, err);
 	if (json)
 		mf_sync_result_print_json(res, rc, err != NULL ? err->msg : NULL, stdout);
@@ -89,6 +100,7 @@ const struct ag_command ag_cmd_sync = {
 	.usage =
 	"usage: hydra-agent sync --manifest URL|FILE --dir DIR [--delete] [--jobs N]\n"
 	"                        [--manifest-hash HEX] [--json] [--progress auto|bar|none]\n"
+	"                        [--source URL]...\n"
 	"\n"
 	"Reads the manifest (hydra-agent manifest), checks manifest_hash and every\n"
 	"entry before writing anything, then downloads only the files of DIR that are\n"
@@ -97,12 +109,18 @@ const struct ag_command ag_cmd_sync = {
 	"district mirror with the origin as fallback, exactly as 'install' fetches,\n"
 	"into DIR/.hydra-staging; when every one is verified they are renamed into\n"
 	"DIR. A run killed half-way resumes what it had downloaded.\n"
+	"With more mirrors (mirror.extra_sources, --source) the files are spread\n"
+	"over them, the least loaded first (outstanding bytes over the throughput\n"
+	"measured in this run); a file whose mirror fails goes on from the next\n"
+	"one, the origin last.\n"
 	"\n"
 	"  --delete     remove files of DIR the manifest does not list\n"
 	"  --manifest-hash HEX  refuse a manifest whose manifest_hash is not HEX\n"
 	"  --jobs N     transfers at once, 1 to 64 (default 4)\n"
 	"  --json       print the result as one JSON object on stdout\n"
 	"  --progress M summary on stderr: auto (when a terminal), bar, none\n"
+	"  --source URL another mirror, http(s)://HOST[:PORT] (repeatable, up to 6\n"
+	"               with mirror.extra_sources)\n"
 	"\n"
 	"Exit: 0 in sync, 64 usage, 65 bad manifest or checksum failed everywhere,\n"
 	"66 --manifest or --config missing, 69 no source reachable, 73 cannot create\n"

@@ -12,6 +12,12 @@
 #   Bytes for sync are what left the mirror (its /metrics, manifest included);
 #   for rsync its --stats "Total bytes received".
 #
+# Sources (issue 17): a full download of version 2 from one hydra-mirror peer
+# throttled to SOURCE_RATE (max_egress_bytes_per_s), against two such peers
+# (mirror.extra_sources and --source), each on its own loopback address
+# (so that --json's per-file host tells them apart); the last-but-one line is
+# `sources: speedup=<x> (target >= 1.8)`.
+#
 # Prints a table and the last line `sync: ratio=<x> (target <= 1.5)`, the
 # time of hydra-agent sync over the time of rsync. Before it, `connections:`
 # counts the TCP connections of one more (untimed) full sync, --jobs 4,
@@ -22,6 +28,7 @@ BIN="$ROOT/${BUILD:-build}/bin"
 RUNS=${RUNS:-5}
 LARGE_MB=${LARGE_MB:-32}
 CHANGED_KB=${CHANGED_KB:-2048}
+SOURCE_RATE=${SOURCE_RATE:-50M}
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/hydra-bench.XXXXXX")
 PIDS=""
 trap 'for p in $PIDS; do kill $p 2>/dev/null; done; wait 2>/dev/null; rm -rf "$DIR"' EXIT
@@ -156,6 +163,46 @@ while [ $r -lt "$RUNS" ]; do
 	r=$((r + 1))
 done
 
+# Two peers of the origin on their own addresses, throttled alike, warmed by
+# one untimed sync each so that no fill is measured.
+peer() {  # peer ADDR: starts a peer, prints its base URL
+	_p=$(port)
+	"$BIN/hydra-mirror" --listen "$1:$_p" --root "$DIR/peer-$1" --mode peer \
+		--origin-url "$BASE" --max-egress-bytes-per-s "$SOURCE_RATE" > "$DIR/peer-$1.log" 2>&1 &
+	PIDS="$PIDS $!"
+	"$BIN/hydra-testkit" wait-log "$DIR/peer-$1.log" "hydra-mirror listening on" 60000 ||
+		{ echo "bench: the peer on $1 did not start" >&2; exit 1; }
+	echo "http://$1:$_p"
+}
+SRC1=$(peer 127.0.0.2)
+SRC2=$(peer 127.0.0.3)
+printf 'node_id: bench\nstate_dir: %s/state\nlog_file: %s/sources.log\nmirror:\n' "$DIR" "$DIR" \
+	> "$DIR/sources.yaml"
+printf '  origin_host: 127.0.0.1\n  extra_sources: ["%s"]\n' "$SRC1" >> "$DIR/sources.yaml"
+sources_sync() {  # sources_sync DEST [--source URL]
+	_d=$1
+	shift
+	rm -rf "$_d"
+	"$BIN/hydra-agent" --config "$DIR/sources.yaml" sync --progress none --jobs 4 \
+		--manifest "$BASE/api/v1/tools/bench/2/manifest.json" --dir "$_d" --json "$@"
+}
+sources_sync "$DIR/warm1" > /dev/null 2>&1 || echo "bench: warming $SRC1 failed" >&2
+sed "s|$SRC1|$SRC2|" "$DIR/sources.yaml" > "$DIR/sources2.yaml"
+"$BIN/hydra-agent" --config "$DIR/sources2.yaml" sync --progress none --jobs 4 \
+	--manifest "$BASE/api/v1/tools/bench/2/manifest.json" --dir "$DIR/warm2" > /dev/null 2>&1 ||
+	echo "bench: warming $SRC2 failed" >&2
+r=0
+while [ $r -lt "$RUNS" ]; do
+	timed one_source sources_sync "$DIR/one"
+	timed two_sources sources_sync "$DIR/two" --source "$SRC2"
+	r=$((r + 1))
+done
+diff -r --exclude=.hydra-index "$V2" "$DIR/two" > /dev/null ||
+	echo "bench: the folder synced from two sources differs from version 2" >&2
+TWO_SPLIT=$(jq -r '.transfers | group_by(.host) | map("\(.[0].host) \(length) files " +
+	"\([.[].bytes] | add / 1048576 | floor) MiB") | join(", ")' \
+	"$DIR/last.out" 2> /dev/null)
+
 diff -r --exclude=.hydra-index "$V2" "$DIR/full-agent" > /dev/null ||
 	echo "bench: the synced folder differs from version 2" >&2
 
@@ -173,9 +220,14 @@ row "hydra-agent sync, 1 changed" agent
 row "rsync daemon, 1 changed" rsync
 row "hydra-agent sync, full download" agent_full
 row "rsync daemon, full download" rsync_full
+printf '%-34s %10s\n' "full, 1 source at $SOURCE_RATE/s" "$(median < "$DIR/one_source.ms")"
+printf '%-34s %10s   (files: %s)\n' "full, 2 sources at $SOURCE_RATE/s" \
+	"$(median < "$DIR/two_sources.ms")" "$TWO_SPLIT"
 echo
 echo "connections: $CONNS (full sync of $NFILES files, --jobs 4)"
 echo "bytes: hydra-agent sent $(median < "$DIR/agent.bytes") for a $CHANGED_BYTES-byte change" \
 	"(target <= 1.05x: $(awk -v b="$(median < "$DIR/agent.bytes")" -v c="$CHANGED_BYTES" \
 	'BEGIN { printf "%.3f", b / c }')x, manifest included)"
+awk -v o="$(median < "$DIR/one_source.ms")" -v t="$(median < "$DIR/two_sources.ms")" \
+	'BEGIN { printf "sources: speedup=%.2f (target >= 1.8)\n", (t > 0 ? o / t : 0) }'
 awk -v a="$A_MS" -v r="$R_MS" 'BEGIN { printf "sync: ratio=%.2f (target <= 1.5)\n", (r > 0 ? a / r : 0) }'

@@ -628,7 +628,10 @@ static void
 install_log_fallback(const struct install *in, const struct mf_candidate *c,
                      int is_district, const struct hc_err *why)
 {
-	if (is_district)
+	if (is_district && c->extra)
+		hc_log(HC_LOG_WARN, MF_MOD, "mirror %s unavailable (%s), trying the next source",
+		       c->host, why->msg);
+	else if (is_district)
 		hc_log(HC_LOG_WARN, MF_MOD, "district mirror %s unavailable (%s), falling back to %s",
 		       c->host, why->msg, in->cfg->origin_host);
 	else
@@ -682,7 +685,7 @@ install_try(struct install *in, const struct mf_candidate *c, int is_district,
 	a = install_new_attempt(in, c->url, c->host);
 	if (a == NULL)
 		return TRY_STOP;
-	if (is_district && mf_source_skipped(in->cfg->sources, c->host)) {
+	if (is_district && mf_source_skipped(in->cfg->sources, c->host, c->u.port)) {
 		/* Found down by an earlier file of this run, and logged then. */
 		a->result = "skipped";
 		hc_err_set(&t->why, HC_EUNAVAIL, "%s failed earlier in this run", c->host);
@@ -691,7 +694,7 @@ install_try(struct install *in, const struct mf_candidate *c, int is_district,
 	}
 	if (is_district && install_probe(in, c, a, advertised, &fail, &t->why) != 0) {
 		t->source_failures++;
-		if (!mf_source_failed(in->cfg->sources, c->host, fail))
+		if (!mf_source_failed(in->cfg->sources, c->host, c->u.port, fail))
 			install_log_fallback(in, c, 1, &t->why);
 		return TRY_NEXT;
 	}
@@ -733,7 +736,8 @@ install_try(struct install *in, const struct mf_candidate *c, int is_district,
 			mf_report_mismatch(in->cfg, c, in->out_path);
 	} else {
 		t->source_failures++;
-		if (is_district && mf_source_failed(in->cfg->sources, c->host, in->last_fail))
+		if (is_district && mf_source_failed(in->cfg->sources, c->host, c->u.port,
+		                                     in->last_fail))
 			return TRY_NEXT;
 	}
 	install_log_fallback(in, c, is_district, &t->why);

@@ -127,13 +127,18 @@ void mf_report_mismatch(const struct mf_config *cfg, const struct mf_candidate *
  * long: long enough that a sync of many files against a dead district
  * pays its timeout once, short enough that a long run sees it come back. */
 #define MF_SOURCE_BACKOFF_MS 30000
-/* Hosts one run remembers: a district and the origin, with room to spare;
- * past this, hosts are simply not remembered. */
-#define MF_SOURCES_MAX 8
+/* Hosts one run remembers: every candidate a file can have; past this,
+ * hosts are simply not remembered (never skipped, not balanced). */
+#define MF_SOURCES_MAX MF_CANDIDATES_MAX
 
+/* A source is its host and port: two mirrors on one host are two sources. */
 struct mf_source_state {
 	char host[HC_HOST_MAX];
+	int port;
 	int64_t down_until_ms;
+	uint64_t outstanding;    /* bytes of the files assigned to it and not done */
+	uint64_t rx_bytes;       /* body bytes it sent in this run */
+	int64_t rx_ms;           /* time its transfers took, summed */
 };
 
 struct mf_sources {
@@ -146,11 +151,32 @@ void mf_sources_init(struct mf_sources *s);
 void mf_sources_destroy(struct mf_sources *s);
 /* 1 when host failed at the connection level less than
  * MF_SOURCE_BACKOFF_MS ago in this run. s may be NULL (never skipped). */
-int mf_source_skipped(struct mf_sources *s, const char *host);
+int mf_source_skipped(struct mf_sources *s, const char *host, int port);
 /* Records a failure of host with class f. A connection-level one marks it
  * down for MF_SOURCE_BACKOFF_MS. 1 when it was already down: the caller
  * stays quiet, the failure was logged once. s may be NULL. */
-int mf_source_failed(struct mf_sources *s, const char *host, enum hc_fail f);
+int mf_source_failed(struct mf_sources *s, const char *host, int port, enum hc_fail f);
+
+/* Orders the mirrors of cand (every candidate but the last, the origin) for
+ * a file of size bytes: least (outstanding + size) / throughput first, where
+ * throughput is what each host delivered per transfer-millisecond in this
+ * run (hosts not yet measured count as the mean of those measured, or all
+ * alike); hosts in back-off go last; ties keep the configured order. The
+ * origin stays last: it is the fallback, not a member of the rotation. s may
+ * be NULL (order kept). This function cannot fail. */
+void mf_sources_order(struct mf_sources *s, struct mf_candidates *cand, uint64_t size);
+/* Adds size bytes to host's outstanding bytes (assign) or takes them off
+ * (assign 0). s may be NULL. */
+void mf_source_assign(struct mf_sources *s, const char *host, int port, uint64_t size,
+                      int assign);
+/* Transfers shorter than this measure a source's latency more than its
+ * throughput: they are not counted (a 64 KiB file on loopback takes a few
+ * ms, half of them the request). */
+#define MF_SOURCE_RATE_MIN_BYTES ((uint64_t)1 << 20)
+/* Records that host sent bytes in ms milliseconds of one transfer; ignored
+ * below MF_SOURCE_RATE_MIN_BYTES. */
+void mf_source_measured(struct mf_sources *s, const char *host, int port, uint64_t bytes,
+                        int64_t ms);
 
 /* ------------------------------------------------------------------ progress */
 

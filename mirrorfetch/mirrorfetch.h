@@ -13,9 +13,15 @@
 
 /* A district is a DNS label: at most 63 characters. */
 #define MF_DISTRICT_MAX 64
-/* Sources tried for one install: the district mirror and the origin, plus one
- * retry of a source whose content changed under a resumed transfer. */
-#define MF_ATTEMPTS_MAX 8
+/* Mirrors given beside the district (mirror.extra_sources, --source): a
+ * handful of redundant mirrors, not a list to crawl. */
+#define MF_EXTRA_SOURCES_MAX 6
+/* Sources tried for one file: the district mirror, the extra sources and
+ * the origin. */
+#define MF_CANDIDATES_MAX (MF_EXTRA_SOURCES_MAX + 2)
+/* Attempts for one install: each candidate, plus one retry of a source whose
+ * content changed under a resumed transfer. */
+#define MF_ATTEMPTS_MAX (2 * MF_CANDIDATES_MAX)
 #define MF_URL_MAX 2048
 /* Longest node id put into a URL: ids are short names; a longer one is a
  * configuration mistake, reported as such. */
@@ -35,7 +41,14 @@ struct mf_config {
 	atomic_uint_least64_t *rx_bytes; /* NULL, or a counter every body byte received
 	                                    is added to (live progress of a sync) */
 	struct mf_sources *sources;      /* NULL, or the hosts this run found down */
+	const char *const *extra_sources;/* base URLs tried after the district, in order */
+	size_t n_extra_sources;          /* at most MF_EXTRA_SOURCES_MAX */
 };
+
+/* A check for hc_cfg_field.check and --source: value is a mirror's base URL,
+ * http(s)://HOST[:PORT] with at most a trailing '/', no path or query. 0, or
+ * HC_ECONFIG with why in what. */
+int mf_source_check(const char *value, char *what, size_t what_size);
 
 enum mf_progress_mode { MF_PROGRESS_NONE, MF_PROGRESS_BAR };
 
@@ -72,15 +85,13 @@ struct mf_result {
 int mf_district_lookup(const struct mf_config *cfg, char out[MF_DISTRICT_MAX],
                        struct hc_err *err);
 
-/* Sources tried for one file: the district mirror, then the origin. */
-#define MF_CANDIDATES_MAX 2
-
 /* One source of a file: its URL and that URL's host, parsed once; every
  * request to it hands u over (hc_http_request.parsed). */
 struct mf_candidate {
 	char url[MF_URL_MAX];
 	char host[HC_HOST_MAX];
 	struct hc_url u;
+	int extra;            /* one of cfg->extra_sources, not the district */
 };
 
 struct mf_candidates {
@@ -110,9 +121,10 @@ void mf_candidates_free(struct mf_candidates *c);
 typedef int (*mf_district_fn)(void *ctx, const char **district, struct hc_err *err);
 
 /*
- * Parses url once and gives its candidates (mf_rewrite_url; free them with
- * mf_candidates_free, on error too), asking
- * district() only when url is on cfg->origin_host. A URL that is not an
+ * Parses url once and gives its candidates (mf_rewrite_url, then for an
+ * origin URL cfg->extra_sources with url's path and query inserted before
+ * the origin, in order; free them with mf_candidates_free, on error too),
+ * asking district() only when url is on cfg->origin_host. A URL that is not an
  * absolute http(s) URL is HC_EUSAGE naming it: it came from the command
  * line (manifest entries are checked when the manifest is parsed).
  */

@@ -103,6 +103,70 @@ mf_rewrite_url(const struct hc_url *u, const char *url, const char *district,
 }
 
 int
+mf_source_check(const char *value, char *what, size_t what_size)
+{
+	struct hc_url u;
+	struct hc_err e;
+	int bad;
+
+	if (hc_url_parse(value, &u, &e) != 0) {
+		hc_snprintf(what, what_size, "'%s' is not a mirror's base URL: %s", value, e.msg);
+		return HC_ECONFIG;
+	}
+	/* The file's path is appended: a base with its own path or query would
+	 * silently ask for other files. */
+	bad = strcmp(u.path_query, "/") != 0;
+	hc_url_free(&u);
+	if (bad || strchr(value, '?') != NULL || strchr(value, '#') != NULL) {
+		hc_snprintf(what, what_size, "'%s' is not a mirror's base URL: "
+		            "want http(s)://HOST[:PORT] without a path", value);
+		return HC_ECONFIG;
+	}
+	return 0;
+}
+
+/* Inserts cfg->extra_sources (base plus u's path and query) between the
+ * district and the origin, the last of out. */
+static int
+rewrite_extras(const struct mf_config *cfg, const struct hc_url *u, struct mf_candidates *out,
+               struct hc_err *err)
+{
+	struct mf_candidate origin = out->c[out->n - 1];
+	size_t i, base_len;
+	int rc;
+
+	out->n--;
+	memset(&out->c[out->n], 0, sizeof(out->c[out->n]));
+	for (i = 0; i < cfg->n_extra_sources && i < MF_EXTRA_SOURCES_MAX; i++) {
+		struct mf_candidate *c = &out->c[out->n];
+		const char *base = cfg->extra_sources[i];
+
+		base_len = strlen(base);
+		while (base_len > 0 && base[base_len - 1] == '/')
+			base_len--;
+		if (hc_snprintf(c->url, sizeof(c->url), "%.*s%s", (int)base_len, base,
+		                u->path_query) != 0) {
+			rc = hc_err_set(err, HC_EDATA, "source %s: URL too long", base);
+			goto fail;
+		}
+		rc = hc_url_parse(c->url, &c->u, err);
+		if (rc != 0) {
+			hc_err_prefix(err, "source %s", base);
+			goto fail;
+		}
+		hc_strlcpy(c->host, c->u.host, sizeof(c->host));
+		c->extra = 1;
+		out->n++;
+	}
+	out->c[out->n++] = origin;
+	return 0;
+fail:
+	hc_url_free(&origin.u);
+	mf_candidates_free(out);
+	return rc;
+}
+
+int
 mf_candidates_for(const struct mf_config *cfg, const char *url, mf_district_fn district,
                   void *ctx, struct mf_candidates *out, struct hc_err *err)
 {
@@ -122,6 +186,8 @@ mf_candidates_for(const struct mf_config *cfg, const char *url, mf_district_fn d
 		rc = district(ctx, &d, err);
 	if (rc == 0)
 		rc = mf_rewrite_url(&u, url, d, cfg->origin_host, cfg->url_pattern, out, err);
+	if (rc == 0 && cfg->n_extra_sources > 0 && mf_is_origin(&u, cfg->origin_host))
+		rc = rewrite_extras(cfg, &u, out, err);
 	hc_url_free(&u);
 	return rc;
 }

@@ -76,7 +76,8 @@ transfer_fetch_candidates(struct mf_sync *s, const struct mf_candidates *cand, c
 		struct hc_http_request req = { 0 };
 		struct hc_http_response resp;
 
-		if (i + 1 < cand->n && mf_source_skipped(s->cfg->sources, cand->c[i].host))
+		if (i + 1 < cand->n && mf_source_skipped(s->cfg->sources, cand->c[i].host,
+		                                        cand->c[i].u.port))
 			continue;
 		hc_buf_reset(&body.b);
 		body.too_big = 0;
@@ -103,9 +104,13 @@ transfer_fetch_candidates(struct mf_sync *s, const struct mf_candidates *cand, c
 		}
 		if (rc == 0)
 			hc_err_set(&why, HC_EUNAVAIL, "HTTP %ld", resp.status);
-		if (i + 1 < cand->n && mf_source_failed(s->cfg->sources, cand->c[i].host, resp.fail))
+		if (i + 1 < cand->n && mf_source_failed(s->cfg->sources, cand->c[i].host,
+		                                       cand->c[i].u.port, resp.fail))
 			continue;
-		if (i + 1 < cand->n)
+		if (i + 1 < cand->n && cand->c[i].extra)
+			hc_log(HC_LOG_WARN, MF_MOD, "mirror %s unavailable (%s), trying the next "
+			       "source", cand->c[i].host, why.msg);
+		else if (i + 1 < cand->n)
 			hc_log(HC_LOG_WARN, MF_MOD, "district mirror %s unavailable (%s), falling back "
 			       "to %s", cand->c[i].host, why.msg, s->cfg->origin_host);
 		else
@@ -199,6 +204,34 @@ transfer_clear(int dirfd, const char *name, const char *what, struct hc_err *err
 	return mf_remove_tree_at(dirfd, name, what, err);
 }
 
+/* mf_fetch_at with the mirrors of cand in the order that spreads the run's
+ * load (mf_sources_order): the first one carries the file's bytes as
+ * outstanding while it runs, and every source that sent bytes has its
+ * throughput measured (an attempt is matched to its candidate by URL). */
+static int
+transfer_fetch_balanced(struct mf_sync *s, struct mf_candidates *cand,
+                        const struct mf_fetch_target *t, struct mf_result *r,
+                        struct hc_err *err)
+{
+	struct mf_sources *src = s->cfg->sources;
+	const struct mf_candidate *first = &cand->c[0];
+	size_t a, i;
+	int rc;
+
+	mf_sources_order(src, cand, t->size);
+	mf_source_assign(src, first->host, first->u.port, t->size, 1);
+	rc = mf_fetch_at(s->cfg, cand, t, MF_PROGRESS_NONE, r, err);
+	mf_source_assign(src, first->host, first->u.port, t->size, 0);
+	for (a = 0; a < r->n_attempts; a++)
+		for (i = 0; i < cand->n; i++)
+			if (strcmp(r->attempts[a].url, cand->c[i].url) == 0) {
+				mf_source_measured(src, cand->c[i].host, cand->c[i].u.port,
+				                   r->attempts[a].bytes, r->attempts[a].ms);
+				break;
+			}
+	return rc;
+}
+
 /*
  * Fetches one item: staging/path, its part file in staging/.hydra-parts/
  * path.part (a tree of its own: staged "x.part" must never be the part
@@ -251,7 +284,7 @@ transfer_one(struct mf_sync *s, const struct mf_sync_item *it, struct mf_result 
 	t.expect_sha256 = it->f->sha256;
 	t.has_size = 1;
 	t.size = it->f->size;
-	rc = mf_fetch_at(s->cfg, &cand, &t, MF_PROGRESS_NONE, r, err);
+	rc = transfer_fetch_balanced(s, &cand, &t, r, err);
 done:
 	if (dfd >= 0)
 		close(dfd);

@@ -1,5 +1,6 @@
-/* mirrorfetch: the seed's rewrite rule and origin matching, the progress
- * line's fitting, the sources a run found down. */
+/* mirrorfetch: the seed's rewrite rule and origin matching, extra sources,
+ * the progress line's fitting, the sources a run found down and their
+ * balancing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -160,6 +161,120 @@ fixed_district(void *ctx, const char **district, struct hc_err *err)
 	return 0;
 }
 
+/* Extra sources go between the district and the origin, in order, with
+ * the URL's path and query; only for origin URLs. */
+static void
+candidates_extra_sources(struct mf_config cfg)
+{
+	static const char *const extra[] = { "http://s1.example:8081/", "https://s2.example" };
+	struct mf_candidates c;
+	struct hc_err err = { 0, "" };
+	int calls = 0;
+
+	cfg.extra_sources = extra;
+	cfg.n_extra_sources = 2;
+	assert_int_equal(mf_candidates_for(&cfg, "https://mirror-a.experiencenet.com/t/b.zip?x=1",
+	                                   fixed_district, &calls, &c, &err), 0);
+	assert_int_equal(c.n, 4);
+	assert_string_equal(c.c[0].host, "bxl1.hydramirror.experiencenet.com");
+	assert_int_equal(c.c[0].extra, 0);
+	assert_string_equal(c.c[1].url, "http://s1.example:8081/t/b.zip?x=1");
+	assert_int_equal(c.c[1].u.port, 8081);
+	assert_int_equal(c.c[1].extra, 1);
+	assert_string_equal(c.c[2].url, "https://s2.example/t/b.zip?x=1");
+	assert_string_equal(c.c[2].host, "s2.example");
+	assert_string_equal(c.c[3].url, "https://mirror-a.experiencenet.com/t/b.zip?x=1");
+	assert_string_equal(c.c[3].u.path_query, "/t/b.zip?x=1");
+	mf_candidates_free(&c);
+	assert_int_equal(mf_candidates_for(&cfg, "http://other.example/b.zip", fixed_district,
+	                                   &calls, &c, &err), 0);
+	assert_int_equal(c.n, 1);
+	mf_candidates_free(&c);
+}
+
+/* A base URL is scheme, host and port: a path, query or other scheme is
+ * refused with the value named. */
+static void
+test_source_check(void **state)
+{
+	char why[HC_ERR_MAX];
+
+	(void)state;
+	assert_int_equal(mf_source_check("http://s1.example", why, sizeof(why)), 0);
+	assert_int_equal(mf_source_check("https://s1.example:8443/", why, sizeof(why)), 0);
+	assert_int_equal(mf_source_check("http://[::1]:80", why, sizeof(why)), 0);
+	assert_int_equal(mf_source_check("http://s1.example/x", why, sizeof(why)), HC_ECONFIG);
+	assert_non_null(strstr(why, "http://s1.example/x"));
+	assert_int_equal(mf_source_check("http://s1.example/?a", why, sizeof(why)), HC_ECONFIG);
+	assert_int_equal(mf_source_check("http://s1.example?a", why, sizeof(why)), HC_ECONFIG);
+	assert_int_equal(mf_source_check("ftp://s1.example", why, sizeof(why)), HC_ECONFIG);
+	assert_int_equal(mf_source_check("", why, sizeof(why)), HC_ECONFIG);
+	assert_int_equal(mf_source_check("s1.example", why, sizeof(why)), HC_ECONFIG);
+}
+
+/* Candidates a, b, c and the origin o, by host only. */
+static void
+order_fill(struct mf_candidates *c)
+{
+	static const char *const hosts[] = { "a", "b", "c", "o" };
+	size_t i;
+
+	memset(c, 0, sizeof(*c));
+	for (i = 0; i < 4; i++) {
+		snprintf(c->c[i].host, sizeof(c->c[i].host), "%s", hosts[i]);
+		c->c[i].u.port = 80;
+	}
+	c->n = 4;
+}
+
+static void
+order_expect(struct mf_sources *s, uint64_t size, const char *want)
+{
+	struct mf_candidates c;
+	char got[8];
+	size_t i;
+
+	order_fill(&c);
+	mf_sources_order(s, &c, size);
+	for (i = 0; i < c.n; i++)
+		got[i] = c.c[i].host[0];
+	got[c.n] = '\0';
+	assert_string_equal(got, want);
+}
+
+/* Least outstanding bytes over throughput first, ties in configured order,
+ * hosts in back-off last among the mirrors, the origin always last. */
+static void
+test_sources_order(void **state)
+{
+	struct mf_sources s;
+
+	(void)state;
+	mf_sources_init(&s);
+	order_expect(&s, 100, "abco");
+	order_expect(NULL, 100, "abco");
+	mf_source_assign(&s, "a", 80, 100, 1);
+	order_expect(&s, 100, "bcao");
+	mf_source_assign(&s, "b", 80, 100, 1);
+	mf_source_assign(&s, "c", 80, 50, 1);
+	order_expect(&s, 100, "cabo");
+	/* b is measured four times faster than a: its queue empties first. */
+	mf_source_measured(&s, "a", 80, 1000, 1);
+	order_expect(&s, 100, "cabo");
+	mf_source_measured(&s, "a", 80, MF_SOURCE_RATE_MIN_BYTES, 100);
+	mf_source_measured(&s, "b", 80, 4 * MF_SOURCE_RATE_MIN_BYTES, 100);
+	mf_source_assign(&s, "c", 80, 20 * MF_SOURCE_RATE_MIN_BYTES, 1);
+	order_expect(&s, 100, "baco");
+	mf_source_assign(&s, "b", 80, 100, 0);
+	mf_source_assign(&s, "b", 80, 1000, 0);
+	order_expect(&s, 100, "baco");
+	assert_int_equal(mf_source_failed(&s, "b", 80, HC_FAIL_CONNECT_REFUSED), 0);
+	order_expect(&s, 100, "acbo");
+	/* Another port on b's host is another source, not in back-off. */
+	assert_int_equal(mf_source_skipped(&s, "b", 8080), 0);
+	mf_sources_destroy(&s);
+}
+
 /* One parse gives the candidates and their hosts; the district is asked
  * for only for origin URLs; a bad URL is a usage error naming it. */
 static void
@@ -196,6 +311,7 @@ test_candidates_for(void **state)
 	assert_int_equal(mf_candidates_for(&cfg, "http://127.0.0.1:99999/x", fixed_district,
 	                                   &calls, &c, &err), HC_EUSAGE);
 	assert_int_equal(c.n, 0);
+	candidates_extra_sources(cfg);
 }
 
 #define BAR_LEFT " 42.0%  3.4 MiB / 8.0 MiB  12.3 MiB/s  ETA 1s"
@@ -236,15 +352,15 @@ test_sources(void **state)
 
 	(void)state;
 	mf_sources_init(&s);
-	assert_int_equal(mf_source_skipped(&s, "bxl1.example"), 0);
-	assert_int_equal(mf_source_failed(&s, "bxl1.example", HC_FAIL_HTTP_STATUS), 0);
-	assert_int_equal(mf_source_skipped(&s, "bxl1.example"), 0);
-	assert_int_equal(mf_source_failed(&s, "bxl1.example", HC_FAIL_CONNECT_REFUSED), 0);
-	assert_int_equal(mf_source_skipped(&s, "BXL1.example"), 1);
-	assert_int_equal(mf_source_failed(&s, "bxl1.example", HC_FAIL_STALL), 1);
-	assert_int_equal(mf_source_skipped(&s, "origin.example"), 0);
-	assert_int_equal(mf_source_skipped(NULL, "bxl1.example"), 0);
-	assert_int_equal(mf_source_failed(NULL, "bxl1.example", HC_FAIL_TLS), 0);
+	assert_int_equal(mf_source_skipped(&s, "bxl1.example", 80), 0);
+	assert_int_equal(mf_source_failed(&s, "bxl1.example", 80, HC_FAIL_HTTP_STATUS), 0);
+	assert_int_equal(mf_source_skipped(&s, "bxl1.example", 80), 0);
+	assert_int_equal(mf_source_failed(&s, "bxl1.example", 80, HC_FAIL_CONNECT_REFUSED), 0);
+	assert_int_equal(mf_source_skipped(&s, "BXL1.example", 80), 1);
+	assert_int_equal(mf_source_failed(&s, "bxl1.example", 80, HC_FAIL_STALL), 1);
+	assert_int_equal(mf_source_skipped(&s, "origin.example", 80), 0);
+	assert_int_equal(mf_source_skipped(NULL, "bxl1.example", 80), 0);
+	assert_int_equal(mf_source_failed(NULL, "bxl1.example", 80, HC_FAIL_TLS), 0);
 	mf_sources_destroy(&s);
 }
 
@@ -261,6 +377,8 @@ main(void)
 		cmocka_unit_test(test_candidates_for),
 		cmocka_unit_test(test_bar_fit),
 		cmocka_unit_test(test_sources),
+		cmocka_unit_test(test_source_check),
+		cmocka_unit_test(test_sources_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
