@@ -33,9 +33,11 @@ mir_tarsrc_is_tar(const char *url)
 static const char *
 ts_refused(struct archive_entry *e)
 {
+	if (archive_entry_hardlink(e) != NULL)
+		return "a hard link entry";  /* a tar hard link has no file type of its own */
 	switch (archive_entry_filetype(e)) {
 	case AE_IFREG:
-		return archive_entry_hardlink(e) != NULL ? "a hard link entry" : NULL;
+		return NULL;
 	case AE_IFLNK:
 		return "a symlink entry";
 	default:
