@@ -9,6 +9,7 @@
 # store nothing, and a manifest.json miss during a long import answered 503
 # with Retry-After instead of being held.
 . "$(dirname "$0")/../lib.sh"
+. "$T_ROOT/tests/support/upstream_env.sh"
 
 command -v nginx > /dev/null || { t_skip "mirror upstream tar" "nginx is not installed"; t_done; }
 command -v python3 > /dev/null || { t_skip "mirror upstream tar" "python3 is not installed"; t_done; }
@@ -92,11 +93,6 @@ t_wait_log "$LOG" "hydra-mirror listening on 127.0.0.1:$PORT" 10000 ||
 	{ t_fail "mirror starts" "see log"; cat "$LOG"; t_done; }
 T="http://127.0.0.1:$PORT/api/v1/tools"
 
-# get NAME URL: body to $T_DIR/NAME.body, headers to $T_DIR/NAME.h, status in CODE.
-get() {
-	CODE=$(curl -s -o "$T_DIR/$1.body" -D "$T_DIR/$1.h" -w '%{http_code}' "$2")
-}
-header() { awk -v h="$2:" 'tolower($1) == tolower(h) { print $2 }' "$T_DIR/$1.h" | tr -d '\r'; }
 reads() { grep -c " /$1 " "$T_DIR/nginx/gh.log"; }
 
 # 1. The first member: the archive read whole, rewritten, the member served.
@@ -141,12 +137,6 @@ t_eq "after the DELETE: every file is back" \
 t_grep "after the DELETE: logged" "$LOG" "upstream tools/demo/1.0 left the store"
 
 # 4. Bad archives: 502, the reason logged, nothing stored.
-refused() {
-	get "$1" "$T/$2"
-	t_eq "$1: 502" "$CODE" 502
-	t_grep "$1: the reason is logged" "$LOG" "$3"
-	t_eq "$1: nothing stored" "$(find "$ROOT/files/tools/${2%%/*}" -type f 2>/dev/null | wc -l)" 0
-}
 refused "traversal name" "evil/1.0/files/src/ok.txt" "member '../escape.txt' refused: a '..' segment"
 refused "absolute path" "abs/1.0/files/src/ok.txt" "member '/tmp/abs.txt' refused: an absolute path"
 refused "symlink entry" "link/1.0/files/src/ok.txt" "member 'src/ln' refused: a symlink entry"
