@@ -20,6 +20,14 @@
 #define TS_ENTRIES_MAX 200000
 #define TS_CHUNK (64 * 1024)
 
+/* One conversion: the tar read, the ZIP written, the limits and totals. */
+struct ts_run {
+	struct archive *a, *w;
+	uint64_t tar_bytes, max_bytes;
+	uint64_t total;                 /* content copied so far */
+	unsigned char *buf;             /* TS_CHUNK bytes */
+};
+
 int
 mir_tarsrc_is_tar(const char *url)
 {
@@ -45,35 +53,33 @@ ts_refused(struct archive_entry *e)
 	}
 }
 
-/* Copies the current entry's content (name already written as o). */
+/* Copies the current entry's content (its header already written). */
 static int
-ts_copy(struct archive *a, struct archive *w, const char *name, int64_t declared,
-        uint64_t *total, uint64_t tar_bytes, uint64_t max_bytes, unsigned char *buf,
-        struct hc_err *err)
+ts_copy(struct ts_run *t, const char *name, int64_t declared, struct hc_err *err)
 {
 	uint64_t got = 0;
 	la_ssize_t n;
 
 	for (;;) {
-		n = archive_read_data(a, buf, TS_CHUNK);
+		n = archive_read_data(t->a, t->buf, TS_CHUNK);
 		if (n == 0)
 			break;
 		if (n < 0)
 			return hc_err_set(err, HC_EDATA, "member '%s': %s", name,
-			                  archive_error_string(a));
+			                  archive_error_string(t->a));
 		got += (uint64_t)n;
-		*total += (uint64_t)n;
+		t->total += (uint64_t)n;
 		if (got > (uint64_t)declared)
 			return hc_err_set(err, HC_EDATA, "member '%s' larger than its declared %" PRId64
 			                  " bytes", name, declared);
-		if (*total > max_bytes)
+		if (t->total > t->max_bytes)
 			return hc_err_set(err, HC_EDATA, "content past max_archive_bytes");
-		if (*total > MIR_TARSRC_RATIO_FLOOR &&
-		    *total / MIR_TARSRC_RATIO_MAX > tar_bytes)
+		if (t->total > MIR_TARSRC_RATIO_FLOOR &&
+		    t->total / MIR_TARSRC_RATIO_MAX > t->tar_bytes)
 			return hc_err_set(err, HC_EDATA, "content past %d times the archive's %" PRIu64
-			                  " bytes (a bomb)", MIR_TARSRC_RATIO_MAX, tar_bytes);
-		if (archive_write_data(w, buf, (size_t)n) != n)
-			return hc_err_set(err, HC_EIO, "write: %s", archive_error_string(w));
+			                  " bytes (a bomb)", MIR_TARSRC_RATIO_MAX, t->tar_bytes);
+		if (archive_write_data(t->w, t->buf, (size_t)n) != n)
+			return hc_err_set(err, HC_EIO, "write: %s", archive_error_string(t->w));
 	}
 	if (got != (uint64_t)declared)
 		return hc_err_set(err, HC_EDATA, "member '%s' cut short (%" PRIu64 " of %" PRId64
@@ -81,11 +87,10 @@ ts_copy(struct archive *a, struct archive *w, const char *name, int64_t declared
 	return 0;
 }
 
-/* One entry of a to w: a file is copied, a directory dropped, anything
- * else refused. */
+/* One entry of the tar to the ZIP: a file is copied, a directory dropped,
+ * anything else refused. */
 static int
-ts_entry(struct archive *a, struct archive *w, struct archive_entry *e, uint64_t *total,
-         uint64_t tar_bytes, uint64_t max_bytes, unsigned char *buf, struct hc_err *err)
+ts_entry(struct ts_run *t, struct archive_entry *e, struct hc_err *err)
 {
 	const char *name = archive_entry_pathname(e), *why;
 	struct archive_entry *o = NULL;
@@ -110,10 +115,10 @@ ts_entry(struct archive *a, struct archive *w, struct archive_entry *e, uint64_t
 	archive_entry_set_perm(o, 0644);
 	archive_entry_set_size(o, archive_entry_size(e));
 	archive_entry_set_mtime(o, archive_entry_mtime(e), 0);
-	if (archive_write_header(w, o) != ARCHIVE_OK)
-		rc = hc_err_set(err, HC_EIO, "member '%s': %s", name, archive_error_string(w));
+	if (archive_write_header(t->w, o) != ARCHIVE_OK)
+		rc = hc_err_set(err, HC_EIO, "member '%s': %s", name, archive_error_string(t->w));
 	else
-		rc = ts_copy(a, w, name, archive_entry_size(e), total, tar_bytes, max_bytes, buf, err);
+		rc = ts_copy(t, name, archive_entry_size(e), err);
 	archive_entry_free(o);
 	return rc;
 }
@@ -122,34 +127,33 @@ int
 mir_tarsrc_to_zip(int tar_fd, uint64_t tar_bytes, int zip_fd, uint64_t max_bytes,
                   struct hc_err *err)
 {
-	unsigned char *buf = malloc(TS_CHUNK);
-	struct archive *a = NULL, *w = NULL;
+	struct ts_run t = { NULL, NULL, tar_bytes, max_bytes, 0, NULL };
 	struct archive_entry *e;
-	uint64_t total = 0;
 	int rc = 0, r, i;
 
-	if (buf == NULL)
+	t.buf = malloc(TS_CHUNK);
+	if (t.buf == NULL)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
 	if (lseek(tar_fd, 0, SEEK_SET) != 0) {
 		rc = hc_err_set(err, HC_EIO, "seek: %s", strerror(errno));
 		goto done;
 	}
-	a = archive_read_new();
-	w = archive_write_new();
-	if (a == NULL || w == NULL) {
+	t.a = archive_read_new();
+	t.w = archive_write_new();
+	if (t.a == NULL || t.w == NULL) {
 		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
 		goto done;
 	}
-	if (archive_read_support_filter_gzip(a) != ARCHIVE_OK ||
-	    archive_read_support_format_tar(a) != ARCHIVE_OK ||
-	    archive_read_open_fd(a, tar_fd, TS_CHUNK) != ARCHIVE_OK) {
-		rc = hc_err_set(err, HC_EDATA, "not a .tar.gz: %s", archive_error_string(a));
+	if (archive_read_support_filter_gzip(t.a) != ARCHIVE_OK ||
+	    archive_read_support_format_tar(t.a) != ARCHIVE_OK ||
+	    archive_read_open_fd(t.a, tar_fd, TS_CHUNK) != ARCHIVE_OK) {
+		rc = hc_err_set(err, HC_EDATA, "not a .tar.gz: %s", archive_error_string(t.a));
 		goto done;
 	}
-	if (archive_write_set_format_zip(w) != ARCHIVE_OK ||
-	    archive_write_zip_set_compression_store(w) != ARCHIVE_OK ||
-	    archive_write_open_fd(w, zip_fd) != ARCHIVE_OK) {
-		rc = hc_err_set(err, HC_EIO, "zip writer: %s", archive_error_string(w));
+	if (archive_write_set_format_zip(t.w) != ARCHIVE_OK ||
+	    archive_write_zip_set_compression_store(t.w) != ARCHIVE_OK ||
+	    archive_write_open_fd(t.w, zip_fd) != ARCHIVE_OK) {
+		rc = hc_err_set(err, HC_EIO, "zip writer: %s", archive_error_string(t.w));
 		goto done;
 	}
 	for (i = 0; rc == 0; i++) {
@@ -157,20 +161,20 @@ mir_tarsrc_to_zip(int tar_fd, uint64_t tar_bytes, int zip_fd, uint64_t max_bytes
 			rc = hc_err_set(err, HC_EDATA, "more than %d entries", TS_ENTRIES_MAX);
 			break;
 		}
-		r = archive_read_next_header(a, &e);
+		r = archive_read_next_header(t.a, &e);
 		if (r == ARCHIVE_EOF)
 			break;
 		if (r < ARCHIVE_WARN) {
-			rc = hc_err_set(err, HC_EDATA, "entry %d: %s", i, archive_error_string(a));
+			rc = hc_err_set(err, HC_EDATA, "entry %d: %s", i, archive_error_string(t.a));
 			break;
 		}
-		rc = ts_entry(a, w, e, &total, tar_bytes, max_bytes, buf, err);
+		rc = ts_entry(&t, e, err);
 	}
-	if (rc == 0 && archive_write_close(w) != ARCHIVE_OK)
-		rc = hc_err_set(err, HC_EIO, "zip writer: %s", archive_error_string(w));
+	if (rc == 0 && archive_write_close(t.w) != ARCHIVE_OK)
+		rc = hc_err_set(err, HC_EIO, "zip writer: %s", archive_error_string(t.w));
 done:
-	archive_write_free(w);
-	archive_read_free(a);
-	free(buf);
+	archive_write_free(t.w);
+	archive_read_free(t.a);
+	free(t.buf);
 	return rc;
 }
