@@ -9,7 +9,10 @@
  * With import: on_first_use the first member
  * also starts a background import of the whole version; manifest.json is
  * written last, so a version's manifest appears only once every member is
- * in. POST .../import does the same on purpose.
+ * in. POST .../import does the same on purpose. A manifest.json miss
+ * waits for the import at most UP_MANIFEST_WAIT_MS, then answers 503. A
+ * version whose manifest left the store (the admin DELETE) is imported
+ * again on its next miss.
  *
  * One lock per version serializes the on-demand jobs of that version,
  * so concurrent misses share one directory read (the archive stays open
