@@ -27,7 +27,7 @@ SANFLAGS =
 OPT      = -O2
 endif
 
-PKGS     = libcurl libcares json-c yaml-0.1 openssl libmicrohttpd libsystemd libzip
+PKGS     = libcurl libcares json-c yaml-0.1 openssl libmicrohttpd libsystemd libzip libarchive
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)

@@ -9,8 +9,14 @@
 # Each run starts a fresh mirror (import: on_request_only, so no background
 # import is counted) on an empty root and asks for src/main.py once.
 #
-# Prints a table and the last line
-# `upstream: member_bytes=<n> (target < 1048576) member_ms=<m> whole_ms=<w>`.
+# The same member from a .tar.gz release (sources and TAR_MB MiB of random
+# bytes, default 64: zeros would be refused as a bomb) costs the whole
+# archive: the mirror reads it once and rewrites it as a ZIP (tar_ms),
+# against curl | tar -xzO of the member (tar_whole_ms).
+#
+# Prints a table and the last lines
+# `upstream: member_bytes=<n> (target < 1048576) member_ms=<m> whole_ms=<w>` and
+# `upstream tar.gz: tar_ms=<m> tar_whole_ms=<w> archive_bytes=<b>`.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/tests/lib.sh"
@@ -19,8 +25,9 @@ T_ROOT=$ROOT
 BIN="$ROOT/${BUILD:-build}/bin"
 RUNS=${RUNS:-3}
 BIG_MB=${BIG_MB:-1024}
+TAR_MB=${TAR_MB:-64}
 
-for c in nginx zip unzip curl; do
+for c in nginx zip unzip curl tar; do
 	command -v "$c" > /dev/null || { echo "upstream bench: $c is not installed" >&2; exit 1; }
 done
 
@@ -35,6 +42,11 @@ truncate -s "${BIG_MB}M" "$T_DIR/src/models/big.bin"
 	{ echo "upstream bench: zip failed" >&2; exit 1; }
 rm -f "$T_DIR/src/models/big.bin"
 ARCHIVE_BYTES=$(stat -c %s "$REL/demo-1.0.zip")
+head -c "$((TAR_MB * 1024 * 1024))" /dev/urandom > "$T_DIR/src/models/big.bin"
+tar -C "$T_DIR/src" -czf "$REL/demo-2.0.tar.gz" models src ||
+	{ echo "upstream bench: tar failed" >&2; exit 1; }
+rm -f "$T_DIR/src/models/big.bin"
+TAR_BYTES=$(stat -c %s "$REL/demo-2.0.tar.gz")
 
 GH=$(t_free_port)
 ASSETS=$(t_free_port)
@@ -60,6 +72,15 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 : > "$T_DIR/member_ms"
 : > "$T_DIR/member_bytes"
 : > "$T_DIR/whole_ms"
+: > "$T_DIR/tar_ms"
+: > "$T_DIR/tar_whole_ms"
+# member URL DEST: time_total of one GET in ms; the bytes must be src/main.py.
+member() {
+	_s=$(curl -s -o "$2" -w '%{time_total}' "$1")
+	cmp -s "$2" "$T_DIR/src/src/main.py" ||
+		{ echo "upstream bench: wrong member bytes from $1" >&2; exit 1; }
+	awk -v s="$_s" 'BEGIN { printf "%.0f\n", s * 1000 }'
+}
 for run in $(seq 1 "$RUNS"); do
 	PORT=$(t_free_port)
 	rm -rf "$T_DIR/root"
@@ -70,17 +91,36 @@ tools_upstream:
   archive_url: "http://127.0.0.1:$GH/{tool_id}/{tool_id}-{version}.zip"
   import: on_request_only
 YAML
+	cat > "$T_DIR/t.yaml" <<YAML
+listen: 127.0.0.1:$PORT
+root: $T_DIR/root
+tools_upstream:
+  archive_url: "http://127.0.0.1:$GH/{tool_id}/{tool_id}-{version}.tar.gz"
+  import: on_request_only
+YAML
 	t_start "mirror$run" "$T_DIR/m$run.log" "$BIN/hydra-mirror" --config "$T_DIR/m.yaml"
 	t_wait_log "$T_DIR/m$run.log" "listening on 127.0.0.1:$PORT" 10000 ||
 		{ echo "upstream bench: mirror did not start" >&2; exit 1; }
 	before=$(sent)
-	s=$(curl -s -o "$T_DIR/member" -w '%{time_total}' \
-		"http://127.0.0.1:$PORT/api/v1/tools/demo/1.0/files/src/main.py")
-	cmp -s "$T_DIR/member" "$T_DIR/src/src/main.py" ||
-		{ echo "upstream bench: wrong member bytes" >&2; exit 1; }
+	member "http://127.0.0.1:$PORT/api/v1/tools/demo/1.0/files/src/main.py" \
+		"$T_DIR/member" >> "$T_DIR/member_ms"
 	echo $(( $(sent) - before )) >> "$T_DIR/member_bytes"
-	awk -v s="$s" 'BEGIN { printf "%.0f\n", s * 1000 }' >> "$T_DIR/member_ms"
 	t_stop "mirror$run"
+
+	rm -rf "$T_DIR/root"
+	t_start "tar$run" "$T_DIR/t$run.log" "$BIN/hydra-mirror" --config "$T_DIR/t.yaml"
+	t_wait_log "$T_DIR/t$run.log" "listening on 127.0.0.1:$PORT" 10000 ||
+		{ echo "upstream bench: mirror did not start" >&2; exit 1; }
+	member "http://127.0.0.1:$PORT/api/v1/tools/demo/2.0/files/src/main.py" \
+		"$T_DIR/member" >> "$T_DIR/tar_ms"
+	t_stop "tar$run"
+	t0=$(date +%s%N)
+	curl -s -L "http://127.0.0.1:$GH/demo/demo-2.0.tar.gz" | tar -xzO src/main.py \
+		> "$T_DIR/member2"
+	t1=$(date +%s%N)
+	cmp -s "$T_DIR/member2" "$T_DIR/src/src/main.py" ||
+		{ echo "upstream bench: curl | tar gave wrong bytes" >&2; exit 1; }
+	echo $(( (t1 - t0) / 1000000 )) >> "$T_DIR/tar_whole_ms"
 
 	# The seed's sketch: the whole archive first, then the one file out of it.
 	t0=$(date +%s%N)
@@ -101,5 +141,9 @@ printf '# medians of %d runs, archive %s bytes (big.bin %d MiB stored)\n' "$RUNS
 printf '%-44s %14s %14s\n' "measure" "by range" "whole first"
 printf '%-44s %14s %14s\n' "bytes nginx sent for src/main.py" "$MB" "$ARCHIVE_BYTES"
 printf '%-44s %14s %14s\n' "time to src/main.py (ms)" "$MM" "$WM"
+TM=$(median < "$T_DIR/tar_ms")
+TW=$(median < "$T_DIR/tar_whole_ms")
+printf '%-44s %14s %14s\n' "time to src/main.py, .tar.gz (ms)" "$TM" "$TW"
 echo "upstream: member_bytes=$MB (target < 1048576) member_ms=$MM whole_ms=$WM"
+echo "upstream tar.gz: tar_ms=$TM tar_whole_ms=$TW archive_bytes=$TAR_BYTES"
 t_done > /dev/null

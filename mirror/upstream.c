@@ -9,7 +9,10 @@
  * With import: on_first_use the first member
  * also starts a background import of the whole version; manifest.json is
  * written last, so a version's manifest appears only once every member is
- * in. POST .../import does the same on purpose.
+ * in. POST .../import does the same on purpose. A manifest.json miss
+ * waits for the import at most UP_MANIFEST_WAIT_MS, then answers 503. A
+ * version whose manifest left the store (the admin DELETE) is imported
+ * again on its next miss.
  *
  * One lock per version serializes the on-demand jobs of that version,
  * so concurrent misses share one directory read (the archive stays open
@@ -27,6 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mirror/tarsrc.h"
 #include "mirror/upstream.h"
 #include "mirror/zipsrc.h"
 
@@ -66,6 +70,12 @@
 /* A transfer slower than this for UP_STALL_S is given up. */
 #define UP_STALL_BYTES_PER_S 1024
 #define UP_STALL_S 30
+/* A manifest.json miss waits this long for the version's import; a longer
+ * one (a large release) is answered 503 with Retry-After
+ * UP_MANIFEST_RETRY_S, so no worker's request is held for a whole
+ * archive transfer. */
+#define UP_MANIFEST_WAIT_MS 10000
+#define UP_MANIFEST_RETRY_S 10
 
 struct up_version {
 	char id[UP_NAME_MAX], ver[UP_NAME_MAX];
@@ -82,6 +92,7 @@ struct up_version {
 	struct json_object *manifest;
 	char base[HC_HTTP_HEADER_VALUE_MAX]; /* scheme://host for generated URLs */
 	int import_state;               /* 0 none, 1 running, 2 done (under up->mu) */
+	pthread_cond_t import_cv;       /* import_state left 1 (with up->mu) */
 	int waiters;                    /* on-demand readers queued on mu (under up->mu) */
 	int refs;                       /* requests, jobs, the import (under up->mu) */
 	pthread_t thread;
@@ -277,6 +288,7 @@ up_version_free(struct up_version *v)
 	json_object_put(v->manifest);
 	free(v->manifest_text);
 	pthread_mutex_destroy(&v->mu);
+	pthread_cond_destroy(&v->import_cv);
 	free(v);
 }
 
@@ -336,12 +348,14 @@ up_version_get(struct mir_upstream *up, const char *id, const char *ver)
 			hc_strlcpy(v->ver, ver, sizeof(v->ver));
 			v->up = up;
 			pthread_mutex_init(&v->mu, NULL);
+			pthread_cond_init(&v->import_cv, NULL);
 			v->zcfg.http = &up->http;
 			v->zcfg.url = v->url;
 			v->zcfg.token = up->token;
 			v->zcfg.max_bytes = up->cfg->tools_upstream.max_archive_bytes;
 			v->zcfg.store = up->store;
 			v->zcfg.cancel = &up->cancel;
+			v->zcfg.tar = mir_tarsrc_is_tar(v->url);
 			v->next = up->versions;
 			up->versions = v;
 			up->n_versions++;
@@ -896,6 +910,7 @@ up_import_thread(void *arg)
 		       err.msg);
 	pthread_mutex_lock(&v->up->mu);
 	v->import_state = rc == 0 ? 2 : 0;
+	pthread_cond_broadcast(&v->import_cv);
 	v->refs--;  /* the last step: from here the version may be dropped and this joined */
 	pthread_mutex_unlock(&v->up->mu);
 	return NULL;
@@ -1033,6 +1048,7 @@ up_import_now(struct up_version *v, struct hc_err *err)
 	rc = up_import(v, err);
 	pthread_mutex_lock(&v->up->mu);
 	v->import_state = rc == 0 ? 2 : 0;
+	pthread_cond_broadcast(&v->import_cv);
 	pthread_mutex_unlock(&v->up->mu);
 	return rc;
 }
@@ -1311,16 +1327,74 @@ up_get_member(struct mir_upstream *up, struct up_version *v, struct MHD_Connecti
 	return up_job_finish(job, c, r, path, head, state);
 }
 
+/* A miss of an imported version means its files left the store (the admin
+ * DELETE, the scrubber): the import is done again on the next chance. The
+ * store is asked, so a miss racing the import's last write resets nothing. */
+static void
+up_forget_import(struct up_version *v)
+{
+	char manifest[MIR_PATH_MAX];
+	struct hc_err err = { 0, "" };
+	struct mir_file f;
+	int imported;
+
+	pthread_mutex_lock(&v->up->mu);
+	imported = v->import_state == 2;
+	pthread_mutex_unlock(&v->up->mu);
+	if (!imported || hc_snprintf(manifest, sizeof(manifest), UP_TOOLS "%s/%s/" UP_MANIFEST,
+	                             v->id, v->ver) != 0)
+		return;
+	if (mir_store_get(v->up->store, manifest, 0, &f, &err) == 0) {
+		close(f.fd);
+		mir_store_release(v->up->store, f.entry);
+		return;
+	}
+	pthread_mutex_lock(&v->up->mu);
+	if (v->import_state == 2)
+		v->import_state = 0;
+	pthread_mutex_unlock(&v->up->mu);
+	hc_log(HC_LOG_INFO, MOD, "upstream tools/%s/%s left the store; the next miss imports it "
+	       "again", v->id, v->ver);
+}
+
+/* A manifest.json miss with import: on_first_use: starts the import (or
+ * joins the running one) and waits for it at most UP_MANIFEST_WAIT_MS. */
+static enum MHD_Result
+up_get_manifest(struct mir_upstream *up, struct up_version *v, struct MHD_Connection *c,
+                struct mir_req *r, const char *path, int head)
+{
+	struct hc_err err = { 0, "" };
+	int64_t until = hc_now_ms() + UP_MANIFEST_WAIT_MS, left;
+	int state;
+
+	up_import_background(v);
+	pthread_mutex_lock(&up->mu);
+	for (;;) {
+		state = v->import_state;
+		left = until - hc_now_ms();
+		if (state != 1 || left <= 0 || up->cancel)
+			break;
+		hc_cond_wait_ms(&v->import_cv, &up->mu, (int)left);
+	}
+	pthread_mutex_unlock(&up->mu);
+	if (state == 1)
+		return up_503(up, c, r, UP_MANIFEST_RETRY_S, "import in progress");
+	if (state == 2)
+		return up_answer(up, c, r, path, head, 0, &err);
+	hc_err_set(&err, HC_EUNAVAIL, "the import of tools/%s/%s failed (logged above)", v->id,
+	           v->ver);
+	return up_answer(up, c, r, path, head, HC_EUNAVAIL, &err);
+}
+
 enum MHD_Result
 mir_upstream_get(struct mir_upstream *up, struct MHD_Connection *c, struct mir_req *r,
                  const char *path, int head)
 {
 	char id[UP_NAME_MAX], ver[UP_NAME_MAX];
-	struct hc_err err = { 0, "" };
 	struct up_version *v;
 	enum MHD_Result ret;
 	const char *rest;
-	int wait_s, rc;
+	int wait_s;
 
 	if (up_split(path, id, ver, &rest) != 0)
 		return mir_resp_error(up->rs, c, r, MHD_HTTP_NOT_FOUND, "not found");
@@ -1331,18 +1405,14 @@ mir_upstream_get(struct mir_upstream *up, struct MHD_Connection *c, struct mir_r
 	if (v == NULL)
 		return up_503(up, c, r, 60, "too many upstream versions");
 	up_note_base(up, v, c);
-	if (strcmp(rest, UP_MANIFEST) != 0) {
+	up_forget_import(v);
+	if (strcmp(rest, UP_MANIFEST) != 0)
 		ret = up_get_member(up, v, c, r, path, (size_t)(rest - path) + strlen(UP_FILES),
 		                    head);
-	} else if (up->cfg->tools_upstream.import != 0) {
+	else if (up->cfg->tools_upstream.import != 0)
 		ret = mir_resp_error(up->rs, c, r, MHD_HTTP_NOT_FOUND, "not imported");
-	} else {
-		rc = up_import_now(v, &err);
-		if (rc == HC_EUNAVAIL && up_wait_s(up) == 0)
-			ret = up_503(up, c, r, 10, "import in progress");
-		else
-			ret = up_answer(up, c, r, path, head, rc, &err);
-	}
+	else
+		ret = up_get_manifest(up, v, c, r, path, head);
 	up_version_put(v);
 	return ret;
 }
@@ -1363,6 +1433,7 @@ mir_upstream_import(struct mir_upstream *up, struct MHD_Connection *c, struct mi
 	if (v == NULL)
 		return up_503(up, c, r, 60, "too many upstream versions");
 	up_note_base(up, v, c);
+	up_forget_import(v);
 	rc = up_import_now(v, &err);
 	up_version_put(v);
 	if (rc == HC_EUNAVAIL && up_wait_s(up) == 0 && strstr(err.msg, "is running") != NULL)

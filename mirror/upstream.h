@@ -3,6 +3,7 @@
  * upstream release (upstream.c, issue 16). A release is one ZIP per
  * version; its central directory and then only the member asked for are
  * read through HTTP Range requests (libzip over a seekable HTTP source).
+ * A .tar.gz release is read whole and rewritten as a ZIP (tarsrc.c).
  * It sees the store, its settings and the response layer only.
  */
 #ifndef MIRROR_UPSTREAM_H

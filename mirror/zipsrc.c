@@ -15,9 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "mirror/tarsrc.h"
 #include "mirror/zipsrc.h"
 
 #define MOD "mirror"
@@ -205,6 +207,35 @@ zs_refused(struct mir_zipsrc *s, const struct hc_http_response *resp, int *retry
 	return hc_err_set(err, HC_EUNAVAIL, "%s: HTTP %ld", s->url, resp->status);
 }
 
+/* Replaces the .tar.gz read whole by the ZIP tarsrc.c makes of it. */
+static int
+zs_untar(struct mir_zipsrc *s, struct hc_err *err)
+{
+	char tmp[PATH_MAX];
+	struct stat st;
+	int fd, rc;
+
+	fd = mir_store_tmp(s->cfg->store, tmp, sizeof(tmp), err);
+	if (fd < 0)
+		return fd;
+	rc = mir_tarsrc_to_zip(s->whole_fd, s->size, fd, s->cfg->max_bytes, err);
+	if (rc == 0 && fstat(fd, &st) != 0)
+		rc = hc_err_set(err, HC_EIO, "%s: %s", tmp, strerror(errno));
+	if (rc != 0) {
+		close(fd);
+		unlink(tmp);
+		return hc_err_prefix(err, "%s", s->url);
+	}
+	close(s->whole_fd);
+	unlink(s->whole_tmp);
+	s->whole_fd = fd;
+	(void)hc_strlcpy(s->whole_tmp, tmp, sizeof(s->whole_tmp));
+	hc_log(HC_LOG_INFO, MOD, "upstream %s: .tar.gz read whole (%" PRIu64 " bytes), "
+	       "%lld bytes as a ZIP", s->url, s->size, (long long)st.st_size);
+	s->size = (uint64_t)st.st_size;
+	return 0;
+}
+
 /* The first request: follows redirects, learns the size and range support,
  * keeps the first block (or the whole archive). */
 static int
@@ -219,7 +250,8 @@ zs_probe(struct mir_zipsrc *s, int *retry_s, struct hc_err *err)
 		k.s = s;
 		k.cap = ZS_BLOCK_MIN;
 		s->blk_len = 0;
-		rc = zs_get(s, zs_on_body, &k, zs_on_headers, 0, ZS_BLOCK_MIN - 1, &resp, err);
+		rc = zs_get(s, zs_on_body, &k, zs_on_headers, 0, s->cfg->tar ? 0 : ZS_BLOCK_MIN - 1,
+		            &resp, err);
 		if (rc != 0 && k.failed && k.whole)
 			return hc_err_set(err, HC_EDATA, "%s: larger than max_archive_bytes or "
 			                  "cannot be kept in tmp", s->url);
@@ -236,9 +268,10 @@ zs_probe(struct mir_zipsrc *s, int *retry_s, struct hc_err *err)
 		if (resp.status == 200 && k.whole) {
 			s->size = k.whole_bytes;
 			s->fetched = k.whole_bytes;
-			hc_log(HC_LOG_INFO, MOD, "upstream %s: no range support, read whole "
-			       "(%" PRIu64 " bytes)", s->url, s->size);
-			return 0;
+			if (!s->cfg->tar)
+				hc_log(HC_LOG_INFO, MOD, "upstream %s: no range support, read whole "
+				       "(%" PRIu64 " bytes)", s->url, s->size);
+			return s->cfg->tar ? zs_untar(s, err) : 0;
 		}
 		if (resp.status != 206)
 			return zs_refused(s, &resp, retry_s, err);

@@ -2,8 +2,8 @@
  * Private to mirror/: a release archive as a seekable libzip source backed
  * by HTTP Range requests (zipsrc.c), for upstream.c. Reading a member costs
  * the central directory, its local header and its own bytes, not the
- * archive. An upstream without range support is read whole once into the
- * store's tmp folder. It sees common/ and the store's tmp files only.
+ * archive. An upstream without range support, or a .tar.gz release, is
+ * read whole once into the store's tmp folder. It sees common/ and the store's tmp files only.
  */
 #ifndef MIRROR_ZIPSRC_H
 #define MIRROR_ZIPSRC_H
@@ -22,6 +22,8 @@ struct mir_zipsrc_config {
 	uint64_t max_bytes;             /* a larger archive is refused */
 	struct mir_store *store;        /* tmp folder for an archive read whole */
 	volatile int *cancel;           /* non-zero ends every transfer */
+	int tar;                        /* a .tar.gz (mir_tarsrc_is_tar): read whole
+	                                   and rewritten as a ZIP (tarsrc.c) */
 };
 
 /* Opens the archive at cfg->url (cfg must outlive the source). Follows

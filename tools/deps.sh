@@ -6,7 +6,7 @@ set -eu
 
 PKGS="build-essential pkg-config
 libcurl4-openssl-dev libc-ares-dev libssl-dev libjson-c-dev libyaml-dev
-libcmocka-dev libmicrohttpd-dev libzip-dev
+libcmocka-dev libmicrohttpd-dev libzip-dev libarchive-dev
 dnsmasq-base nftables iproute2 openssl curl socat procps jq util-linux
 nginx-light aria2 wrk valgrind rsync time
 libsystemd-dev debhelper dpkg-dev fakeroot lintian man-db groff-base logrotate

@@ -9,6 +9,7 @@
 # traversal name, a symlink entry, a ZIP bomb, an archive cut short, a
 # redirect loop, a 429 with Retry-After) that store nothing.
 . "$(dirname "$0")/../lib.sh"
+. "$T_ROOT/tests/support/upstream_env.sh"
 
 command -v nginx > /dev/null || { t_skip "mirror upstream" "nginx is not installed"; t_done; }
 command -v python3 > /dev/null || { t_skip "mirror upstream" "python3 is not installed"; t_done; }
@@ -126,11 +127,6 @@ t_wait_log "$LOG" "hydra-mirror listening on 127.0.0.1:$PORT" 10000 ||
 	{ t_fail "mirror starts" "see log"; cat "$LOG"; t_done; }
 T="http://127.0.0.1:$PORT/api/v1/tools"
 
-# get NAME URL: body to $T_DIR/NAME.body, headers to $T_DIR/NAME.h, status in CODE.
-get() {
-	CODE=$(curl -s -o "$T_DIR/$1.body" -D "$T_DIR/$1.h" -w '%{http_code}' "$2")
-}
-header() { awk -v h="$2:" 'tolower($1) == tolower(h) { print $2 }' "$T_DIR/$1.h" | tr -d '\r'; }
 
 # 1. The first member, by range.
 get main "$T/demo/1.0/files/src/main.py"
@@ -198,12 +194,6 @@ t_eq "upstream manifest listing a file the archive lacks: no manifest stored" \
 	"$([ -e "$ROOT/files/tools/mf2/1.0/manifest.json" ] && echo stored || echo absent)" absent
 
 # 6. Bad archives: 502, the reason logged, nothing stored; the next request tries again.
-refused() {
-	get "$1" "$T/$2"
-	t_eq "$1: 502" "$CODE" 502
-	t_grep "$1: the reason is logged" "$LOG" "$3"
-	t_eq "$1: nothing stored" "$(find "$ROOT/files/tools/${2%%/*}" -type f 2>/dev/null | wc -l)" 0
-}
 refused "traversal name" "evil/1.0/files/src/ok.txt" "member '../escape.txt' refused: a '..' segment"
 refused "symlink entry" "link/1.0/files/src/ok.txt" "member 'src/ln' refused: a symlink entry"
 refused "zip bomb" "bomb/1.0/files/zeros.bin" "(a ZIP bomb?)"

@@ -1,5 +1,6 @@
 /* hydra-mirror upstream releases (issue 16): which member names are refused,
- * which store paths go upstream, and the tools_upstream config keys. */
+ * which store paths go upstream, the tools_upstream config keys, and which
+ * archive URLs are read as .tar.gz. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "mirror/tarsrc.h"
 #include "mirror/upstream.h"
 
 static void
@@ -87,6 +89,19 @@ test_config(void **state)
 	mir_config_free(&cfg);
 }
 
+/* The archive type comes from the URL's path suffix, not its query. */
+static void
+test_tar_suffix(void **state)
+{
+	(void)state;
+	assert_int_equal(mir_tarsrc_is_tar("https://h/r/demo-1.0.tar.gz"), 1);
+	assert_int_equal(mir_tarsrc_is_tar("https://h/r/demo-1.0.tgz?sig=abc"), 1);
+	assert_int_equal(mir_tarsrc_is_tar("https://h/r/demo-1.0.zip"), 0);
+	assert_int_equal(mir_tarsrc_is_tar("https://h/r/demo.zip?name=x.tar.gz"), 0);
+	assert_int_equal(mir_tarsrc_is_tar("https://h/r/demo.tar"), 0);
+	assert_int_equal(mir_tarsrc_is_tar("gz"), 0);
+}
+
 int
 main(void)
 {
@@ -94,6 +109,7 @@ main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_config),
+		cmocka_unit_test(test_tar_suffix),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
