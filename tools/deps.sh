@@ -8,7 +8,7 @@ PKGS="build-essential pkg-config
 libcurl4-openssl-dev libc-ares-dev libssl-dev libjson-c-dev libyaml-dev
 libcmocka-dev libmicrohttpd-dev libzip-dev libarchive-dev
 dnsmasq-base nftables iproute2 openssl curl socat procps jq util-linux
-nginx-light aria2 wrk valgrind rsync time
+nginx-light aria2 wrk valgrind rsync time python3
 libsystemd-dev debhelper dpkg-dev fakeroot lintian man-db groff-base logrotate
 pebble uacme prometheus"
 
