@@ -16,7 +16,7 @@ FUZZ_INPUT_TIMEOUT_S=10
 FUZZ_RSS_MB=2048
 # Inputs stay small so each run explores, not copies; above the largest seed.
 FUZZ_MAX_LEN=16384
-failed=0
+passed=0 failed=0
 mkdir -p "$BUILD_FUZZ/crashes" "$BUILD_FUZZ/logs" "$BUILD_FUZZ/tmp"
 # Scratch folders of the targets (fz_scratch) stay inside the build folder.
 TMPDIR=$(cd "$BUILD_FUZZ/tmp" && pwd)
@@ -38,11 +38,13 @@ for bin in "$BUILD_FUZZ"/fuzz/*; do
 	rc=$?
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
 	if [ "$rc" -eq 0 ]; then
+		passed=$((passed + 1))
 		echo "ok - fuzz $name: ${execs:-?} inputs in ${FUZZ_SECONDS}s"
 	else
-		failed=1
+		failed=$((failed + 1))
 		echo "not ok - fuzz $name: exit $rc, see $log"
 		grep -E '^(==[0-9]+==ERROR|SUMMARY|fuzz: property|.*runtime error)|artifact' "$log" | head -5 | sed 's/^/    /'
 	fi
 done
-exit $failed
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
