@@ -57,6 +57,7 @@ struct mir_config {
 		long long concurrency; /* pre-warm fills at once */
 		uint64_t max_origin_bytes_per_s; /* pre-warm's own budget, 0: none */
 		long long wait_s;      /* long-poll asked of the origin */
+		long long protect_s;   /* files read within this are never evicted for it */
 	} prewarm;
 	uint64_t scrub_bytes_per_s;      /* peer: background re-hash rate, 0: off */
 	long long verify_max_age_s;      /* peer: older hits are hashed as they are sent */

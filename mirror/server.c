@@ -1199,7 +1199,7 @@ srv_open_prewarm(struct mir_server *s, struct hc_err *err)
 	pc.concurrency = cfg->prewarm.concurrency;
 	pc.origin_bytes_per_s = cfg->prewarm.max_origin_bytes_per_s;
 	pc.wait_s = cfg->prewarm.wait_s;
-	pc.max_bytes = cfg->max_bytes;
+	pc.protect_s = cfg->prewarm.protect_s;
 	return mir_prewarm_start(&pc, s->store, s->fills, &s->prewarm, err);
 }
 
