@@ -239,23 +239,27 @@ else
 fi
 t_grep "peer health reports the pre-warm" <(curl -s "$P/api/v1/health") '"prewarm":{"following":true'
 
+# start_full NAME MAX_BYTES [YAML LINES]: a pre-warming peer with a small
+# store, following every path; its URL in $FULL.
+start_full() {
+	_port=$(t_free_port)
+	{
+		printf 'listen: "127.0.0.1:%s"\nroot: %s\nmode: peer\norigin_url: "%s"\n' \
+			"$_port" "$T_DIR/$1" "$O"
+		printf 'max_bytes: %s\n%s\nprewarm:\n  enabled: true\n  wait_s: %s\n' \
+			"$2" "${3:-}" "$WAIT_S"
+		if [ -n "${4:-}" ]; then printf '  %s\n' "$4"; fi
+	} > "$T_DIR/$1.yaml"
+	t_start "$1" "$T_DIR/$1.log" "$M" --config "$T_DIR/$1.yaml"
+	t_wait_log "$T_DIR/$1.log" "prewarm: following journal" "$BOUND_MS" ||
+		{ t_fail "$1 peer follows" "$(tail -n 3 "$T_DIR/$1.log")"; t_done; }
+	FULL="http://127.0.0.1:$_port"
+}
+
 # A full peer skips a pre-warm rather than evict a file a client read
 # (within prewarm.protect_s, an hour by default).
-QPORT=$(t_free_port)
-cat > "$T_DIR/small.yaml" <<YAML
-listen: "127.0.0.1:$QPORT"
-root: $T_DIR/small
-mode: peer
-origin_url: "$O"
-max_bytes: 3M
-prewarm:
-  enabled: true
-  wait_s: $WAIT_S
-YAML
-t_start small "$T_DIR/small.log" "$M" --config "$T_DIR/small.yaml"
-t_wait_log "$T_DIR/small.log" "prewarm: following journal" "$BOUND_MS" ||
-	{ t_fail "small peer follows" "$(tail -n 3 "$T_DIR/small.log")"; t_done; }
-Q="http://127.0.0.1:$QPORT"
+start_full small 3M
+Q=$FULL
 curl -s -o /dev/null "$Q/api/v1/peer/files/rel/big1.bin"
 t_eq "PUT rel/space.bin" "$(put "$T_DIR/app.bin" rel/space.bin)" 201
 if t_wait_log "$T_DIR/small.log" "prewarm rel/space.bin skipped" "$BOUND_MS"; then
@@ -276,23 +280,8 @@ t_stop small
 # well under PROTECT_S / 5 on loopback). The scrubber is off: a file it is
 # hashing is in use, and a pre-warm never evicts a file in use.
 PROTECT_S=3
-RPORT=$(t_free_port)
-cat > "$T_DIR/protect.yaml" <<YAML
-listen: "127.0.0.1:$RPORT"
-root: $T_DIR/protect
-mode: peer
-origin_url: "$O"
-max_bytes: 5M
-scrub_bytes_per_s: 0
-prewarm:
-  enabled: true
-  wait_s: $WAIT_S
-  protect_s: $PROTECT_S
-YAML
-t_start protect "$T_DIR/protect.log" "$M" --config "$T_DIR/protect.yaml"
-t_wait_log "$T_DIR/protect.log" "prewarm: following journal" "$BOUND_MS" ||
-	{ t_fail "protecting peer follows" "$(tail -n 3 "$T_DIR/protect.log")"; t_done; }
-R="http://127.0.0.1:$RPORT"
+start_full protect 5M "scrub_bytes_per_s: 0" "protect_s: $PROTECT_S"
+R=$FULL
 curl -s -o /dev/null "$R/api/v1/peer/files/rel/big2.bin"
 curl -s -o /dev/null "$R/api/v1/peer/files/rel/big1.bin"
 sleep $((PROTECT_S + 1))
