@@ -86,6 +86,9 @@ static const struct hc_cfg_field mir_upstream_schema[] = {
 #define MIR_PREWARM_CONCURRENCY_MAX 64
 /* The origin caps its long-poll at 30 s (MIR_JOURNAL_WAIT_MAX_S). */
 #define MIR_PREWARM_WAIT_S_MAX 30
+/* A file read within protect_s is never evicted for a pre-warm; a year is
+ * past any read pattern worth protecting, more is a typo. */
+#define MIR_PREWARM_PROTECT_S_MAX (366LL * 24 * 3600)
 
 static const struct hc_cfg_field mir_prewarm_schema[] = {
 	{ .key = "enabled", .type = HC_CFG_BOOL, .offset = MIR_OFF(prewarm.enabled),
@@ -97,6 +100,8 @@ static const struct hc_cfg_field mir_prewarm_schema[] = {
 	  .offset = MIR_OFF(prewarm.max_origin_bytes_per_s), .def = "0", .min = 0, .max = 0 },
 	{ .key = "wait_s", .type = HC_CFG_INT, .offset = MIR_OFF(prewarm.wait_s),
 	  .def = "25", .min = 1, .max = MIR_PREWARM_WAIT_S_MAX },
+	{ .key = "protect_s", .type = HC_CFG_INT, .offset = MIR_OFF(prewarm.protect_s),
+	  .def = "3600", .min = 0, .max = MIR_PREWARM_PROTECT_S_MAX },
 	{ .key = NULL },
 };
 
@@ -179,6 +184,7 @@ mir_same_prewarm(const struct mir_config *old, const struct mir_config *next)
 	if (old->prewarm.enabled != next->prewarm.enabled ||
 	    old->prewarm.concurrency != next->prewarm.concurrency ||
 	    old->prewarm.wait_s != next->prewarm.wait_s ||
+	    old->prewarm.protect_s != next->prewarm.protect_s ||
 	    old->prewarm.max_origin_bytes_per_s != next->prewarm.max_origin_bytes_per_s ||
 	    old->prewarm.prefixes.n != next->prewarm.prefixes.n)
 		return 0;

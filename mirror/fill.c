@@ -75,6 +75,9 @@ struct mir_fill {
 	enum mir_fill_fail fail;        /* the class of the failure, for metrics */
 	uint64_t size, written, reserved;
 	int cache;                      /* 0: stream through, keep nothing */
+	/* A pre-warm's fill evicts only files idle this long; -1: a client's
+	 * fill, which evicts the least recently used whatever their age. */
+	int64_t idle_ms;
 	char *ring;                     /* stream-through: bytes base..written, else NULL */
 	uint64_t base;
 	struct fill_reader *readers;    /* registered bodies, and where each stands */
@@ -275,6 +278,9 @@ fill_on_headers(void *ctx, const struct hc_http_response *resp)
 	if ((uint64_t)resp->content_length > mir_store_free_bytes(fl->store))
 		hc_log(HC_LOG_WARN, "mirror", "no room for %s (%" PRId64 " bytes) on the disk: "
 		       "streaming it through without caching", f->path, resp->content_length);
+	else if (f->idle_ms >= 0)
+		cache = mir_store_reserve_idle(fl->store, (uint64_t)resp->content_length,
+		                               f->idle_ms) == 0;
 	else if (mir_store_reserve(fl->store, (uint64_t)resp->content_length) == 0)
 		cache = 1;
 	else
@@ -501,10 +507,10 @@ fill_main(void *arg)
 	return NULL;
 }
 
-/* Starts a fill for path with one reference for the caller. Caller holds
- * fl->mu. NULL on failure (err says why). */
+/* Starts a fill for path with one reference for the caller; idle_ms as
+ * in struct mir_fill. Caller holds fl->mu. NULL on failure (err says why). */
 static struct mir_fill *
-fill_start(struct mir_fills *fl, const char *path, struct hc_err *err)
+fill_start(struct mir_fills *fl, const char *path, int64_t idle_ms, struct hc_err *err)
 {
 	struct mir_fill *f = calloc(1, sizeof(*f));
 	pthread_attr_t attr;
@@ -518,6 +524,7 @@ fill_start(struct mir_fills *fl, const char *path, struct hc_err *err)
 	f->fl = fl;
 	f->fd = -1;
 	f->refs = 2;
+	f->idle_ms = idle_ms;
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->cv, NULL);
 	f->path = hc_strdup(path);
@@ -755,7 +762,7 @@ mir_fills_get(struct mir_fills *fl, struct MHD_Connection *c, struct mir_req *r,
 	}
 	f = fill_join(fl, path);
 	if (f == NULL)
-		f = fill_start(fl, path, &err);
+		f = fill_start(fl, path, -1, &err);
 	pthread_mutex_unlock(&fl->mu);
 	if (f == NULL) {
 		hc_log(HC_LOG_WARN, "mirror", "fill %s: %s", path, err.msg);
@@ -775,11 +782,13 @@ mir_fills_get(struct mir_fills *fl, struct MHD_Connection *c, struct mir_req *r,
 }
 
 int
-mir_fills_prefetch(struct mir_fills *fl, const char *path, struct hc_err *err)
+mir_fills_prefetch(struct mir_fills *fl, const char *path, int64_t idle_ms,
+                   struct hc_err *err)
 {
 	struct mir_fill *f;
 	struct mir_file file;
 	enum fill_state state;
+	uint64_t size;
 	long status;
 	int cache;
 
@@ -796,7 +805,7 @@ mir_fills_prefetch(struct mir_fills *fl, const char *path, struct hc_err *err)
 	}
 	f = fill_join(fl, path);
 	if (f == NULL)
-		f = fill_start(fl, path, err);
+		f = fill_start(fl, path, idle_ms, err);
 	pthread_mutex_unlock(&fl->mu);
 	if (f == NULL)
 		return HC_EUNAVAIL;
@@ -807,8 +816,13 @@ mir_fills_prefetch(struct mir_fills *fl, const char *path, struct hc_err *err)
 	/* A fill streaming through waits for every reference to read its
 	 * window: this one never reads, so it lets go at once. */
 	if (state == FILL_STREAMING && !cache) {
+		pthread_mutex_lock(&f->mu);
+		size = f->size;
+		pthread_mutex_unlock(&f->mu);
 		fill_unref(f);
-		return hc_err_set(err, HC_EIO, "no room for %s", path);
+		return hc_err_set(err, HC_EIO, "no room for %" PRIu64 " bytes: the disk is full, "
+		                  "or the files that could make room are pinned or were read "
+		                  "within %" PRId64 " s", size, idle_ms / 1000);
 	}
 	if (state == FILL_STREAMING)
 		state = fill_wait_past(f, FILL_STREAMING);

@@ -52,12 +52,15 @@ enum MHD_Result mir_fills_get(struct mir_fills *fl, struct MHD_Connection *c,
 enum MHD_Result mir_fills_head(struct mir_fills *fl, struct MHD_Connection *c,
                                struct mir_req *r, const char *path);
 /* Fills path with no client: joins the fill in progress or starts one,
- * and waits for its end. 0 once path is in the store (also when it already
+ * and waits for its end. A fill it starts makes room only by evicting
+ * files idle for more than idle_ms (mir_store_reserve_idle); one it joins
+ * keeps its own rule. 0 once path is in the store (also when it already
  * was), HC_ENOTFOUND when the origin has no such file, HC_EIO when the
  * store cannot hold it (the fill goes on for the clients reading it, not
  * for this caller), HC_EUNAVAIL when the fill failed or the server is
  * stopping. The caller is a pre-warm: it does not count as a reader. */
-int mir_fills_prefetch(struct mir_fills *fl, const char *path, struct hc_err *err);
+int mir_fills_prefetch(struct mir_fills *fl, const char *path, int64_t idle_ms,
+                       struct hc_err *err);
 /* Aborts every fill and wakes every reader (shutdown). */
 void mir_fills_cancel_all(struct mir_fills *fl);
 /* Waits until every fill thread has ended. */

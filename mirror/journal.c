@@ -324,6 +324,16 @@ mir_journal_append(struct mir_journal *j, enum mir_journal_op op, const char *pa
 	return rc;
 }
 
+void
+mir_journal_note(struct mir_journal *j, enum mir_journal_op op, const char *path,
+                 uint64_t size, const char *sha256)
+{
+	struct hc_err err = { 0, "" };
+
+	if (j != NULL && mir_journal_append(j, op, path, size, sha256, &err) != 0)
+		hc_log(HC_LOG_WARN, "mirror", "journal: %s", err.msg);
+}
+
 static const char *
 jnl_op_name(char op)
 {

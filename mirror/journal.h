@@ -37,6 +37,12 @@ void mir_journal_stop(struct mir_journal *j);
  * sha256: hex, or "" for a deletion. 0, HC_EIO or HC_ENOMEM. */
 int mir_journal_append(struct mir_journal *j, enum mir_journal_op op, const char *path,
                        uint64_t size, const char *sha256, struct hc_err *err);
+/* mir_journal_append for a publication that already happened: a failure
+ * is logged (WARN), not returned, since the file stays stored and reaches
+ * peers on a client's miss or at a list resync. NULL j (no journal: a
+ * peer, or an origin sharing its root) is a no-op. */
+void mir_journal_note(struct mir_journal *j, enum mir_journal_op op, const char *path,
+                      uint64_t size, const char *sha256);
 
 /* The entries after since, at most max (capped at MIR_JOURNAL_PAGE), as
  * JSON text into *json (caller frees):

@@ -57,6 +57,7 @@ struct mir_config {
 		long long concurrency; /* pre-warm fills at once */
 		uint64_t max_origin_bytes_per_s; /* pre-warm's own budget, 0: none */
 		long long wait_s;      /* long-poll asked of the origin */
+		long long protect_s;   /* files read within this are never evicted for it */
 	} prewarm;
 	uint64_t scrub_bytes_per_s;      /* peer: background re-hash rate, 0: off */
 	long long verify_max_age_s;      /* peer: older hits are hashed as they are sent */
@@ -244,6 +245,11 @@ int mir_store_record(struct mir_store *st, const char *path, uint64_t size,
  * files. 0 when reserved (undo with mir_store_unreserve), or HC_EIO when
  * the store cannot hold it. No limit: always 0. */
 int mir_store_reserve(struct mir_store *st, uint64_t size);
+/* mir_store_reserve for a pre-warm: evicts only unpinned files stored or
+ * last read more than idle_ms ago (files loaded at start-up count as read
+ * then), least recently used first. 0 when reserved, HC_EIO when those are
+ * not enough (nothing is evicted then), HC_ENOMEM. */
+int mir_store_reserve_idle(struct mir_store *st, uint64_t size, int64_t idle_ms);
 void mir_store_unreserve(struct mir_store *st, uint64_t size);
 
 /* Sets the retention limit (0: none) and evicts least recently used

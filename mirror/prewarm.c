@@ -9,8 +9,9 @@
  * position the origin no longer holds, is caught up by listing the origin.
  * A peer that never followed starts at the origin's end: pre-warm is about
  * what is published from now on (POST /api/v1/peer/prewarm for older ones).
- * A pre-warm fill never makes room by evicting: a file that does not fit
- * without eviction is skipped (counted as skipped for space).
+ * A pre-warm fill makes room only by evicting files not read within
+ * prewarm.protect_s (mir_store_reserve_idle): a file that does not fit
+ * otherwise is skipped (counted as skipped for space).
  */
 #include <inttypes.h>
 #include <limits.h>
@@ -56,7 +57,8 @@ struct mir_prewarm {
 	struct hc_http_config http;
 	char state_path[PATH_MAX];
 	struct hc_strlist prefixes;
-	uint64_t rate, max_bytes;
+	uint64_t rate;
+	int64_t protect_ms;             /* prewarm.protect_s */
 	long long wait_s;
 	pthread_mutex_t mu;             /* everything below */
 	pthread_cond_t cv;              /* queue, busy or stop changed */
@@ -233,15 +235,11 @@ pw_budget_charge(struct mir_prewarm *pw, uint64_t size)
 	pthread_mutex_unlock(&pw->mu);
 }
 
-/* 1 when size bytes fit without evicting anything. */
+/* 1 when size bytes fit on the disk as it stands: eviction frees room
+ * under max_bytes, not on a disk other data fills. */
 static int
-pw_fits(struct mir_prewarm *pw, uint64_t size)
+pw_fits_disk(struct mir_prewarm *pw, uint64_t size)
 {
-	struct mir_store_stats st;
-
-	mir_store_stats(pw->store, &st);
-	if (pw->max_bytes > 0 && st.bytes + size > pw->max_bytes)
-		return 0;
 	return size <= mir_store_free_bytes(pw->store);
 }
 
@@ -258,16 +256,16 @@ pw_fill_one(struct mir_prewarm *pw, const struct pw_item *it)
 		mir_store_release(pw->store, f.entry);
 		return;
 	}
-	if (it->size_known && !pw_fits(pw, it->size)) {
+	if (it->size_known && !pw_fits_disk(pw, it->size)) {
 		atomic_fetch_add(&pw->skipped_space, 1);
 		hc_log(HC_LOG_INFO, "mirror", "prewarm %s skipped: %" PRIu64 " bytes do not fit "
-		       "without evicting", it->path, it->size);
+		       "on the disk", it->path, it->size);
 		return;
 	}
 	if (pw_budget_wait(pw) != 0)
 		return;
 	t0 = hc_now_ms();
-	rc = mir_fills_prefetch(pw->fills, it->path, &err);
+	rc = mir_fills_prefetch(pw->fills, it->path, pw->protect_ms, &err);
 	if (rc == 0) {
 		/* Evicted at once by a client's miss, it was still transferred. */
 		f.size = it->size;
@@ -614,7 +612,7 @@ pw_init(struct mir_prewarm *pw, const struct mir_prewarm_config *cfg, struct hc_
 	pw->http.ca_file = cfg->ca_file;
 	pw->http.connect_timeout_ms = PW_CONNECT_TIMEOUT_MS;
 	pw->rate = cfg->origin_bytes_per_s;
-	pw->max_bytes = cfg->max_bytes;
+	pw->protect_ms = (int64_t)cfg->protect_s * 1000;
 	pw->wait_s = cfg->wait_s;
 	pw->workers = calloc((size_t)cfg->concurrency, sizeof(*pw->workers));
 	if (pw->workers == NULL)

@@ -23,7 +23,7 @@ struct mir_prewarm_config {
 	long long concurrency;          /* pre-warm fills at once */
 	uint64_t origin_bytes_per_s;    /* pre-warm's own budget, 0: none */
 	long long wait_s;               /* long-poll asked of the origin */
-	uint64_t max_bytes;             /* the store's bound, 0: none */
+	long long protect_s;            /* a fill evicts only files unread this long */
 };
 
 struct mir_prewarm_stats {

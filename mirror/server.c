@@ -214,18 +214,6 @@ srv_get_file(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q,
 
 /* ------------------------------------------------------------ origin writes */
 
-/* Appends a publication to the journal peers follow. A file stored but
- * not journaled reaches peers on a client's miss, or at a list resync. */
-static void
-srv_journal_note(struct mir_server *s, enum mir_journal_op op, const char *path,
-                 uint64_t size, const char *hex)
-{
-	struct hc_err err = { 0, "" };
-
-	if (s->journal != NULL && mir_journal_append(s->journal, op, path, size, hex, &err) != 0)
-		hc_log(HC_LOG_WARN, "mirror", "journal: %s", err.msg);
-}
-
 static int
 srv_authorized(struct mir_server *s, struct MHD_Connection *c)
 {
@@ -342,7 +330,7 @@ srv_put_finish(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q
 	}
 	hc_log(HC_LOG_INFO, "mirror", "stored %s (%" PRIu64 " bytes, sha256 %s)", q->put_path,
 	       q->put_bytes, hex);
-	srv_journal_note(s, MIR_JOURNAL_PUT, q->put_path, q->put_bytes, hex);
+	mir_journal_note(s->journal, MIR_JOURNAL_PUT, q->put_path, q->put_bytes, hex);
 	hc_snprintf(body, sizeof(body), "{\"size\": %" PRIu64 ", \"sha256\": \"%s\"}\n",
 	            q->put_bytes, hex);
 	hc_snprintf(etag, sizeof(etag), "\"%s\"", hex);
@@ -395,7 +383,7 @@ srv_delete(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r,
 		return mir_resp_error(&s->rs, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "store error");
 	}
 	hc_log(HC_LOG_INFO, "mirror", "deleted %s", path);
-	srv_journal_note(s, MIR_JOURNAL_DELETE, path, 0, "");
+	mir_journal_note(s->journal, MIR_JOURNAL_DELETE, path, 0, "");
 	resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
 	return mir_resp_queue(&s->rs, c, r, MHD_HTTP_NO_CONTENT, resp);
 }
@@ -1181,23 +1169,28 @@ srv_peer_api(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q,
 	       srv_list(s, c, r);
 }
 
-/* Opens the journal (origins) or starts the pre-warm (peers that want it). */
+/* Opens an origin's journal; one that another origin on the same root
+ * keeps leaves s->journal NULL, and this origin serves unfollowed. */
+static int
+srv_open_journal(struct mir_server *s, struct hc_err *err)
+{
+	int rc = mir_journal_open(s->cfg->root, &s->journal, err);
+
+	if (rc == HC_EUNAVAIL) {
+		hc_log(HC_LOG_WARN, "mirror", "%s: peers cannot follow this origin", err->msg);
+		rc = 0;
+	}
+	return rc;
+}
+
+/* Starts the pre-warm (peers that want it). */
 static int
 srv_open_prewarm(struct mir_server *s, struct hc_err *err)
 {
 	const struct mir_config *cfg = s->cfg;
 	struct mir_prewarm_config pc;
-	int rc;
 
-	if (cfg->mode == MIR_MODE_ORIGIN) {
-		rc = mir_journal_open(cfg->root, &s->journal, err);
-		if (rc == HC_EUNAVAIL) {
-			hc_log(HC_LOG_WARN, "mirror", "%s: peers cannot follow this origin", err->msg);
-			rc = 0;
-		}
-		return rc;
-	}
-	if (!cfg->prewarm.enabled)
+	if (cfg->mode == MIR_MODE_ORIGIN || !cfg->prewarm.enabled)
 		return 0;
 	pc.root = cfg->root;
 	pc.origin_url = cfg->origin_url;
@@ -1206,7 +1199,7 @@ srv_open_prewarm(struct mir_server *s, struct hc_err *err)
 	pc.concurrency = cfg->prewarm.concurrency;
 	pc.origin_bytes_per_s = cfg->prewarm.max_origin_bytes_per_s;
 	pc.wait_s = cfg->prewarm.wait_s;
-	pc.max_bytes = cfg->max_bytes;
+	pc.protect_s = cfg->prewarm.protect_s;
 	return mir_prewarm_start(&pc, s->store, s->fills, &s->prewarm, err);
 }
 
@@ -1457,10 +1450,15 @@ srv_open_parts(struct mir_server *s, struct hc_err *err)
 	}
 	if (rc == 0 && peer)
 		rc = mir_verify_start(s->store, cfg->scrub_bytes_per_s, &s->verify, err);
-	if (rc == 0)
-		rc = mir_tools_start(cfg->root, cfg->keep_versions, s->store, &s->rs, &s->tools, err);
+	/* Before the tools and upstream modules: their imports and deletions
+	 * are publications too. */
 	if (rc == 0 && !peer)
-		rc = mir_upstream_new(cfg, s->store, &s->rs, &s->upstream, err);
+		rc = srv_open_journal(s, err);
+	if (rc == 0)
+		rc = mir_tools_start(cfg->root, cfg->keep_versions, s->store, s->journal, &s->rs,
+		                     &s->tools, err);
+	if (rc == 0 && !peer)
+		rc = mir_upstream_new(cfg, s->store, s->journal, &s->rs, &s->upstream, err);
 	if (rc == 0)
 		rc = mir_guard_start(cfg->max_connections, &s->guard, err);
 	if (rc == 0)
@@ -1754,10 +1752,11 @@ mir_server_stop(struct mir_server *s)
 		close(s->listen_fd);
 	mir_prewarm_stop(s->prewarm);
 	mir_fills_wait_all(s->fills);
-	mir_journal_close(s->journal);
 	mir_guard_stop(s->guard);
 	mir_upstream_free(s->upstream);
 	mir_tools_stop(s->tools);
+	/* After the imports and the purge, which append to it. */
+	mir_journal_close(s->journal);
 	mir_fills_free(s->fills);
 	mir_verify_free(s->verify);
 	mir_store_close(s->store);

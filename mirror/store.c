@@ -55,6 +55,8 @@
  * usual. Sizing it once spares the rehashes of a million-file restart. */
 #define STORE_INDEX_BYTES_PER_BUCKET 64
 #define STORE_BUCKETS_MAX ((size_t)1 << 22)
+/* "gone.PID.SEQ": the name an evicted file waits under in tmp/. */
+#define STORE_GONE_NAME_MAX 64
 /* Written in place of a digest the origin did not give. */
 #define STORE_NO_DIGEST "-"
 /* openat2 answers EAGAIN when a rename races the resolution; a few tries
@@ -102,6 +104,9 @@ struct mir_entry {
 	int32_t pins;
 	uint32_t hash;               /* of path: chains compare it first */
 	int64_t verified_ms;         /* hc_now_ms of the last match, 0: not since the start */
+	/* hc_now_ms when it was stored or last read; files loaded at start-up
+	 * count as read then (the index keeps no times). */
+	int64_t touched_ms;
 	unsigned char sha[HC_SHA256_LEN];
 	unsigned char flags;
 	char path[];
@@ -357,6 +362,7 @@ store_insert(struct mir_store *st, struct mir_entry *e)
 	e->hnext = st->buckets[k];
 	st->buckets[k] = e;
 	link_add_after(st->lru.prev, &e->lru);
+	e->touched_ms = hc_now_ms();
 	st->n++;
 	st->bytes += e->size;
 	if (!(e->flags & STORE_HAS_DIGEST))
@@ -414,6 +420,7 @@ store_move_young(struct mir_store *st, struct mir_entry *e)
 {
 	link_del(&e->lru);
 	link_add_after(st->lru.prev, &e->lru);
+	e->touched_ms = hc_now_ms();
 	e->flags &= (unsigned char)~STORE_PARKED;
 }
 
@@ -1690,29 +1697,38 @@ store_unlink_moved(struct mir_store *st, const char *name)
 		       strerror(errno));
 }
 
-/* Evicts the least recently used unpinned file: its record goes and the
- * file is moved into tmp/ under the lock (a rename, so that a commit to the
- * same path afterwards is never removed), to be unlinked by the caller
- * outside it (freeing a large file's blocks takes long). name receives the
- * name in tmp/, "" when there is nothing to unlink; log: the log line.
- * HC_EIO when nothing can be evicted. Caller holds mu. */
-static int
-store_evict_one(struct mir_store *st, char *name, size_t name_size, char *log,
-                size_t log_size)
+/* Evicts the unpinned entry e: its record goes and the file is moved into
+ * tmp/ under the lock (a rename, so that a commit to the same path
+ * afterwards is never removed), to be unlinked by the caller outside it
+ * (freeing a large file's blocks takes long). name receives the name in
+ * tmp/, "" when there is nothing to unlink; log: the log line. Caller
+ * holds mu. */
+static void
+store_evict_entry(struct mir_store *st, struct mir_entry *e, char *name, size_t name_size,
+                  char *log, size_t log_size)
 {
-	struct mir_entry *e = store_victim(st);
-	int rc;
+	int rc = store_move_out(st, st->files_fd, e->path, name, name_size);
 
-	name[0] = '\0';
-	if (e == NULL)
-		return HC_EIO;
-	rc = store_move_out(st, st->files_fd, e->path, name, name_size);
 	if (rc != 0 && rc != ENOENT)
 		hc_log(HC_LOG_WARN, "mirror", "evict %s: %s", e->path, strerror(rc));
 	if (hc_snprintf(log, log_size, "evicted %s (%" PRIu64 " bytes)", e->path, e->size) != 0)
 		hc_strlcpy(log, "evicted a file with a long name", log_size);
 	st->evictions++;
 	store_forget(st, e);
+}
+
+/* Evicts the least recently used unpinned file as store_evict_entry does.
+ * HC_EIO when nothing can be evicted. Caller holds mu. */
+static int
+store_evict_one(struct mir_store *st, char *name, size_t name_size, char *log,
+                size_t log_size)
+{
+	struct mir_entry *e = store_victim(st);
+
+	name[0] = '\0';
+	if (e == NULL)
+		return HC_EIO;
+	store_evict_entry(st, e, name, name_size, log, log_size);
 	return 0;
 }
 
@@ -1722,7 +1738,7 @@ store_evict_one(struct mir_store *st, char *name, size_t name_size, char *log,
 static int
 store_evict_down(struct mir_store *st, uint64_t size)
 {
-	char name[64], log[MIR_PATH_MAX + 64];
+	char name[STORE_GONE_NAME_MAX], log[MIR_PATH_MAX + 64];
 	int rc = 0;
 
 	while (st->max_bytes != 0 && st->bytes + st->reserved + size > st->max_bytes) {
@@ -1750,6 +1766,121 @@ mir_store_reserve(struct mir_store *st, uint64_t size)
 	if (rc == 0)
 		st->reserved += size;
 	pthread_mutex_unlock(&st->mu);
+	return rc;
+}
+
+/* The oldest unpinned entry last touched at or before cutoff_ms, from
+ * after (NULL: the old end), or NULL. Touches move entries to the young
+ * end, so touch times grow along the LRU; only entries an eviction passed
+ * over while pinned go back to the old end out of that order, and they
+ * are older than every entry they pass. The walk therefore ends at the
+ * first entry touched after cutoff_ms: no older one can follow it that
+ * this walk would miss, except among those passed-over entries, which
+ * errs towards keeping files. Caller holds mu. */
+static struct mir_entry *
+store_idle_next(struct mir_store *st, struct store_link *after, int64_t cutoff_ms)
+{
+	struct store_link *l = after != NULL ? after->next : st->lru.next;
+
+	for (; l != &st->lru; l = l->next) {
+		struct mir_entry *e;
+
+		if (l == &st->cursor)
+			continue;
+		e = STORE_ENTRY(l);
+		if (e->touched_ms > cutoff_ms)
+			return NULL;
+		if (e->pins == 0)
+			return e;
+	}
+	return NULL;
+}
+
+/* Bytes over max_bytes once size more are added, 0 when they fit. Caller
+ * holds mu. */
+static uint64_t
+store_excess(const struct mir_store *st, uint64_t size)
+{
+	uint64_t want = st->bytes + st->reserved + size;
+
+	return st->max_bytes != 0 && want > st->max_bytes ? want - st->max_bytes : 0;
+}
+
+/* Moves out, under the lock, the idle victims that free need bytes
+ * (counted beforehand: n of them), and reserves size. names and logs
+ * receive what to unlink and log outside the lock. Caller holds mu. */
+static void
+store_evict_idle(struct mir_store *st, uint64_t size, int64_t cutoff_ms, size_t n,
+                 char (*names)[STORE_GONE_NAME_MAX], struct hc_buf *logs)
+{
+	char log[MIR_PATH_MAX + 64];
+	struct mir_entry *e;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		e = store_idle_next(st, NULL, cutoff_ms);
+		if (e == NULL)
+			break;  /* counted under this same hold: cannot happen */
+		store_evict_entry(st, e, names[i], sizeof(names[i]), log, sizeof(log));
+		if (hc_buf_printf(logs, "%s\n", log) != 0)
+			hc_log(HC_LOG_INFO, "mirror", "%s", log);
+	}
+	st->reserved += size;
+}
+
+/* Logs each line of b (store paths hold no newline) as its own line. */
+static void
+store_log_lines(struct hc_buf *b)
+{
+	const char *p = hc_buf_str(b), *end = p + b->len, *nl;
+
+	for (; p < end; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			nl = end;
+		hc_log(HC_LOG_INFO, "mirror", "%.*s", (int)(nl - p), p);
+	}
+}
+
+int
+mir_store_reserve_idle(struct mir_store *st, uint64_t size, int64_t idle_ms)
+{
+	char (*names)[STORE_GONE_NAME_MAX] = NULL;
+	int64_t cutoff_ms = hc_now_ms() - idle_ms;
+	struct mir_entry *e = NULL;
+	uint64_t need, freed = 0;
+	struct hc_buf logs;
+	size_t n = 0, i;
+	int rc = 0;
+
+	hc_buf_init(&logs, SIZE_MAX);
+	pthread_mutex_lock(&st->mu);
+	need = store_excess(st, size);
+	if (st->max_bytes != 0 && size > st->max_bytes)
+		rc = HC_EIO;
+	/* Counted first, so that nothing is evicted when it is not enough. */
+	while (rc == 0 && freed < need) {
+		e = store_idle_next(st, e != NULL ? &e->lru : NULL, cutoff_ms);
+		if (e == NULL)
+			rc = HC_EIO;
+		else {
+			freed += e->size;
+			n++;
+		}
+	}
+	if (rc == 0 && n > 0) {
+		names = calloc(n, sizeof(*names));
+		if (names == NULL)
+			rc = HC_ENOMEM;
+	}
+	if (rc == 0)
+		store_evict_idle(st, size, cutoff_ms, n, names, &logs);
+	pthread_mutex_unlock(&st->mu);
+	store_log_lines(&logs);
+	for (i = 0; names != NULL && i < n; i++)
+		store_unlink_moved(st, names[i]);
+	hc_buf_free(&logs);
+	free(names);
 	return rc;
 }
 

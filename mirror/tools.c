@@ -44,6 +44,7 @@ struct tool_counter {
 
 struct mir_tools {
 	struct mir_store *store;
+	struct mir_journal *journal;    /* origins: removals are publications, NULL: none */
 	struct mir_resp *rs;
 	const char *root;
 	long long keep_versions;
@@ -206,8 +207,10 @@ tools_rm_entry(void *ctx, const struct hc_walk_entry *e, struct hc_err *err)
 	if (hc_snprintf(child, sizeof(child), "%s/%s", rm->rel, e->rel) != 0)
 		return hc_err_set(err, HC_EIO, "%s/%s: path too long", rm->rel, e->rel);
 	rc = mir_store_delete(rm->t->store, child, err);
-	if (rc == 0)
+	if (rc == 0) {
 		rm->files++;
+		mir_journal_note(rm->t->journal, MIR_JOURNAL_DELETE, child, 0, "");
+	}
 	return rc == HC_ENOTFOUND ? 0 : rc;  /* gone meanwhile */
 }
 
@@ -477,7 +480,8 @@ tools_purger(void *arg)
 
 int
 mir_tools_start(const char *root, long long keep_versions, struct mir_store *store,
-                struct mir_resp *rs, struct mir_tools **out, struct hc_err *err)
+                struct mir_journal *journal, struct mir_resp *rs, struct mir_tools **out,
+                struct hc_err *err)
 {
 	struct mir_tools *t = calloc(1, sizeof(*t));
 
@@ -487,6 +491,7 @@ mir_tools_start(const char *root, long long keep_versions, struct mir_store *sto
 	t->root = root;
 	t->keep_versions = keep_versions;
 	t->store = store;
+	t->journal = journal;
 	t->rs = rs;
 	pthread_mutex_init(&t->mu, NULL);
 	pthread_cond_init(&t->cv, NULL);

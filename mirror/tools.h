@@ -1,19 +1,23 @@
 /*
  * Private to mirror/: the tools tree of delta sync (tools.c), as the server
- * uses it. It sees the store, its root and the response layer only.
+ * uses it. It sees the store, its root, the publish journal and the
+ * response layer only.
  */
 #ifndef MIRROR_TOOLS_H
 #define MIRROR_TOOLS_H
 
+#include "mirror/journal.h"
 #include "mirror/respond.h"
 
 struct mir_tools;
 
-/* Starts the tools tree of the store at root (which, like store and rs,
- * must outlive it); keep_versions > 0 starts the purge. Stop it before the
- * store closes. */
+/* Starts the tools tree of the store at root (which, like store, journal
+ * and rs, must outlive it); keep_versions > 0 starts the purge. Every file
+ * a version DELETE or the purge removes is journaled as a deletion
+ * (journal NULL: none). Stop it before the store and the journal close. */
 int mir_tools_start(const char *root, long long keep_versions, struct mir_store *store,
-                    struct mir_resp *rs, struct mir_tools **out, struct hc_err *err);
+                    struct mir_journal *journal, struct mir_resp *rs, struct mir_tools **out,
+                    struct hc_err *err);
 /* NULL is a no-op. */
 void mir_tools_stop(struct mir_tools *t);
 /* Counts a request for the store path (only "tools/ID/..." paths count). */

@@ -103,6 +103,7 @@ struct up_version {
 struct mir_upstream {
 	const struct mir_config *cfg;
 	struct mir_store *store;
+	struct mir_journal *journal;    /* what is stored is published, NULL: none */
 	struct mir_resp *rs;
 	struct hc_http_config http;
 	char *token;
@@ -666,9 +667,11 @@ up_member_store(struct up_version *v, zip_t *za, struct mir_zipsrc *src, const c
 		hc_strlcpy(out->sha256, sha, sizeof(out->sha256));
 		out->size = st.size;
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		hc_log(HC_LOG_INFO, MOD, "upstream stored %s: %" PRIu64 " bytes sha256 %s (%s)", path,
 		       (uint64_t)st.size, sha, have_want ? "the manifest's digest" : "CRC-32 checked");
+		mir_journal_note(v->up->journal, MIR_JOURNAL_PUT, path, (uint64_t)st.size, sha);
+	}
 	return rc;
 }
 
@@ -776,6 +779,9 @@ up_manifest_store(struct up_version *v, struct up_member *m, size_t n, struct hc
 	}
 	if (rc == 0)
 		rc = mir_store_commit(v->up->store, path, tmp, fd, b.len, sha, 0, NULL, err);
+	/* Last, as in the store: a peer pre-warms the manifest after its files. */
+	if (rc == 0)
+		mir_journal_note(v->up->journal, MIR_JOURNAL_PUT, path, b.len, sha);
 	if (fd >= 0)
 		close(fd);
 	hc_sha256_free(h);
@@ -1465,8 +1471,9 @@ up_read_token(const char *file, char **out, struct hc_err *err)
 }
 
 int
-mir_upstream_new(const struct mir_config *cfg, struct mir_store *store, struct mir_resp *rs,
-                 struct mir_upstream **out, struct hc_err *err)
+mir_upstream_new(const struct mir_config *cfg, struct mir_store *store,
+                 struct mir_journal *journal, struct mir_resp *rs, struct mir_upstream **out,
+                 struct hc_err *err)
 {
 	const char *tmpl = cfg->tools_upstream.archive_url;
 	struct mir_upstream *up;
@@ -1480,6 +1487,7 @@ mir_upstream_new(const struct mir_config *cfg, struct mir_store *store, struct m
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
 	up->cfg = cfg;
 	up->store = store;
+	up->journal = journal;
 	up->rs = rs;
 	up->http.dns.timeout_ms = UP_DNS_TIMEOUT_MS;
 	up->http.ca_file = cfg->tls.ca_file;

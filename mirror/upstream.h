@@ -4,20 +4,25 @@
  * version; its central directory and then only the member asked for are
  * read through HTTP Range requests (libzip over a seekable HTTP source).
  * A .tar.gz release is read whole and rewritten as a ZIP (tarsrc.c).
- * It sees the store, its settings and the response layer only.
+ * It sees the store, its settings, the publish journal and the response
+ * layer only.
  */
 #ifndef MIRROR_UPSTREAM_H
 #define MIRROR_UPSTREAM_H
 
+#include "mirror/journal.h"
 #include "mirror/respond.h"
 
 struct mir_upstream;
 
-/* Sets up upstream reads from cfg->tools_upstream (cfg, store and rs must
- * outlive it). *out stays NULL when no archive_url is configured.
- * 0, HC_ECONFIG (bad template, unreadable token file) or HC_ENOMEM. */
+/* Sets up upstream reads from cfg->tools_upstream (cfg, store, journal
+ * and rs must outlive it). Every file stored from a release, manifest.json
+ * included, is journaled as a publication (journal NULL: none). *out stays
+ * NULL when no archive_url is configured. 0, HC_ECONFIG (bad template,
+ * unreadable token file) or HC_ENOMEM. */
 int mir_upstream_new(const struct mir_config *cfg, struct mir_store *store,
-                     struct mir_resp *rs, struct mir_upstream **out, struct hc_err *err);
+                     struct mir_journal *journal, struct mir_resp *rs,
+                     struct mir_upstream **out, struct hc_err *err);
 /* 1 when path is a store path upstream can answer:
  * "tools/ID/VERSION/files/MEMBER" or "tools/ID/VERSION/manifest.json". */
 int mir_upstream_handles(const char *path);

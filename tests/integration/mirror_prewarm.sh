@@ -6,7 +6,8 @@
 # saved position; a new journal id (the origin's journal lost) makes the
 # peer list the origin and catch up, as does a position that fell off the
 # journal; a client mid-pre-warm joins its fill;
-# POST /api/v1/peer/prewarm fills now; a full peer skips rather than evict.
+# POST /api/v1/peer/prewarm fills now; a full peer skips rather than evict
+# a file read within prewarm.protect_s, and evicts one unread for longer.
 . "$(dirname "$0")/../lib.sh"
 
 M="$BIN/hydra-mirror"
@@ -238,22 +239,27 @@ else
 fi
 t_grep "peer health reports the pre-warm" <(curl -s "$P/api/v1/health") '"prewarm":{"following":true'
 
-# A full peer skips a pre-warm rather than evict a file a client read.
-QPORT=$(t_free_port)
-cat > "$T_DIR/small.yaml" <<YAML
-listen: "127.0.0.1:$QPORT"
-root: $T_DIR/small
-mode: peer
-origin_url: "$O"
-max_bytes: 3M
-prewarm:
-  enabled: true
-  wait_s: $WAIT_S
-YAML
-t_start small "$T_DIR/small.log" "$M" --config "$T_DIR/small.yaml"
-t_wait_log "$T_DIR/small.log" "prewarm: following journal" "$BOUND_MS" ||
-	{ t_fail "small peer follows" "$(tail -n 3 "$T_DIR/small.log")"; t_done; }
-Q="http://127.0.0.1:$QPORT"
+# start_full NAME MAX_BYTES [YAML LINES]: a pre-warming peer with a small
+# store, following every path; its URL in $FULL.
+start_full() {
+	_port=$(t_free_port)
+	{
+		printf 'listen: "127.0.0.1:%s"\nroot: %s\nmode: peer\norigin_url: "%s"\n' \
+			"$_port" "$T_DIR/$1" "$O"
+		printf 'max_bytes: %s\n%s\nprewarm:\n  enabled: true\n  wait_s: %s\n' \
+			"$2" "${3:-}" "$WAIT_S"
+		if [ -n "${4:-}" ]; then printf '  %s\n' "$4"; fi
+	} > "$T_DIR/$1.yaml"
+	t_start "$1" "$T_DIR/$1.log" "$M" --config "$T_DIR/$1.yaml"
+	t_wait_log "$T_DIR/$1.log" "prewarm: following journal" "$BOUND_MS" ||
+		{ t_fail "$1 peer follows" "$(tail -n 3 "$T_DIR/$1.log")"; t_done; }
+	FULL="http://127.0.0.1:$_port"
+}
+
+# A full peer skips a pre-warm rather than evict a file a client read
+# (within prewarm.protect_s, an hour by default).
+start_full small 3M
+Q=$FULL
 curl -s -o /dev/null "$Q/api/v1/peer/files/rel/big1.bin"
 t_eq "PUT rel/space.bin" "$(put "$T_DIR/app.bin" rel/space.bin)" 201
 if t_wait_log "$T_DIR/small.log" "prewarm rel/space.bin skipped" "$BOUND_MS"; then
@@ -265,8 +271,51 @@ t_eq "skipped for space is counted" "$(metric "$Q" hydra_mirror_prewarm_skipped_
 t_eq "the file a client read stays" "$(sha "$T_DIR/small/files/rel/big1.bin" 2>/dev/null)" \
 	"$(sha "$T_DIR/big1.bin")"
 t_eq "nothing was evicted" "$(metric "$Q" hydra_mirror_evictions_total)" 0
-
 t_stop small
+
+# prewarm.protect_s: a full peer pre-warms by evicting a file nobody read
+# for longer than protect_s, never one read within it. big2 is filled and
+# left unread for more than PROTECT_S; big1 is read just before the PUT
+# (the pre-warm's reservation follows the PUT by one journal answer,
+# well under PROTECT_S / 5 on loopback). The scrubber is off: a file it is
+# hashing is in use, and a pre-warm never evicts a file in use.
+PROTECT_S=3
+start_full protect 5M "scrub_bytes_per_s: 0" "protect_s: $PROTECT_S"
+R=$FULL
+curl -s -o /dev/null "$R/api/v1/peer/files/rel/big2.bin"
+curl -s -o /dev/null "$R/api/v1/peer/files/rel/big1.bin"
+sleep $((PROTECT_S + 1))
+curl -s -o "$T_DIR/big1.out" "$R/api/v1/peer/files/rel/big1.bin"
+t_eq "big1 read again (a hit)" "$(metric "$R" hydra_mirror_hits_total)" 1
+head -c 2000000 /dev/urandom > "$T_DIR/evict.bin"
+t_eq "PUT rel/evict.bin" "$(put "$T_DIR/evict.bin" rel/evict.bin)" 201
+if t_wait_log "$T_DIR/protect.log" "prewarmed rel/evict.bin" "$BOUND_MS"; then
+	t_ok "a full peer pre-warms by evicting"
+else
+	t_fail "a full peer pre-warms by evicting" "$(tail -n 3 "$T_DIR/protect.log")"
+fi
+t_eq "pre-warmed file verified" "$(sha "$T_DIR/protect/files/rel/evict.bin" 2>/dev/null)" \
+	"$(sha "$T_DIR/evict.bin")"
+t_grep "the file unread for longer than protect_s was evicted" "$T_DIR/protect.log" \
+	"evicted rel/big2.bin (2000000 bytes)"
+t_eq "the file read within protect_s stays" \
+	"$(sha "$T_DIR/protect/files/rel/big1.bin" 2>/dev/null)" "$(sha "$T_DIR/big1.bin")"
+t_eq "one eviction" "$(metric "$R" hydra_mirror_evictions_total)" 1
+# Now only files read or stored within protect_s could make room: big1 is
+# read again (its fill of evict.bin took seconds), evict.bin was just stored.
+curl -s -o /dev/null "$R/api/v1/peer/files/rel/big1.bin"
+t_eq "PUT rel/evict2.bin" "$(put "$T_DIR/fresh.bin" rel/evict2.bin)" 201
+if t_wait_log "$T_DIR/protect.log" "prewarm rel/evict2.bin skipped: no room" "$BOUND_MS"; then
+	t_ok "a pre-warm that could fit only by evicting recent files is skipped"
+else
+	t_fail "a pre-warm that could fit only by evicting recent files is skipped" \
+		"$(tail -n 3 "$T_DIR/protect.log")"
+fi
+t_eq "still one eviction" "$(metric "$R" hydra_mirror_evictions_total)" 1
+t_eq "the file read within protect_s still stays" \
+	"$(sha "$T_DIR/protect/files/rel/big1.bin" 2>/dev/null)" "$(sha "$T_DIR/big1.bin")"
+t_stop protect
+
 t_stop peer
 t_stop origin
 t_done

@@ -1,6 +1,7 @@
-/* hydra-mirror store: digests computed once, LRU eviction, pins, the index
- * across a reopen (journal replay, a torn tail, compaction), eviction
- * outside the lock, stale temp files, confinement. */
+/* hydra-mirror store: digests computed once, LRU eviction, pins, pre-warm
+ * reservations that evict only idle files, the index across a reopen
+ * (journal replay, a torn tail, compaction), eviction outside the lock,
+ * stale temp files, confinement. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -845,6 +846,82 @@ test_commit_pins(void **state)
 	mir_store_close(st);
 }
 
+/* Sleeps ms milliseconds (to age files past an idle bound). */
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Pre-warm reservations evict only files idle for longer than the bound:
+ * not enough of them is HC_EIO with nothing evicted; pinned files are
+ * passed over; files loaded at a reopen count as read then. The bound is
+ * 500 ms, files read just before a call are microseconds old and aged
+ * ones are slept past it. */
+static void
+test_reserve_idle(void **state)
+{
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct mir_store_stats ss;
+	struct mir_file d;
+	struct hc_err err = { 0, "" };
+	const int64_t idle = 500;
+
+	assert_int_equal(mir_store_open(fx->root, 500, 1, &st, &err), 0);
+	put(st, "a", 100, 0);
+	put(st, "b", 100, 0);
+	put(st, "c", 100, 0);
+	sleep_ms(idle + 100);
+	put(st, "d", 100, 0);
+	put(st, "e", 100, 0);
+	touch(st, "a");                         /* order: b c d e a; b and c idle */
+	assert_int_equal(mir_store_reserve_idle(st, 300, idle), HC_EIO);
+	assert_true(exists(fx, "a") && exists(fx, "b") && exists(fx, "c") && exists(fx, "d") &&
+	            exists(fx, "e"));
+	mir_store_stats(st, &ss);
+	assert_int_equal(ss.evictions, 0);
+	assert_int_equal(ss.bytes, 500);
+	assert_int_equal(mir_store_reserve_idle(st, 200, idle), 0);
+	assert_false(exists(fx, "b") || exists(fx, "c"));
+	assert_true(exists(fx, "a") && exists(fx, "d") && exists(fx, "e"));
+	mir_store_stats(st, &ss);
+	assert_int_equal(ss.evictions, 2);
+	mir_store_unreserve(st, 200);
+	assert_int_equal(mir_store_reserve_idle(st, 200, idle), 0);   /* fits: nothing goes */
+	mir_store_unreserve(st, 200);
+
+	assert_int_equal(mir_store_get(st, "d", 0, &d, &err), 0);     /* pinned, unread */
+	sleep_ms(idle + 100);
+	touch(st, "a");                         /* order: d e a; d pinned, e idle */
+	assert_int_equal(mir_store_reserve_idle(st, 300, idle), 0);
+	assert_false(exists(fx, "e"));
+	assert_true(exists(fx, "a") && exists(fx, "d"));
+	mir_store_unreserve(st, 300);
+	assert_int_equal(mir_store_reserve_idle(st, 400, idle), HC_EIO);
+	assert_int_equal(mir_store_reserve_idle(st, 501, 0), HC_EIO);  /* over the limit */
+	close(d.fd);
+	mir_store_release(st, d.entry);
+	assert_int_equal(mir_store_reserve_idle(st, 400, idle), 0);   /* d idle and released */
+	assert_false(exists(fx, "d"));
+	mir_store_unreserve(st, 400);
+	put(st, "f", 100, 0);
+	sleep_ms(idle + 100);
+	mir_store_close(st);
+
+	/* The index keeps no read times: after a reopen every file counts as
+	 * read at the reopen, whatever its age. */
+	assert_int_equal(mir_store_open(fx->root, 200, 1, &st, &err), 0);
+	assert_int_equal(mir_store_reserve_idle(st, 100, idle), HC_EIO);
+	assert_true(exists(fx, "a") && exists(fx, "f"));
+	assert_int_equal(mir_store_reserve_idle(st, 100, 0), 0);
+	mir_store_unreserve(st, 100);
+	mir_store_close(st);
+}
+
 /* DELETE of a link inside the store removes the link, never its target,
  * inside the store or out of it. */
 static void
@@ -1016,6 +1093,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_changed_file_reverified, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lru_pins_and_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lru_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reserve_idle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_journal_replay_torn_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_record_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_killed_after_commits, setup, teardown),
