@@ -22,6 +22,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/tests/lib.sh"
 # lib.sh finds the root from its caller's place; a bench sits one level up.
 T_ROOT=$ROOT
+. "$ROOT/tests/support/upstream_env.sh"
 BIN="$ROOT/${BUILD:-build}/bin"
 RUNS=${RUNS:-3}
 BIG_MB=${BIG_MB:-1024}
@@ -48,23 +49,7 @@ tar -C "$T_DIR/src" -czf "$REL/demo-2.0.tar.gz" models src ||
 rm -f "$T_DIR/src/models/big.bin"
 TAR_BYTES=$(stat -c %s "$REL/demo-2.0.tar.gz")
 
-GH=$(t_free_port)
-ASSETS=$(t_free_port)
-cat > "$T_DIR/nginx/nginx.conf" <<NGINX
-daemon off; master_process off; worker_processes 1; user root;
-pid $T_DIR/nginx/nginx.pid; error_log $T_DIR/nginx/error.log;
-events { worker_connections 64; }
-http {
-  log_format b '\$bytes_sent';
-  client_body_temp_path $T_DIR/nginx/t;
-  server { listen 127.0.0.1:$GH; access_log $T_DIR/nginx/gh.log b;
-    location / { return 302 http://127.0.0.1:$ASSETS\$request_uri; } }
-  server { listen 127.0.0.1:$ASSETS; access_log $T_DIR/nginx/assets.log b; root $WWW; }
-}
-NGINX
-t_start nginx "$T_DIR/nginx.log" nginx -p "$T_DIR/nginx" -c "$T_DIR/nginx/nginx.conf" \
-	-e "$T_DIR/nginx/error.log"
-t_wait_tcp 127.0.0.1 "$ASSETS" 10000 || { echo "upstream bench: nginx did not start" >&2; exit 1; }
+up_nginx '$bytes_sent' || { echo "upstream bench: nginx did not start" >&2; exit 1; }
 
 sent() { cat "$T_DIR/nginx/gh.log" "$T_DIR/nginx/assets.log" 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }

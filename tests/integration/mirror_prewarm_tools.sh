@@ -5,13 +5,14 @@
 # verified, before any client asks; an admin DELETE of the version on the
 # origin journals each file it removes, and the peer drops them.
 . "$(dirname "$0")/../lib.sh"
+. "$T_ROOT/tests/support/fleet_env.sh"
 
 command -v nginx > /dev/null || { t_skip "mirror prewarm tools" "nginx is not installed"; t_done; }
 command -v python3 > /dev/null || { t_skip "mirror prewarm tools" "python3 is not installed"; t_done; }
 
 M="$BIN/hydra-mirror"
 WWW="$T_DIR/www"
-mkdir -p "$WWW/demo" "$T_DIR/nginx/t"
+mkdir -p "$WWW/demo"
 python3 - "$WWW" <<'PY'
 import os, sys, zipfile
 www = sys.argv[1]
@@ -30,18 +31,7 @@ metric() {
 }
 
 ASSETS=$(t_free_port)
-cat > "$T_DIR/nginx/nginx.conf" <<NGINX
-daemon off; master_process off; worker_processes 1; user root;
-pid $T_DIR/nginx/nginx.pid; error_log $T_DIR/nginx/error.log;
-events { worker_connections 64; }
-http {
-  client_body_temp_path $T_DIR/nginx/t;
-  server { listen 127.0.0.1:$ASSETS; access_log off; root $WWW; }
-}
-NGINX
-t_start nginx "$T_DIR/nginx.log" nginx -p "$T_DIR/nginx" -c "$T_DIR/nginx/nginx.conf" \
-	-e "$T_DIR/nginx/error.log"
-t_wait_tcp 127.0.0.1 "$ASSETS" 10000 || { t_fail "nginx starts" "no listener"; t_done; }
+env_nginx nginx "$ASSETS" "root $WWW;" || t_done
 
 TOKEN=prewarm-tools-token
 printf '%s\n' "$TOKEN" > "$T_DIR/token"

@@ -55,23 +55,8 @@ with open(p, "r+b") as f:
 t("slow", "1.0", [("a.txt", b"a\n"), ("pad.bin", rnd(1024 * 1024))])
 PY
 
-GH=$(t_free_port)
-ASSETS=$(t_free_port)
-cat > "$T_DIR/nginx/nginx.conf" <<NGINX
-daemon off; master_process off; worker_processes 1; user root;
-pid $T_DIR/nginx/nginx.pid; error_log $T_DIR/nginx/error.log;
-events { worker_connections 64; }
-http {
-  log_format b '\$server_port \$request_uri \$status \$bytes_sent "\$http_range"';
-  client_body_temp_path $T_DIR/nginx/t;
-  server { listen 127.0.0.1:$GH; access_log $T_DIR/nginx/gh.log b;
-    location / { return 302 http://127.0.0.1:$ASSETS\$request_uri; } }
-  server { listen 127.0.0.1:$ASSETS; access_log $T_DIR/nginx/assets.log b; root $WWW; }
-}
-NGINX
-t_start nginx "$T_DIR/nginx.log" nginx -p "$T_DIR/nginx" -c "$T_DIR/nginx/nginx.conf" \
-	-e "$T_DIR/nginx/error.log"
-t_wait_tcp 127.0.0.1 "$ASSETS" 10000 || { t_fail "nginx starts" "no listener"; t_done; }
+up_nginx '$server_port $request_uri $status $bytes_sent "$http_range"' ||
+	{ t_fail "nginx starts" "no listener"; t_done; }
 
 printf 'tok-%s\n' "$RANDOM$RANDOM" > "$T_DIR/token"
 TOKEN=$(head -n1 "$T_DIR/token")
