@@ -60,13 +60,34 @@ int
 hc_log_open(const char *path, enum hc_log_level level, int to_stderr,
             struct hc_err *err)
 {
+	struct stat st;
 	int fd = -1;
 
 	if (path != NULL && *path != '\0') {
-		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		/* A link planted at the log path would aim our appends at any file
+		 * we may write; a FIFO would block the open and then every line. */
+		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW |
+		          O_NONBLOCK, 0644);
+		if (fd < 0 && errno == ELOOP)
+			return hc_err_set(err, HC_ECANTCREAT, "log_file %s: is a symbolic link",
+			                  path);
+		if (fd < 0 && errno == ENXIO)
+			return hc_err_set(err, HC_ECANTCREAT,
+			                  "log_file %s: not a regular file or a device", path);
 		if (fd < 0)
 			return hc_err_set(err, HC_ECANTCREAT, "log_file %s: %s", path,
 			                  strerror(errno));
+		if (fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISCHR(st.st_mode))) {
+			close(fd);
+			return hc_err_set(err, HC_ECANTCREAT,
+			                  "log_file %s: not a regular file or a device", path);
+		}
+		/* Lines are written whole: no EAGAIN on a terminal or device. */
+		if (fcntl(fd, F_SETFL, O_APPEND) != 0) {
+			close(fd);
+			return hc_err_set(err, HC_ECANTCREAT, "log_file %s: %s", path,
+			                  strerror(errno));
+		}
 	}
 	hc_log_close();
 	log_state.fd = fd;

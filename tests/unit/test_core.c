@@ -105,6 +105,35 @@ test_log_file_append(void **state)
 	unlink(path);
 }
 
+/* The log opens neither through a planted link nor into a FIFO (which would
+ * block the open), and says which it refused. */
+static void
+test_log_file_refuses_link_and_fifo(void **state)
+{
+	char dir[] = "/tmp/hc-log-dir.XXXXXX";
+	char link_path[64], fifo_path[64], target[64];
+	struct stat st;
+	struct hc_err err;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	assert_true(snprintf(link_path, sizeof(link_path), "%s/agent.log", dir) <
+	            (int)sizeof(link_path));
+	assert_true(snprintf(fifo_path, sizeof(fifo_path), "%s/fifo.log", dir) <
+	            (int)sizeof(fifo_path));
+	assert_true(snprintf(target, sizeof(target), "%s/target", dir) < (int)sizeof(target));
+	assert_int_equal(symlink(target, link_path), 0);
+	assert_int_equal(hc_log_open(link_path, HC_LOG_INFO, 0, &err), HC_ECANTCREAT);
+	assert_non_null(strstr(err.msg, "symbolic link"));
+	assert_int_equal(lstat(target, &st), -1);
+	assert_int_equal(mkfifo(fifo_path, 0600), 0);
+	assert_int_equal(hc_log_open(fifo_path, HC_LOG_INFO, 0, &err), HC_ECANTCREAT);
+	assert_non_null(strstr(err.msg, "not a regular file or a device"));
+	unlink(link_path);
+	unlink(fifo_path);
+	rmdir(dir);
+}
+
 static void
 test_url_parse(void **state)
 {
@@ -335,6 +364,7 @@ main(void)
 		cmocka_unit_test(test_log_truncation),
 		cmocka_unit_test(test_log_levels),
 		cmocka_unit_test(test_log_file_append),
+		cmocka_unit_test(test_log_file_refuses_link_and_fifo),
 		cmocka_unit_test(test_url_parse),
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_atomic_write),
