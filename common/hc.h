@@ -552,6 +552,11 @@ void hc_http_global_cleanup(void);
  * 0 or HC_EDATA naming what is wrong. */
 int hc_parse_listen(const char *text, struct sockaddr_storage *ss, socklen_t *len,
                     struct hc_err *err);
+/* A port free on the IPv4 address addr4 for both TCP and UDP right now, for
+ * tests and benchmarks that start servers (nothing holds it: a race with
+ * another process is the caller's to retry). 0, HC_EDATA for a bad address,
+ * HC_EUNAVAIL when none was found. */
+int hc_free_port(const char *addr4, int *port, struct hc_err *err);
 /* Writes ss as "127.0.0.1:8080" or "[::1]:8080" into out; port >= 0
  * replaces the port in ss (the one actually bound). 0, HC_EDATA for another
  * family, HC_ESOFTWARE when out is too small. */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/hc.h"
 
@@ -84,4 +85,51 @@ hc_sockaddr_format(const struct sockaddr_storage *ss, int port, char *out,
 		return hc_snprintf(out, size, "[%s]:%d", host, port);
 	}
 	return HC_EDATA;
+}
+
+/* Tries for a port free for both TCP and UDP: a kernel-picked TCP port is
+ * taken for UDP now and then (DNS test servers need both). */
+#define NET_FREE_PORT_TRIES 64
+
+/* Binds a socket of type to addr4:port, returns the port bound or -1. */
+static int
+net_bind_probe(int type, const struct in_addr *addr4, int port)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+	int got = -1;
+
+	if (fd < 0)
+		return -1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr = *addr4;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+		goto done;
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+		goto done;
+	got = ntohs(sa.sin_port);
+done:
+	close(fd);
+	return got;
+}
+
+int
+hc_free_port(const char *addr4, int *port, struct hc_err *err)
+{
+	struct in_addr a;
+	int i;
+
+	if (inet_pton(AF_INET, addr4, &a) != 1)
+		return hc_err_set(err, HC_EDATA, "%s: not an IPv4 address", addr4);
+	for (i = 0; i < NET_FREE_PORT_TRIES; i++) {
+		int p = net_bind_probe(SOCK_STREAM, &a, 0);
+		if (p > 0 && net_bind_probe(SOCK_DGRAM, &a, p) == p) {
+			*port = p;
+			return 0;
+		}
+	}
+	return hc_err_set(err, HC_EUNAVAIL, "no port free for TCP and UDP on %s", addr4);
 }

@@ -36,25 +36,6 @@ static struct mir_config cfg;
 static struct mir_server *srv;
 static int port;
 
-/* A free loopback port: bound once to learn it, then left to the server. */
-static int
-free_port(void)
-{
-	struct sockaddr_in a;
-	socklen_t alen = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), p;
-
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &alen) != 0)
-		fz_fail("cannot find a free port");
-	p = ntohs(a.sin_port);
-	close(fd);
-	return p;
-}
-
 /* Runs before the scratch folder goes (atexit runs in reverse order). */
 static void
 stop_server(void)
@@ -79,7 +60,8 @@ setup(void)
 	fz_write(files, "a.txt", "hello\n", 6);
 	fz_write(fz_scratch(), "secret", secret, sizeof(secret) - 1);
 	fz_write(root, "secret", secret, sizeof(secret) - 1);
-	port = free_port();
+	if (hc_free_port("127.0.0.1", &port, &err) != 0)
+		fz_fail(err.msg);
 	if (mir_config_defaults(&cfg, &err) != 0 ||
 	    hc_snprintf(listen, sizeof(listen), "127.0.0.1:%d", port) != 0)
 		fz_fail("mirror config");

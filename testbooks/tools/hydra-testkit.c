@@ -23,52 +23,23 @@
 
 /* Polling period while waiting: short next to any readiness we wait for. */
 #define TESTKIT_POLL_MS 20
-/* Attempts at finding a port free for both TCP and UDP. */
-#define TESTKIT_PORT_TRIES 64
 /* Longest wait a caller may ask for: ten minutes. */
 #define TESTKIT_WAIT_MAX_MS 600000
 /* Connections a stand-in body holds at once; more are closed on accept. */
 #define TESTKIT_LISTEN_MAX_CONNS 64
 
 static int
-testkit_bind(int type, const char *addr, int port)
-{
-	struct sockaddr_in sa;
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, type, 0);
-	int got = -1;
-
-	if (fd < 0)
-		return -1;
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)port);
-	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1)
-		goto done;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-		goto done;
-	if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
-		goto done;
-	got = ntohs(sa.sin_port);
-done:
-	close(fd);
-	return got;
-}
-
-static int
 testkit_free_port(const char *addr)
 {
-	int i;
+	struct hc_err err = { 0, "" };
+	int port = -1;
 
-	for (i = 0; i < TESTKIT_PORT_TRIES; i++) {
-		int port = testkit_bind(SOCK_STREAM, addr, 0);
-		if (port > 0 && testkit_bind(SOCK_DGRAM, addr, port) == port) {
-			printf("%d\n", port);
-			return 0;
-		}
+	if (hc_free_port(addr, &port, &err) != 0) {
+		fprintf(stderr, "hydra-testkit: %s\n", err.msg);
+		return 1;
 	}
-	fprintf(stderr, "hydra-testkit: no free port on %s\n", addr);
-	return 1;
+	printf("%d\n", port);
+	return 0;
 }
 
 static int

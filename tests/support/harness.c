@@ -20,7 +20,6 @@
 /* Time a process gets to exit after SIGTERM before SIGKILL. */
 #define TH_STOP_GRACE_MS 5000
 #define TH_POLL_MS 20
-#define TH_PORT_TRIES 64
 
 int
 th_tmpdir(char out[PATH_MAX])
@@ -50,38 +49,14 @@ th_rm_rf(const char *path)
 	nftw(path, th_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static int
-th_bind(int type, int port)
-{
-	struct sockaddr_in sa;
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, type, 0);
-	int got = -1;
-
-	if (fd < 0)
-		return -1;
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-		got = ntohs(sa.sin_port);
-	close(fd);
-	return got;
-}
-
 int
 th_free_port(void)
 {
-	int i;
+	int port = -1;
 
-	for (i = 0; i < TH_PORT_TRIES; i++) {
-		int port = th_bind(SOCK_STREAM, 0);
-		if (port > 0 && th_bind(SOCK_DGRAM, port) == port)
-			return port;
-	}
-	return -1;
+	if (hc_free_port("127.0.0.1", &port, NULL) != 0)
+		return -1;
+	return port;
 }
 
 int

@@ -6,10 +6,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -296,6 +299,32 @@ test_atomic_sweep(void **state)
 	assert_int_equal(system(p), 0);
 }
 
+/* The port hc_free_port gives can be bound for TCP and for UDP at once; a
+ * name that is not an IPv4 address is refused with what was wrong. */
+static void
+test_free_port(void **state)
+{
+	struct sockaddr_in sa;
+	struct hc_err err = { 0, "" };
+	int port = -1, tcp, udp;
+
+	(void)state;
+	assert_int_equal(hc_free_port("127.0.0.1", &port, &err), 0);
+	assert_true(port > 0 && port < 65536);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	tcp = socket(AF_INET, SOCK_STREAM, 0);
+	udp = socket(AF_INET, SOCK_DGRAM, 0);
+	assert_int_equal(bind(tcp, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(bind(udp, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(tcp);
+	close(udp);
+	assert_int_equal(hc_free_port("localhost", &port, &err), HC_EDATA);
+	assert_non_null(strstr(err.msg, "localhost: not an IPv4 address"));
+}
+
 int
 main(void)
 {
@@ -308,6 +337,7 @@ main(void)
 		cmocka_unit_test(test_walk),
 		cmocka_unit_test(test_walk_stops_on_error),
 		cmocka_unit_test(test_atomic_sweep),
+		cmocka_unit_test(test_free_port),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
