@@ -49,7 +49,8 @@ static const struct hc_cfg_field ag_mirror_schema[] = {
 	{ .key = "url_pattern", .type = HC_CFG_STRING, .offset = AG_OFF(mirror.url_pattern),
 	  .def = "https://{district}.hydramirror.experiencenet.com" },
 	{ .key = "extra_sources", .type = HC_CFG_STRLIST,
-	  .offset = AG_OFF(mirror.extra_sources), .check = mf_source_check },
+	  .offset = AG_OFF(mirror.extra_sources), .max = MF_EXTRA_SOURCES_MAX,
+	  .check = mf_source_check },
 	{ .key = "head_timeout_ms", .type = HC_CFG_INT,
 	  .offset = AG_OFF(mirror.head_timeout_ms), .def = "2000", .min = 1,
 	  .max = AG_TIMEOUT_MS_MAX },
@@ -123,12 +124,6 @@ ag_config_load(struct ag_config *cfg, const char *path, int must_exist,
 	rc = hc_cfg_load_file(ag_config_schema, cfg, path, err);
 	if (rc != 0)
 		goto fail;
-	/* The loader does not bound a list's length. */
-	if (cfg->mirror.extra_sources.n > MF_EXTRA_SOURCES_MAX) {
-		rc = hc_err_set(err, HC_ECONFIG, "%s: mirror.extra_sources: %zu sources, at most %d",
-		                path, cfg->mirror.extra_sources.n, MF_EXTRA_SOURCES_MAX);
-		goto fail;
-	}
 	return 0;
 fail:
 	ag_config_free(cfg);

@@ -294,6 +294,8 @@ cfg_load_strlist(struct cfg_ctx *c, const struct hc_cfg_field *f, void *obj,
 	if (node->type != YAML_SEQUENCE_NODE)
 		return cfg_fail(c, node->start_mark, key, "expected a list of strings");
 	n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+	if (f->max > 0 && n > (unsigned long long)f->max)
+		return cfg_fail(c, node->start_mark, key, "%zu items, at most %lld", n, f->max);
 	if (n > 0) {
 		items = calloc(n, sizeof(*items));
 		if (items == NULL)
@@ -363,6 +365,8 @@ cfg_load_seq(struct cfg_ctx *c, const struct hc_cfg_field *f, void *obj,
 	if (node->type != YAML_SEQUENCE_NODE)
 		return cfg_fail(c, node->start_mark, key, "expected a list of mappings");
 	n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+	if (f->max > 0 && n > (unsigned long long)f->max)
+		return cfg_fail(c, node->start_mark, key, "%zu items, at most %lld", n, f->max);
 	if (n > 0) {
 		fresh.items = calloc(n, f->elem_size);
 		if (fresh.items == NULL)

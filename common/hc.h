@@ -263,7 +263,7 @@ struct hc_cfg_field {
 	enum hc_cfg_type type;
 	size_t offset;                       /* into the struct being filled */
 	const char *def;                     /* default as YAML scalar text; NULL: empty/0 */
-	long long min, max;                  /* INT and SIZE (max 0: no limit) */
+	long long min, max;                  /* INT and SIZE; STRLIST: max items (max 0: no limit) */
 	const char *const *enum_values;      /* ENUM: NULL-terminated */
 	const struct hc_cfg_field *children; /* MAP: offsets into the same struct;
 	                                        SEQ: into each element; key == NULL ends */

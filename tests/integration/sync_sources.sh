@@ -120,7 +120,8 @@ t_eq "extra_sources not a list: exit 78" "$RC" 78
 t_grep "extra_sources not a list: file:line:col" "$T_DIR/badtype.stderr" "$T_DIR/badtype.yaml:5:"
 bad_conf toomany '"http://a:1", "http://a:2", "http://a:3", "http://a:4", "http://a:5", "http://a:6", "http://a:7"'
 t_eq "seven extra_sources: exit 78" "$RC" 78
-t_grep "seven extra_sources: says the bound" "$T_DIR/toomany.stderr" "7 sources, at most 6"
+t_grep "seven extra_sources: file:line:col" "$T_DIR/toomany.stderr" "$T_DIR/toomany.yaml:5:"
+t_grep "seven extra_sources: says the bound" "$T_DIR/toomany.stderr" "extra_sources: 7 items, at most 6"
 t_eq "extra_sources: nothing created" "$(ls -d "$T_DIR"/bad*.out 2>/dev/null)" ""
 
 # 4. A bad --source is a usage error, for sync and install.
