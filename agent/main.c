@@ -177,8 +177,13 @@ main_report(const struct ag_command *cmd, const struct hc_err *err)
 		fprintf(stderr, "hydra-agent %s: %s\n", cmd->name, err->msg);
 }
 
-int
-main(int argc, char **argv)
+/* Reads the global options before the subcommand and finds the subcommand
+ * (*cmd stays NULL when there is none); the subcommand's own globals are taken
+ * out of its arguments, *cmd_argc counting what is left from argv[optind].
+ * 0, or HC_EUSAGE with the reason in err. */
+static int
+main_parse(struct main_opts *mo, int argc, char **argv, const struct ag_command **cmd,
+           int *cmd_argc, struct hc_err *err)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -188,13 +193,48 @@ main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
+	size_t i;
+	int c, rc;
+
+	/* '+': stop at the subcommand; main_take_globals reads what follows.
+	 * ':': a missing value is told apart from an unknown option. */
+	opterr = 0;
+	for (;;) {
+		c = getopt_long(argc, argv, "+:c:l:ehV", opts, NULL);
+		if (c == -1)
+			break;
+		if (c == ':')
+			return hc_err_set(err, HC_EUSAGE, "%s needs a value",
+			                  argv[optind - 1]);
+		if (c == '?')
+			return hc_err_set(err, HC_EUSAGE, "unknown option %s (see --help)",
+			                  argv[optind - 1]);
+		rc = main_global_opt(mo, c, optarg, err);
+		if (rc != 0)
+			return rc;
+	}
+	*cmd = NULL;
+	*cmd_argc = argc - optind;
+	if (optind >= argc)
+		return 0;
+	for (i = 0; i < NCOMMANDS; i++) {
+		if (strcmp(argv[optind], commands[i]->name) == 0)
+			*cmd = commands[i];
+	}
+	if (*cmd == NULL)
+		return hc_err_set(err, HC_EUSAGE, "unknown command '%s' (see --help)", argv[optind]);
+	return main_take_globals(mo, *cmd, cmd_argc, argv + optind, err);
+}
+
+int
+main(int argc, char **argv)
+{
 	struct ag_ctx ctx;
 	struct main_opts mo;
 	struct hc_err err = { 0, "" };
 	const struct ag_command *cmd = NULL;
 	int have_cfg = 0, have_http = 0;
-	int rc = 0, c, cmd_argc;
-	size_t i;
+	int rc = 0, cmd_argc = 0;
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.config_path = AG_DEFAULT_CONFIG;
@@ -202,36 +242,9 @@ main(int argc, char **argv)
 	mo.ctx = &ctx;
 	mo.level = HC_LOG_INFO;
 	mo.log_stderr = isatty(STDERR_FILENO);
-	/* '+': stop at the subcommand; main_take_globals reads what follows. */
-	for (;;) {
-		c = getopt_long(argc, argv, "+c:l:ehV", opts, NULL);
-		if (c == -1)
-			break;
-		if (c == '?') {
-			usage(stderr);
-			return hc_status_exit_code(HC_EUSAGE);
-		}
-		rc = main_global_opt(&mo, c, optarg, &err);
-		if (rc != 0)
-			goto done;
-	}
-	if (optind < argc) {
-		for (i = 0; i < NCOMMANDS; i++) {
-			if (strcmp(argv[optind], commands[i]->name) == 0)
-				cmd = commands[i];
-		}
-		if (cmd == NULL) {
-			rc = hc_err_set(&err, HC_EUSAGE, "unknown command '%s' (see --help)",
-			                argv[optind]);
-			goto done;
-		}
-	}
-	cmd_argc = argc - optind;
-	if (cmd != NULL) {
-		rc = main_take_globals(&mo, cmd, &cmd_argc, argv + optind, &err);
-		if (rc != 0)
-			goto done;
-	}
+	rc = main_parse(&mo, argc, argv, &cmd, &cmd_argc, &err);
+	if (rc != 0)
+		goto done;
 	/* Help and version need no config and no log: they always work. */
 	if (mo.version) {
 		printf("hydra-agent %s\n", HC_VERSION);

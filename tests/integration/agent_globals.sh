@@ -22,6 +22,12 @@ t_eq "a bad --log-level after the command exits 64" "$?" 64
 "$A" invalidate --reason x --config > "$T_DIR/noval.out" 2>&1
 t_eq "--config without a value exits 64" "$?" 64
 t_grep "--config without a value is named" "$T_DIR/noval.out" "hydra-agent invalidate: --config needs a value"
+"$A" --config > "$T_DIR/gnoval.out" 2>&1
+t_eq "--config without a value before the command exits 64" "$?" 64
+t_grep "--config without a value before the command is named" "$T_DIR/gnoval.out" "hydra-agent: --config needs a value"
+"$A" --bogus invalidate > "$T_DIR/gbogus.out" 2>&1
+t_eq "an unknown global option exits 64" "$?" 64
+t_grep "an unknown global option is named" "$T_DIR/gbogus.out" "hydra-agent: unknown option --bogus (see --help)"
 
 # Help and version need neither a readable config nor a writable log.
 printf 'log_file: /proc/no/such/dir/agent.log\nbogus_key: 1\n' > "$T_DIR/broken.yaml"
