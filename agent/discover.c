@@ -121,8 +121,15 @@ print_json(const struct disc_choice *ch, const struct hc_err *failure, struct hc
 	return rc;
 }
 
+/* The options of discover, read from argv. */
+struct discover_opts {
+	int as_json, use_cache, help;
+	int mode, rank;       /* -1: the config's */
+};
+
+/* 0, or HC_EUSAGE naming the option that is wrong. */
 static int
-discover_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
+discover_parse(int argc, char **argv, struct discover_opts *o, struct hc_err *err)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
@@ -132,13 +139,9 @@ discover_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct disc_config dc;
-	struct disc_choice *ch = NULL;
-	char *dns = NULL;
-	int as_json = 0, use_cache = 1, mode = -1, rank = -1;
-	int64_t started;
-	int c, rc;
+	int c;
 
+	*o = (struct discover_opts){ .use_cache = 1, .mode = -1, .rank = -1 };
 	optind = 1;
 	for (;;) {
 		c = getopt_long(argc, argv, "h", opts, NULL);
@@ -146,31 +149,31 @@ discover_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 			break;
 		switch (c) {
 		case 'j':
-			as_json = 1;
+			o->as_json = 1;
 			break;
 		case 'n':
-			use_cache = 0;
+			o->use_cache = 0;
 			break;
 		case 'm':
 			if (strcmp(optarg, "sequential") == 0)
-				mode = DISC_MODE_SEQUENTIAL;
+				o->mode = DISC_MODE_SEQUENTIAL;
 			else if (strcmp(optarg, "parallel") == 0)
-				mode = DISC_MODE_PARALLEL;
+				o->mode = DISC_MODE_PARALLEL;
 			else
 				return hc_err_set(err, HC_EUSAGE, "discover: --mode: '%s' is not "
 				                  "sequential or parallel", optarg);
 			break;
 		case 'r':
 			if (strcmp(optarg, "latency") == 0)
-				rank = DISC_RANK_LATENCY;
+				o->rank = DISC_RANK_LATENCY;
 			else if (strcmp(optarg, "server") == 0)
-				rank = DISC_RANK_SERVER;
+				o->rank = DISC_RANK_SERVER;
 			else
 				return hc_err_set(err, HC_EUSAGE, "discover: --rank: '%s' is not "
 				                  "latency or server", optarg);
 			break;
 		case 'h':
-			fputs(ag_cmd_discover.usage, stdout);
+			o->help = 1;
 			return 0;
 		default:
 			return hc_err_set(err, HC_EUSAGE, "discover: unknown option (see --help)");
@@ -179,29 +182,49 @@ discover_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
 	if (optind != argc)
 		return hc_err_set(err, HC_EUSAGE, "discover: unexpected argument '%s'",
 		                  argv[optind]);
+	return 0;
+}
+
+static int
+discover_run(struct ag_ctx *ctx, int argc, char **argv, struct hc_err *err)
+{
+	struct discover_opts o;
+	struct disc_config dc;
+	struct disc_choice *ch = NULL;
+	char *dns = NULL;
+	int64_t started;
+	int rc;
+
+	rc = discover_parse(argc, argv, &o, err);
+	if (rc != 0)
+		return rc;
+	if (o.help) {
+		fputs(ag_cmd_discover.usage, stdout);
+		return 0;
+	}
 	rc = disc_config_from(ctx, &dc, &dns, err);
 	if (rc != 0)
 		goto done;
-	if (mode >= 0)
-		dc.mode = (enum disc_mode)mode;
-	if (rank >= 0)
-		dc.rank = (enum disc_rank)rank;
+	if (o.mode >= 0)
+		dc.mode = (enum disc_mode)o.mode;
+	if (o.rank >= 0)
+		dc.rank = (enum disc_rank)o.rank;
 	ch = calloc(1, sizeof(*ch));
 	if (ch == NULL) {
 		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
 		goto done;
 	}
 	started = hc_now_ms();
-	rc = disc_discover(&dc, use_cache, ch, err);
+	rc = disc_discover(&dc, o.use_cache, ch, err);
 	if (rc != 0) {
 		/* The object goes out on failure too; the status stays the failure's. */
-		if (as_json && rc != HC_ENOMEM) {
+		if (o.as_json && rc != HC_ENOMEM) {
 			ch->elapsed_ms = hc_now_ms() - started;
 			(void)print_json(ch, err, NULL);
 		}
 		goto done;
 	}
-	if (as_json)
+	if (o.as_json)
 		rc = print_json(ch, NULL, err);
 	else
 		printf("%s\n", ch->ip);
