@@ -22,7 +22,6 @@
  * Content-Length and that many body bytes. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -173,7 +172,8 @@ cp_parse_head(struct cp_req *r, size_t head_end, struct hc_err *err)
 	long long len = -1;
 
 	if (strncmp(line, "HTTP/1.1 200 ", 13) != 0 && strncmp(line, "HTTP/1.0 200 ", 13) != 0)
-		return hc_err_set(err, HC_EDATA, "answer is not a 200: %.40s", line);
+		return hc_err_set(err, HC_EDATA, "answer is not a 200: %.*s",
+		                  (int)strcspn(line, "\r\n"), line);
 	while (line < end) {
 		const char *nl = memchr(line, '\n', (size_t)(end - line));
 
@@ -243,7 +243,9 @@ cp_step(struct cp_ctx *ctx, int ep, uint32_t tag, struct cp_req *r, struct hc_er
 	int i;
 
 	if (r->phase == CP_CONNECTING) {
-		if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0)
+		if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
+			soerr = errno;
+		if (soerr != 0)
 			return hc_err_set(err, HC_EUNAVAIL, "connect: %s", strerror(soerr));
 		r->phase = CP_SENDING;
 	}
