@@ -65,6 +65,8 @@ fi
 # Row 4 needs a descriptor per idle connection in the client and in the server.
 ulimit -n "$(ulimit -Hn)" 2> /dev/null
 NOFILE=$(ulimit -n)
+# nginx wants a number; an unlimited shell still has the kernel's nr_open.
+case $NOFILE in *[!0-9]*) NOFILE=$(cat /proc/sys/fs/nr_open) ;; esac
 
 # want WORD: whether ROWS names that group of rows.
 want() { case " $ROWS " in *" $1 "*) return 0 ;; esac; return 1; }
