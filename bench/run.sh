@@ -1,11 +1,39 @@
 #!/bin/sh
-# make bench: every bench/NAME.sh in turn; each prints its table and a last
-# line `NAME: ratio=<x> (target ...)`. Benchmarks are measurements, not tests.
+# make bench: every bench/NAME.sh in turn (ONLY=regex picks some by NAME).
+# Each prints its table, shown as it comes, and ends with the line
+# `NAME: ratio=<x> (target ...)`. A summary of those last lines follows; a
+# script whose last line has another shape is named there with that line, and
+# so is one that failed. Benchmarks are measurements, not tests: the exit
+# status says only whether every script ran to its end.
 cd "$(dirname "$0")/.." || exit 1
+out=$(mktemp "${TMPDIR:-/tmp}/hydra-bench-run.XXXXXX") || exit 1
+sum=$(mktemp "${TMPDIR:-/tmp}/hydra-bench-sum.XXXXXX") || exit 1
+trap 'rm -f "$out" "$sum"' EXIT
 status=0
 for b in bench/*.sh; do
 	[ "$b" = bench/run.sh ] && continue
+	name=$(basename "$b" .sh)
+	if [ -n "${ONLY:-}" ] && ! echo "$name" | grep -Eq -- "$ONLY"; then
+		continue
+	fi
 	echo "== $b"
-	bash "$b" || status=1
+	# Shown as it comes and kept for the summary; tail ends with the script.
+	: > "$out"
+	bash "$b" > "$out" &
+	pid=$!
+	tail -n +1 --pid="$pid" -f "$out"
+	wait "$pid"
+	rc=$?
+	last=$(grep -v '^[[:space:]]*$' "$out" | tail -n 1)
+	if [ "$rc" != 0 ]; then
+		status=1
+		echo "$name: failed (exit $rc): $last" >> "$sum"
+	elif echo "$last" | grep -Eq "^$name: ratio=[0-9.]+ \(target [<>]=? "; then
+		echo "$last" >> "$sum"
+	else
+		echo "$name: no ratio line, last line: $last" >> "$sum"
+	fi
 done
+echo "== summary"
+cat "$sum"
 exit $status
