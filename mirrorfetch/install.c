@@ -496,12 +496,14 @@ install_get(struct install *in, const struct mf_candidate *c, struct mf_attempt 
 	return install_get_verify(in, a, why);
 }
 
-/* fsync, rename PATH.part to PATH, fsync the directory. */
+/* fdatasync, rename PATH.part to PATH, fsync the directory. fdatasync
+ * writes the data and the size (what reading the file back needs); the
+ * writer has handed most of the data to write-back already. */
 static int
 install_commit(struct install *in, struct hc_err *err)
 {
-	if (fsync(in->fd) != 0)
-		return hc_err_set(err, HC_EIO, "fsync %s: %s", in->part_path, strerror(errno));
+	if (fdatasync(in->fd) != 0)
+		return hc_err_set(err, HC_EIO, "fdatasync %s: %s", in->part_path, strerror(errno));
 	if (renameat(in->t->part_dirfd, in->t->part_name, in->t->dirfd, in->t->name) != 0)
 		return hc_err_set(err, HC_EIO, "rename %s: %s", in->out_path, strerror(errno));
 	unlinkat(in->t->part_dirfd, in->meta_name, 0);
