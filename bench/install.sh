@@ -12,12 +12,18 @@
 #                                    of hashing the bytes and nothing else
 #   Targets, for each size and scheme: at most 0.45x curl && openssl dgst,
 #   0.5x aria2c, 1.5x openssl dgst alone, peak RSS at most 16 MiB.
+#     dd ... conv=fdatasync of the same bytes from page cache: the disk's
+#                                    share of a durable install
 #   When 0.45x of curl && dgst is below the time of hashing alone, the
 #   first target is out of reach for anything that hashes every byte in
-#   order; a `floor:` line says so with the figures (the target stays).
+#   order; when a target is below the time of writing the bytes durably,
+#   it is out of reach while the agent fsyncs before the rename. `floor:`
+#   lines say so with the figures (the targets stay).
 #
 #   With the origin (a hydra-mirror) throttled to RATE, SMALL_MB bytes:
 #     direct origin install, cold district install, warm district install.
+#   `district install connections:` counts the TCP connections of one more
+#   (untimed) district install (HEAD probe and GET) in nginx's access log.
 #
 # Each target row prints: measure, reference ms, agent ms, ratio, target,
 # ok or MISS. The last line is `install: N of M targets met`.
@@ -111,6 +117,9 @@ aria() {
 		--checksum="sha-256=$(cat "$DIR/f$2.sha")" "$(url "$1" "$2")"
 }
 dgst() { cat "$DIR/www/f$2.bin" > /dev/null && run "dgst-$1-$2" openssl dgst -sha256 "$DIR/www/f$2.bin"; }
+# The disk's part of a durable install: the same bytes, from page cache,
+# written and fdatasync'ed (what the agent must do and the others skip).
+durable() { run "durable-$1" dd if="$DIR/www/f$1.bin" of="$DIR/out/f" bs=1M conv=fdatasync status=none; }
 
 for i in $(seq "$RUNS"); do
 	for s in $SIZES; do
@@ -120,6 +129,7 @@ for i in $(seq "$RUNS"); do
 			run "aria2c-$x-$s" aria $x "$s"
 			dgst $x "$s"
 		done
+		durable "$s"
 	done
 done
 
@@ -154,6 +164,30 @@ YAML
 	kill "$PEER_PID" 2>/dev/null
 done
 
+# conn_count: one untimed district install (HEAD probe and GET) from the
+# nginx above as the district; prints "<connections> connections for
+# <requests> requests" from its access log ($connection).
+conn_count() {
+	_s=${SIZES%% *}
+	cat > "$DIR/proxied.yaml" <<YAML
+node_id: bench
+state_dir: $DIR/state-proxied
+log_file: $DIR/proxied.log
+dns: {servers: ["127.0.0.1:$DNS_PORT"]}
+district: {static: bxl1}
+mirror: {url_pattern: "http://{district}.hydramirror.experiencenet.com:$HP"}
+YAML
+	rm -f "$DIR"/out/*
+	: > "$DIR/nginx/access.log"
+	"$BIN/hydra-agent" --config "$DIR/proxied.yaml" install --progress none \
+		--sha256 "$(cat "$DIR/f$_s.sha")" --out "$DIR/out/f" \
+		--url "http://mirror-a.experiencenet.com:$HP/f$_s.bin" > /dev/null 2>&1 ||
+		echo "bench: the district install failed" >&2
+	awk '{ c[$1] = 1; n++ } END { printf "%d connections for %d requests\n", length(c), n }' \
+		"$DIR/nginx/access.log"
+}
+CONNS=$(conn_count)
+
 m() { median < "$DIR/$1.ms"; }
 MET=0
 ALL=0
@@ -169,14 +203,18 @@ target() {
 }
 
 printf '\nnginx serves every contender; medians of %s runs (ms); agent = hydra-agent install\n' "$RUNS"
-printf '%-34s %10s %10s %10s %10s %9s\n' "" "agent" "curl+dgst" "aria2c" "dgst" "RSS KiB"
+printf '%-34s %10s %10s %10s %10s %10s %9s\n' "" "agent" "curl+dgst" "aria2c" "dgst" \
+	"dd+fdsync" "RSS KiB"
 for s in $SIZES; do
 	for x in http https; do
-		printf '%-34s %10s %10s %10s %10s %9s\n' "$s MiB $x" "$(m "agent-$x-$s")" \
+		printf '%-34s %10s %10s %10s %10s %10s %9s\n' "$s MiB $x" "$(m "agent-$x-$s")" \
 			"$(m "curl-$x-$s")" "$(m "aria2c-$x-$s")" "$(m "dgst-$x-$s")" \
-			"$(sort -n "$DIR/agent-$x-$s.rss" | tail -n 1)"
+			"$(m "durable-$s")" "$(sort -n "$DIR/agent-$x-$s.rss" | tail -n 1)"
 	done
 done
+printf '(dd+fdsync: the same bytes from page cache written with dd and fdatasync, the\n'
+printf ' disk share of a durable install; curl, dgst and aria2c never wait for the disk)\n'
+printf '%-34s %s\n' "district install connections" "$CONNS"
 printf '\n%s MiB, origin throttled to %s bytes/s, medians of %s runs\n' "$SMALL_MB" "$RATE" "$RUNS"
 printf '%-34s %10s ms\n' "direct origin install" "$(m direct)" "cold district install" \
 	"$(m cold)" "warm district install" "$(m warm)"
@@ -185,7 +223,7 @@ printf '\n%-34s %10s %10s %7s %8s  %s\n' "target" "reference" "agent" "ratio" "t
 rm -f "$DIR/floors"
 for s in $SIZES; do
 	for x in http https; do
-		A=$(m "agent-$x-$s"); C=$(m "curl-$x-$s"); D=$(m "dgst-$x-$s")
+		A=$(m "agent-$x-$s"); C=$(m "curl-$x-$s"); D=$(m "dgst-$x-$s"); W=$(m "durable-$s")
 		target "$s MiB $x vs curl && dgst" "$C" "$A" "<=" 0.45
 		target "$s MiB $x vs aria2c" "$(m "aria2c-$x-$s")" "$A" "<=" 0.5
 		target "$s MiB $x vs openssl dgst alone" "$D" "$A" "<=" 1.5
@@ -193,6 +231,9 @@ for s in $SIZES; do
 			"$(sort -n "$DIR/agent-$x-$s.rss" | tail -n 1)" "<=" 1
 		awk -v c="$C" -v d="$D" -v n="$s MiB $x" 'BEGIN { if (0.45 * c < d)
 			printf "floor: %s: 0.45 x curl && dgst = %.0f ms is below openssl dgst alone = %d ms: out of reach for any client that hashes every byte in order\n", n, 0.45 * c, d }' >> "$DIR/floors"
+		awk -v w="$W" -v c="$C" -v d="$D" -v n="$s MiB $x" 'BEGIN {
+			if (0.45 * c < w) printf "floor: %s: 0.45 x curl && dgst = %.0f ms is below writing the bytes durably alone = %d ms\n", n, 0.45 * c, w
+			if (1.5 * d < w) printf "floor: %s: 1.5 x openssl dgst = %.0f ms is below writing the bytes durably alone = %d ms: out of reach while the agent fsyncs\n", n, 1.5 * d, w }' >> "$DIR/floors"
 	done
 done
 target "cold district / direct" "$(m direct)" "$(m cold)" "<=" 1.25
