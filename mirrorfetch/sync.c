@@ -80,7 +80,6 @@ sync_save_index(struct mf_sync *s, struct hc_err *err)
 	return rc;
 }
 
-/* Plan, fetch, swap, --delete; the index is saved even after a failure. */
 /* Staged files are committed without an fsync each (defer_sync); one
  * syncfs of their filesystem makes every one durable, data and names,
  * before the swap renames them into DIR. */
@@ -95,6 +94,7 @@ sync_durable_staging(struct mf_sync *s, struct hc_err *err)
 	return 0;
 }
 
+/* Plan, fetch, swap, --delete; the index is saved even after a failure. */
 static int
 sync_phases(struct mf_sync *s, struct hc_err *err)
 {
