@@ -99,6 +99,24 @@ assert_file(const char *path, const unsigned char *want, size_t len)
 	free(got);
 }
 
+/* Flushes w, then the hash h holds the digest of want and the file at path
+ * holds want alone; frees w and h and closes fd. */
+static void
+assert_finished(const char *path, int fd, struct mf_writer *w, struct hc_sha256 *h,
+                const unsigned char *want, size_t len)
+{
+	char want_hex[HC_SHA256_HEX_LEN + 1], got_hex[HC_SHA256_HEX_LEN + 1];
+
+	assert_int_equal(mf_writer_flush(w), 0);
+	assert_int_equal(hc_sha256_hex(h, got_hex), 0);
+	hex_of(want, len, want_hex);
+	assert_string_equal(got_hex, want_hex);
+	assert_file(path, want, len);
+	mf_writer_free(w);
+	hc_sha256_free(h);
+	close(fd);
+}
+
 /* Pieces of 1 byte, curl's 16 KiB, odd sizes and more than a slot. */
 static void
 test_writer_order(void **state)
@@ -108,7 +126,6 @@ test_writer_order(void **state)
 	struct hc_sha256 *h = hc_sha256_new();
 	struct mf_writer *w = NULL;
 	struct hc_err err = { 0, "" };
-	char want[HC_SHA256_HEX_LEN + 1], got[HC_SHA256_HEX_LEN + 1];
 	size_t off = 0, i = 0;
 	int fd = open(f->path, O_WRONLY);
 
@@ -123,14 +140,7 @@ test_writer_order(void **state)
 		assert_int_equal(mf_writer_push(w, f->data + off, n), 0);
 		off += n;
 	}
-	assert_int_equal(mf_writer_flush(w), 0);
-	assert_int_equal(hc_sha256_hex(h, got), 0);
-	hex_of(f->data, DATA_LEN, want);
-	assert_string_equal(got, want);
-	assert_file(f->path, f->data, DATA_LEN);
-	mf_writer_free(w);
-	hc_sha256_free(h);
-	close(fd);
+	assert_finished(f->path, fd, w, h, f->data, DATA_LEN);
 }
 
 /* A resume: the writer starts after a prefix the caller already hashed. */
@@ -141,7 +151,6 @@ test_writer_offset(void **state)
 	struct hc_sha256 *h = hc_sha256_new();
 	struct mf_writer *w = NULL;
 	struct hc_err err = { 0, "" };
-	char want[HC_SHA256_HEX_LEN + 1], got[HC_SHA256_HEX_LEN + 1];
 	int fd = open(f->path, O_WRONLY);
 	const size_t prefix = 1000;
 
@@ -150,14 +159,7 @@ test_writer_offset(void **state)
 	assert_int_equal(hc_sha256_update(h, f->data, prefix), 0);
 	assert_int_equal(mf_writer_new(fd, h, prefix, &w, &err), 0);
 	assert_int_equal(mf_writer_push(w, f->data + prefix, DATA_LEN - prefix), 0);
-	assert_int_equal(mf_writer_flush(w), 0);
-	assert_int_equal(hc_sha256_hex(h, got), 0);
-	hex_of(f->data, DATA_LEN, want);
-	assert_string_equal(got, want);
-	assert_file(f->path, f->data, DATA_LEN);
-	mf_writer_free(w);
-	hc_sha256_free(h);
-	close(fd);
+	assert_finished(f->path, fd, w, h, f->data, DATA_LEN);
 }
 
 /* Less than a slot, then free without a flush: the bytes are written. */
@@ -209,7 +211,6 @@ test_writer_rewind(void **state)
 	struct hc_sha256 *h = hc_sha256_new();
 	struct mf_writer *w = NULL;
 	struct hc_err err = { 0, "" };
-	char want[HC_SHA256_HEX_LEN + 1], got[HC_SHA256_HEX_LEN + 1];
 	int fd = open(f->path, O_WRONLY);
 
 	assert_true(fd >= 0);
@@ -220,14 +221,7 @@ test_writer_rewind(void **state)
 	assert_int_equal(hc_sha256_reset(h), 0);
 	mf_writer_rewind(w, 0);
 	assert_int_equal(mf_writer_push(w, f->data + 5, 300001), 0);
-	assert_int_equal(mf_writer_flush(w), 0);
-	assert_int_equal(hc_sha256_hex(h, got), 0);
-	hex_of(f->data + 5, 300001, want);
-	assert_string_equal(got, want);
-	assert_file(f->path, f->data + 5, 300001);
-	mf_writer_free(w);
-	hc_sha256_free(h);
-	close(fd);
+	assert_finished(f->path, fd, w, h, f->data + 5, 300001);
 }
 
 int
