@@ -12,6 +12,7 @@
 #                                    of hashing the bytes and nothing else
 #   Targets, for each size and scheme: at most 0.45x curl && openssl dgst,
 #   0.5x aria2c, 1.5x openssl dgst alone, peak RSS at most 16 MiB.
+#     curl -o /dev/null              (the transfer alone)
 #     dd ... conv=fdatasync of the same bytes from page cache: the disk's
 #                                    share of a durable install
 #   When 0.45x of curl && dgst is below the time of hashing alone, the
@@ -117,6 +118,8 @@ aria() {
 		--checksum="sha-256=$(cat "$DIR/f$2.sha")" "$(url "$1" "$2")"
 }
 dgst() { cat "$DIR/www/f$2.bin" > /dev/null && run "dgst-$1-$2" openssl dgst -sha256 "$DIR/www/f$2.bin"; }
+# The transfer alone: the bytes to /dev/null, nothing hashed or written.
+transfer() { curl -sf --cacert "$DIR/tls/ca.pem" -o /dev/null "$(url "$1" "$2")"; }
 # The disk's part of a durable install: the same bytes, from page cache,
 # written and fdatasync'ed (what the agent must do and the others skip).
 durable() { run "durable-$1" dd if="$DIR/www/f$1.bin" of="$DIR/out/f" bs=1M conv=fdatasync status=none; }
@@ -128,6 +131,7 @@ for i in $(seq "$RUNS"); do
 			run "curl-$x-$s" curl_openssl $x "$s"
 			run "aria2c-$x-$s" aria $x "$s"
 			dgst $x "$s"
+			run "net-$x-$s" transfer $x "$s"
 		done
 		durable "$s"
 	done
@@ -203,17 +207,18 @@ target() {
 }
 
 printf '\nnginx serves every contender; medians of %s runs (ms); agent = hydra-agent install\n' "$RUNS"
-printf '%-34s %10s %10s %10s %10s %10s %9s\n' "" "agent" "curl+dgst" "aria2c" "dgst" \
-	"dd+fdsync" "RSS KiB"
+printf '%-20s %9s %9s %9s %9s %9s %9s %8s\n' "" "agent" "curl+dgst" "aria2c" "dgst" \
+	"transfer" "dd+fdsync" "RSS KiB"
 for s in $SIZES; do
 	for x in http https; do
-		printf '%-34s %10s %10s %10s %10s %10s %9s\n' "$s MiB $x" "$(m "agent-$x-$s")" \
+		printf '%-20s %9s %9s %9s %9s %9s %9s %8s\n' "$s MiB $x" "$(m "agent-$x-$s")" \
 			"$(m "curl-$x-$s")" "$(m "aria2c-$x-$s")" "$(m "dgst-$x-$s")" \
-			"$(m "durable-$s")" "$(sort -n "$DIR/agent-$x-$s.rss" | tail -n 1)"
+			"$(m "net-$x-$s")" "$(m "durable-$s")" "$(sort -n "$DIR/agent-$x-$s.rss" | tail -n 1)"
 	done
 done
-printf '(dd+fdsync: the same bytes from page cache written with dd and fdatasync, the\n'
-printf ' disk share of a durable install; curl, dgst and aria2c never wait for the disk)\n'
+printf '(transfer: curl -o /dev/null, the bytes alone; dd+fdsync: the same bytes from page\n'
+printf ' cache written with dd and fdatasync, the disk share of a durable install, which\n'
+printf ' curl, dgst and aria2c never wait for)\n'
 printf '%-34s %s\n' "district install connections" "$CONNS"
 printf '\n%s MiB, origin throttled to %s bytes/s, medians of %s runs\n' "$SMALL_MB" "$RATE" "$RUNS"
 printf '%-34s %10s ms\n' "direct origin install" "$(m direct)" "cold district install" \
@@ -224,6 +229,7 @@ rm -f "$DIR/floors"
 for s in $SIZES; do
 	for x in http https; do
 		A=$(m "agent-$x-$s"); C=$(m "curl-$x-$s"); D=$(m "dgst-$x-$s"); W=$(m "durable-$s")
+		N=$(m "net-$x-$s")
 		target "$s MiB $x vs curl && dgst" "$C" "$A" "<=" 0.45
 		target "$s MiB $x vs aria2c" "$(m "aria2c-$x-$s")" "$A" "<=" 0.5
 		target "$s MiB $x vs openssl dgst alone" "$D" "$A" "<=" 1.5
@@ -231,6 +237,8 @@ for s in $SIZES; do
 			"$(sort -n "$DIR/agent-$x-$s.rss" | tail -n 1)" "<=" 1
 		awk -v c="$C" -v d="$D" -v n="$s MiB $x" 'BEGIN { if (0.45 * c < d)
 			printf "floor: %s: 0.45 x curl && dgst = %.0f ms is below openssl dgst alone = %d ms: out of reach for any client that hashes every byte in order\n", n, 0.45 * c, d }' >> "$DIR/floors"
+		awk -v t="$N" -v d="$D" -v n="$s MiB $x" 'BEGIN { if (1.5 * d < t)
+			printf "floor: %s: 1.5 x openssl dgst = %.0f ms is below the transfer alone (curl -o /dev/null) = %d ms\n", n, 1.5 * d, t }' >> "$DIR/floors"
 		awk -v w="$W" -v c="$C" -v d="$D" -v n="$s MiB $x" 'BEGIN {
 			if (0.45 * c < w) printf "floor: %s: 0.45 x curl && dgst = %.0f ms is below writing the bytes durably alone = %d ms\n", n, 0.45 * c, w
 			if (1.5 * d < w) printf "floor: %s: 1.5 x openssl dgst = %.0f ms is below writing the bytes durably alone = %d ms: out of reach while the agent fsyncs\n", n, 1.5 * d, w }' >> "$DIR/floors"
