@@ -1,6 +1,6 @@
 #!/bin/bash
 # bench/sync.sh: hydra-agent sync against rsync, same run, interleaved,
-# medians of RUNS.
+# medians of RUNS (default 3).
 #
 #   A tool of 200 files (4 large, 195 small, 1 medium) in two versions that
 #   differ in one file (the medium one, rewritten: no delta helps anyone).
@@ -18,14 +18,16 @@
 # (so that --json's per-file host tells them apart); the last-but-one line is
 # `sources: speedup=<x> (target >= 1.8)`.
 #
-# Prints a table and the last line `sync: ratio=<x> (target <= 1.5)`, the
-# time of hydra-agent sync over the time of rsync. Before it, `connections:`
-# counts the TCP connections of one more (untimed) full sync, --jobs 4,
+# Prints a table, one row per target (measure, reference, agent, ratio,
+# target, ok or MISS) and the last line `sync: N of M targets met`:
+# a full download at most 1.0x rsync's time, one changed file at most 0.2x,
+# at most 1.05x the changed bytes sent, two sources at least 1.8x one.
+# Before them, `connections:` counts the TCP connections of one more (untimed) full sync, --jobs 4,
 # from the access log ($connection) of an nginx put in front of the mirror.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN="$ROOT/${BUILD:-build}/bin"
-RUNS=${RUNS:-5}
+RUNS=${RUNS:-3}
 LARGE_MB=${LARGE_MB:-32}
 CHANGED_KB=${CHANGED_KB:-2048}
 SOURCE_RATE=${SOURCE_RATE:-50M}
@@ -169,13 +171,16 @@ peer() {  # peer ADDR: starts a peer, prints its base URL
 	_p=$(port)
 	"$BIN/hydra-mirror" --listen "$1:$_p" --root "$DIR/peer-$1" --mode peer \
 		--origin-url "$BASE" --max-egress-bytes-per-s "$SOURCE_RATE" > "$DIR/peer-$1.log" 2>&1 &
-	PIDS="$PIDS $!"
+	# Run in $(...): the trap's PIDS is the parent's, so the pid goes by file.
+	echo $! > "$DIR/peer-$1.pid"
 	"$BIN/hydra-testkit" wait-log "$DIR/peer-$1.log" "hydra-mirror listening on" 60000 ||
 		{ echo "bench: the peer on $1 did not start" >&2; exit 1; }
 	echo "http://$1:$_p"
 }
 SRC1=$(peer 127.0.0.2)
 SRC2=$(peer 127.0.0.3)
+PIDS="$PIDS $(cat "$DIR/peer-127.0.0.2.pid" "$DIR/peer-127.0.0.3.pid" 2> /dev/null)"
+[ -n "$SRC1" ] && [ -n "$SRC2" ] || exit 1
 printf 'node_id: bench\nstate_dir: %s/state\nlog_file: %s/sources.log\nmirror:\n' "$DIR" "$DIR" \
 	> "$DIR/sources.yaml"
 printf '  origin_host: 127.0.0.1\n  extra_sources: ["%s"]\n' "$SRC1" >> "$DIR/sources.yaml"
@@ -225,9 +230,25 @@ printf '%-34s %10s   (files: %s)\n' "full, 2 sources at $SOURCE_RATE/s" \
 	"$(median < "$DIR/two_sources.ms")" "$TWO_SPLIT"
 echo
 echo "connections: $CONNS (full sync of $NFILES files, --jobs 4)"
-echo "bytes: hydra-agent sent $(median < "$DIR/agent.bytes") for a $CHANGED_BYTES-byte change" \
-	"(target <= 1.05x: $(awk -v b="$(median < "$DIR/agent.bytes")" -v c="$CHANGED_BYTES" \
-	'BEGIN { printf "%.3f", b / c }')x, manifest included)"
-awk -v o="$(median < "$DIR/one_source.ms")" -v t="$(median < "$DIR/two_sources.ms")" \
-	'BEGIN { printf "sources: speedup=%.2f (target >= 1.8)\n", (t > 0 ? o / t : 0) }'
-awk -v a="$A_MS" -v r="$R_MS" 'BEGIN { printf "sync: ratio=%.2f (target <= 1.5)\n", (r > 0 ? a / r : 0) }'
+MET=0
+ALL=0
+# target MEASURE REF AGENT OP LIMIT: one row; the ratio is AGENT / REF
+target() {
+	_r=$(awk -v a="$3" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')
+	_ok=$(awk -v r="$_r" -v op="$4" -v l="$5" 'BEGIN {
+		if (r == "n/a") { print "MISS"; exit }
+		print ((op == "<=" && r + 0 <= l + 0) || (op == ">=" && r + 0 >= l + 0)) ? "ok" : "MISS" }')
+	printf '%-34s %12s %12s %7s %8s  %s\n' "$1" "$2" "$3" "$_r" "$4 $5" "$_ok"
+	ALL=$((ALL + 1))
+	[ "$_ok" = ok ] && MET=$((MET + 1))
+}
+printf '\n%-34s %12s %12s %7s %8s  %s\n' "target" "reference" "agent" "ratio" "target" "met"
+target "full download, ms vs rsync" "$(median < "$DIR/rsync_full.ms")" \
+	"$(median < "$DIR/agent_full.ms")" "<=" 1.0
+target "1 changed of $NFILES, ms vs rsync" "$R_MS" "$A_MS" "<=" 0.2
+target "1 changed, bytes vs the change" "$CHANGED_BYTES" "$(median < "$DIR/agent.bytes")" "<=" 1.05
+# A speedup: the reference is the two-source time, the "agent" the one-source time.
+target "2 sources, speedup (1 src / 2 src)" "$(median < "$DIR/two_sources.ms")" \
+	"$(median < "$DIR/one_source.ms")" ">=" 1.8
+echo
+echo "sync: $MET of $ALL targets met"

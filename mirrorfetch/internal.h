@@ -79,6 +79,10 @@ struct mf_fetch_target {
 	const char *expect_sha256;  /* NULL or "": the source's digest decides */
 	int has_size;               /* size is the byte count the file must have */
 	uint64_t size;
+	/* The caller makes the final name durable itself (sync: one syncfs
+	 * before the swap): the commit starts write-back and renames, without
+	 * an fsync per file, and only a part worth resuming keeps a meta file. */
+	int defer_sync;
 };
 
 /* The candidate loop of mf_install for one file, for a target given by

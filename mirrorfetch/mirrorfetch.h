@@ -146,21 +146,23 @@ int mf_install(const struct mf_config *cfg, const char *url, const char *out_pat
 
 /*
  * A pipelined writer for a part file: mf_writer_push copies bytes into a
- * bounded ring (blocking when it is full) and a second thread writes them at
- * the running offset and feeds them to hash, in order. The fd and hash stay
+ * bounded ring of large buffers (blocking when it is full); a writer thread
+ * writes each buffer at the running offset while a hasher thread feeds the
+ * same buffer to hash, both in order. The fd and hash stay
  * the caller's and must not be touched between a push and mf_writer_flush.
  */
 struct mf_writer;
-/* Starts the thread; writing begins at offset. 0, HC_ENOMEM or HC_ESOFTWARE. */
+/* Starts the threads; writing begins at offset. 0, HC_ENOMEM or HC_ESOFTWARE. */
 int mf_writer_new(int fd, struct hc_sha256 *hash, uint64_t offset,
                   struct mf_writer **out, struct hc_err *err);
 /* 0, or the errno of the first failed write (sticky). */
 int mf_writer_push(struct mf_writer *w, const void *data, size_t len);
-/* Waits until every pushed byte is written and hashed. 0 or the errno. */
+/* Waits until every pushed byte is written and hashed (pushed bytes reach
+ * the threads in slots; a flush hands on a slot not yet full). 0 or the errno. */
 int mf_writer_flush(struct mf_writer *w);
 /* After a flush: the next byte goes to offset (the caller truncated). */
 void mf_writer_rewind(struct mf_writer *w, uint64_t offset);
-/* Stops the thread; pushed bytes are written first. NULL is a no-op. */
+/* Stops the threads; pushed bytes are written first. NULL is a no-op. */
 void mf_writer_free(struct mf_writer *w);
 
 /* "512 B", "1.5 MiB": v bytes for a progress line (powers of 1024). out is

@@ -80,6 +80,20 @@ sync_save_index(struct mf_sync *s, struct hc_err *err)
 	return rc;
 }
 
+/* Staged files are committed without an fsync each (defer_sync); one
+ * syncfs of their filesystem makes every one durable, data and names,
+ * before the swap renames them into DIR. */
+static int
+sync_durable_staging(struct mf_sync *s, struct hc_err *err)
+{
+	if (s->staging_fd < 0)
+		return 0;
+	if (syncfs(s->staging_fd) != 0)
+		return hc_err_set(err, HC_EIO, "syncfs %s/%s: %s", s->dir, MF_SYNC_STAGING,
+		                  strerror(errno));
+	return 0;
+}
+
 /* Plan, fetch, swap, --delete; the index is saved even after a failure. */
 static int
 sync_phases(struct mf_sync *s, struct hc_err *err)
@@ -102,6 +116,8 @@ sync_phases(struct mf_sync *s, struct hc_err *err)
 		rc = sync_open_staging(s, 1, err);
 	if (rc == 0)
 		rc = mf_transfer_all(s, err);
+	if (rc == 0)
+		rc = sync_durable_staging(s, err);
 	if (rc == 0)
 		rc = mf_swap(s, err);
 	if (rc == 0 && s->opt->delete_extra)

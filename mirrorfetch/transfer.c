@@ -284,6 +284,7 @@ transfer_one(struct mf_sync *s, const struct mf_sync_item *it, struct mf_result 
 	t.expect_sha256 = it->f->sha256;
 	t.has_size = 1;
 	t.size = it->f->size;
+	t.defer_sync = 1;
 	rc = transfer_fetch_balanced(s, &cand, &t, r, err);
 done:
 	if (dfd >= 0)
