@@ -56,6 +56,7 @@ mirror() {  # mirror NAME ARGS...: sets PORT
 }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 . "$ROOT/tests/support/fleet_env.sh"
+. "$ROOT/bench/lib.sh"
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
 mkdir -p "$DIR/www" "$DIR/small/files" "$DIR/peer" "$DIR/out" "$DIR/tls"
@@ -196,18 +197,6 @@ YAML
 CONNS=$(conn_count)
 
 m() { median < "$DIR/$1.ms"; }
-MET=0
-ALL=0
-# target MEASURE REF AGENT OP LIMIT: one row; the ratio is AGENT / REF
-target() {
-	_r=$(awk -v a="$3" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-	_ok=$(awk -v r="$_r" -v op="$4" -v l="$5" 'BEGIN {
-		if (r == "n/a") { print "MISS"; exit }
-		print ((op == "<=" && r + 0 <= l + 0) || (op == "<" && r + 0 < l + 0)) ? "ok" : "MISS" }')
-	printf '%-34s %10s %10s %7s %8s  %s\n' "$1" "$2" "$3" "$_r" "$4 $5" "$_ok"
-	ALL=$((ALL + 1))
-	[ "$_ok" = ok ] && MET=$((MET + 1))
-}
 
 printf '\nnginx serves every contender; medians of %s runs (ms); agent = hydra-agent install\n' "$RUNS"
 printf '%-20s %9s %9s %9s %9s %9s %9s %8s\n' "" "agent" "curl+dgst" "aria2c" "dgst" \
@@ -227,16 +216,16 @@ printf '\n%s MiB, origin throttled to %s bytes/s, medians of %s runs\n' "$SMALL_
 printf '%-34s %10s ms\n' "direct origin install" "$(m direct)" "cold district install" \
 	"$(m cold)" "warm district install" "$(m warm)"
 
-printf '\n%-34s %10s %10s %7s %8s  %s\n' "target" "reference" "agent" "ratio" "target" "met"
+bench_target_header agent
 rm -f "$DIR/floors"
 for s in $SIZES; do
 	for x in http https; do
 		A=$(m "agent-$x-$s"); C=$(m "curl-$x-$s"); D=$(m "dgst-$x-$s")
 		N=$(m "net-$x-$s")
-		target "$s MiB $x vs curl && dgst" "$C" "$A" "<=" 0.45
-		target "$s MiB $x vs aria2c" "$(m "aria2c-$x-$s")" "$A" "<=" 0.5
-		target "$s MiB $x vs openssl dgst alone" "$D" "$A" "<=" 1.5
-		target "$s MiB $x peak RSS (KiB)" "$RSS_TARGET_KIB" \
+		bench_target "$s MiB $x vs curl && dgst" "$C" "$A" "<=" 0.45
+		bench_target "$s MiB $x vs aria2c" "$(m "aria2c-$x-$s")" "$A" "<=" 0.5
+		bench_target "$s MiB $x vs openssl dgst alone" "$D" "$A" "<=" 1.5
+		bench_target "$s MiB $x peak RSS (KiB)" "$RSS_TARGET_KIB" \
 			"$(sort -n "$DIR/agent-$x-$s.rss" | tail -n 1)" "<=" 1
 		awk -v c="$C" -v d="$D" -v t="$N" -v n="$s MiB $x" 'BEGIN {
 			if (0.45 * c < d)
@@ -247,8 +236,8 @@ for s in $SIZES; do
 				printf "floor: %s: 1.5 x openssl dgst = %.0f ms is below the transfer alone (curl -o /dev/null) = %d ms\n", n, 1.5 * d, t }' >> "$DIR/floors"
 	done
 done
-target "cold district / direct" "$(m direct)" "$(m cold)" "<=" 1.25
-target "warm district / direct" "$(m direct)" "$(m warm)" "<" 1
+bench_target "cold district / direct" "$(m direct)" "$(m cold)" "<=" 1.25
+bench_target "warm district / direct" "$(m direct)" "$(m warm)" "<" 1
 [ -s "$DIR/floors" ] && { echo; cat "$DIR/floors"; }
 echo
-echo "install: $MET of $ALL targets met"
+echo "install: $BENCH_MET of $BENCH_ALL targets met"

@@ -12,7 +12,7 @@ sum=$(mktemp "${TMPDIR:-/tmp}/hydra-bench-sum.XXXXXX") || exit 1
 trap 'rm -f "$out" "$sum"' EXIT
 status=0
 for b in bench/*.sh; do
-	[ "$b" = bench/run.sh ] && continue
+	case "$b" in bench/run.sh | bench/lib.sh) continue ;; esac
 	name=$(basename "$b" .sh)
 	if [ -n "${ONLY:-}" ] && ! echo "$name" | grep -Eq -- "$ONLY"; then
 		continue

@@ -42,6 +42,7 @@ port() { "$BIN/hydra-testkit" free-port; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 # The nginx proxy of conn_count, the same as the tests'.
 . "$ROOT/tests/support/fleet_env.sh"
+. "$ROOT/bench/lib.sh"
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
 V1="$DIR/root/files/tools/bench/1/files"
@@ -230,25 +231,13 @@ printf '%-34s %10s   (files: %s)\n' "full, 2 sources at $SOURCE_RATE/s" \
 	"$(median < "$DIR/two_sources.ms")" "$TWO_SPLIT"
 echo
 echo "connections: $CONNS (full sync of $NFILES files, --jobs 4)"
-MET=0
-ALL=0
-# target MEASURE REF AGENT OP LIMIT: one row; the ratio is AGENT / REF
-target() {
-	_r=$(awk -v a="$3" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }')
-	_ok=$(awk -v r="$_r" -v op="$4" -v l="$5" 'BEGIN {
-		if (r == "n/a") { print "MISS"; exit }
-		print ((op == "<=" && r + 0 <= l + 0) || (op == ">=" && r + 0 >= l + 0)) ? "ok" : "MISS" }')
-	printf '%-34s %12s %12s %7s %8s  %s\n' "$1" "$2" "$3" "$_r" "$4 $5" "$_ok"
-	ALL=$((ALL + 1))
-	[ "$_ok" = ok ] && MET=$((MET + 1))
-}
-printf '\n%-34s %12s %12s %7s %8s  %s\n' "target" "reference" "agent" "ratio" "target" "met"
-target "full download, ms vs rsync" "$(median < "$DIR/rsync_full.ms")" \
+bench_target_header agent
+bench_target "full download, ms vs rsync" "$(median < "$DIR/rsync_full.ms")" \
 	"$(median < "$DIR/agent_full.ms")" "<=" 1.0
-target "1 changed of $NFILES, ms vs rsync" "$R_MS" "$A_MS" "<=" 0.2
-target "1 changed, bytes vs the change" "$CHANGED_BYTES" "$(median < "$DIR/agent.bytes")" "<=" 1.05
+bench_target "1 changed of $NFILES, ms vs rsync" "$R_MS" "$A_MS" "<=" 0.2
+bench_target "1 changed, bytes vs the change" "$CHANGED_BYTES" "$(median < "$DIR/agent.bytes")" "<=" 1.05
 # A speedup: the reference is the two-source time, the "agent" the one-source time.
-target "2 sources, speedup (1 src / 2 src)" "$(median < "$DIR/two_sources.ms")" \
+bench_target "2 sources, speedup (1 src / 2 src)" "$(median < "$DIR/two_sources.ms")" \
 	"$(median < "$DIR/one_source.ms")" ">=" 1.8
 echo
-echo "sync: $MET of $ALL targets met"
+echo "sync: $BENCH_MET of $BENCH_ALL targets met"
