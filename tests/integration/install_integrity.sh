@@ -79,6 +79,10 @@ t_eq "argument: digest_source is argument" "$(json arg "d['digest_source']")" ar
 
 # 3. The district's copy rots (size and mtime kept): the origin's bytes are
 # installed, the district is told.
+# A client can have every byte before the fill is checked and renamed into
+# place: rot the district's copy only once its fill is done.
+t_wait_log "$T_DIR/district.log" "filled " 30000 ||
+	t_fail "fill: the district logs the fill as done" "no 'filled' line"
 if [ -f "$T_DIR/district/files/b.zip" ]; then
 	corrupt
 	conf rot "$PROXY_PORT"
@@ -95,7 +99,10 @@ if [ -f "$T_DIR/district/files/b.zip" ]; then
 	t_grep "rotten district: then the fallback" "$T_DIR/rot.log" \
 		"district mirror bxl1.hydramirror.experiencenet.com unavailable (sha256 mismatch: got "
 	if grep -q "$VERIFY 200" "$T_DIR/nginx/access.log"; then
+		: > "$T_DIR/district.log"
 		curl -s -o "$T_DIR/refill" "http://127.0.0.1:$DISTRICT_PORT/api/v1/peer/files/b.zip"
+		t_wait_log "$T_DIR/district.log" "filled " 30000 ||
+			t_fail "rotten district: the refill is logged as done" "no 'filled' line"
 		t_eq "rotten district: the next GET is a fresh fill" \
 			"$(sha256sum < "$T_DIR/refill" | cut -d' ' -f1)" "$SHA"
 	else
