@@ -137,6 +137,10 @@ struct srv_req {
 	enum MHD_Result job_ret;
 	int job_head;
 	char job_path[MIR_PATH_MAX];
+	/* GET /api/v1/peer/changes with a wait: polled on the park's timer
+	 * until this time, so a long poll holds no thread. */
+	int64_t poll_until_ms;
+	struct mir_park_wait poll_wait;
 };
 
 struct mir_server {
@@ -874,6 +878,23 @@ srv_account(struct mir_server *s, const struct srv_req *q, int ok)
 	mir_access_write(s->access, &rec);
 }
 
+/* A client that sent its request and then the end of its stream waits for
+ * the server to close: libmicrohttpd's edge-triggered epoll loop saw that
+ * end with the request's bytes and does not look at the socket again, so
+ * the connection would stay until connection_timeout_s. Shut it down after
+ * the answer (already in the kernel's buffer) when the client ended its
+ * side: one non-blocking peek per request. */
+static void
+srv_close_if_ended(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci;
+	char b;
+
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci != NULL && recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+		(void)shutdown(ci->connect_fd, SHUT_RDWR);
+}
+
 static void
 srv_completed(void *cls, struct MHD_Connection *c, void **con_cls,
               enum MHD_RequestTerminationCode toe)
@@ -882,6 +903,8 @@ srv_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	struct srv_req *q = *con_cls;
 
 	mir_guard_request_done(c);
+	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		srv_close_if_ended(c);
 	if (q == NULL)
 		return;
 	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
@@ -893,6 +916,7 @@ srv_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	}
 	if (q->base.held != NULL)
 		MHD_destroy_response(q->base.held);
+	mir_park_cancel(s->park, &q->poll_wait);
 	srv_put_drop(q);
 	hc_buf_free(&q->post);
 	hc_sha256_free(q->put_sha);
@@ -1044,6 +1068,9 @@ srv_file_request(struct mir_server *s, struct MHD_Connection *c, struct srv_req 
 #define SRV_CHANGES_ROUTE "/api/v1/peer/changes"
 #define SRV_LIST_ROUTE "/api/v1/peer/list"
 #define SRV_PREWARM_ROUTE "/api/v1/peer/prewarm"
+/* A parked long poll looks at the journal this often: a new entry reaches
+ * a following peer within it. */
+#define SRV_CHANGES_POLL_MS 100
 /* A POST of MIR_PREWARM_POST_MAX paths of at most HC_PATH_MAX bytes fits. */
 #define SRV_PREWARM_BODY_MAX ((size_t)MIR_PREWARM_POST_MAX * (HC_PATH_MAX + 8))
 
@@ -1075,13 +1102,18 @@ srv_query_int(struct MHD_Connection *c, const char *name, long long min, long lo
 }
 
 /* GET /api/v1/peer/changes?since=SEQ&wait=S: a long wait is cut to the cap,
- * not refused, so a peer configured for more still follows. */
+ * not refused, so a peer configured for more still follows. While nothing
+ * follows since, the connection is parked and looks again every
+ * SRV_CHANGES_POLL_MS until the wait is over or the server drains. */
 static enum MHD_Result
-srv_changes(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r)
+srv_changes(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q)
 {
+	struct mir_req *r = &q->base;
 	struct hc_err err = { 0, "" };
+	struct mir_journal_stats js;
 	long long since, wait, limit;
 	char *text = NULL;
+	int64_t now, left;
 
 	if (s->journal == NULL)
 		return mir_resp_error(&s->rs, c, r, MHD_HTTP_NOT_FOUND, "no publish journal here");
@@ -1092,7 +1124,16 @@ srv_changes(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r)
 		                      "since, wait and limit are numbers");
 	if (wait > MIR_JOURNAL_WAIT_MAX_S)
 		wait = MIR_JOURNAL_WAIT_MAX_S;
-	if (mir_journal_changes(s->journal, (uint64_t)since, wait * 1000, (size_t)limit, &text,
+	now = hc_now_ms();
+	if (q->poll_until_ms == 0)
+		q->poll_until_ms = now + wait * 1000;
+	left = q->poll_until_ms - now;
+	mir_journal_stats(s->journal, &js);
+	if (js.last_seq == (uint64_t)since && left > 0 && !atomic_load(&s->rs.draining) &&
+	    mir_park_suspend(s->park, &q->poll_wait, c, NULL,
+	                     left < SRV_CHANGES_POLL_MS ? left : SRV_CHANGES_POLL_MS) == 0)
+		return MHD_YES;
+	if (mir_journal_changes(s->journal, (uint64_t)since, 0, (size_t)limit, &text,
 	                        &err) != 0)
 		return mir_resp_error(&s->rs, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
 	return srv_json_text(s, c, r, text);
@@ -1226,7 +1267,7 @@ srv_peer_api(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q,
 		return srv_method_not_allowed(s, c, r, "POST");
 	if (!get)
 		return srv_method_not_allowed(s, c, r, "GET");
-	return srv_is(q->uri, raw_len, SRV_CHANGES_ROUTE) ? srv_changes(s, c, r) :
+	return srv_is(q->uri, raw_len, SRV_CHANGES_ROUTE) ? srv_changes(s, c, q) :
 	       srv_list(s, c, r);
 }
 
@@ -1357,6 +1398,9 @@ srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *met
 	}
 	if (srv_is_verify(q->uri, raw_len))
 		return srv_offload(s, c, q, SRV_JOB_VERIFY, "", 0);
+	/* The journal's long poll parks on its own; a listing walks the store. */
+	if (srv_is(q->uri, raw_len, SRV_CHANGES_ROUTE))
+		return srv_peer_api(s, c, q, method, raw_len);
 	if (srv_peer_route(q->uri, raw_len))
 		return srv_offload(s, c, q, SRV_JOB_PEER_API, "", 0);
 	kind = srv_file_path(q->uri, raw_len, path, sizeof(path));
