@@ -81,6 +81,7 @@ struct mir_fill {
 	char *ring;                     /* stream-through: bytes base..written, else NULL */
 	uint64_t base;
 	struct fill_reader *readers;    /* registered bodies, and where each stands */
+	struct mir_park_wait *waiters;  /* readers parked for bytes or the end */
 	int registered;
 	char sha256[HC_SHA256_HEX_LEN + 1];   /* the origin's, may be "" */
 	int fd;
@@ -94,6 +95,8 @@ struct mir_fill {
 struct fill_reader {
 	struct fill_reader *next;
 	struct mir_fill *f;
+	struct MHD_Connection *c;
+	struct mir_park_wait wait;      /* parked for bytes, or by the egress bucket */
 	uint64_t start, len;
 	uint64_t at;                    /* next byte it sends (under f->mu) */
 	/* Stream-through: the held-back last byte, kept here so the window can
@@ -103,6 +106,15 @@ struct fill_reader {
 };
 
 /* ------------------------------------------------------------ fills */
+
+/* Headers, bytes or the end arrived: wakes the threads waiting on f->cv
+ * and resumes the parked readers. Caller holds f->mu. */
+static void
+fill_signal(struct mir_fill *f)
+{
+	pthread_cond_broadcast(&f->cv);
+	mir_park_wake(f->fl->rs->park, &f->waiters);
+}
 
 const char *const mir_fill_fail_names[MIR_FILL_FAIL_COUNT] = {
 	"unreachable", "status", "short_body", "digest", "other",
@@ -298,7 +310,7 @@ fill_on_headers(void *ctx, const struct hc_http_response *resp)
 	f->reserved = cache ? f->size : 0;
 	hc_strlcpy(f->sha256, resp->sha256, sizeof(f->sha256));
 	f->state = FILL_STREAMING;
-	pthread_cond_broadcast(&f->cv);
+	fill_signal(f);
 	pthread_mutex_unlock(&f->mu);
 	return 0;
 }
@@ -366,7 +378,7 @@ fill_sink(void *ctx, const void *data, size_t len)
 			f->written += n;
 			p += n;
 			len -= n;
-			pthread_cond_broadcast(&f->cv);
+			fill_signal(f);
 		}
 	}
 	pthread_mutex_unlock(&f->mu);
@@ -486,7 +498,7 @@ fill_main(void *arg)
 	f->state = ok ? FILL_DONE : FILL_FAILED;
 	if (!ok && f->origin_status == 0)
 		f->origin_status = 502;
-	pthread_cond_broadcast(&f->cv);
+	fill_signal(f);
 	pthread_mutex_unlock(&f->mu);
 	if (ok) {
 		hc_log(HC_LOG_INFO, "mirror", "filled %s: %" PRIu64 " bytes sha256 %s in %" PRId64
@@ -613,13 +625,21 @@ fill_read(void *cls, uint64_t pos, char *buf, size_t max)
 			rd->stashed = 1;
 			pthread_cond_broadcast(&f->cv);
 		}
-		hc_cond_wait_ms(&f->cv, &f->mu, FILL_POLL_MS);
+		/* Parked until the fill signals; the bound re-checks shutdown. */
+		if (mir_park_suspend(rs->park, &rd->wait, rd->c, &f->waiters, FILL_POLL_MS) != 0) {
+			pthread_mutex_unlock(&f->mu);
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		}
+		pthread_mutex_unlock(&f->mu);
+		return 0;
 	}
 	pthread_mutex_unlock(&f->mu);
 	n = max;
 	if (n > avail - at)
 		n = (size_t)(avail - at);
-	n = mir_resp_egress_take(rs, n);
+	n = mir_resp_pace(rs, rd->c, &rd->wait, n);
+	if (n == 0)
+		return 0;
 	/* ring is set before STREAMING and stays: no lock needed to look. */
 	if (f->ring != NULL && rd->stashed) {
 		buf[0] = rd->last;      /* at is end - 1: nothing else is left */
@@ -648,6 +668,7 @@ fill_reader_free(void *cls)
 	struct fill_reader **pp;
 
 	pthread_mutex_lock(&f->mu);
+	mir_park_cancel(f->fl->rs->park, &rd->wait);
 	for (pp = &f->readers; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == rd) {
 			*pp = rd->next;
@@ -677,7 +698,7 @@ fill_wait_past(struct mir_fill *f, enum fill_state from)
 /* A body that reads range start..len of f as it arrives; takes the
  * caller's reference. NULL when out of memory (the reference is dropped). */
 static struct MHD_Response *
-fill_body(struct mir_fill *f, uint64_t start, uint64_t len)
+fill_body(struct mir_fill *f, struct MHD_Connection *c, uint64_t start, uint64_t len)
 {
 	struct fill_reader *rd = malloc(sizeof(*rd));
 	struct MHD_Response *resp;
@@ -687,6 +708,8 @@ fill_body(struct mir_fill *f, uint64_t start, uint64_t len)
 		return NULL;
 	}
 	rd->f = f;
+	rd->c = c;
+	mir_park_wait_init(&rd->wait);
 	rd->start = start;
 	rd->len = len;
 	rd->at = start;
@@ -733,7 +756,7 @@ fill_respond(struct mir_fill *f, struct MHD_Connection *c, struct mir_req *r, in
 	if (k == MIR_RANGE_UNSATISFIABLE || head || len == 0) {
 		fill_unref(f);
 	} else {
-		body = fill_body(f, start, len);
+		body = fill_body(f, c, start, len);
 		if (body == NULL)
 			return MHD_NO;
 	}
@@ -910,7 +933,7 @@ mir_fills_cancel_all(struct mir_fills *fl)
 	for (f = fl->list; f != NULL; f = f->next) {
 		f->cancel = 1;
 		pthread_mutex_lock(&f->mu);
-		pthread_cond_broadcast(&f->cv);
+		fill_signal(f);
 		pthread_mutex_unlock(&f->mu);
 	}
 	pthread_mutex_unlock(&fl->mu);

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -35,6 +36,11 @@ struct mir_guard {
 	pthread_cond_t cv;
 	struct guard_conn *list;
 	long long count, max;
+	/* Connections admitted by mir_guard_admit and not yet closed: the
+	 * limit over every pool thread and listener (libmicrohttpd splits its
+	 * own limit between the threads of a pool). */
+	atomic_llong admitted;
+	atomic_ullong refused;
 	int stop;
 	pthread_t thread;
 	int started;
@@ -77,6 +83,8 @@ mir_guard_notify(void *cls, struct MHD_Connection *c, void **socket_context,
 		*socket_context = k;
 		return;
 	}
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+		atomic_fetch_sub(&g->admitted, 1);
 	if (k == NULL)
 		return;
 	pthread_mutex_lock(&g->mu);
@@ -90,6 +98,26 @@ mir_guard_notify(void *cls, struct MHD_Connection *c, void **socket_context,
 	pthread_mutex_unlock(&g->mu);
 	free(k);
 	*socket_context = NULL;
+}
+
+enum MHD_Result
+mir_guard_admit(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct mir_guard *g = cls;
+
+	(void)addr;
+	(void)addrlen;
+	if (atomic_fetch_add(&g->admitted, 1) < g->max)
+		return MHD_YES;
+	atomic_fetch_sub(&g->admitted, 1);
+	atomic_fetch_add(&g->refused, 1);
+	return MHD_NO;
+}
+
+unsigned long long
+mir_guard_refused(struct mir_guard *g)
+{
+	return g != NULL ? atomic_load(&g->refused) : 0;
 }
 
 void
@@ -170,6 +198,8 @@ mir_guard_start(long long max_connections, struct mir_guard **out, struct hc_err
 	pthread_mutex_init(&g->mu, NULL);
 	pthread_cond_init(&g->cv, NULL);
 	g->max = max_connections;
+	atomic_init(&g->admitted, 0);
+	atomic_init(&g->refused, 0);
 	if (pthread_create(&g->thread, NULL, guard_watch, g) != 0) {
 		mir_guard_stop(g);
 		return hc_err_set(err, HC_ESOFTWARE, "cannot start the connection guard");

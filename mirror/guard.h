@@ -29,6 +29,12 @@ long long mir_guard_open(struct mir_guard *g);
 /* For MHD_OPTION_NOTIFY_CONNECTION, with the guard as cls. */
 void mir_guard_notify(void *cls, struct MHD_Connection *c, void **socket_context,
                       enum MHD_ConnectionNotificationCode code);
+/* For MHD_OPTION_ACCEPT_POLICY, with the guard as cls: admits a new
+ * connection while fewer than max_connections are open, over every
+ * listener and pool thread. */
+enum MHD_Result mir_guard_admit(void *cls, const struct sockaddr *addr, socklen_t addrlen);
+/* Connections mir_guard_admit turned away. */
+unsigned long long mir_guard_refused(struct mir_guard *g);
 /* The head of a request on c has arrived whole. */
 void mir_guard_head_done(struct MHD_Connection *c);
 /* The response on c has ended: c now waits for its next head. */

@@ -18,8 +18,6 @@
 
 /* Blocks read per call when a response is paced. */
 #define RESP_BLOCK_SIZE (64 * 1024)
-/* How long a paced reader sleeps before looking at the bucket again. */
-#define RESP_PACE_SLEEP_NS (5 * 1000000L)
 
 void
 mir_resp_init(struct mir_resp *rs, uint64_t egress_rate, int tls)
@@ -68,38 +66,39 @@ mir_resp_set_rate(struct mir_resp *rs, uint64_t rate)
 }
 
 size_t
-mir_resp_egress_take(struct mir_resp *rs, size_t want)
+mir_resp_pace(struct mir_resp *rs, struct MHD_Connection *c, struct mir_park_wait *w,
+              size_t want)
 {
 	uint64_t rate = atomic_load(&rs->egress_rate);
 	size_t chunk;
+	int64_t now, wait_ms;
+	double cap;
 
-	if (rate == 0 || want == 0)
+	if (rate == 0 || want == 0 || atomic_load(&rs->stopping))
 		return want;
 	/* Small grants at low rates, whole blocks at high ones. */
 	chunk = rate / 20 > 0 ? (size_t)(rate / 20) : 1;
 	if (chunk > want)
 		chunk = want;
 	pthread_mutex_lock(&rs->bucket_mu);
-	for (;;) {
-		int64_t now = hc_now_ms();
-		/* A tenth of a second of burst keeps the rate honest from the start. */
-		double cap = (double)rate / 10.0 > (double)chunk ? (double)rate / 10.0 : (double)chunk;
-		rs->tokens += (double)(now - rs->bucket_ms) * (double)rate / 1000.0;
-		if (rs->tokens > cap)
-			rs->tokens = cap;
-		rs->bucket_ms = now;
-		if (rs->tokens >= (double)chunk || atomic_load(&rs->stopping))
-			break;
+	now = hc_now_ms();
+	/* A tenth of a second of burst keeps the rate honest from the start. */
+	cap = (double)rate / 10.0 > (double)chunk ? (double)rate / 10.0 : (double)chunk;
+	rs->tokens += (double)(now - rs->bucket_ms) * (double)rate / 1000.0;
+	if (rs->tokens > cap)
+		rs->tokens = cap;
+	rs->bucket_ms = now;
+	if (rs->tokens >= (double)chunk) {
+		rs->tokens -= (double)chunk;
 		pthread_mutex_unlock(&rs->bucket_mu);
-		{
-			struct timespec ts = { 0, RESP_PACE_SLEEP_NS };
-			nanosleep(&ts, NULL);
-		}
-		pthread_mutex_lock(&rs->bucket_mu);
+		return chunk;
 	}
-	rs->tokens -= (double)chunk;
+	/* Parked until the bucket holds a chunk, at the rate as it is now. */
+	wait_ms = (int64_t)(((double)chunk - rs->tokens) * 1000.0 / (double)rate) + 1;
 	pthread_mutex_unlock(&rs->bucket_mu);
-	return chunk;
+	if (mir_park_suspend(rs->park, w, c, NULL, wait_ms) != 0)
+		return want;
+	return 0;
 }
 
 /* "Sun, 06 Nov 1994 08:49:37 GMT", or "" for an unknown time. */
@@ -131,7 +130,26 @@ mir_resp_queue(struct mir_resp *rs, struct MHD_Connection *c, struct mir_req *r,
 		r->status = status;
 	if (atomic_load(&rs->draining))
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (r != NULL && r->deferring && r->held == NULL) {
+		r->held = resp;
+		r->held_status = status;
+		return MHD_YES;
+	}
 	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+enum MHD_Result
+mir_resp_queue_held(struct MHD_Connection *c, struct mir_req *r)
+{
+	struct MHD_Response *resp = r->held;
+	enum MHD_Result ret;
+
+	r->held = NULL;
+	if (resp == NULL)
+		return MHD_NO;
+	ret = MHD_queue_response(c, r->held_status, resp);
 	MHD_destroy_response(resp);
 	return ret;
 }
@@ -306,6 +324,8 @@ mir_resp_read_at(int fd, char *buf, size_t n, uint64_t off)
 
 struct resp_fd_reader {
 	struct mir_resp *rs;
+	struct MHD_Connection *c;
+	struct mir_park_wait wait;      /* for the egress bucket */
 	int fd;
 	uint64_t start;
 };
@@ -314,8 +334,10 @@ static ssize_t
 resp_fd_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct resp_fd_reader *rd = cls;
-	size_t want = mir_resp_egress_take(rd->rs, max);
+	size_t want = mir_resp_pace(rd->rs, rd->c, &rd->wait, max);
 
+	if (want == 0)
+		return 0;
 	return mir_resp_read_at(rd->fd, buf, want, rd->start + pos);
 }
 
@@ -324,6 +346,7 @@ resp_fd_free(void *cls)
 {
 	struct resp_fd_reader *rd = cls;
 
+	mir_park_cancel(rd->rs->park, &rd->wait);
 	close(rd->fd);
 	free(rd);
 }
@@ -367,6 +390,8 @@ resp_fd_body(struct mir_resp *rs, struct MHD_Connection *c, struct mir_req *r, i
 		return NULL;
 	}
 	rd->rs = rs;
+	rd->c = c;
+	mir_park_wait_init(&rd->wait);
 	rd->fd = fd;
 	rd->start = start;
 	resp = MHD_create_response_from_callback(len, RESP_BLOCK_SIZE, resp_fd_read, rd,
@@ -400,12 +425,18 @@ mir_resp_stored(struct mir_resp *rs, struct MHD_Connection *c, struct mir_req *r
 /* Blocks read per call when a hit is hashed as it is sent: larger than a
  * paced block, since the hash costs per call too. */
 #define RESP_CHECK_BLOCK_SIZE (256 * 1024)
+/* Bytes hashed ahead of the range per call: a few milliseconds of a pool
+ * thread, so a range near the end of a large file does not hold the other
+ * connections of that thread while its prefix is hashed. */
+#define RESP_CHECK_STEP ((uint64_t)4 << 20)
 
 /* A hit hashed while it is sent: the bytes before the range are hashed at
  * the first read, those of the range as they go out, and the last byte is
  * held back until the rest of the file is hashed and matches. */
 struct resp_check_reader {
 	struct mir_resp *rs;
+	struct MHD_Connection *c;
+	struct mir_park_wait wait;      /* egress bucket, or a yield between steps */
 	struct mir_store *st;
 	struct mir_file f;              /* fd owned here; the pin is the request's */
 	uint64_t start, len;
@@ -414,12 +445,15 @@ struct resp_check_reader {
 	char buf[RESP_CHECK_BLOCK_SIZE];
 };
 
-/* Hashes the file from rd->hashed up to upto. 0 or -1. */
+/* Hashes the file from rd->hashed towards upto, at most RESP_CHECK_STEP
+ * bytes a call: 1 once there, 0 when more is left, -1 on a read error. */
 static int
 resp_check_hash_to(struct resp_check_reader *rd, uint64_t upto)
 {
-	while (rd->hashed < upto) {
-		size_t want = upto - rd->hashed < sizeof(rd->buf) ? (size_t)(upto - rd->hashed) :
+	uint64_t stop = upto - rd->hashed > RESP_CHECK_STEP ? rd->hashed + RESP_CHECK_STEP : upto;
+
+	while (rd->hashed < stop) {
+		size_t want = stop - rd->hashed < sizeof(rd->buf) ? (size_t)(stop - rd->hashed) :
 		              sizeof(rd->buf);
 		ssize_t got = mir_resp_read_at(rd->f.fd, rd->buf, want, rd->hashed);
 
@@ -427,18 +461,18 @@ resp_check_hash_to(struct resp_check_reader *rd, uint64_t upto)
 			return -1;
 		rd->hashed += (uint64_t)got;
 	}
-	return 0;
+	return rd->hashed >= upto;
 }
 
-/* Hashes what is left of the file and asks the store: 0 when it matches
- * (the file is now verified), -1 when it does not (the store evicted it). */
+/* Asks the store about the whole file, hashed: 0 when it matches (the
+ * file is now verified), -1 when it does not (the store evicted it). */
 static int
-resp_check_finish(struct resp_check_reader *rd)
+resp_check_verdict(struct resp_check_reader *rd)
 {
 	char hex[HC_SHA256_HEX_LEN + 1];
 	struct hc_err err = { 0, "" };
 
-	if (resp_check_hash_to(rd, rd->f.size) != 0 || hc_sha256_hex(rd->h, hex) != 0)
+	if (hc_sha256_hex(rd->h, hex) != 0)
 		return -1;
 	if (mir_store_check(rd->st, &rd->f, hex, &err) == MIR_CHECK_OK)
 		return 0;
@@ -452,18 +486,30 @@ resp_check_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct resp_check_reader *rd = cls;
 	uint64_t off = rd->start + pos;
-	size_t want = mir_resp_egress_take(rd->rs, max);
+	/* Only the held-back last byte is left: the rest of the file first. */
+	int last = pos + 1 >= rd->len;
+	size_t want;
 	ssize_t got;
+	int rc;
 
-	if (pos + want >= rd->len)
-		want = (size_t)(rd->len - 1 - pos);  /* hold the last byte back */
-	if (want == 0) {
-		if (resp_check_finish(rd) != 0)
-			return MHD_CONTENT_READER_END_WITH_ERROR;
-		want = 1;
-	}
-	if (resp_check_hash_to(rd, off) != 0)
+	rc = resp_check_hash_to(rd, last ? rd->f.size : off);
+	if (rc < 0)
 		return MHD_CONTENT_READER_END_WITH_ERROR;
+	if (rc == 0) {
+		/* A pool thread hashes a step at a time: yield to the others. */
+		if (mir_park_suspend(rd->rs->park, &rd->wait, rd->c, NULL, 0) != 0)
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		return 0;
+	}
+	if (last && resp_check_verdict(rd) != 0)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	want = mir_resp_pace(rd->rs, rd->c, &rd->wait, max);
+	if (want == 0)
+		return 0;
+	if (last)
+		want = 1;
+	else if (pos + want >= rd->len)
+		want = (size_t)(rd->len - 1 - pos);  /* hold the last byte back */
 	got = mir_resp_read_at(rd->f.fd, buf, want, off);
 	if (got < 0)
 		return got;
@@ -479,6 +525,7 @@ resp_check_free(void *cls)
 {
 	struct resp_check_reader *rd = cls;
 
+	mir_park_cancel(rd->rs->park, &rd->wait);
 	close(rd->f.fd);
 	hc_sha256_free(rd->h);
 	free(rd);
@@ -504,6 +551,8 @@ mir_resp_stored_checked(struct mir_resp *rs, struct mir_store *st, struct MHD_Co
 		return MHD_NO;
 	}
 	rd->rs = rs;
+	rd->c = c;
+	mir_park_wait_init(&rd->wait);
 	rd->st = st;
 	rd->f = *f;
 	rd->start = start;

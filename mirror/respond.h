@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include "mirror/mirror.h"
+#include "mirror/park.h"
 
 /* Status codes counted one by one in /metrics. */
 #define MIR_CODES_MAX 600
@@ -31,6 +32,7 @@ struct mir_resp {
 	double tokens;
 	int64_t bucket_ms;
 	atomic_uint_least64_t codes[MIR_CODES_MAX];
+	struct mir_park *park;          /* where paced and waiting bodies park */
 };
 
 /* One request, as far as its response goes. The server makes it when the
@@ -40,6 +42,12 @@ struct mir_req {
 	unsigned status;
 	uint64_t body_len;              /* counted as served when it completes */
 	struct mir_entry *pin;          /* stored file being sent, released at the end */
+	/* Set while a park worker prepares the answer: mir_resp_queue keeps
+	 * the response here, and the access handler queues it when libmicrohttpd
+	 * calls it again after the resume (a worker may not queue it). */
+	int deferring;
+	struct MHD_Response *held;
+	unsigned held_status;
 };
 
 /* A file to answer with, whatever it came from. sha256 is the origin's
@@ -105,8 +113,13 @@ enum MHD_Result mir_resp_stored_checked(struct mir_resp *rs, struct mir_store *s
 /* A body block read from fd at off, for a content reader: the bytes read
  * (up to n), or MHD_CONTENT_READER_END_WITH_ERROR. */
 ssize_t mir_resp_read_at(int fd, char *buf, size_t n, uint64_t off);
-/* Blocks until the egress bucket grants up to want bytes; returns the grant
- * (want itself when unpaced or stopping). */
-size_t mir_resp_egress_take(struct mir_resp *rs, size_t want);
+/* Up to want bytes the egress bucket grants a body of connection c now
+ * (want itself when unpaced or stopping); 0 when none: c was parked on w
+ * until the bucket has them, and the content reader returns 0. */
+size_t mir_resp_pace(struct mir_resp *rs, struct MHD_Connection *c, struct mir_park_wait *w,
+                     size_t want);
+/* Queues what a park worker kept in r (mir_req.deferring) on c: the
+ * handler's answer at its call after the resume. */
+enum MHD_Result mir_resp_queue_held(struct MHD_Connection *c, struct mir_req *r);
 
 #endif

@@ -4,10 +4,13 @@
  * made by respond.c, misses on a peer by fill.c, the tools tree by tools.c,
  * slow and idle clients are kept in check by guard.c.
  *
- * Thread per connection, chosen by measurement (bench/mirror.sh, 2 vCPU):
- * the epoll thread pool was ahead on 64 KiB files but further behind nginx
- * on 1 MiB files (libmicrohttpd sends 128 KiB per loop turn there), and only
- * a thread of its own lets a response wait for a fill by blocking.
+ * Serving core: libmicrohttpd's epoll thread pool (one thread per online
+ * core), never a thread per connection. A pool thread never blocks: bodies
+ * waiting for a fill or the egress bucket park their connection, and the
+ * set-up that waits on the network (misses, upstream, verify, the journal's
+ * long poll) runs on a park worker while the connection is suspended
+ * (park.h). Shutdown resumes every parked connection before the daemons
+ * stop.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -41,14 +44,27 @@
 #include "mirror/journal.h"
 #include "mirror/prewarm.h"
 #include "mirror/guard.h"
+#include "mirror/park.h"
 #include "mirror/tools.h"
 #include "mirror/upstream.h"
 #include "mirror/verify.h"
 
 #define SRV_FILES_PREFIX "/api/v1/peer/files/"
 #define SRV_TOOLS_PREFIX "/api/v1/tools/"
-/* Thread stacks: the deepest path is a HEAD to the origin through libcurl. */
+/* Pool thread stacks: no libcurl runs on them (the park's workers do). */
 #define SRV_STACK_SIZE ((size_t)1 << 20)
+/* Park workers: each runs one blocking set-up (an origin round trip, a
+ * hash, a long poll) at a time; more queue. */
+#define SRV_PARK_WORKERS 16
+/* Pool threads when the number of online cores cannot be read. */
+#define SRV_THREADS_FALLBACK 2
+/* A connection's memory in libmicrohttpd (request head, reply headers),
+ * all of it touched (it is zeroed between requests): 10,000 idle
+ * keep-alive connections must stay under 64 MiB of RSS (measured: 60 MiB
+ * with 4 KiB), and a head of 2 KiB still fits. */
+#define SRV_CONN_MEMORY ((size_t)4 << 10)
+/* Connections the kernel queues for accept while every pool thread is busy. */
+#define SRV_BACKLOG 4096
 /* Largest PEM file accepted for the certificate or the key. */
 #define SRV_PEM_MAX ((size_t)1 << 20)
 /* The index is written at most this often while files are being read. */
@@ -85,6 +101,11 @@ enum srv_put_state {
 	SRV_PUT_DONE,
 };
 
+/* The set-ups a park worker runs, since they wait on the network, a long
+ * poll or a hash. */
+enum srv_job { SRV_JOB_NONE = 0, SRV_JOB_FILL_GET, SRV_JOB_FILL_HEAD, SRV_JOB_UPSTREAM,
+               SRV_JOB_IMPORT, SRV_JOB_VERIFY, SRV_JOB_PEER_API };
+
 /* One request, made when its URI arrives, freed when it completes. The
  * response layer, fills and tools see only its base. */
 struct srv_req {
@@ -107,6 +128,19 @@ struct srv_req {
 	char put_hex[HC_SHA256_HEX_LEN + 1];  /* what arrived, once whole */
 	struct hc_sha256 *put_sha;
 	uint64_t put_bytes;
+	/* A set-up run by a park worker (srv_offload): what, and its result
+	 * once done, queued at the handler's next call. */
+	struct mir_server *srv;
+	struct MHD_Connection *conn;
+	enum srv_job job;
+	int job_done;
+	enum MHD_Result job_ret;
+	int job_head;
+	char job_path[MIR_PATH_MAX];
+	/* GET /api/v1/peer/changes with a wait: polled on the park's timer
+	 * until this time, so a long poll holds no thread. */
+	int64_t poll_until_ms;
+	struct mir_park_wait poll_wait;
 };
 
 struct mir_server {
@@ -134,6 +168,8 @@ struct mir_server {
 	struct mir_tools *tools;
 	struct mir_upstream *upstream;  /* origins with tools_upstream only */
 	struct mir_guard *guard;
+	struct mir_park *park;          /* parked connections and set-up workers */
+	unsigned threads;               /* pool threads of each listener */
 	unsigned char token_digest[SHA256_DIGEST_LENGTH];
 	int has_token;
 	char *tls_cert, *tls_key;
@@ -162,6 +198,33 @@ srv_method_not_allowed(struct mir_server *s, struct MHD_Connection *c, struct mi
 
 	return mir_resp_json(&s->rs, c, r, MHD_HTTP_METHOD_NOT_ALLOWED,
 	                     "{\"error\": \"method not allowed\"}\n", headers);
+}
+
+/* ------------------------------------------------------------ offloaded set-up */
+
+static void srv_job_run(void *arg);
+
+/* Runs job on a park worker while c is suspended: its answer is kept in
+ * the request and queued at the handler's next call (srv_handle). 503
+ * when the workers' queue is full. */
+static enum MHD_Result
+srv_offload(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q,
+            enum srv_job job, const char *path, int head)
+{
+	q->srv = s;
+	q->conn = c;
+	q->job = job;
+	q->job_head = head;
+	q->job_done = 0;
+	if (hc_strlcpy(q->job_path, path, sizeof(q->job_path)) != 0)
+		return mir_resp_error(&s->rs, c, &q->base, MHD_HTTP_BAD_REQUEST, "path too long");
+	q->base.deferring = 1;
+	if (mir_park_offload(s->park, c, srv_job_run, q) == 0)
+		return MHD_YES;
+	q->base.deferring = 0;
+	q->job = SRV_JOB_NONE;
+	hc_log(HC_LOG_WARN, "mirror", "%s %s: every set-up worker is busy", q->method, q->uri);
+	return mir_resp_error(&s->rs, c, &q->base, MHD_HTTP_SERVICE_UNAVAILABLE, "busy");
 }
 
 /* ------------------------------------------------------------ files */
@@ -205,11 +268,11 @@ srv_get_file(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q,
 	q->outcome = head || s->cfg->mode == MIR_MODE_ORIGIN ? "miss" : "fill";
 	if (s->upstream != NULL && mir_upstream_handles(path)) {
 		q->outcome = "fill";
-		return mir_upstream_get(s->upstream, c, r, path, head);
+		return srv_offload(s, c, q, SRV_JOB_UPSTREAM, path, head);
 	}
 	if (s->cfg->mode == MIR_MODE_ORIGIN)
 		return mir_resp_error(&s->rs, c, r, MHD_HTTP_NOT_FOUND, "not found");
-	return head ? mir_fills_head(s->fills, c, r, path) : mir_fills_get(s->fills, c, r, path);
+	return srv_offload(s, c, q, head ? SRV_JOB_FILL_HEAD : SRV_JOB_FILL_GET, path, head);
 }
 
 /* ------------------------------------------------------------ origin writes */
@@ -643,7 +706,7 @@ srv_metrics_text(struct mir_server *s, struct hc_buf *b)
 		  (uint64_t)mir_guard_open(s->guard) },
 		{ "hydra_mirror_connections_refused_total", "counter",
 		  "Client connections refused over max_connections.",
-		  atomic_load(&s->refused) },
+		  atomic_load(&s->refused) + mir_guard_refused(s->guard) },
 		{ "hydra_mirror_uptime_seconds", "gauge", "Seconds since the start.",
 		  (uint64_t)((hc_now_ms() - s->started_ms) / 1000) },
 	};
@@ -815,6 +878,23 @@ srv_account(struct mir_server *s, const struct srv_req *q, int ok)
 	mir_access_write(s->access, &rec);
 }
 
+/* A client that sent its request and then the end of its stream waits for
+ * the server to close: libmicrohttpd's edge-triggered epoll loop saw that
+ * end with the request's bytes and does not look at the socket again, so
+ * the connection would stay until connection_timeout_s. Shut it down after
+ * the answer (already in the kernel's buffer) when the client ended its
+ * side: one non-blocking peek per request. */
+static void
+srv_close_if_ended(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci;
+	char b;
+
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci != NULL && recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+		(void)shutdown(ci->connect_fd, SHUT_RDWR);
+}
+
 static void
 srv_completed(void *cls, struct MHD_Connection *c, void **con_cls,
               enum MHD_RequestTerminationCode toe)
@@ -823,6 +903,8 @@ srv_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	struct srv_req *q = *con_cls;
 
 	mir_guard_request_done(c);
+	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		srv_close_if_ended(c);
 	if (q == NULL)
 		return;
 	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
@@ -832,6 +914,9 @@ srv_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		int zero = 0;
 		(void)setsockopt(q->base.cork_fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof(zero));
 	}
+	if (q->base.held != NULL)
+		MHD_destroy_response(q->base.held);
+	mir_park_cancel(s->park, &q->poll_wait);
 	srv_put_drop(q);
 	hc_buf_free(&q->post);
 	hc_sha256_free(q->put_sha);
@@ -963,7 +1048,7 @@ srv_file_request(struct mir_server *s, struct MHD_Connection *c, struct srv_req 
 			return srv_method_not_allowed(s, c, r, "POST");
 		if (!srv_authorized(s, c))
 			return srv_unauthorized(s, c, r);
-		return mir_upstream_import(s->upstream, c, r, path);
+		return srv_offload(s, c, q, SRV_JOB_IMPORT, path, 0);
 	}
 	if (s->cfg->mode != MIR_MODE_ORIGIN)
 		return srv_method_not_allowed(s, c, r, "GET, HEAD");
@@ -983,6 +1068,9 @@ srv_file_request(struct mir_server *s, struct MHD_Connection *c, struct srv_req 
 #define SRV_CHANGES_ROUTE "/api/v1/peer/changes"
 #define SRV_LIST_ROUTE "/api/v1/peer/list"
 #define SRV_PREWARM_ROUTE "/api/v1/peer/prewarm"
+/* A parked long poll looks at the journal this often: a new entry reaches
+ * a following peer within it. */
+#define SRV_CHANGES_POLL_MS 100
 /* A POST of MIR_PREWARM_POST_MAX paths of at most HC_PATH_MAX bytes fits. */
 #define SRV_PREWARM_BODY_MAX ((size_t)MIR_PREWARM_POST_MAX * (HC_PATH_MAX + 8))
 
@@ -1014,13 +1102,18 @@ srv_query_int(struct MHD_Connection *c, const char *name, long long min, long lo
 }
 
 /* GET /api/v1/peer/changes?since=SEQ&wait=S: a long wait is cut to the cap,
- * not refused, so a peer configured for more still follows. */
+ * not refused, so a peer configured for more still follows. While nothing
+ * follows since, the connection is parked and looks again every
+ * SRV_CHANGES_POLL_MS until the wait is over or the server drains. */
 static enum MHD_Result
-srv_changes(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r)
+srv_changes(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q)
 {
+	struct mir_req *r = &q->base;
 	struct hc_err err = { 0, "" };
+	struct mir_journal_stats js;
 	long long since, wait, limit;
 	char *text = NULL;
+	int64_t now, left;
 
 	if (s->journal == NULL)
 		return mir_resp_error(&s->rs, c, r, MHD_HTTP_NOT_FOUND, "no publish journal here");
@@ -1031,7 +1124,16 @@ srv_changes(struct mir_server *s, struct MHD_Connection *c, struct mir_req *r)
 		                      "since, wait and limit are numbers");
 	if (wait > MIR_JOURNAL_WAIT_MAX_S)
 		wait = MIR_JOURNAL_WAIT_MAX_S;
-	if (mir_journal_changes(s->journal, (uint64_t)since, wait * 1000, (size_t)limit, &text,
+	now = hc_now_ms();
+	if (q->poll_until_ms == 0)
+		q->poll_until_ms = now + wait * 1000;
+	left = q->poll_until_ms - now;
+	mir_journal_stats(s->journal, &js);
+	if (js.last_seq == (uint64_t)since && left > 0 && !atomic_load(&s->rs.draining) &&
+	    mir_park_suspend(s->park, &q->poll_wait, c, NULL,
+	                     left < SRV_CHANGES_POLL_MS ? left : SRV_CHANGES_POLL_MS) == 0)
+		return MHD_YES;
+	if (mir_journal_changes(s->journal, (uint64_t)since, 0, (size_t)limit, &text,
 	                        &err) != 0)
 		return mir_resp_error(&s->rs, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
 	return srv_json_text(s, c, r, text);
@@ -1165,7 +1267,7 @@ srv_peer_api(struct mir_server *s, struct MHD_Connection *c, struct srv_req *q,
 		return srv_method_not_allowed(s, c, r, "POST");
 	if (!get)
 		return srv_method_not_allowed(s, c, r, "GET");
-	return srv_is(q->uri, raw_len, SRV_CHANGES_ROUTE) ? srv_changes(s, c, r) :
+	return srv_is(q->uri, raw_len, SRV_CHANGES_ROUTE) ? srv_changes(s, c, q) :
 	       srv_list(s, c, r);
 }
 
@@ -1203,6 +1305,45 @@ srv_open_prewarm(struct mir_server *s, struct hc_err *err)
 	return mir_prewarm_start(&pc, s->store, s->fills, &s->prewarm, err);
 }
 
+/* A park worker's run of q's set-up (srv_offload). */
+static void
+srv_job_run(void *arg)
+{
+	struct srv_req *q = arg;
+	struct mir_server *s = q->srv;
+	struct MHD_Connection *c = q->conn;
+	struct mir_req *r = &q->base;
+	const char *path = q->job_path;
+	size_t raw_len = strcspn(q->uri, "?#");
+	enum MHD_Result ret = MHD_NO;
+
+	switch (q->job) {
+	case SRV_JOB_FILL_GET:
+		ret = mir_fills_get(s->fills, c, r, path);
+		break;
+	case SRV_JOB_FILL_HEAD:
+		ret = mir_fills_head(s->fills, c, r, path);
+		break;
+	case SRV_JOB_UPSTREAM:
+		ret = mir_upstream_get(s->upstream, c, r, path, q->job_head);
+		break;
+	case SRV_JOB_IMPORT:
+		ret = mir_upstream_import(s->upstream, c, r, path);
+		break;
+	case SRV_JOB_VERIFY:
+		ret = srv_verify(s, c, q, q->method, raw_len);
+		break;
+	case SRV_JOB_PEER_API:
+		ret = srv_peer_api(s, c, q, q->method, raw_len);
+		break;
+	case SRV_JOB_NONE:
+		break;
+	}
+	q->job_ret = ret;
+	q->job_done = 1;
+	r->deferring = 0;
+}
+
 static enum MHD_Result
 srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
            const char *version, const char *upload_data, size_t *upload_data_size,
@@ -1219,6 +1360,12 @@ srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *met
 	if (q == NULL)
 		return MHD_NO;
 	r = &q->base;
+	if (q->job != SRV_JOB_NONE) {
+		/* Called again after the resume: the worker's answer. */
+		if (!q->job_done || q->job_ret == MHD_NO)
+			return MHD_NO;
+		return mir_resp_queue_held(c, r);
+	}
 	if (q->put_state != SRV_PUT_NONE)
 		return srv_put_data(s, c, q, upload_data, upload_data_size);
 	if (q->method[0] == '\0')
@@ -1250,9 +1397,12 @@ srv_handle(void *cls, struct MHD_Connection *c, const char *url, const char *met
 		return q->uri[1] == 'm' ? srv_metrics(s, c, r) : srv_health(s, c, r);
 	}
 	if (srv_is_verify(q->uri, raw_len))
-		return srv_verify(s, c, q, method, raw_len);
-	if (srv_peer_route(q->uri, raw_len))
+		return srv_offload(s, c, q, SRV_JOB_VERIFY, "", 0);
+	/* The journal's long poll parks on its own; a listing walks the store. */
+	if (srv_is(q->uri, raw_len, SRV_CHANGES_ROUTE))
 		return srv_peer_api(s, c, q, method, raw_len);
+	if (srv_peer_route(q->uri, raw_len))
+		return srv_offload(s, c, q, SRV_JOB_PEER_API, "", 0);
 	kind = srv_file_path(q->uri, raw_len, path, sizeof(path));
 	if (kind == 0)
 		return mir_resp_error(&s->rs, c, r, MHD_HTTP_NOT_FOUND, "no such route");
@@ -1462,6 +1612,9 @@ srv_open_parts(struct mir_server *s, struct hc_err *err)
 	if (rc == 0)
 		rc = mir_guard_start(cfg->max_connections, &s->guard, err);
 	if (rc == 0)
+		rc = mir_park_start(SRV_PARK_WORKERS, &s->park, err);
+	s->rs.park = s->park;
+	if (rc == 0)
 		rc = mir_access_open(cfg->access_log, &s->access, err);
 	if (rc == 0 && pthread_create(&s->flusher, NULL, srv_flusher, s) != 0)
 		rc = hc_err_set(err, HC_ESOFTWARE, "cannot start the index writer");
@@ -1478,11 +1631,16 @@ srv_daemon(struct mir_server *s, int listen_fd, const char *cert, const char *ke
 	const struct mir_config *cfg = s->cfg;
 	struct MHD_OptionItem opts[4];
 	size_t n = 0;
-	/* poll(2), not select(2): connections beyond fd 1024 must work. ITC:
-	 * a listener can be quiesced for a reload or a drain. */
-	unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-	                     MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+	/* ITC: a listener can be quiesced for a reload or a drain, and parked
+	 * connections resumed from other threads. */
+	unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+	                     MHD_USE_ERROR_LOG | MHD_USE_ITC;
+	/* libmicrohttpd splits its limit between the pool threads; the guard
+	 * holds the real one (mir_guard_admit), so each thread may take all. */
+	unsigned long long limit = (unsigned long long)cfg->max_connections * s->threads;
 
+	if (limit > UINT_MAX)
+		limit = UINT_MAX;
 	if (cert != NULL) {
 		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key };
 		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert };
@@ -1496,7 +1654,7 @@ srv_daemon(struct mir_server *s, int listen_fd, const char *cert, const char *ke
 		flags |= MHD_USE_IPv6;
 	if (cert != NULL)
 		flags |= MHD_USE_TLS;
-	return MHD_start_daemon(flags, 0, NULL, NULL, srv_handle, s,
+	return MHD_start_daemon(flags, 0, mir_guard_admit, s->guard, srv_handle, s,
 	                        MHD_OPTION_EXTERNAL_LOGGER, srv_mhd_log, s,
 	                        MHD_OPTION_URI_LOG_CALLBACK, srv_uri_log, s,
 	                        MHD_OPTION_NOTIFY_COMPLETED, srv_completed, s,
@@ -1505,7 +1663,10 @@ srv_daemon(struct mir_server *s, int listen_fd, const char *cert, const char *ke
 	                        (unsigned int)cfg->max_connections_per_ip,
 	                        MHD_OPTION_CONNECTION_TIMEOUT,
 	                        (unsigned int)cfg->connection_timeout_s,
-	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
+	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)limit,
+	                        MHD_OPTION_THREAD_POOL_SIZE, s->threads,
+	                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, SRV_CONN_MEMORY,
+	                        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)SRV_BACKLOG,
 	                        MHD_OPTION_THREAD_STACK_SIZE, SRV_STACK_SIZE,
 	                        MHD_OPTION_ARRAY, opts,
 	                        MHD_OPTION_END);
@@ -1659,6 +1820,10 @@ mir_server_start(const struct mir_config *cfg, const char *token, struct mir_ser
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
 	s->cfg = cfg;
 	s->listen_fd = -1;
+	{
+		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		s->threads = cores > 0 ? (unsigned)cores : SRV_THREADS_FALLBACK;
+	}
 	s->started_ms = hc_now_ms();
 	s->probe_ms = s->started_ms;
 	atomic_store(&s->verify_max_age_ms, cfg->verify_max_age_s * 1000);
@@ -1741,6 +1906,10 @@ mir_server_stop(struct mir_server *s)
 	mir_fills_cancel_all(s->fills);
 	mir_upstream_cancel(s->upstream);
 	mir_acme_stop(s->acme);
+	/* libmicrohttpd may not stop a daemon with suspended connections:
+	 * every parked one is resumed (and fails, the server stopping) and
+	 * every set-up worker has answered before. */
+	mir_park_stop(s->park);
 	/* The old listeners first: the current one may own the socket they
 	 * were quiesced from. */
 	for (i = 0; i < SRV_RETIRED_MAX; i++)
@@ -1758,6 +1927,7 @@ mir_server_stop(struct mir_server *s)
 	/* After the imports and the purge, which append to it. */
 	mir_journal_close(s->journal);
 	mir_fills_free(s->fills);
+	mir_park_free(s->park);
 	mir_verify_free(s->verify);
 	mir_store_close(s->store);
 	mir_access_free(s->access);

@@ -515,7 +515,17 @@ struct up_job {
 	char sha256[HC_SHA256_HEX_LEN + 1]; /* the manifest's, known up front, or "" */
 	int rc;
 	struct hc_err err;
+	struct mir_park_wait *waiters;  /* bodies parked for bytes or the end */
 };
+
+/* State or bytes changed: wakes the set-up waiting on job->cv and resumes
+ * the parked bodies. Caller holds job->mu. */
+static void
+up_job_signal(struct up_job *job)
+{
+	pthread_cond_broadcast(&job->cv);
+	mir_park_wake(job->up->rs->park, &job->waiters);
+}
 
 /* The member goes out as it is written: its size is known; sha256 is the
  * manifest's digest or "". */
@@ -530,7 +540,7 @@ up_job_stream(struct up_job *job, int fd, uint64_t size, const char *sha256)
 		job->size = size;
 		hc_strlcpy(job->sha256, sha256, sizeof(job->sha256));
 		job->state = UP_JOB_STREAMING;
-		pthread_cond_broadcast(&job->cv);
+		up_job_signal(job);
 	}
 	pthread_mutex_unlock(&job->mu);
 }
@@ -542,7 +552,7 @@ up_job_progress(struct up_job *job, uint64_t written)
 		return;
 	pthread_mutex_lock(&job->mu);
 	job->written = written;
-	pthread_cond_broadcast(&job->cv);
+	up_job_signal(job);
 	pthread_mutex_unlock(&job->mu);
 }
 
@@ -1155,7 +1165,7 @@ up_job_thread(void *arg)
 	job->rc = rc;
 	job->err = err;
 	job->state = rc == 0 ? UP_JOB_DONE : UP_JOB_FAILED;
-	pthread_cond_broadcast(&job->cv);
+	up_job_signal(job);
 	pthread_mutex_unlock(&job->mu);
 	up_job_unref(job);
 	pthread_mutex_lock(&up->mu);
@@ -1225,6 +1235,8 @@ up_job_wait(struct up_job *job, enum up_job_state from)
  * written, the last one held back until the member verified. */
 struct up_body {
 	struct up_job *job;
+	struct MHD_Connection *c;
+	struct mir_park_wait wait;      /* parked for bytes, or by the egress bucket */
 	uint64_t start, len;
 };
 
@@ -1252,11 +1264,19 @@ up_body_read(void *cls, uint64_t pos, char *buf, size_t max)
 			pthread_mutex_unlock(&job->mu);
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		}
-		hc_cond_wait_ms(&job->cv, &job->mu, UP_POLL_MS);
+		/* Parked until the job signals; the bound re-checks shutdown. */
+		if (mir_park_suspend(rs->park, &b->wait, b->c, &job->waiters, UP_POLL_MS) != 0) {
+			pthread_mutex_unlock(&job->mu);
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		}
+		pthread_mutex_unlock(&job->mu);
+		return 0;
 	}
 	pthread_mutex_unlock(&job->mu);
 	n = max < avail - at ? max : (size_t)(avail - at);
-	n = mir_resp_egress_take(rs, n);
+	n = mir_resp_pace(rs, b->c, &b->wait, n);
+	if (n == 0)
+		return 0;
 	return mir_resp_read_at(job->fd, buf, n, at);
 }
 
@@ -1265,6 +1285,9 @@ up_body_free(void *cls)
 {
 	struct up_body *b = cls;
 
+	pthread_mutex_lock(&b->job->mu);
+	mir_park_cancel(b->job->up->rs->park, &b->wait);
+	pthread_mutex_unlock(&b->job->mu);
 	up_job_unref(b->job);
 	free(b);
 }
@@ -1306,6 +1329,8 @@ up_job_respond(struct up_job *job, struct MHD_Connection *c, struct mir_req *r,
 	if (b == NULL)
 		return up_job_finish(job, c, r, path, head, up_job_wait(job, UP_JOB_STREAMING));
 	b->job = job;
+	b->c = c;
+	mir_park_wait_init(&b->wait);
 	b->start = start;
 	b->len = len;
 	body = MHD_create_response_from_callback(len, UP_COPY_CHUNK, up_body_read, b,
