@@ -367,7 +367,10 @@ resp_cork(struct MHD_Connection *c, struct mir_req *r)
 		r->cork_fd = ci->connect_fd;
 }
 
-/* The body of a stored file: sendfile when unpaced, else paced reads.
+/* The body of a stored file: sendfile when unpaced over plain HTTP, else
+ * reads of RESP_BLOCK_SIZE (paced when a rate is set). Over TLS
+ * libmicrohttpd's own file responses read 4 KiB at a time, one TLS write
+ * each: 64 KiB reads measured 1.4x the requests per second on 1 MiB files.
  * Takes fd. NULL when out of memory. */
 static struct MHD_Response *
 resp_fd_body(struct mir_resp *rs, struct MHD_Connection *c, struct mir_req *r, int fd,
@@ -376,9 +379,8 @@ resp_fd_body(struct mir_resp *rs, struct MHD_Connection *c, struct mir_req *r, i
 	struct resp_fd_reader *rd;
 	struct MHD_Response *resp;
 
-	if (atomic_load(&rs->egress_rate) == 0) {
-		if (!rs->tls)
-			resp_cork(c, r);
+	if (atomic_load(&rs->egress_rate) == 0 && !rs->tls) {
+		resp_cork(c, r);
 		resp = MHD_create_response_from_fd_at_offset64(len, fd, start);
 		if (resp == NULL)
 			close(fd);
