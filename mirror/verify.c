@@ -24,6 +24,10 @@
 #define VERIFY_IDLE_MS 1000
 /* How often a waiter looks at the stop flag. */
 #define VERIFY_POLL_MS 1000
+/* A report arriving this soon after a hash of the same file found it good
+ * takes that answer: reports of one rot come in bursts from many bodies, and
+ * the file cannot have changed unseen in so short a time but by hand. */
+#define VERIFY_REUSE_MS 2000
 
 const char *const mir_verify_names[] = { "ok", "evicted", "absent", "unverified" };
 
@@ -34,6 +38,7 @@ struct verify_slot {
 	int result;
 	int waiters;                    /* requests waiting for result */
 	int urgent;                     /* someone waits: hash unpaced */
+	int64_t done_ms;                /* when done was set */
 };
 
 struct verify_client {
@@ -165,22 +170,26 @@ done:
 	return rc;
 }
 
-/* Finds the slot of path or takes a free one; *owner says which. NULL when
+/* Finds the slot of path (a hash in flight, or one that found the file good
+ * within VERIFY_REUSE_MS) or takes a free one; *owner says which. NULL when
  * every slot is taken. Caller holds mu. */
 static struct verify_slot *
 verify_slot_get(struct mir_verify *v, const char *path, int *owner)
 {
 	struct verify_slot *free_slot = NULL;
+	int64_t now = hc_now_ms();
 	size_t i;
 
 	for (i = 0; i < MIR_VERIFY_INFLIGHT_MAX; i++) {
 		struct verify_slot *sl = &v->slots[i];
+		int same = sl->used && strcmp(sl->path, path) == 0;
 
-		if (sl->used && !sl->done && strcmp(sl->path, path) == 0) {
+		if (same && (!sl->done ||
+		             (sl->result == 0 && now - sl->done_ms < VERIFY_REUSE_MS))) {
 			*owner = 0;
 			return sl;
 		}
-		if (!sl->used && free_slot == NULL)
+		if ((!sl->used || (sl->done && sl->waiters == 0)) && free_slot == NULL)
 			free_slot = sl;
 	}
 	if (free_slot == NULL)
@@ -219,8 +228,6 @@ verify_coalesced(struct mir_verify *v, const char *path, int paced, struct hc_er
 		if (slot->done && rc < 0)
 			hc_err_set(err, rc, "%s: verification failed", path);
 		slot->waiters--;
-		if (slot->done && slot->waiters == 0)
-			slot->used = 0;
 		pthread_mutex_unlock(&v->mu);
 		return rc;
 	}
@@ -229,8 +236,7 @@ verify_coalesced(struct mir_verify *v, const char *path, int paced, struct hc_er
 	pthread_mutex_lock(&v->mu);
 	slot->result = rc;
 	slot->done = 1;
-	if (slot->waiters == 0)
-		slot->used = 0;
+	slot->done_ms = hc_now_ms();
 	pthread_cond_broadcast(&v->cv);
 	pthread_mutex_unlock(&v->mu);
 	return rc;
