@@ -9,7 +9,8 @@
 #define MIR_OFF(member) offsetof(struct mir_config, member)
 /* An idle connection held longer than an hour is a leak, not a setting. */
 #define MIR_TIMEOUT_S_MAX 3600
-/* Thread per connection: beyond this many threads the box is the problem. */
+/* Each connection is a socket and a few KiB (no thread): beyond this many
+ * clients on one mirror the box is the problem. */
 #define MIR_CONNECTIONS_MAX 16384
 
 static const char *const mir_mode_names[] = { "origin", "peer", NULL };

@@ -1804,6 +1804,15 @@ mir_server_in_flight(struct mir_server *s)
 	return atomic_load(&s->in_flight);
 }
 
+/* Pool threads of a listener: one per online core. This function cannot fail. */
+static unsigned
+srv_pool_threads(void)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return cores > 0 ? (unsigned)cores : SRV_THREADS_FALLBACK;
+}
+
 int
 mir_server_start(const struct mir_config *cfg, const char *token, struct mir_server **out,
                  struct hc_err *err)
@@ -1820,10 +1829,7 @@ mir_server_start(const struct mir_config *cfg, const char *token, struct mir_ser
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
 	s->cfg = cfg;
 	s->listen_fd = -1;
-	{
-		long cores = sysconf(_SC_NPROCESSORS_ONLN);
-		s->threads = cores > 0 ? (unsigned)cores : SRV_THREADS_FALLBACK;
-	}
+	s->threads = srv_pool_threads();
 	s->started_ms = hc_now_ms();
 	s->probe_ms = s->started_ms;
 	atomic_store(&s->verify_max_age_ms, cfg->verify_max_age_s * 1000);
