@@ -90,6 +90,8 @@ int hc_hex_value(int c);
 
 /* Milliseconds from a monotonic clock. This function cannot fail. */
 int64_t hc_now_ms(void);
+/* Microseconds from the same clock. This function cannot fail. */
+int64_t hc_now_us(void);
 
 /* Copies len characters of src into dst lower-casing ASCII letters, then a
  * NUL (dst holds len + 1 bytes). For hex digests already checked by

@@ -34,7 +34,6 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/hc.h"
@@ -79,15 +78,6 @@ struct cp_ctx {
 	size_t req_len;
 	char scratch[65536];
 };
-
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static int
 cp_usage(void)
@@ -328,7 +318,7 @@ cp_signalfd(int ep, int *out, struct hc_err *err)
 static int
 cp_wait_ms(int64_t deadline_us, int cap)
 {
-	int64_t left = (deadline_us - now_us() + 999) / 1000;
+	int64_t left = (deadline_us - hc_now_us() + 999) / 1000;
 
 	if (left < 0)
 		return 0;
@@ -344,7 +334,7 @@ cp_hold(struct cp_ctx *ctx, long long n, long long seconds, int *clean, struct h
 	struct hc_err first = { 0 };
 	int ep = -1, sfd = -1, stop = 0, rc = 0;
 	long long next = 0, inflight = 0, held = 0, failed = 0, closed = 0, i;
-	int64_t t0 = now_us(), deadline;
+	int64_t t0 = hc_now_us(), deadline;
 
 	*clean = 0;
 	if (cp_fd_room(n + CP_FD_SPARE, err) != 0)
@@ -363,7 +353,7 @@ cp_hold(struct cp_ctx *ctx, long long n, long long seconds, int *clean, struct h
 	if (rc != 0)
 		goto done;
 	deadline = t0 + (int64_t)CP_SETUP_MS * 1000;
-	while (!stop && held + failed + closed < n && now_us() < deadline) {
+	while (!stop && held + failed + closed < n && hc_now_us() < deadline) {
 		int k, got;
 
 		while (inflight < CP_INFLIGHT && next < n) {
@@ -421,12 +411,12 @@ cp_hold(struct cp_ctx *ctx, long long n, long long seconds, int *clean, struct h
 		}
 	failed += n - next;
 	printf("ready held=%lld failed=%lld ms=%lld\n", held, failed,
-	       (long long)((now_us() - t0) / 1000));
+	       (long long)((hc_now_us() - t0) / 1000));
 	if (first.status != 0)
 		printf("first failure: %s\n", first.msg);
 	fflush(stdout);
-	deadline = now_us() + (int64_t)seconds * 1000000;
-	while (!stop && now_us() < deadline) {
+	deadline = hc_now_us() + (int64_t)seconds * 1000000;
+	while (!stop && hc_now_us() < deadline) {
 		int k, got = epoll_wait(ep, evs, CP_EVENTS, cp_wait_ms(deadline, 1000));
 
 		if (got < 0 && errno != EINTR) {
@@ -499,10 +489,10 @@ cp_latency(struct cp_ctx *ctx, long long k, int *clean, struct hc_err *err)
 	for (i = 0; i < k; i++) {
 		struct cp_req r = { .fd = -1, .head = NULL };
 		struct hc_err e = { 0 };
-		int64_t t0 = now_us(), deadline = t0 + (int64_t)CP_REQUEST_MS * 1000;
+		int64_t t0 = hc_now_us(), deadline = t0 + (int64_t)CP_REQUEST_MS * 1000;
 		int s = cp_start(ctx, ep, 0, &r, &e);
 
-		while (s == 0 && now_us() < deadline) {
+		while (s == 0 && hc_now_us() < deadline) {
 			int got = epoll_wait(ep, evs, 1, cp_wait_ms(deadline, CP_REQUEST_MS));
 
 			if (got < 0 && errno != EINTR)
@@ -511,7 +501,7 @@ cp_latency(struct cp_ctx *ctx, long long k, int *clean, struct hc_err *err)
 				s = cp_step(ctx, ep, 0, &r, &e);
 		}
 		if (s == 1) {
-			us[i] = now_us() - t0;
+			us[i] = hc_now_us() - t0;
 		} else {
 			if (s == 0)
 				hc_err_set(&e, HC_EUNAVAIL, "no answer within %d ms", CP_REQUEST_MS);

@@ -30,7 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/hc.h"
@@ -59,15 +58,6 @@ struct dl_delay {
 };
 
 static volatile sig_atomic_t dl_stop;
-
-static int64_t
-dl_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void
 dl_on_signal(int sig)
@@ -196,7 +186,7 @@ dl_read(struct dl_state *s, int from, int to)
 			s->dropped++;
 			continue;
 		}
-		s->queue[i].due_us = dl_now_us() + (int64_t)ms * 1000;
+		s->queue[i].due_us = hc_now_us() + (int64_t)ms * 1000;
 		s->queue[i].to = to;
 		s->queue[i].len = (size_t)n;
 		memcpy(s->queue[i].data, buf, (size_t)n);
@@ -210,7 +200,7 @@ dl_read(struct dl_state *s, int from, int to)
 static int
 dl_flush(struct dl_state *s)
 {
-	int64_t now = dl_now_us(), next = -1;
+	int64_t now = hc_now_us(), next = -1;
 	size_t i;
 
 	for (i = 0; i < DL_QUEUE_MAX; i++) {

@@ -115,6 +115,22 @@ test_hex_lower(void **state)
 	assert_true(hc_sha256_hex_valid(out));
 }
 
+/* hc_now_us reads the clock of hc_now_ms, a thousand times finer: read
+ * between two hc_now_ms calls it falls between them, and it never goes back. */
+static void
+test_now_us_matches_now_ms(void **state)
+{
+	int64_t ms_before, us, ms_after, us_next;
+
+	(void)state;
+	ms_before = hc_now_ms();
+	us = hc_now_us();
+	ms_after = hc_now_ms();
+	us_next = hc_now_us();
+	assert_in_range(us / 1000, ms_before, ms_after);
+	assert_true(us_next >= us);
+}
+
 static void
 test_cond_wait_times_out(void **state)
 {
@@ -333,6 +349,7 @@ main(void)
 		cmocka_unit_test(test_buf_printf_take),
 		cmocka_unit_test(test_array_reserve),
 		cmocka_unit_test(test_hex_lower),
+		cmocka_unit_test(test_now_us_matches_now_ms),
 		cmocka_unit_test(test_cond_wait_times_out),
 		cmocka_unit_test(test_walk),
 		cmocka_unit_test(test_walk_stops_on_error),
