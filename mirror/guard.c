@@ -114,6 +114,13 @@ mir_guard_admit(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 	return MHD_NO;
 }
 
+void
+mir_guard_count_refusal(struct mir_guard *g)
+{
+	if (g != NULL)
+		atomic_fetch_add(&g->refused, 1);
+}
+
 unsigned long long
 mir_guard_refused(struct mir_guard *g)
 {

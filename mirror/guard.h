@@ -33,7 +33,10 @@ void mir_guard_notify(void *cls, struct MHD_Connection *c, void **socket_context
  * connection while fewer than max_connections are open, over every
  * listener and pool thread. */
 enum MHD_Result mir_guard_admit(void *cls, const struct sockaddr *addr, socklen_t addrlen);
-/* Connections mir_guard_admit turned away. */
+/* Counts a connection libmicrohttpd turned away itself (it says so only in
+ * its log). NULL is a no-op. */
+void mir_guard_count_refusal(struct mir_guard *g);
+/* Connections turned away: by mir_guard_admit and as counted above. */
 unsigned long long mir_guard_refused(struct mir_guard *g);
 /* The head of a request on c has arrived whole. */
 void mir_guard_head_done(struct MHD_Connection *c);

@@ -155,7 +155,6 @@ struct mir_server {
 	int port;                       /* bound at start; a reload keeps the socket */
 	int64_t started_ms;
 	atomic_uint_least64_t in_flight; /* requests between URI and completion */
-	atomic_uint_least64_t refused;  /* connections over a limit */
 	atomic_uint_least64_t hist[SRV_ROUTES][SRV_BUCKETS + 1];
 	atomic_uint_least64_t hist_us[SRV_ROUTES];
 	atomic_uint_least64_t hist_n[SRV_ROUTES];
@@ -706,7 +705,7 @@ srv_metrics_text(struct mir_server *s, struct hc_buf *b)
 		  (uint64_t)mir_guard_open(s->guard) },
 		{ "hydra_mirror_connections_refused_total", "counter",
 		  "Client connections refused over max_connections.",
-		  atomic_load(&s->refused) + mir_guard_refused(s->guard) },
+		  mir_guard_refused(s->guard) },
 		{ "hydra_mirror_uptime_seconds", "gauge", "Seconds since the start.",
 		  (uint64_t)((hc_now_ms() - s->started_ms) / 1000) },
 	};
@@ -1427,7 +1426,7 @@ srv_mhd_log(void *cls, const char *fmt, va_list ap)
 	/* libmicrohttpd tells of a connection turned away over max_connections
 	 * only in words (and of one over the per-address limit not at all). */
 	if (strstr(line, "reached connection limit") != NULL)
-		atomic_fetch_add(&s->refused, 1);
+		mir_guard_count_refusal(s->guard);
 	hc_log(HC_LOG_WARN, "mirror", "libmicrohttpd: %s", line);
 }
 
