@@ -419,14 +419,9 @@ mir_journal_stats(struct mir_journal *j, struct mir_journal_stats *out)
 
 /* ------------------------------------------------------------ listing */
 
-struct jnl_file {
-	char *path;
-	uint64_t size;
-};
-
 struct jnl_list {
 	const char *prefix, *after;
-	struct jnl_file *items;
+	struct mir_journal_file *items;
 	size_t n, cap;
 };
 
@@ -455,7 +450,27 @@ jnl_list_visit(void *ctx, const struct hc_walk_entry *e, struct hc_err *err)
 static int
 jnl_file_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct jnl_file *)a)->path, ((const struct jnl_file *)b)->path);
+	return strcmp(((const struct mir_journal_file *)a)->path,
+	              ((const struct mir_journal_file *)b)->path);
+}
+
+/* Walks {root}/files into l, sorted. On error l holds what was found. */
+static int
+jnl_scan(const char *root, struct jnl_list *l, struct hc_err *err)
+{
+	char files[PATH_MAX];
+	int fd, rc;
+
+	if (hc_snprintf(files, sizeof(files), "%s/files", root) != 0)
+		return hc_err_set(err, HC_ECONFIG, "root: too long");
+	fd = open(files, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return hc_err_set(err, HC_EIO, "%s: %s", files, strerror(errno));
+	rc = hc_walk(fd, files, JNL_WALK_DEPTH_MAX, 0, jnl_list_visit, l, err);
+	close(fd);
+	if (rc == 0)
+		qsort(l->items, l->n, sizeof(*l->items), jnl_file_cmp);
+	return rc;
 }
 
 static int
@@ -491,24 +506,43 @@ mir_journal_list(const char *root, const char *prefix, const char *after, char *
                  struct hc_err *err)
 {
 	struct jnl_list l = { prefix, after, NULL, 0, 0 };
-	char files[PATH_MAX];
-	size_t i;
-	int fd = -1, rc;
+	int rc;
 
 	*json = NULL;
-	if (hc_snprintf(files, sizeof(files), "%s/files", root) != 0)
-		return hc_err_set(err, HC_ECONFIG, "root: too long");
-	fd = open(files, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return hc_err_set(err, HC_EIO, "%s: %s", files, strerror(errno));
-	rc = hc_walk(fd, files, JNL_WALK_DEPTH_MAX, 0, jnl_list_visit, &l, err);
-	close(fd);
-	if (rc == 0) {
-		qsort(l.items, l.n, sizeof(*l.items), jnl_file_cmp);
+	rc = jnl_scan(root, &l, err);
+	if (rc == 0)
 		rc = jnl_list_json(&l, json, err);
-	}
-	for (i = 0; i < l.n; i++)
-		free(l.items[i].path);
-	free(l.items);
+	mir_journal_scan_free(l.items, l.n);
 	return rc;
+}
+
+int
+mir_journal_scan(const char *root, const char *prefix, struct mir_journal_file **files,
+                 size_t *n, struct hc_err *err)
+{
+	struct jnl_list l = { prefix, "", NULL, 0, 0 };
+	int rc;
+
+	*files = NULL;
+	*n = 0;
+	rc = jnl_scan(root, &l, err);
+	if (rc != 0) {
+		mir_journal_scan_free(l.items, l.n);
+		return rc;
+	}
+	*files = l.items;
+	*n = l.n;
+	return 0;
+}
+
+void
+mir_journal_scan_free(struct mir_journal_file *files, size_t n)
+{
+	size_t i;
+
+	if (files == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		free(files[i].path);
+	free(files);
 }

@@ -66,6 +66,21 @@ int mir_journal_changes(struct mir_journal *j, uint64_t since, int64_t wait_ms, 
 int mir_journal_list(const char *root, const char *prefix, const char *after, char **json,
                      struct hc_err *err);
 
+/* One regular file of a store, as mir_journal_scan finds it. */
+struct mir_journal_file {
+	char *path;                     /* beneath {root}/files */
+	uint64_t size;
+};
+
+/* Every regular file below {root}/files whose path starts with prefix, in
+ * byte order, into *files and *n (caller frees with mir_journal_scan_free).
+ * 0, HC_EDATA when more than MIR_LIST_SCAN_MAX match, HC_EIO or HC_ENOMEM;
+ * on error *files is NULL and *n 0. */
+int mir_journal_scan(const char *root, const char *prefix, struct mir_journal_file **files,
+                     size_t *n, struct hc_err *err);
+/* NULL is a no-op. */
+void mir_journal_scan_free(struct mir_journal_file *files, size_t n);
+
 struct mir_journal_stats {
 	uint64_t first_seq, last_seq;
 	char id[MIR_JOURNAL_ID_LEN + 1];

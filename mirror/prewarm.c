@@ -56,6 +56,7 @@ struct mir_prewarm {
 	char shown[MIR_URL_SHOWN_MAX];
 	struct hc_http_config http;
 	char state_path[PATH_MAX];
+	char *root;                     /* the store's, for a resync's sweep */
 	struct hc_strlist prefixes;
 	uint64_t rate;
 	int64_t protect_ms;             /* prewarm.protect_s */
@@ -372,19 +373,36 @@ pw_pause(struct mir_prewarm *pw, int ms)
 	pthread_mutex_unlock(&pw->mu);
 }
 
-/* Queues every file of one prefix the origin lists. */
+/* What this peer held under one prefix before the origin was listed, and
+ * which of it the listing named. */
+struct pw_sweep {
+	struct mir_journal_file *files;
+	size_t n;
+	unsigned char *named;           /* n flags */
+};
+
 static int
-pw_list_prefix(struct mir_prewarm *pw, const char *prefix, size_t *queued,
-               struct hc_err *err)
+pw_file_cmp(const void *key, const void *item)
+{
+	return strcmp(key, ((const struct mir_journal_file *)item)->path);
+}
+
+/* Queues every file of one prefix the origin lists and marks it in sw.
+ * *complete: the listing reached its end (no page left unread). */
+static int
+pw_list_prefix(struct mir_prewarm *pw, const char *prefix, struct pw_sweep *sw,
+               size_t *queued, int *complete, struct hc_err *err)
 {
 	char q[3 * HC_PATH_MAX + 64], pe[3 * HC_PATH_MAX], ae[3 * HC_PATH_MAX];
 	char after[HC_PATH_MAX] = "";
 	struct json_object *o = NULL, *files, *x, *next;
+	const struct mir_journal_file *mine;
 	const char *path;
 	long long size;
 	size_t i, n, page;
 	int rc = 0;
 
+	*complete = 0;
 	for (page = 0; rc == 0 && page < PW_LIST_PAGES_MAX; page++) {
 		if (hc_query_encode(prefix, pe, sizeof(pe)) != 0 ||
 		    hc_query_encode(after, ae, sizeof(ae)) != 0 ||
@@ -399,7 +417,12 @@ pw_list_prefix(struct mir_prewarm *pw, const char *prefix, size_t *queued,
 			rc = hc_json_get_string(x, "path", &path, err);
 			if (rc == 0)
 				rc = hc_json_get_int(x, "size", &size, err);
-			if (rc == 0 && pw_wanted(pw, path)) {
+			if (rc != 0)
+				break;
+			mine = bsearch(path, sw->files, sw->n, sizeof(*sw->files), pw_file_cmp);
+			if (mine != NULL)
+				sw->named[mine - sw->files] = 1;
+			if (pw_wanted(pw, path)) {
 				rc = pw_push(pw, path, (uint64_t)size, 1);
 				(*queued)++;
 			}
@@ -410,18 +433,75 @@ pw_list_prefix(struct mir_prewarm *pw, const char *prefix, size_t *queued,
 			next = NULL;
 		json_object_put(o);
 		o = NULL;
+		if (rc == 0 && next == NULL)
+			*complete = 1;
 		if (next == NULL)
 			break;
 	}
 	return rc;
 }
 
+/* Deletes what this peer held under the prefix and the whole listing did
+ * not name: deleted on the origin while the peer was not following. Files
+ * filled after the peer looked at its store are not in sw, so a file
+ * published since the listing is never taken for a deleted one. */
+static void
+pw_sweep(struct mir_prewarm *pw, const struct pw_sweep *sw, size_t *deleted)
+{
+	struct hc_err err = { 0, "" };
+	size_t i;
+
+	for (i = 0; i < sw->n; i++) {
+		if (sw->named[i] || !pw_wanted(pw, sw->files[i].path))
+			continue;
+		if (mir_store_delete(pw->store, sw->files[i].path, &err) != 0) {
+			hc_log(HC_LOG_WARN, "mirror", "prewarm: cannot delete %s: %s",
+			       sw->files[i].path, err.msg);
+			continue;
+		}
+		atomic_fetch_add(&pw->deleted, 1);
+		(*deleted)++;
+		hc_log(HC_LOG_INFO, "mirror", "prewarm: deleted %s (not on the origin)",
+		       sw->files[i].path);
+	}
+}
+
+/* Lists one prefix of the origin, queues what it names, and deletes what
+ * this peer holds there that it does not name. A listing that fails or
+ * stops short deletes nothing. */
+static int
+pw_resync_prefix(struct mir_prewarm *pw, const char *prefix, size_t *queued, size_t *deleted,
+                 struct hc_err *err)
+{
+	struct hc_err scan_err = { 0, "" };
+	struct pw_sweep sw = { NULL, 0, NULL };
+	int rc, complete = 0, sweep = 1;
+
+	if (mir_journal_scan(pw->root, prefix, &sw.files, &sw.n, &scan_err) != 0) {
+		hc_log(HC_LOG_WARN, "mirror", "prewarm: no sweep of '%s': %s", prefix, scan_err.msg);
+		sweep = 0;
+	}
+	sw.named = calloc(sw.n > 0 ? sw.n : 1, 1);
+	if (sw.named == NULL) {
+		rc = hc_err_set(err, HC_ENOMEM, "out of memory");
+		goto done;
+	}
+	rc = pw_list_prefix(pw, prefix, &sw, queued, &complete, err);
+	if (rc == 0 && sweep && complete)
+		pw_sweep(pw, &sw, deleted);
+done:
+	free(sw.named);
+	mir_journal_scan_free(sw.files, sw.n);
+	return rc;
+}
+
 /* Catches up with a journal the position does not fit: lists the origin,
- * fills what it lists, and follows from last. */
+ * fills what it lists, deletes what it no longer has, and follows from
+ * last. */
 static int
 pw_resync(struct mir_prewarm *pw, const char *id, uint64_t last, struct hc_err *err)
 {
-	size_t i, queued = 0;
+	size_t i, queued = 0, deleted = 0;
 	int rc = 0;
 
 	hc_log(HC_LOG_INFO, "mirror", "prewarm: journal %s at %" PRIu64 " does not follow "
@@ -429,9 +509,9 @@ pw_resync(struct mir_prewarm *pw, const char *id, uint64_t last, struct hc_err *
 	       pw->id[0] != '\0' ? pw->id : "-", (uint64_t)atomic_load(&pw->position));
 	atomic_fetch_add(&pw->resyncs, 1);
 	if (pw->prefixes.n == 0)
-		rc = pw_list_prefix(pw, "", &queued, err);
+		rc = pw_resync_prefix(pw, "", &queued, &deleted, err);
 	for (i = 0; rc == 0 && i < pw->prefixes.n; i++)
-		rc = pw_list_prefix(pw, pw->prefixes.items[i], &queued, err);
+		rc = pw_resync_prefix(pw, pw->prefixes.items[i], &queued, &deleted, err);
 	if (rc == 0)
 		rc = pw_drain(pw);
 	if (rc != 0)
@@ -439,8 +519,8 @@ pw_resync(struct mir_prewarm *pw, const char *id, uint64_t last, struct hc_err *
 	hc_strlcpy(pw->id, id, sizeof(pw->id));
 	atomic_store(&pw->position, last);
 	pw_save_state(pw);
-	hc_log(HC_LOG_INFO, "mirror", "prewarm: resynced %zu files; following journal %s from %"
-	       PRIu64, queued, id, last);
+	hc_log(HC_LOG_INFO, "mirror", "prewarm: resynced %zu files, deleted %zu; following "
+	       "journal %s from %" PRIu64, queued, deleted, id, last);
 	return 0;
 }
 
@@ -602,7 +682,9 @@ pw_init(struct mir_prewarm *pw, const struct mir_prewarm_config *cfg, struct hc_
 	                cfg->root) != 0)
 		return hc_err_set(err, HC_ECONFIG, "root: too long");
 	pw->origin_base = hc_strdup(cfg->origin_url);
-	if (pw->origin_base == NULL || pw_copy_prefixes(pw, cfg->prefixes) != 0)
+	pw->root = hc_strdup(cfg->root);
+	if (pw->origin_base == NULL || pw->root == NULL ||
+	    pw_copy_prefixes(pw, cfg->prefixes) != 0)
 		return hc_err_set(err, HC_ENOMEM, "out of memory");
 	n = strlen(pw->origin_base);
 	while (n > 0 && pw->origin_base[n - 1] == '/')
@@ -688,6 +770,7 @@ mir_prewarm_stop(struct mir_prewarm *pw)
 	free(pw->prefixes.items);
 	free(pw->workers);
 	free(pw->origin_base);
+	free(pw->root);
 	pthread_mutex_destroy(&pw->mu);
 	pthread_cond_destroy(&pw->cv);
 	free(pw);

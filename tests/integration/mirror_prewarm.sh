@@ -167,9 +167,18 @@ while [ "$(awk '{ print $4 }' "$PROOT/meta/prewarm")" -lt "$last" ] &&
 t_eq "position saved once the batch is done" "$(awk '{ print $4 }' "$PROOT/meta/prewarm")" "$last"
 
 # A new journal id: the origin lost its journal; a file published meanwhile
-# and one published after both reach the peer through the list resync.
+# and one published after both reach the peer through the list resync. Two
+# files go from the origin with no journal entry: rel/gone.bin, which the
+# resync deletes from the peer, and other/x.bin, which a client had the peer
+# fill and which stays (it is outside the peer's prefixes).
+t_eq "PUT rel/gone.bin" "$(put "$T_DIR/old.bin" rel/gone.bin)" 201
+wait_file "$PROOT/files/rel/gone.bin" "$BOUND_MS" &&
+	t_wait_log "$T_DIR/peer.log" "prewarmed rel/gone.bin" "$BOUND_MS" ||
+	t_fail "rel/gone.bin pre-warmed" "$(tail -n 3 "$T_DIR/peer.log")"
+t_eq "a client has the peer fill other/x.bin" \
+	"$(curl -s -o /dev/null -w '%{http_code}' "$P/api/v1/peer/files/other/x.bin")" 200
 t_stop origin
-rm -f "$OROOT/meta/journal"
+rm -f "$OROOT/meta/journal" "$OROOT/files/rel/gone.bin" "$OROOT/files/other/x.bin"
 cp "$T_DIR/old.bin" "$OROOT/files/rel/old.bin"
 mv "$T_DIR/origin.log" "$T_DIR/origin1.log"
 start_origin
@@ -183,6 +192,22 @@ else
 fi
 t_eq "resync filled the file copied in by hand, verified" \
 	"$(sha "$PROOT/files/rel/old.bin" 2>/dev/null)" "$(sha "$T_DIR/old.bin")"
+if t_wait_log "$T_DIR/peer.log" "prewarm: deleted rel/gone.bin (not on the origin)" \
+	"$BOUND_MS" && [ ! -e "$PROOT/files/rel/gone.bin" ]; then
+	t_ok "resync deleted a file gone from the origin without a journal entry"
+else
+	t_fail "resync deleted a file gone from the origin" "$(tail -n 5 "$T_DIR/peer.log")"
+fi
+t_wait_log "$T_DIR/peer.log" ", deleted 1; following journal" "$BOUND_MS" ||
+	t_fail "resync reports one deletion" "$(grep resynced "$T_DIR/peer.log")"
+for f in big1 big2 big3; do
+	t_eq "resync kept rel/$f.bin" "$(sha "$PROOT/files/rel/$f.bin" 2>/dev/null)" \
+		"$(sha "$T_DIR/$f.bin")"
+done
+t_eq "resync kept other/x.bin, outside the prefixes" \
+	"$(sha "$PROOT/files/other/x.bin" 2>/dev/null)" "$(sha "$T_DIR/other.bin")"
+t_eq "peer counted the resync's deletion (since its restart)" \
+	"$(metric "$P" hydra_mirror_prewarm_deleted_total)" 1
 t_eq "peer counted one resync" "$(metric "$P" hydra_mirror_prewarm_resyncs_total)" 1
 t_grep "origin list names the files" <(curl -s "$O/api/v1/peer/list?prefix=rel/") \
 	'"path":"rel/old.bin","size":2000000'
