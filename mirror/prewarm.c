@@ -47,6 +47,7 @@ struct pw_item {
 	char *path;
 	uint64_t size;
 	int size_known;
+	char sha256[HC_SHA256_HEX_LEN + 1]; /* the journal's, "" when not known */
 };
 
 struct mir_prewarm {
@@ -131,8 +132,11 @@ pw_wanted(const struct mir_prewarm *pw, const char *path)
 
 /* Queues one path, waiting for room. 0, HC_ENOMEM, or HC_EUNAVAIL when
  * stopping. Caller holds pw->mu. */
+/* Queues path; size and sha256 ("" or NULL: not known) are what the origin
+ * says the file is, to tell a copy here that is out of date. */
 static int
-pw_push_locked(struct mir_prewarm *pw, const char *path, uint64_t size, int size_known)
+pw_push_locked(struct mir_prewarm *pw, const char *path, uint64_t size, int size_known,
+               const char *sha256)
 {
 	struct pw_item *it;
 	char *copy;
@@ -148,18 +152,22 @@ pw_push_locked(struct mir_prewarm *pw, const char *path, uint64_t size, int size
 	it->path = copy;
 	it->size = size;
 	it->size_known = size_known;
+	it->sha256[0] = '\0';
+	if (sha256 != NULL && hc_sha256_hex_valid(sha256))
+		hc_hex_lower(it->sha256, sha256, HC_SHA256_HEX_LEN);
 	pw->len++;
 	pthread_cond_broadcast(&pw->cv);
 	return 0;
 }
 
 static int
-pw_push(struct mir_prewarm *pw, const char *path, uint64_t size, int size_known)
+pw_push(struct mir_prewarm *pw, const char *path, uint64_t size, int size_known,
+        const char *sha256)
 {
 	int rc;
 
 	pthread_mutex_lock(&pw->mu);
-	rc = pw_push_locked(pw, path, size, size_known);
+	rc = pw_push_locked(pw, path, size, size_known, sha256);
 	pthread_mutex_unlock(&pw->mu);
 	return rc;
 }
@@ -192,7 +200,7 @@ mir_prewarm_request(struct mir_prewarm *pw, char *const *paths, size_t n,
 		return hc_err_set(err, HC_EUNAVAIL, "the pre-warm queue is full");
 	}
 	for (i = 0; i < n && rc == 0; i++)
-		rc = pw_push_locked(pw, paths[i], 0, 0);
+		rc = pw_push_locked(pw, paths[i], 0, 0, NULL);
 	pthread_mutex_unlock(&pw->mu);
 	if (rc != 0)
 		return hc_err_set(err, rc, "cannot queue %s", paths[i - 1]);
@@ -244,6 +252,19 @@ pw_fits_disk(struct mir_prewarm *pw, uint64_t size)
 	return size <= mir_store_free_bytes(pw->store);
 }
 
+/* 1 when the copy f here is the file the origin announced in it: the same
+ * size and, when both digests are known, the same digest. A republished
+ * path (the same name, new bytes) is not current. */
+static int
+pw_current(const struct pw_item *it, const struct mir_file *f)
+{
+	if (it->size_known && f->size != it->size)
+		return 0;
+	if (it->sha256[0] != '\0' && f->sha256[0] != '\0' && strcmp(it->sha256, f->sha256) != 0)
+		return 0;
+	return 1;
+}
+
 static void
 pw_fill_one(struct mir_prewarm *pw, const struct pw_item *it)
 {
@@ -253,9 +274,19 @@ pw_fill_one(struct mir_prewarm *pw, const struct pw_item *it)
 	int rc;
 
 	if (mir_store_get(pw->store, it->path, 0, &f, &err) == 0) {
+		int current = pw_current(it, &f);
+
 		close(f.fd);
 		mir_store_release(pw->store, f.entry);
-		return;
+		if (current)
+			return;
+		hc_log(HC_LOG_INFO, "mirror", "prewarm: %s changed on the origin; filling it again",
+		       it->path);
+		if (mir_store_delete(pw->store, it->path, &err) != 0) {
+			atomic_fetch_add(&pw->failed, 1);
+			hc_log(HC_LOG_WARN, "mirror", "prewarm %s failed: %s", it->path, err.msg);
+			return;
+		}
 	}
 	if (it->size_known && !pw_fits_disk(pw, it->size)) {
 		atomic_fetch_add(&pw->skipped_space, 1);
@@ -423,7 +454,7 @@ pw_list_prefix(struct mir_prewarm *pw, const char *prefix, struct pw_sweep *sw,
 			if (mine != NULL)
 				sw->named[mine - sw->files] = 1;
 			if (pw_wanted(pw, path)) {
-				rc = pw_push(pw, path, (uint64_t)size, 1);
+				rc = pw_push(pw, path, (uint64_t)size, 1, NULL);
 				(*queued)++;
 			}
 		}
@@ -528,7 +559,8 @@ pw_resync(struct mir_prewarm *pw, const char *id, uint64_t last, struct hc_err *
 static int
 pw_apply(struct mir_prewarm *pw, struct json_object *x, uint64_t *seq, struct hc_err *err)
 {
-	const char *op, *path;
+	const char *op, *path, *sha;
+	struct json_object *v;
 	long long s, size;
 	char dec[HC_PATH_MAX], enc[3 * HC_PATH_MAX];
 	int rc;
@@ -560,7 +592,10 @@ pw_apply(struct mir_prewarm *pw, struct json_object *x, uint64_t *seq, struct hc
 		}
 		return 0;
 	}
-	return pw_push(pw, path, size < 0 ? 0 : (uint64_t)size, size >= 0);
+	sha = NULL;
+	if (json_object_object_get_ex(x, "sha256", &v) && json_object_is_type(v, json_type_string))
+		sha = json_object_get_string(v);
+	return pw_push(pw, path, size < 0 ? 0 : (uint64_t)size, size >= 0, sha);
 }
 
 /* One answer of changes: follows it, or resyncs. */

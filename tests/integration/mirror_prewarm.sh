@@ -123,6 +123,20 @@ t_eq "install was a hit on the peer" "$(metric "$P" hydra_mirror_misses_total)" 
 t_eq "install sent no body bytes from the origin" \
 	"$(metric "$O" hydra_mirror_bytes_served_total)" "$obytes"
 
+# The same path published again with new bytes: the peer's copy is out of
+# date (the journal's digest differs) and is replaced.
+head -c 1500000 /dev/urandom > "$T_DIR/app2.bin"
+t_eq "PUT rel/app.bin again, new bytes" "$(put "$T_DIR/app2.bin" rel/app.bin)" 201
+if t_wait_log "$T_DIR/peer.log" "prewarm: rel/app.bin changed on the origin; filling it again" \
+	"$BOUND_MS" && t_wait_log "$T_DIR/peer.log" "prewarmed rel/app.bin (1500000 bytes)" \
+	"$BOUND_MS"; then
+	t_ok "a republished path is filled again"
+else
+	t_fail "a republished path is filled again" "$(tail -n 5 "$T_DIR/peer.log")"
+fi
+t_eq "the peer holds the new bytes" "$(sha "$PROOT/files/rel/app.bin" 2>/dev/null)" \
+	"$(sha "$T_DIR/app2.bin")"
+
 # DELETE on the origin removes the file from the peer.
 t_eq "DELETE rel/app.bin" "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE \
 	-H "Authorization: Bearer $TOKEN" "$O/api/v1/peer/files/rel/app.bin")" 204
