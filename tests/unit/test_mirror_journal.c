@@ -1,7 +1,7 @@
 /* hydra-mirror publish journal: entries survive a reopen with the same id,
- * a torn last line is dropped, a foreign file starts a new id, one origin
- * per root keeps it, the long-poll waits and wakes on an append, and the
- * list pages what the store holds. */
+ * a torn last line and lines the writer never makes are dropped, a foreign
+ * file starts a new id, one origin per root keeps it, the long-poll waits
+ * and wakes on an append, and the list pages what the store holds. */
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -250,6 +250,56 @@ test_long_poll(void **state)
 	mir_journal_close(j);
 }
 
+/* Lines the writer never produces are dropped, each of which sscanf's
+ * "%llu %lld %c %llu %65s %n" took: a sign, white space other than one
+ * space, an overflow, a raw space inside the path. */
+static void
+test_malformed_lines_dropped(void **state)
+{
+	static const char *const bad[] = {
+		"-1 1 P 1 - bad\n",
+		"+2 1 P 1 - bad\n",
+		" 2 1 P 1 - bad\n",
+		"2\t1 P 1 - bad\n",
+		"2  1 P 1 - bad\n",
+		"2 1 P +5 - bad\n",
+		"2 1 P 18446744073709551616 - bad\n",
+		"2 -9223372036854775809 P 1 - bad\n",
+		"2 1 P 1 -  bad\n",
+		"2 1 P 1 - bad tail\n",
+		"2 1 P 1 - bad \n",
+		"2 1 P 1 - bad\r\n",
+		"2 1 P 1 " SHA_ABC "0 bad\n",
+	};
+	struct fixture *fx = *state;
+	struct hc_err err = { 0, "" };
+	struct mir_journal *j = NULL;
+	struct mir_journal_stats st;
+	char head[128];
+	size_t i;
+	FILE *f;
+
+	assert_int_equal(mir_journal_open(fx->root, &j, &err), 0);
+	mir_journal_close(j);
+	f = fopen(fx->path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(head, sizeof(head), f));
+	fclose(f);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		f = fopen(fx->path, "w");
+		assert_non_null(f);
+		/* A time before 1970 is a valid field: only the bad line goes. */
+		fprintf(f, "%s1 -5 P 1 " SHA_ABC " good\n%s", head, bad[i]);
+		fclose(f);
+		assert_int_equal(mir_journal_open(fx->root, &j, &err), 0);
+		mir_journal_stats(j, &st);
+		if (st.last_seq != 1)
+			fail_msg("accepted: %s", bad[i]);
+		assert_int_equal(st.first_seq, 1);
+		mir_journal_close(j);
+	}
+}
+
 static void
 touch(const char *root, const char *rel)
 {
@@ -295,6 +345,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_id_and_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gap_keeps_the_run_after_it, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_lines_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_file_new_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_keeper_per_root, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_poll, setup, teardown),
