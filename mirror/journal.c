@@ -156,7 +156,9 @@ jnl_load(struct mir_journal *j, struct hc_err *err)
 		/* A torn last line (no newline), an overlong or malformed one, or
 		 * one out of order is dropped: the rewrite after loading leaves it
 		 * out. */
+		path = NULL;
 		if (jnl_parse(line, &e, &path) != 0 || e.seq <= j->last_seq) {
+			free(path);
 			skipped++;
 			continue;
 		}

@@ -252,7 +252,7 @@ test_long_poll(void **state)
 
 /* Lines the writer never produces are dropped, each of which sscanf's
  * "%llu %lld %c %llu %65s %n" took: a sign, white space other than one
- * space, an overflow, a raw space inside the path. */
+ * space, an overflow, a raw space inside the path; and a line out of order. */
 static void
 test_malformed_lines_dropped(void **state)
 {
@@ -270,6 +270,7 @@ test_malformed_lines_dropped(void **state)
 		"2 1 P 1 - bad \n",
 		"2 1 P 1 - bad\r\n",
 		"2 1 P 1 " SHA_ABC "0 bad\n",
+		"1 1 P 1 - again\n",
 	};
 	struct fixture *fx = *state;
 	struct hc_err err = { 0, "" };
