@@ -88,6 +88,28 @@ entries(struct json_object *o)
 	return json_object_array_length(v);
 }
 
+/* Replaces the entry lines of the journal (made first when absent) with
+ * lines, keeping its head line and so its id. */
+static void
+rewrite_entries(struct fixture *fx, const char *lines)
+{
+	struct hc_err err = { 0, "" };
+	struct mir_journal *j = NULL;
+	char head[128];
+	FILE *f;
+
+	assert_int_equal(mir_journal_open(fx->root, &j, &err), 0);
+	mir_journal_close(j);
+	f = fopen(fx->path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(head, sizeof(head), f));
+	fclose(f);
+	f = fopen(fx->path, "w");
+	assert_non_null(f);
+	fprintf(f, "%s%s", head, lines);
+	fclose(f);
+}
+
 static void
 test_reopen_keeps_id_and_entries(void **state)
 {
@@ -139,20 +161,9 @@ test_gap_keeps_the_run_after_it(void **state)
 	struct hc_err err = { 0, "" };
 	struct mir_journal *j = NULL;
 	struct json_object *o;
-	char head[128];
-	FILE *f;
 
-	assert_int_equal(mir_journal_open(fx->root, &j, &err), 0);
-	mir_journal_close(j);
-	f = fopen(fx->path, "r");
-	assert_non_null(f);
-	assert_non_null(fgets(head, sizeof(head), f));
-	fclose(f);
 	/* Entry 2 lost: 1 is forgotten, 3 and 4 are kept. */
-	f = fopen(fx->path, "w");
-	assert_non_null(f);
-	fprintf(f, "%s1 1 P 1 - a\n3 1 P 1 " SHA_ABC " b\n4 1 D 0 - b\nnot a line\n", head);
-	fclose(f);
+	rewrite_entries(fx, "1 1 P 1 - a\n3 1 P 1 " SHA_ABC " b\n4 1 D 0 - b\nnot a line\n");
 	assert_int_equal(mir_journal_open(fx->root, &j, &err), 0);
 	o = changes(j, 0, 0);
 	assert_int_equal(field(o, "first_seq"), 3);
@@ -276,22 +287,14 @@ test_malformed_lines_dropped(void **state)
 	struct hc_err err = { 0, "" };
 	struct mir_journal *j = NULL;
 	struct mir_journal_stats st;
-	char head[128];
+	char lines[256];
 	size_t i;
-	FILE *f;
 
-	assert_int_equal(mir_journal_open(fx->root, &j, &err), 0);
-	mir_journal_close(j);
-	f = fopen(fx->path, "r");
-	assert_non_null(f);
-	assert_non_null(fgets(head, sizeof(head), f));
-	fclose(f);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		f = fopen(fx->path, "w");
-		assert_non_null(f);
 		/* A time before 1970 is a valid field: only the bad line goes. */
-		fprintf(f, "%s1 -5 P 1 " SHA_ABC " good\n%s", head, bad[i]);
-		fclose(f);
+		assert_true(snprintf(lines, sizeof(lines), "1 -5 P 1 " SHA_ABC " good\n%s",
+		                     bad[i]) < (int)sizeof(lines));
+		rewrite_entries(fx, lines);
 		assert_int_equal(mir_journal_open(fx->root, &j, &err), 0);
 		mir_journal_stats(j, &st);
 		if (st.last_seq != 1)

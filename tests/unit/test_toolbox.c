@@ -118,27 +118,18 @@ test_hex_lower(void **state)
 /* The value a failing scanner must leave in its output. */
 #define SCAN_UNTOUCHED 77
 
-/* s is refused by hc_scan_u64, which leaves the cursor and output alone. */
+/* s is refused by hc_scan_i64 (sign) or hc_scan_u64, which leave the
+ * cursor and the output alone. */
 static void
-scan_u64_refuses(const char *s)
+scan_number_refuses(const char *s, int sign)
 {
 	const char *p = s;
-	uint64_t v = SCAN_UNTOUCHED;
+	uint64_t u = SCAN_UNTOUCHED;
+	int64_t i = SCAN_UNTOUCHED;
 
-	assert_int_equal(hc_scan_u64(&p, &v), HC_EDATA);
+	assert_int_equal(sign ? hc_scan_i64(&p, &i) : hc_scan_u64(&p, &u), HC_EDATA);
 	assert_ptr_equal(p, s);
-	assert_int_equal(v, SCAN_UNTOUCHED);
-}
-
-static void
-scan_i64_refuses(const char *s)
-{
-	const char *p = s;
-	int64_t v = SCAN_UNTOUCHED;
-
-	assert_int_equal(hc_scan_i64(&p, &v), HC_EDATA);
-	assert_ptr_equal(p, s);
-	assert_int_equal(v, SCAN_UNTOUCHED);
+	assert_true(u == SCAN_UNTOUCHED && i == SCAN_UNTOUCHED);
 }
 
 /* Digits only, up to UINT64_MAX: no sign, no white space, no wrap. */
@@ -159,14 +150,14 @@ test_scan_u64(void **state)
 	p = "18446744073709551615";
 	assert_int_equal(hc_scan_u64(&p, &v), 0);
 	assert_true(v == UINT64_MAX);
-	scan_u64_refuses("18446744073709551616");
-	scan_u64_refuses("99999999999999999999999");
-	scan_u64_refuses("-1");
-	scan_u64_refuses("+1");
-	scan_u64_refuses(" 1");
-	scan_u64_refuses("\t1");
-	scan_u64_refuses("");
-	scan_u64_refuses("x1");
+	scan_number_refuses("18446744073709551616", 0);
+	scan_number_refuses("99999999999999999999999", 0);
+	scan_number_refuses("-1", 0);
+	scan_number_refuses("+1", 0);
+	scan_number_refuses(" 1", 0);
+	scan_number_refuses("\t1", 0);
+	scan_number_refuses("", 0);
+	scan_number_refuses("x1", 0);
 }
 
 /* An optional '-', digits, within INT64_MIN..INT64_MAX. */
@@ -191,14 +182,14 @@ test_scan_i64(void **state)
 	p = "0";
 	assert_int_equal(hc_scan_i64(&p, &v), 0);
 	assert_int_equal(v, 0);
-	scan_i64_refuses("-9223372036854775809");
-	scan_i64_refuses("9223372036854775808");
-	scan_i64_refuses("+1");
-	scan_i64_refuses("-");
-	scan_i64_refuses("--1");
-	scan_i64_refuses(" -1");
-	scan_i64_refuses("\t1");
-	scan_i64_refuses("");
+	scan_number_refuses("-9223372036854775809", 1);
+	scan_number_refuses("9223372036854775808", 1);
+	scan_number_refuses("+1", 1);
+	scan_number_refuses("-", 1);
+	scan_number_refuses("--1", 1);
+	scan_number_refuses(" -1", 1);
+	scan_number_refuses("\t1", 1);
+	scan_number_refuses("", 1);
 }
 
 /* A word ends at a space or control byte, must fit, and is not empty; a
