@@ -81,6 +81,22 @@ int hc_parse_size(const char *s, uint64_t *out);
 /* Parses a decimal integer in [min, max]. Returns 0 or HC_EDATA. */
 int hc_parse_int(const char *s, long long min, long long max, long long *out);
 
+/*
+ * Field scanners for the project's own records, read with a cursor *p that
+ * each advances past what it took: exactly what the writers print, no sign
+ * or space sscanf would skip, no silent overflow. Each returns 0 or HC_EDATA.
+ * On error nothing is changed (neither *p nor the output).
+ */
+/* One or more decimal digits, at most UINT64_MAX. */
+int hc_scan_u64(const char **p, uint64_t *out);
+/* An optional '-' then one or more decimal digits, within int64_t. */
+int hc_scan_i64(const char **p, int64_t *out);
+/* One or more bytes other than control bytes, ' ' and DEL, copied into dst
+ * (size bytes, terminated); a word that does not fit is an error. */
+int hc_scan_word(const char **p, char *dst, size_t size);
+/* Exactly the one byte c (not '\0'). */
+int hc_scan_sep(const char **p, char c);
+
 /* 1 when s is a valid DNS label (1-63 of [a-z0-9-], not starting or ending
  * with '-'; upper case accepted), else 0. */
 int hc_is_dns_label(const char *s);

@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,15 +44,15 @@ static int
 log_stderr_is_journal(void)
 {
 	const char *v = getenv("JOURNAL_STREAM");
-	uintmax_t dev, ino;
+	uint64_t dev, ino;
 	struct stat st;
-	char tail;
 
-	if (v == NULL || sscanf(v, "%ju:%ju%c", &dev, &ino, &tail) != 2)
+	if (v == NULL || hc_scan_u64(&v, &dev) != 0 || hc_scan_sep(&v, ':') != 0 ||
+	    hc_scan_u64(&v, &ino) != 0 || *v != '\0')
 		return 0;
 	if (fstat(STDERR_FILENO, &st) != 0)
 		return 0;
-	return (uintmax_t)st.st_dev == dev && (uintmax_t)st.st_ino == ino;
+	return (uint64_t)st.st_dev == dev && (uint64_t)st.st_ino == ino;
 }
 
 int

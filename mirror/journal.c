@@ -95,23 +95,25 @@ jnl_new_id(char *id, struct hc_err *err)
 	return 0;
 }
 
-/* One entry line into e and its decoded path (caller frees). 0 or HC_EDATA. */
+/* One entry line, as jnl_format writes it with its newline, into e and its
+ * decoded path (caller frees). 0, HC_EDATA or HC_ENOMEM. */
 static int
 jnl_parse(const char *line, struct jnl_entry *e, char **path)
 {
-	char sha[HC_SHA256_HEX_LEN + 2], enc[JNL_LINE_MAX], dec[HC_PATH_MAX];
-	unsigned long long seq, size;
-	long long t;
-	char op;
-	int n = 0;
+	char op[2], sha[HC_SHA256_HEX_LEN + 1], enc[JNL_LINE_MAX], dec[HC_PATH_MAX];
+	const char *p = line;
+	uint64_t seq, size;
+	int64_t t;
 
-	if (sscanf(line, "%llu %lld %c %llu %65s %n", &seq, &t, &op, &size, sha, &n) != 5 ||
-	    n <= 0 || (op != MIR_JOURNAL_PUT && op != MIR_JOURNAL_DELETE))
+	if (hc_scan_u64(&p, &seq) != 0 || hc_scan_sep(&p, ' ') != 0 ||
+	    hc_scan_i64(&p, &t) != 0 || hc_scan_sep(&p, ' ') != 0 ||
+	    hc_scan_word(&p, op, sizeof(op)) != 0 || hc_scan_sep(&p, ' ') != 0 ||
+	    hc_scan_u64(&p, &size) != 0 || hc_scan_sep(&p, ' ') != 0 ||
+	    hc_scan_word(&p, sha, sizeof(sha)) != 0 || hc_scan_sep(&p, ' ') != 0 ||
+	    hc_scan_word(&p, enc, sizeof(enc)) != 0 || hc_scan_sep(&p, '\n') != 0 || *p != '\0')
 		return HC_EDATA;
-	if (hc_strlcpy(enc, line + n, sizeof(enc)) != 0)
-		return HC_EDATA;
-	enc[strcspn(enc, "\n")] = '\0';
-	if (hc_path_decode(enc, strlen(enc), dec, sizeof(dec)) != 0)
+	if ((op[0] != MIR_JOURNAL_PUT && op[0] != MIR_JOURNAL_DELETE) ||
+	    hc_path_decode(enc, strlen(enc), dec, sizeof(dec)) != 0)
 		return HC_EDATA;
 	if (strcmp(sha, "-") == 0)
 		sha[0] = '\0';
@@ -120,7 +122,7 @@ jnl_parse(const char *line, struct jnl_entry *e, char **path)
 	memset(e, 0, sizeof(*e));
 	e->seq = seq;
 	e->time_s = t;
-	e->op = op;
+	e->op = op[0];
 	e->size = size;
 	hc_hex_lower(e->sha256, sha, strlen(sha));
 	*path = hc_strdup(dec);
@@ -151,10 +153,12 @@ jnl_load(struct mir_journal *j, struct hc_err *err)
 	memcpy(j->id, line + strlen(JNL_MAGIC), MIR_JOURNAL_ID_LEN);
 	j->id[MIR_JOURNAL_ID_LEN] = '\0';
 	while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
-		/* A torn last line, an overlong or malformed one, or one out of
-		 * order is dropped: the rewrite after loading leaves it out. */
-		if (strchr(line, '\n') == NULL || jnl_parse(line, &e, &path) != 0 ||
-		    e.seq <= j->last_seq) {
+		/* A torn last line (no newline), an overlong or malformed one, or
+		 * one out of order is dropped: the rewrite after loading leaves it
+		 * out. */
+		path = NULL;
+		if (jnl_parse(line, &e, &path) != 0 || e.seq <= j->last_seq) {
+			free(path);
 			skipped++;
 			continue;
 		}

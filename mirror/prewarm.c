@@ -82,20 +82,36 @@ struct mir_prewarm {
 
 /* ------------------------------------------------------------ state */
 
+/* Reads the line pw_save_state writes, newline included, from text (len
+ * bytes) into id (MIR_JOURNAL_ID_LEN + 1 bytes) and seq. 0 or HC_EDATA. */
+static int
+pw_parse_state(const char *text, size_t len, char *id, uint64_t *seq)
+{
+	const char *p = text;
+
+	if (strncmp(text, PW_STATE_MAGIC, strlen(PW_STATE_MAGIC)) != 0)
+		return HC_EDATA;
+	p += strlen(PW_STATE_MAGIC);
+	if (hc_scan_sep(&p, ' ') != 0 || hc_scan_word(&p, id, MIR_JOURNAL_ID_LEN + 1) != 0 ||
+	    strlen(id) != MIR_JOURNAL_ID_LEN || hc_scan_sep(&p, ' ') != 0 ||
+	    hc_scan_u64(&p, seq) != 0 || hc_scan_sep(&p, '\n') != 0 || p != text + len)
+		return HC_EDATA;
+	return 0;
+}
+
 static void
 pw_load_state(struct mir_prewarm *pw)
 {
 	struct hc_err err = { 0, "" };
 	char *text = NULL, id[MIR_JOURNAL_ID_LEN + 1];
-	unsigned long long seq;
+	uint64_t seq;
 	size_t len;
 
 	if (hc_read_file(pw->state_path, 256, &text, &len, &err) != 0)
 		return;
-	if (sscanf(text, PW_STATE_MAGIC " %32s %llu", id, &seq) == 2 &&
-	    strlen(id) == MIR_JOURNAL_ID_LEN) {
+	if (pw_parse_state(text, len, id, &seq) == 0) {
 		memcpy(pw->id, id, sizeof(pw->id));
-		atomic_store(&pw->position, (uint64_t)seq);
+		atomic_store(&pw->position, seq);
 	} else {
 		hc_log(HC_LOG_WARN, "mirror", "%s: unreadable; following from the origin's end",
 		       pw->state_path);

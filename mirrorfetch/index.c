@@ -4,7 +4,6 @@
  * "<sha256> <size> <mtime ns> <ctime ns> <inode> <path>\n" after a magic
  * line.
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,19 +42,26 @@ mf_index_free(struct mf_index *idx)
 	idx->cap = 0;
 }
 
-/* Parses one line (NUL-terminated, no newline) into idx. 0 when taken or
- * skipped as damaged; HC_ENOMEM or HC_EDATA end the load. */
+/* Parses one line (NUL-terminated, no newline), as mf_index_save writes it,
+ * into idx. 0 when taken or skipped as damaged; HC_ENOMEM or HC_EDATA end
+ * the load. */
 static int
 index_parse_line(struct mf_index *idx, const char *line)
 {
 	struct mf_index_entry *e;
-	unsigned long long size, ino;
-	long long mt, ct;
+	const char *p = line;
+	uint64_t size, ino;
+	int64_t mt, ct;
 	char sha[HC_SHA256_HEX_LEN + 1];
-	int off = 0, rc;
+	int rc;
 
-	if (sscanf(line, "%64s %llu %lld %lld %llu %n", sha, &size, &mt, &ct, &ino, &off) != 5 ||
-	    off == 0 || !hc_sha256_hex_valid(sha) || line[off] == '\0')
+	/* The path is the rest of the line: it may hold spaces. */
+	if (hc_scan_word(&p, sha, sizeof(sha)) != 0 || hc_scan_sep(&p, ' ') != 0 ||
+	    hc_scan_u64(&p, &size) != 0 || hc_scan_sep(&p, ' ') != 0 ||
+	    hc_scan_i64(&p, &mt) != 0 || hc_scan_sep(&p, ' ') != 0 ||
+	    hc_scan_i64(&p, &ct) != 0 || hc_scan_sep(&p, ' ') != 0 ||
+	    hc_scan_u64(&p, &ino) != 0 || hc_scan_sep(&p, ' ') != 0 ||
+	    *p == '\0' || !hc_sha256_hex_valid(sha))
 		return 0;
 	rc = hc_array_reserve((void **)&idx->entries, &idx->cap, idx->n + 1,
 	                      sizeof(*idx->entries), MF_MANIFEST_FILES_MAX);
@@ -63,7 +69,7 @@ index_parse_line(struct mf_index *idx, const char *line)
 		return rc;
 	e = &idx->entries[idx->n];
 	memset(e, 0, sizeof(*e));
-	e->path = hc_strdup(line + off);
+	e->path = hc_strdup(p);
 	if (e->path == NULL)
 		return HC_ENOMEM;
 	hc_hex_lower(e->sha256, sha, HC_SHA256_HEX_LEN);

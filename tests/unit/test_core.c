@@ -1,5 +1,6 @@
-/* common/: log line format, URL parsing, failure classification, atomic
- * writes, SHA-256 and Repr-Digest, JSON field errors, number parsing. */
+/* common/: log line format, the journal stream test, URL parsing, failure
+ * classification, atomic writes, SHA-256 and Repr-Digest, JSON field errors,
+ * number parsing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -103,6 +104,60 @@ test_log_file_append(void **state)
 	assert_null(strstr(text, "hidden"));
 	free(text);
 	unlink(path);
+}
+
+/* The line hc_log writes to stderr (a temp file) when JOURNAL_STREAM is
+ * fmt filled with that file's device and inode; caller frees. */
+static char *
+log_line_with_journal_stream(const char *fmt)
+{
+	char path[] = "/tmp/hc-log-journal.XXXXXX", value[96];
+	char *text = NULL;
+	size_t len = 0;
+	struct hc_err err;
+	struct stat st;
+	int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+
+	assert_true(fd >= 0 && saved >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_true(snprintf(value, sizeof(value), fmt, (unsigned long long)st.st_dev,
+	                     (unsigned long long)st.st_ino) < (int)sizeof(value));
+	assert_int_equal(setenv("JOURNAL_STREAM", value, 1), 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	assert_int_equal(hc_log_open(NULL, HC_LOG_INFO, 1, &err), 0);
+	hc_log(HC_LOG_INFO, "agent", "hello");
+	hc_log_close();
+	assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
+	close(fd);
+	unsetenv("JOURNAL_STREAM");
+	assert_int_equal(hc_read_file(path, 4096, &text, &len, &err), 0);
+	unlink(path);
+	return text;
+}
+
+/* JOURNAL_STREAM naming stderr, exactly "DEV:INO", gives priority prefixes;
+ * a sign or a space sscanf skipped, or trailing bytes, is not the journal. */
+static void
+test_log_journal_stream(void **state)
+{
+	static const char *const bad[] = {
+		"+%llu:%llu", " %llu:%llu", "%llu: %llu", "%llu:+%llu", "%llu:%llu ",
+		"%llu %llu",
+	};
+	char *text;
+	size_t i;
+
+	(void)state;
+	text = log_line_with_journal_stream("%llu:%llu");
+	assert_string_equal(text, "<6>INFO agent: hello\n");
+	free(text);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		text = log_line_with_journal_stream(bad[i]);
+		if (strstr(text, " INFO agent: hello\n") == NULL || text[0] == '<')
+			fail_msg("%s: %s", bad[i], text);
+		free(text);
+	}
 }
 
 /* The log opens neither through a planted link nor into a FIFO (which would
@@ -365,6 +420,7 @@ main(void)
 		cmocka_unit_test(test_log_levels),
 		cmocka_unit_test(test_log_file_append),
 		cmocka_unit_test(test_log_file_refuses_link_and_fifo),
+		cmocka_unit_test(test_log_journal_stream),
 		cmocka_unit_test(test_url_parse),
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_atomic_write),

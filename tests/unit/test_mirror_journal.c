@@ -1,7 +1,7 @@
 /* hydra-mirror publish journal: entries survive a reopen with the same id,
- * a torn last line is dropped, a foreign file starts a new id, one origin
- * per root keeps it, the long-poll waits and wakes on an append, and the
- * list pages what the store holds. */
+ * a torn last line and lines the writer never makes are dropped, a foreign
+ * file starts a new id, one origin per root keeps it, the long-poll waits
+ * and wakes on an append, and the list pages what the store holds. */
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -88,6 +88,28 @@ entries(struct json_object *o)
 	return json_object_array_length(v);
 }
 
+/* Replaces the entry lines of the journal (made first when absent) with
+ * lines, keeping its head line and so its id. */
+static void
+rewrite_entries(struct fixture *fx, const char *lines)
+{
+	struct hc_err err = { 0, "" };
+	struct mir_journal *j = NULL;
+	char head[128];
+	FILE *f;
+
+	assert_int_equal(mir_journal_open(fx->root, &j, &err), 0);
+	mir_journal_close(j);
+	f = fopen(fx->path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(head, sizeof(head), f));
+	fclose(f);
+	f = fopen(fx->path, "w");
+	assert_non_null(f);
+	fprintf(f, "%s%s", head, lines);
+	fclose(f);
+}
+
 static void
 test_reopen_keeps_id_and_entries(void **state)
 {
@@ -139,20 +161,9 @@ test_gap_keeps_the_run_after_it(void **state)
 	struct hc_err err = { 0, "" };
 	struct mir_journal *j = NULL;
 	struct json_object *o;
-	char head[128];
-	FILE *f;
 
-	assert_int_equal(mir_journal_open(fx->root, &j, &err), 0);
-	mir_journal_close(j);
-	f = fopen(fx->path, "r");
-	assert_non_null(f);
-	assert_non_null(fgets(head, sizeof(head), f));
-	fclose(f);
 	/* Entry 2 lost: 1 is forgotten, 3 and 4 are kept. */
-	f = fopen(fx->path, "w");
-	assert_non_null(f);
-	fprintf(f, "%s1 1 P 1 - a\n3 1 P 1 " SHA_ABC " b\n4 1 D 0 - b\nnot a line\n", head);
-	fclose(f);
+	rewrite_entries(fx, "1 1 P 1 - a\n3 1 P 1 " SHA_ABC " b\n4 1 D 0 - b\nnot a line\n");
 	assert_int_equal(mir_journal_open(fx->root, &j, &err), 0);
 	o = changes(j, 0, 0);
 	assert_int_equal(field(o, "first_seq"), 3);
@@ -250,6 +261,49 @@ test_long_poll(void **state)
 	mir_journal_close(j);
 }
 
+/* Lines the writer never produces are dropped, each of which sscanf's
+ * "%llu %lld %c %llu %65s %n" took: a sign, white space other than one
+ * space, an overflow, a raw space inside the path; and a line out of order. */
+static void
+test_malformed_lines_dropped(void **state)
+{
+	static const char *const bad[] = {
+		"-1 1 P 1 - bad\n",
+		"+2 1 P 1 - bad\n",
+		" 2 1 P 1 - bad\n",
+		"2\t1 P 1 - bad\n",
+		"2  1 P 1 - bad\n",
+		"2 1 P +5 - bad\n",
+		"2 1 P 18446744073709551616 - bad\n",
+		"2 -9223372036854775809 P 1 - bad\n",
+		"2 1 P 1 -  bad\n",
+		"2 1 P 1 - bad tail\n",
+		"2 1 P 1 - bad \n",
+		"2 1 P 1 - bad\r\n",
+		"2 1 P 1 " SHA_ABC "0 bad\n",
+		"1 1 P 1 - again\n",
+	};
+	struct fixture *fx = *state;
+	struct hc_err err = { 0, "" };
+	struct mir_journal *j = NULL;
+	struct mir_journal_stats st;
+	char lines[256];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		/* A time before 1970 is a valid field: only the bad line goes. */
+		assert_true(snprintf(lines, sizeof(lines), "1 -5 P 1 " SHA_ABC " good\n%s",
+		                     bad[i]) < (int)sizeof(lines));
+		rewrite_entries(fx, lines);
+		assert_int_equal(mir_journal_open(fx->root, &j, &err), 0);
+		mir_journal_stats(j, &st);
+		if (st.last_seq != 1)
+			fail_msg("accepted: %s", bad[i]);
+		assert_int_equal(st.first_seq, 1);
+		mir_journal_close(j);
+	}
+}
+
 static void
 touch(const char *root, const char *rel)
 {
@@ -295,6 +349,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_id_and_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gap_keeps_the_run_after_it, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_malformed_lines_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_file_new_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_keeper_per_root, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_poll, setup, teardown),

@@ -152,23 +152,40 @@ test_index_round_trip(void **state)
 }
 
 /* Damaged lines are skipped, a cut last line ignored, a foreign file and
- * an index with no entry load as empty (no qsort on NULL, issue 19 item 7). */
+ * an index with no entry load as empty (no qsort on NULL, issue 19 item 7).
+ * Damaged includes what sscanf took: a sign, an overflow, a tab or two
+ * spaces between fields; a path keeps its leading space. */
 static void
 test_index_damaged(void **state)
 {
 	struct fixture *f = *state;
 	struct mf_index idx = { NULL, 0, 0 };
+	const struct mf_index_entry *e;
 
 	put(f, MF_SYNC_INDEX, "hydra-index 1\n"
 	    "not a line\n"
 	    "zz" EMPTY_SHA " 1 2 3 4 bad-digest\n"
 	    EMPTY_SHA " 0 10 20 30 good\n"
 	    EMPTY_SHA " 0 10 20 30\n"
+	    EMPTY_SHA " +5 10 20 30 plus\n"
+	    EMPTY_SHA " -1 10 20 30 minus\n"
+	    EMPTY_SHA " 0 10 20 18446744073709551616 overflow\n"
+	    EMPTY_SHA " 0 10 20 30\ttab\n"
+	    EMPTY_SHA "\t0 10 20 30 tab\n"
+	    EMPTY_SHA " 0 10  20 30 double\n"
+	    " " EMPTY_SHA " 0 10 20 30 lead\n"
+	    EMPTY_SHA " 0 -10 -20 30 before-1970\n"
+	    EMPTY_SHA " 0 10 20 30  spaced\n"
 	    EMPTY_SHA " 0 10 20 30 cut-last-line");
 	mf_index_load(&idx, f->fd, MF_SYNC_INDEX);
-	assert_int_equal(idx.n, 1);
-	assert_string_equal(idx.entries[0].path, "good");
-	assert_int_equal(idx.entries[0].ino, 30);
+	assert_int_equal(idx.n, 3);
+	assert_string_equal(idx.entries[0].path, " spaced");
+	e = mf_index_find(&idx, "good");
+	assert_non_null(e);
+	assert_int_equal(e->ino, 30);
+	e = mf_index_find(&idx, "before-1970");
+	assert_non_null(e);
+	assert_true(e->mtime_ns == -10 && e->ctime_ns == -20);
 	put(f, MF_SYNC_INDEX, "something else\n" EMPTY_SHA " 0 10 20 30 good\n");
 	mf_index_load(&idx, f->fd, MF_SYNC_INDEX);
 	assert_int_equal(idx.n, 0);

@@ -1,5 +1,5 @@
-/* common/: the capped buffer, array growth, hex lower-casing, the timed wait
- * and the link-safe directory walk. */
+/* common/: the capped buffer, array growth, hex lower-casing, the field
+ * scanners, the timed wait and the link-safe directory walk. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -113,6 +113,133 @@ test_hex_lower(void **state)
 	assert_string_equal(out,
 	    "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
 	assert_true(hc_sha256_hex_valid(out));
+}
+
+/* The value a failing scanner must leave in its output. */
+#define SCAN_UNTOUCHED 77
+
+/* s is refused by hc_scan_i64 (sign) or hc_scan_u64, which leave the
+ * cursor and the output alone. */
+static void
+scan_number_refuses(const char *s, int sign)
+{
+	const char *p = s;
+	uint64_t u = SCAN_UNTOUCHED;
+	int64_t i = SCAN_UNTOUCHED;
+
+	assert_int_equal(sign ? hc_scan_i64(&p, &i) : hc_scan_u64(&p, &u), HC_EDATA);
+	assert_ptr_equal(p, s);
+	assert_true(u == SCAN_UNTOUCHED && i == SCAN_UNTOUCHED);
+}
+
+/* Digits only, up to UINT64_MAX: no sign, no white space, no wrap. */
+static void
+test_scan_u64(void **state)
+{
+	const char *s = "42 7", *p = s;
+	uint64_t v = 0;
+
+	(void)state;
+	assert_int_equal(hc_scan_u64(&p, &v), 0);
+	assert_int_equal(v, 42);
+	assert_ptr_equal(p, s + 2);
+	p = "0";
+	assert_int_equal(hc_scan_u64(&p, &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(*p, '\0');
+	p = "18446744073709551615";
+	assert_int_equal(hc_scan_u64(&p, &v), 0);
+	assert_true(v == UINT64_MAX);
+	scan_number_refuses("18446744073709551616", 0);
+	scan_number_refuses("99999999999999999999999", 0);
+	scan_number_refuses("-1", 0);
+	scan_number_refuses("+1", 0);
+	scan_number_refuses(" 1", 0);
+	scan_number_refuses("\t1", 0);
+	scan_number_refuses("", 0);
+	scan_number_refuses("x1", 0);
+}
+
+/* An optional '-', digits, within INT64_MIN..INT64_MAX. */
+static void
+test_scan_i64(void **state)
+{
+	const char *p;
+	int64_t v = 0;
+
+	(void)state;
+	p = "-9223372036854775808";
+	assert_int_equal(hc_scan_i64(&p, &v), 0);
+	assert_true(v == INT64_MIN);
+	assert_int_equal(*p, '\0');
+	p = "9223372036854775807";
+	assert_int_equal(hc_scan_i64(&p, &v), 0);
+	assert_true(v == INT64_MAX);
+	p = "-17 x";
+	assert_int_equal(hc_scan_i64(&p, &v), 0);
+	assert_int_equal(v, -17);
+	assert_string_equal(p, " x");
+	p = "0";
+	assert_int_equal(hc_scan_i64(&p, &v), 0);
+	assert_int_equal(v, 0);
+	scan_number_refuses("-9223372036854775809", 1);
+	scan_number_refuses("9223372036854775808", 1);
+	scan_number_refuses("+1", 1);
+	scan_number_refuses("-", 1);
+	scan_number_refuses("--1", 1);
+	scan_number_refuses(" -1", 1);
+	scan_number_refuses("\t1", 1);
+	scan_number_refuses("", 1);
+}
+
+/* A word ends at a space or control byte, must fit, and is not empty; a
+ * separator is exactly the one byte asked for. */
+static void
+test_scan_word_sep(void **state)
+{
+	const char *s, *p;
+	char w[4] = "old";
+
+	(void)state;
+	s = "abc def";
+	p = s;
+	assert_int_equal(hc_scan_word(&p, w, sizeof(w)), 0);
+	assert_string_equal(w, "abc");
+	assert_int_equal(hc_scan_sep(&p, ' '), 0);
+	assert_string_equal(p, "def");
+	/* Too long for w, empty, or starting with white space: refused, untouched. */
+	s = "abcd";
+	p = s;
+	assert_int_equal(hc_scan_word(&p, w, sizeof(w)), HC_EDATA);
+	assert_ptr_equal(p, s);
+	assert_string_equal(w, "abc");
+	s = "";
+	p = s;
+	assert_int_equal(hc_scan_word(&p, w, sizeof(w)), HC_EDATA);
+	assert_ptr_equal(p, s);
+	s = " ab";
+	p = s;
+	assert_int_equal(hc_scan_word(&p, w, sizeof(w)), HC_EDATA);
+	assert_ptr_equal(p, s);
+	/* A tab ends a word and is no separator; neither is a second space. */
+	s = "a\tb";
+	p = s;
+	assert_int_equal(hc_scan_word(&p, w, sizeof(w)), 0);
+	assert_string_equal(w, "a");
+	assert_int_equal(hc_scan_sep(&p, ' '), HC_EDATA);
+	assert_ptr_equal(p, s + 1);
+	s = "  x";
+	p = s;
+	assert_int_equal(hc_scan_sep(&p, ' '), 0);
+	assert_int_equal(hc_scan_word(&p, w, sizeof(w)), HC_EDATA);
+	assert_ptr_equal(p, s + 1);
+	p = "";
+	assert_int_equal(hc_scan_sep(&p, ' '), HC_EDATA);
+	assert_int_equal(hc_scan_sep(&p, '\0'), HC_EDATA);
+	/* Bytes past ASCII belong to a word (UTF-8 names). */
+	p = "\xc3\xa9";
+	assert_int_equal(hc_scan_word(&p, w, sizeof(w)), 0);
+	assert_string_equal(w, "\xc3\xa9");
 }
 
 /* hc_now_us reads the clock of hc_now_ms, a thousand times finer: read
@@ -349,6 +476,9 @@ main(void)
 		cmocka_unit_test(test_buf_printf_take),
 		cmocka_unit_test(test_array_reserve),
 		cmocka_unit_test(test_hex_lower),
+		cmocka_unit_test(test_scan_u64),
+		cmocka_unit_test(test_scan_i64),
+		cmocka_unit_test(test_scan_word_sep),
 		cmocka_unit_test(test_now_us_matches_now_ms),
 		cmocka_unit_test(test_cond_wait_times_out),
 		cmocka_unit_test(test_walk),
