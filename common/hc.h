@@ -103,6 +103,9 @@ int hc_is_dns_label(const char *s);
 
 /* The value of one hex digit (either case), or -1. This function cannot fail. */
 int hc_hex_value(int c);
+/* 1 when s is exactly len lower-case hex digits (then its NUL), as ids
+ * this project writes are; else 0. This function cannot fail. */
+int hc_is_lower_hex(const char *s, size_t len);
 
 /* Milliseconds from a monotonic clock. This function cannot fail. */
 int64_t hc_now_ms(void);

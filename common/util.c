@@ -138,6 +138,20 @@ hc_hex_value(int c)
 	return -1;
 }
 
+int
+hc_is_lower_hex(const char *s, size_t len)
+{
+	size_t i;
+
+	if (s == NULL)
+		return 0;
+	for (i = 0; i < len; i++) {
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	}
+	return s[len] == '\0';
+}
+
 int64_t
 hc_now_ms(void)
 {

@@ -93,7 +93,7 @@ pw_parse_state(const char *text, size_t len, char *id, uint64_t *seq)
 		return HC_EDATA;
 	p += strlen(PW_STATE_MAGIC);
 	if (hc_scan_sep(&p, ' ') != 0 || hc_scan_word(&p, id, MIR_JOURNAL_ID_LEN + 1) != 0 ||
-	    strlen(id) != MIR_JOURNAL_ID_LEN || hc_scan_sep(&p, ' ') != 0 ||
+	    !hc_is_lower_hex(id, MIR_JOURNAL_ID_LEN) || hc_scan_sep(&p, ' ') != 0 ||
 	    hc_scan_u64(&p, seq) != 0 || hc_scan_sep(&p, '\n') != 0 || p != text + len)
 		return HC_EDATA;
 	return 0;
@@ -626,12 +626,19 @@ pw_step(struct mir_prewarm *pw, struct json_object *o, struct hc_err *err)
 	int rc;
 
 	rc = hc_json_get_string(o, "journal_id", &id, err);
+	/* The id is saved in the position file and compared later: only what
+	 * an origin writes is taken. */
+	if (rc == 0 && !hc_is_lower_hex(id, MIR_JOURNAL_ID_LEN))
+		rc = hc_err_set(err, HC_EDATA, "journal_id: not %d lower-case hex digits",
+		                MIR_JOURNAL_ID_LEN);
 	if (rc == 0)
 		rc = hc_json_get_int(o, "first_seq", &first, err);
 	if (rc == 0)
 		rc = hc_json_get_int(o, "last_seq", &last, err);
 	if (rc == 0)
 		rc = hc_json_get_array(o, "entries", &entries, err);
+	if (rc == 0 && (first < 0 || last < 0))
+		rc = hc_err_set(err, HC_EDATA, "first_seq, last_seq: negative");
 	if (rc != 0)
 		return rc;
 	atomic_store(&pw->origin_seq, (uint64_t)last);
@@ -675,7 +682,7 @@ pw_follow(void *arg)
 	struct mir_prewarm *pw = arg;
 	struct hc_err err = { 0, "" };
 	struct json_object *o;
-	char q[128];
+	char q[128], told[sizeof(err.msg)] = "";
 	int rc, was = 1;
 
 	while (!pw_stopping(pw)) {
@@ -694,9 +701,13 @@ pw_follow(void *arg)
 		if (pw_stopping(pw))
 			break;
 		atomic_store(&pw->following, 0);
-		if (was)
+		/* Once per failure, and again when the reason changes: a retry
+		 * every 2 s must not flood the log, nor hide a new cause. */
+		if (was || strcmp(told, err.msg) != 0) {
 			hc_log(HC_LOG_WARN, "mirror", "prewarm: cannot follow %s: %s", pw->shown,
 			       err.msg);
+			hc_strlcpy(told, err.msg, sizeof(told));
+		}
 		was = 0;
 		pw_pause(pw, PW_RETRY_MS);
 	}

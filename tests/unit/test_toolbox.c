@@ -259,6 +259,20 @@ test_now_us_matches_now_ms(void **state)
 }
 
 static void
+test_is_lower_hex(void **state)
+{
+	(void)state;
+	assert_int_equal(hc_is_lower_hex("0123456789abcdef", 16), 1);
+	assert_int_equal(hc_is_lower_hex("", 0), 1);
+	assert_int_equal(hc_is_lower_hex("0123456789ABCDEF", 16), 0);
+	assert_int_equal(hc_is_lower_hex("0123456789abcdeg", 16), 0);
+	assert_int_equal(hc_is_lower_hex("0123456789abcde", 16), 0);
+	assert_int_equal(hc_is_lower_hex("0123456789abcdef0", 16), 0);
+	assert_int_equal(hc_is_lower_hex("01234567 9abcdef", 16), 0);
+	assert_int_equal(hc_is_lower_hex(NULL, 0), 0);
+}
+
+static void
 test_cond_wait_times_out(void **state)
 {
 	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -480,6 +494,7 @@ main(void)
 		cmocka_unit_test(test_scan_i64),
 		cmocka_unit_test(test_scan_word_sep),
 		cmocka_unit_test(test_now_us_matches_now_ms),
+		cmocka_unit_test(test_is_lower_hex),
 		cmocka_unit_test(test_cond_wait_times_out),
 		cmocka_unit_test(test_walk),
 		cmocka_unit_test(test_walk_stops_on_error),
