@@ -548,47 +548,32 @@ store_lock(struct mir_store *st, int exclusive, int *alone, struct hc_err *err)
 	return 0;
 }
 
-/* Reads one number and the space after it from *p. */
-static int
-store_field(char **p, int64_t min, int64_t max, int64_t *out)
-{
-	char *end;
-	long long v;
-
-	errno = 0;
-	v = strtoll(*p, &end, 10);
-	if (errno != 0 || end == *p || *end != ' ' || v < min || v > max)
-		return -1;
-	*out = v;
-	*p = end + 1;
-	return 0;
-}
-
 /* Parses "SIZE MTIME_S MTIME_NS SHA PATH" (an add record after its kind)
- * into a new entry; NULL for a malformed one or out of memory (*nomem). */
+ * into a new entry; NULL for a malformed one or out of memory (*nomem).
+ * Takes exactly what store_add_record writes: one space between fields,
+ * no sign but mtime_s's '-', the path the rest of the line. */
 static struct mir_entry *
-store_parse_add(char *p, int *nomem)
+store_parse_add(const char *p, int *nomem)
 {
-	int64_t size, mtime_s, mtime_ns;
-	char *sha, *path;
+	char sha[HC_SHA256_HEX_LEN + 1];
+	uint64_t size, mtime_ns;
+	int64_t mtime_s;
 	struct mir_entry *e;
 
-	if (store_field(&p, 0, INT64_MAX, &size) != 0 ||
-	    store_field(&p, INT64_MIN, INT64_MAX, &mtime_s) != 0 ||
-	    store_field(&p, 0, 999999999, &mtime_ns) != 0)
+	/* A size is a file's, so within off_t; a nanosecond field is below a second. */
+	if (hc_scan_u64(&p, &size) != 0 || size > INT64_MAX || hc_scan_sep(&p, ' ') != 0 ||
+	    hc_scan_i64(&p, &mtime_s) != 0 || hc_scan_sep(&p, ' ') != 0 ||
+	    hc_scan_u64(&p, &mtime_ns) != 0 || mtime_ns > 999999999 ||
+	    hc_scan_sep(&p, ' ') != 0 || hc_scan_word(&p, sha, sizeof(sha)) != 0 ||
+	    hc_scan_sep(&p, ' ') != 0)
 		return NULL;
-	sha = p;
-	path = strchr(p, ' ');
-	if (path == NULL)
-		return NULL;
-	*path++ = '\0';
 	if (strcmp(sha, STORE_NO_DIGEST) == 0)
 		sha[0] = '\0';
 	else if (!hc_sha256_hex_valid(sha))
 		return NULL;
-	if (!store_path_ok(path) || strlen(path) >= MIR_PATH_MAX)
+	if (!store_path_ok(p) || strlen(p) >= MIR_PATH_MAX)
 		return NULL;
-	e = store_entry_new(path, (uint64_t)size, mtime_s, (long)mtime_ns, sha);
+	e = store_entry_new(p, size, mtime_s, (long)mtime_ns, sha);
 	if (e == NULL)
 		*nomem = 1;
 	return e;
@@ -649,14 +634,14 @@ struct store_v1_list {
 /* Reads "SEQ SIZE MTIME_S MTIME_NS SHA PATH" into l. 0, 1 (malformed),
  * HC_ENOMEM. */
 static int
-store_replay_v1(struct store_v1_list *l, char *line)
+store_replay_v1(struct store_v1_list *l, const char *line)
 {
-	int64_t seq;
+	uint64_t seq;
 	struct mir_entry *e;
 	void *items = l->items;
 	int nomem = 0, rc;
 
-	if (store_field(&line, 0, INT64_MAX, &seq) != 0)
+	if (hc_scan_u64(&line, &seq) != 0 || hc_scan_sep(&line, ' ') != 0)
 		return 1;
 	e = store_parse_add(line, &nomem);
 	if (e == NULL)
@@ -667,7 +652,7 @@ store_replay_v1(struct store_v1_list *l, char *line)
 		free(e);
 		return rc;
 	}
-	l->items[l->n].seq = (uint64_t)seq;
+	l->items[l->n].seq = seq;
 	l->items[l->n].e = e;
 	l->n++;
 	return 0;

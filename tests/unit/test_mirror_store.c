@@ -4,6 +4,7 @@
  * stale temp files, confinement. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -575,6 +576,75 @@ test_index_v1(void **state)
 	assert_int_equal(strncmp(text, "hydra-mirror-index 2\n", 21), 0);
 }
 
+/* Opens the store as a peer (it trusts its index: no walk) over an index
+ * of head and the one record line, and fails unless it takes want files
+ * (of 5 bytes) from it. */
+static void
+expect_index(const struct fixture *fx, const char *head, const char *line, uint64_t want)
+{
+	struct mir_store *st = NULL;
+	struct mir_store_stats stats;
+	struct hc_err err = { 0, "" };
+	char full[PATH_MAX * 2];
+
+	snprintf(full, sizeof(full), "%s/meta/index", fx->root);
+	assert_true(unlink(full) == 0 || errno == ENOENT);
+	append_index(fx, head);
+	append_index(fx, line);
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	mir_store_stats(st, &stats);
+	mir_store_close(st);
+	if (stats.files != want || stats.bytes != 5 * want)
+		fail_msg("%s%s: %" PRIu64 " files of %" PRIu64 " bytes, want %" PRIu64, head, line,
+		         stats.files, stats.bytes, want);
+}
+
+/* Index numbers are read as the writer prints them: a sign, a second
+ * space or a tab before a number (strtoll skipped those), a number past
+ * its field's range or a space after the last number make the record
+ * malformed, in the current format and in the earlier one's access
+ * number; the records the writers print, a negative mtime_s, the
+ * largest access number and a path with spaces around it included, are
+ * taken. */
+static void
+test_index_numbers_strict(void **state)
+{
+	static const char *const bad2[] = {
+		"A +5 1 2 - p\n", "A  5 1 2 - p\n", "A \t5 1 2 - p\n", "A 5 +1 2 - p\n",
+		"A 5  1 2 - p\n", "A 5 1 \t2 - p\n", "A 5 1 2  - p\n", "A -5 1 2 - p\n",
+		"A 5 1 -2 - p\n", "A 9223372036854775808 1 2 - p\n",
+		"A 99999999999999999999 1 2 - p\n", "A 5 9223372036854775808 2 - p\n",
+		"A 5 -9223372036854775809 2 - p\n", "A 5 1 1000000000 - p\n", "A 5 1 2 -\n",
+		"P +5 1 2 " SHA_ABC " p\n"
+	};
+	static const char *const good2[] = {
+		"A 5 1 2 - p\n", "A 5 -1 999999999 - p\n", "P 5 -9223372036854775808 0 - p\n",
+		"A 5 9223372036854775807 0 " SHA_ABC "  a b \n"
+	};
+	static const char *const bad1[] = {
+		"+7 5 1 2 - p\n", " 7 5 1 2 - p\n", "\t7 5 1 2 - p\n", "7  5 1 2 - p\n",
+		"-7 5 1 2 - p\n", "18446744073709551616 5 1 2 - p\n"
+	};
+	static const char *const good1[] = {
+		"7 5 1 2 - p\n", "18446744073709551615 5 -1 2 " SHA_ABC " p\n"
+	};
+	struct fixture *fx = *state;
+	struct mir_store *st = NULL;
+	struct hc_err err = { 0, "" };
+	size_t i;
+
+	assert_int_equal(mir_store_open(fx->root, 0, 1, &st, &err), 0);
+	mir_store_close(st);
+	for (i = 0; i < sizeof(bad2) / sizeof(bad2[0]); i++)
+		expect_index(fx, "hydra-mirror-index 2\n", bad2[i], 0);
+	for (i = 0; i < sizeof(good2) / sizeof(good2[0]); i++)
+		expect_index(fx, "hydra-mirror-index 2\n", good2[i], 1);
+	for (i = 0; i < sizeof(bad1) / sizeof(bad1[0]); i++)
+		expect_index(fx, "hydra-mirror-index 1\n", bad1[i], 0);
+	for (i = 0; i < sizeof(good1) / sizeof(good1[0]); i++)
+		expect_index(fx, "hydra-mirror-index 1\n", good1[i], 1);
+}
+
 #define CHURN_FILES 20000
 #define CHURN_RECORDS 240000
 
@@ -1100,6 +1170,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_compaction_keeps_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_compaction_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_index_v1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_index_numbers_strict, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evict_unlinks_outside_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_pins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_link, setup, teardown),
