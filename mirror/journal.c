@@ -129,6 +129,19 @@ jnl_parse(const char *line, struct jnl_entry *e, char **path)
 	return *path != NULL ? 0 : HC_ENOMEM;
 }
 
+/* 1 when line is the head line jnl_rewrite writes: the magic, exactly
+ * MIR_JOURNAL_ID_LEN lower-case hex digits as jnl_new_id makes them, the
+ * newline. Any other line is not this program's journal. */
+static int
+jnl_head_valid(const char *line)
+{
+	if (strncmp(line, JNL_MAGIC, strlen(JNL_MAGIC)) != 0)
+		return 0;
+	line += strlen(JNL_MAGIC);
+	return strspn(line, "0123456789abcdef") == MIR_JOURNAL_ID_LEN &&
+	       strcmp(line + MIR_JOURNAL_ID_LEN, "\n") == 0;
+}
+
 /* Reads what the file holds into the ring; an absent or foreign file leaves
  * the journal empty with a new id. */
 static int
@@ -141,9 +154,7 @@ jnl_load(struct mir_journal *j, struct hc_err *err)
 	size_t skipped = 0;
 	int rc = 0;
 
-	if (f == NULL || fgets(line, sizeof(line), f) == NULL ||
-	    strncmp(line, JNL_MAGIC, strlen(JNL_MAGIC)) != 0 ||
-	    strlen(line) != strlen(JNL_MAGIC) + MIR_JOURNAL_ID_LEN + 1) {
+	if (f == NULL || fgets(line, sizeof(line), f) == NULL || !jnl_head_valid(line)) {
 		if (f != NULL) {
 			hc_log(HC_LOG_WARN, "mirror", "%s: not a journal; starting a new one", j->path);
 			fclose(f);

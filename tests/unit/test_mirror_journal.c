@@ -197,6 +197,55 @@ test_foreign_file_new_id(void **state)
 	mir_journal_close(j);
 }
 
+/* Opens a journal file of head and one entry line (seq 1); fails unless
+ * it keeps the head's id and the entry (kept) or starts anew as from a
+ * foreign file: a fresh id of lower-case hex, nothing held. */
+static void
+expect_head(struct fixture *fx, const char *head, int kept)
+{
+	const char *id = head + strlen("hydra-mirror-journal 1 ");
+	struct hc_err err = { 0, "" };
+	struct mir_journal *j = NULL;
+	struct mir_journal_stats st;
+	FILE *f = fopen(fx->path, "w");
+
+	assert_non_null(f);
+	fprintf(f, "%s1 1700000000 P 1 %s a\n", head, SHA_ABC);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(mir_journal_open(fx->root, &j, &err), 0);
+	mir_journal_stats(j, &st);
+	mir_journal_close(j);
+	if (kept && (strncmp(st.id, id, MIR_JOURNAL_ID_LEN) != 0 || st.last_seq != 1))
+		fail_msg("%s: not kept (id %s, last_seq %d)", head, st.id, (int)st.last_seq);
+	if (!kept && (strncmp(st.id, id, MIR_JOURNAL_ID_LEN) == 0 || st.last_seq != 0 ||
+	              strspn(st.id, "0123456789abcdef") != MIR_JOURNAL_ID_LEN))
+		fail_msg("%s: taken as this journal's (id %s, last_seq %d)", head, st.id,
+		         (int)st.last_seq);
+}
+
+/* The head's id counts only as jnl_new_id writes it, exactly 32 lower-case
+ * hex digits: one of the right length in upper case, with a byte that is
+ * not hex, a space or a sign in it makes the file foreign as a wrong length
+ * does. */
+static void
+test_head_id_lower_hex(void **state)
+{
+	static const char *const foreign[] = {
+		"hydra-mirror-journal 1 0123456789ABCDEF0123456789abcdef\n",
+		"hydra-mirror-journal 1 0123456789abcdeg0123456789abcdef\n",
+		"hydra-mirror-journal 1 0123456789abcdef 123456789abcdef\n",
+		"hydra-mirror-journal 1 +123456789abcdef0123456789abcdef\n",
+		"hydra-mirror-journal 1 0123456789abcdef0123456789abcdef0\n",
+		"hydra-mirror-journal 1 0123456789abcdef0123456789abcde\n",
+	};
+	struct fixture *fx = *state;
+	size_t i;
+
+	for (i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++)
+		expect_head(fx, foreign[i], 0);
+	expect_head(fx, "hydra-mirror-journal 1 0123456789abcdef0123456789abcdef\n", 1);
+}
+
 static void
 test_one_keeper_per_root(void **state)
 {
@@ -351,6 +400,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_gap_keeps_the_run_after_it, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_lines_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_file_new_id, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_head_id_lower_hex, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_keeper_per_root, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_poll, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list, setup, teardown),
