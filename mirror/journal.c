@@ -112,7 +112,10 @@ jnl_parse(const char *line, struct jnl_entry *e, char **path)
 	    hc_scan_word(&p, sha, sizeof(sha)) != 0 || hc_scan_sep(&p, ' ') != 0 ||
 	    hc_scan_word(&p, enc, sizeof(enc)) != 0 || hc_scan_sep(&p, '\n') != 0 || *p != '\0')
 		return HC_EDATA;
-	if ((op[0] != MIR_JOURNAL_PUT && op[0] != MIR_JOURNAL_DELETE) ||
+	/* The answer carries seq and size as JSON int64, and a seq at the top
+	 * of uint64_t would wrap the held run's last_seq + 1. */
+	if (seq > INT64_MAX || size > INT64_MAX ||
+	    (op[0] != MIR_JOURNAL_PUT && op[0] != MIR_JOURNAL_DELETE) ||
 	    hc_path_decode(enc, strlen(enc), dec, sizeof(dec)) != 0)
 		return HC_EDATA;
 	if (strcmp(sha, "-") == 0)

@@ -331,6 +331,11 @@ test_malformed_lines_dropped(void **state)
 		"2 1 P 1 - bad\r\n",
 		"2 1 P 1 " SHA_ABC "0 bad\n",
 		"1 1 P 1 - again\n",
+		/* Past int64 (the answer's JSON numbers); the top of uint64_t
+		 * wrapped the held run and crashed the rewrite. */
+		"9223372036854775808 1 P 1 - bad\n",
+		"18446744073709551615 1 P 1 - bad\n",
+		"2 1 P 9223372036854775808 - bad\n",
 	};
 	struct fixture *fx = *state;
 	struct hc_err err = { 0, "" };
