@@ -92,8 +92,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fz_fail("cannot create the root");
 	fz_write(meta, "journal", data, size);
 	load(&st1, &json1);
-	if (strlen(st1.id) != MIR_JOURNAL_ID_LEN ||
-	    strspn(st1.id, "0123456789abcdef") != MIR_JOURNAL_ID_LEN)
+	if (!hc_is_lower_hex(st1.id, MIR_JOURNAL_ID_LEN))
 		fz_fail("the journal id is not 32 lower-case hex digits");
 	check_answer(&st1, json1);
 	load(&st2, &json2);

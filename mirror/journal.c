@@ -134,15 +134,16 @@ jnl_parse(const char *line, struct jnl_entry *e, char **path)
 
 /* 1 when line is the head line jnl_rewrite writes: the magic, exactly
  * MIR_JOURNAL_ID_LEN lower-case hex digits as jnl_new_id makes them, the
- * newline. Any other line is not this program's journal. */
+ * newline (cut off here). Any other line is not this program's journal. */
 static int
-jnl_head_valid(const char *line)
+jnl_head_valid(char *line)
 {
-	if (strncmp(line, JNL_MAGIC, strlen(JNL_MAGIC)) != 0)
+	size_t n = strlen(line);
+
+	if (strncmp(line, JNL_MAGIC, strlen(JNL_MAGIC)) != 0 || line[n - 1] != '\n')
 		return 0;
-	line += strlen(JNL_MAGIC);
-	return strspn(line, "0123456789abcdef") == MIR_JOURNAL_ID_LEN &&
-	       strcmp(line + MIR_JOURNAL_ID_LEN, "\n") == 0;
+	line[n - 1] = '\0';
+	return hc_is_lower_hex(line + strlen(JNL_MAGIC), MIR_JOURNAL_ID_LEN);
 }
 
 /* Reads what the file holds into the ring; an absent or foreign file leaves

@@ -218,7 +218,7 @@ expect_head(struct fixture *fx, const char *head, int kept)
 	if (kept && (strncmp(st.id, id, MIR_JOURNAL_ID_LEN) != 0 || st.last_seq != 1))
 		fail_msg("%s: not kept (id %s, last_seq %d)", head, st.id, (int)st.last_seq);
 	if (!kept && (strncmp(st.id, id, MIR_JOURNAL_ID_LEN) == 0 || st.last_seq != 0 ||
-	              strspn(st.id, "0123456789abcdef") != MIR_JOURNAL_ID_LEN))
+	              !hc_is_lower_hex(st.id, MIR_JOURNAL_ID_LEN)))
 		fail_msg("%s: taken as this journal's (id %s, last_seq %d)", head, st.id,
 		         (int)st.last_seq);
 }
