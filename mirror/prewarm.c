@@ -146,10 +146,10 @@ pw_wanted(const struct mir_prewarm *pw, const char *path)
 	return 0;
 }
 
-/* Queues one path, waiting for room. 0, HC_ENOMEM, or HC_EUNAVAIL when
- * stopping. Caller holds pw->mu. */
-/* Queues path; size and sha256 ("" or NULL: not known) are what the origin
- * says the file is, to tell a copy here that is out of date. */
+/* Queues one path, waiting for room. size and sha256 ("" or NULL: not
+ * known) are what the origin says the file is, to tell a copy here that is
+ * out of date. 0, HC_ENOMEM, or HC_EUNAVAIL when stopping. Caller holds
+ * pw->mu. */
 static int
 pw_push_locked(struct mir_prewarm *pw, const char *path, uint64_t size, int size_known,
                const char *sha256)
@@ -488,8 +488,9 @@ pw_list_prefix(struct mir_prewarm *pw, const char *prefix, struct pw_sweep *sw,
 	return rc;
 }
 
-/* Deletes what this peer held under the prefix and the whole listing did
- * not name: deleted on the origin while the peer was not following. Files
+/* Deletes what this peer held under the prefix (a wanted one: sw was
+ * scanned under it) and the whole listing did not name: deleted on the
+ * origin while the peer was not following. Files
  * filled after the peer looked at its store are not in sw, so a file
  * published since the listing is never taken for a deleted one. */
 static void
@@ -499,7 +500,7 @@ pw_sweep(struct mir_prewarm *pw, const struct pw_sweep *sw, size_t *deleted)
 	size_t i;
 
 	for (i = 0; i < sw->n; i++) {
-		if (sw->named[i] || !pw_wanted(pw, sw->files[i].path))
+		if (sw->named[i])
 			continue;
 		if (mir_store_delete(pw->store, sw->files[i].path, &err) != 0) {
 			hc_log(HC_LOG_WARN, "mirror", "prewarm: cannot delete %s: %s",
@@ -703,6 +704,8 @@ pw_follow(void *arg)
 		atomic_store(&pw->following, 0);
 		/* Once per failure, and again when the reason changes: a retry
 		 * every 2 s must not flood the log, nor hide a new cause. */
+		/* was: a failure that left no message of its own (a full queue)
+		 * is still told once. */
 		if (was || strcmp(told, err.msg) != 0) {
 			hc_log(HC_LOG_WARN, "mirror", "prewarm: cannot follow %s: %s", pw->shown,
 			       err.msg);
